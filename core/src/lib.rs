@@ -1,0 +1,16 @@
+//! The sans-IO protocol core of Plexus.
+//!
+//! Every protocol decision of the network lives here, and nothing else does:
+//! no sockets, no clocks, no threads, no async runtime. Time comes in as a
+//! [`Timestamp`] argument, randomness as a seed, and I/O goes out as values
+//! that the caller drains with `poll_*` methods and performs itself. The
+//! genesis server, the peers, the dashboard and the browser client all drive
+//! the same machines, so the same rules hold everywhere.
+
+pub mod names;
+pub mod schema;
+pub mod time;
+pub mod wire;
+
+pub use names::{NameError, PeerName, PeerUri};
+pub use time::Timestamp;

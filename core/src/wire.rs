@@ -1,0 +1,252 @@
+//! The JSON bodies of the genesis API and the peer's p2p API.
+//!
+//! Field names are exactly those of the original Weaviate genesis spec 0.1.0,
+//! so that a client of the original works unchanged.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::names::{PeerName, PeerUri};
+use crate::time::Timestamp;
+
+/// Header carrying the join token on every call that needs it (`Bearer <token>`).
+pub const AUTHORIZATION: &str = "authorization";
+/// Header with which genesis tells the version of the peer list in a response or broadcast.
+pub const PEERS_VERSION_HEADER: &str = "x-plexus-peers-version";
+
+/// A peer's id, given by genesis on registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub Uuid);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for PeerId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(PeerId)
+    }
+}
+
+/// Body of `POST /peers/register`: who wants to join, and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerUpdate {
+    /// The name other peers use for it in Network queries.
+    pub peer_name: PeerName,
+    /// Where genesis and other peers reach it.
+    pub peer_uri: PeerUri,
+}
+
+/// Body of `POST /peers/{peerId}/ping`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerPing {
+    /// The hash of the peer's current schema.
+    #[serde(default)]
+    pub schema_hash: String,
+}
+
+/// A registered peer as genesis lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Its id.
+    pub id: PeerId,
+    /// Its name.
+    #[serde(rename = "peerName")]
+    pub peer_name: PeerName,
+    /// Its URI.
+    #[serde(rename = "peerUri")]
+    pub peer_uri: PeerUri,
+    /// When genesis last heard from it.
+    pub last_contact_at: Timestamp,
+    /// Hash of its schema, as sent with its last ping (empty before the first).
+    #[serde(rename = "schemaHash", default)]
+    pub schema_hash: String,
+}
+
+impl Peer {
+    /// The entry that describes this peer in a broadcast.
+    pub fn to_entry(&self) -> PeerListEntry {
+        PeerListEntry {
+            id: self.id,
+            name: self.peer_name.clone(),
+            uri: self.peer_uri.clone(),
+            schema_hash: self.schema_hash.clone(),
+        }
+    }
+}
+
+/// The hash of a contextionary: which algorithm, and its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextionaryHash {
+    /// E.g. `sha256`.
+    pub algorithm: String,
+    /// The digest, as text.
+    pub value: String,
+}
+
+impl FromStr for ContextionaryHash {
+    type Err = ContextionaryHashError;
+    /// Parses the `ALG:VALUE` form used on command lines.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((algorithm, value)) if !algorithm.is_empty() && !value.is_empty() => Ok(Self {
+                algorithm: algorithm.to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(ContextionaryHashError(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for ContextionaryHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.value)
+    }
+}
+
+/// A contextionary hash that is not of the form `ALG:VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid contextionary hash {0:?}: expected ALGORITHM:VALUE, e.g. sha256:ab12...")]
+pub struct ContextionaryHashError(pub String);
+
+/// The network's contextionary, set on genesis by configuration.
+///
+/// Peers refuse to join a network whose contextionary differs from theirs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contextionary {
+    /// Where it can be downloaded.
+    pub url: String,
+    /// Its hash.
+    pub hash: ContextionaryHash,
+}
+
+/// Answer of `POST /peers/register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRegistrationResponse {
+    /// The peer as registered, with its new id.
+    pub peer: Peer,
+    /// The network's contextionary.
+    pub contextionary: Contextionary,
+}
+
+/// One peer in the list genesis pushes with `PUT {peerUri}/p2p/genesis`
+/// (the original's `PeerUpdate` of a `PeerUpdateList`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerListEntry {
+    /// Its id.
+    pub id: PeerId,
+    /// Its name.
+    pub name: PeerName,
+    /// Its URI.
+    pub uri: PeerUri,
+    /// Hash of its schema.
+    #[serde(rename = "schemaHash", default)]
+    pub schema_hash: String,
+}
+
+/// What changed in the peer list, as the watch stream (`GET /peers/watch`) tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A peer registered (or registered again under the same name).
+    Joined,
+    /// A peer deregistered.
+    Left,
+    /// A peer was evicted for silence.
+    Evicted,
+    /// A peer's schema hash changed.
+    Updated,
+}
+
+/// One event of the watch stream: a change and the list version it produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerChange {
+    /// The list version after the change.
+    pub version: u64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The peer it happened to, as it was at that moment.
+    pub peer: Peer,
+}
+
+/// The JSON body of every 4xx and 5xx answer: `{"error": {"message": ...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorMessage,
+}
+
+/// The message of an [`ErrorBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorMessage {
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_names_match_the_original_genesis_spec() {
+        let peer = Peer {
+            id: PeerId(Uuid::nil()),
+            peer_name: PeerName::new("WeaviateA").expect("valid"),
+            peer_uri: PeerUri::new("http://127.0.0.1:8081").expect("valid"),
+            last_contact_at: Timestamp(1_700_000_000_000),
+            schema_hash: "abc".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&peer).expect("serialise"),
+            json!({"id": Uuid::nil(), "peerName": "WeaviateA", "peerUri": "http://127.0.0.1:8081",
+                   "last_contact_at": 1_700_000_000_000u64, "schemaHash": "abc"})
+        );
+        assert_eq!(
+            serde_json::to_value(peer.to_entry()).expect("serialise"),
+            json!({"id": Uuid::nil(), "name": "WeaviateA", "uri": "http://127.0.0.1:8081", "schemaHash": "abc"})
+        );
+        let update: PeerUpdate =
+            serde_json::from_value(json!({"peerName": "B", "peerUri": "http://h:1"})).expect("parse");
+        assert_eq!(update.peer_name.as_str(), "B");
+        let ping: PeerPing = serde_json::from_value(json!({"schemaHash": "h1"})).expect("parse");
+        assert_eq!(ping.schema_hash, "h1");
+    }
+
+    #[test]
+    fn invalid_bodies_are_errors_not_panics() {
+        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": "bad-name", "peerUri": "http://h"})).is_err());
+        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": "ok", "peerUri": "ftp://h"})).is_err());
+        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": 3, "peerUri": "http://h"})).is_err());
+        assert!("not-a-uuid".parse::<PeerId>().is_err());
+    }
+
+    #[test]
+    fn contextionary_hash_parses_alg_colon_value() {
+        let hash: ContextionaryHash = "sha256:abc".parse().expect("valid");
+        assert_eq!((hash.algorithm.as_str(), hash.value.as_str()), ("sha256", "abc"));
+        assert_eq!(hash.to_string(), "sha256:abc");
+        assert!("sha256".parse::<ContextionaryHash>().is_err());
+        assert!(":abc".parse::<ContextionaryHash>().is_err());
+    }
+}

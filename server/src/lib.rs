@@ -1,0 +1,1 @@
+//! plexus-server: see the README.

@@ -1,0 +1,1 @@
+//! plexus-tui: see the README.

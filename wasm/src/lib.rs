@@ -1,0 +1,1 @@
+//! plexus-wasm: see the README.
