@@ -1,0 +1,2 @@
+//! plexus-genesis (being built).
+fn main() {}

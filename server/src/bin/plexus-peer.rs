@@ -1,0 +1,2 @@
+//! plexus-peer (being built).
+fn main() {}
