@@ -8,6 +8,7 @@
 //! the same machines, so the same rules hold everywhere.
 
 pub mod names;
+pub mod registry;
 pub mod schema;
 pub mod time;
 pub mod wire;

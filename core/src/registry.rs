@@ -1,0 +1,369 @@
+//! The genesis registry: who is in the network, and who must be told.
+//!
+//! Drive it with `begin_register`/`complete_register`, `handle_ping`,
+//! `handle_leave` and `handle_timeout(now)`. After every call, drain
+//! [`Registry::poll_transmit`] (broadcasts to send) and [`Registry::poll_event`]
+//! (list changes, for the watch stream and metrics), then arm a timer for
+//! [`Registry::poll_timeout`]. The registry never reads a clock.
+//!
+//! # Eviction and self-preservation
+//!
+//! A peer is evicted once `now >= last contact + peer timeout`. But when the
+//! registry has heard from *no* peer at all for half a peer timeout, the
+//! silence is more likely genesis's own network than every peer dying at
+//! once, so evictions are held. The hold ends on the first contact from any
+//! peer, which gives every peer a fresh full timeout from that moment, or
+//! after `hold_limit`, when evictions resume: a network that really died is
+//! still emptied. The rule needs no rate estimate, so it cannot stick after
+//! a real scale-down (a live peer keeps the registry hearing), and a network
+//! of two or three peers still evicts a dead one while another pings.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::names::PeerName;
+use crate::time::Timestamp;
+use crate::wire::{ChangeKind, Contextionary, Peer, PeerChange, PeerId, PeerListEntry, PeerRegistrationResponse, PeerUpdate};
+
+/// How a registry behaves.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// A peer silent for this long is evicted.
+    pub peer_timeout: Duration,
+    /// The longest evictions are held while no peer at all is heard.
+    pub hold_limit: Duration,
+    /// Changes within this window after a first one go out in one broadcast round.
+    pub broadcast_delay: Duration,
+    /// The network's contextionary, handed to every registering peer.
+    pub contextionary: Contextionary,
+    /// Seed of the generator of peer ids, so that tests are reproducible.
+    pub seed: u64,
+}
+
+impl RegistryConfig {
+    /// A configuration with the defaults: 30 s timeout, hold limit of one
+    /// timeout, 10 ms broadcast coalescing window.
+    pub fn new(contextionary: Contextionary, seed: u64) -> Self {
+        Self {
+            peer_timeout: Duration::from_secs(30),
+            hold_limit: Duration::from_secs(30),
+            broadcast_delay: Duration::from_millis(10),
+            contextionary,
+            seed,
+        }
+    }
+}
+
+/// A request to probe a registering peer, made by [`Registry::begin_register`].
+///
+/// The caller sends `GET {url}` and hands the probe back with the result to
+/// [`Registry::complete_register`]; only then is the peer admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "the registration completes only when the probe is handed back"]
+pub struct Probe {
+    /// The URL to probe: `{peerUri}/p2p/ping`.
+    pub url: String,
+    update: PeerUpdate,
+}
+
+impl Probe {
+    /// The registration this probe is for.
+    pub fn update(&self) -> &PeerUpdate {
+        &self.update
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// Genesis could not reach `GET {peerUri}/p2p/ping` (answered 400).
+    #[error("genesis cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The probed URL.
+        url: String,
+        /// What the probe saw.
+        reason: String,
+    },
+}
+
+/// The id is not registered (answered 404: the peer must register again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown peer {0}; register again")]
+pub struct UnknownPeer(pub PeerId);
+
+/// A broadcast to send: `PUT {uri}/p2p/genesis` with `list` as the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The peer to tell.
+    pub to: PeerId,
+    /// Its `/p2p/genesis` URL.
+    pub url: String,
+    /// The list version this round carries.
+    pub version: u64,
+    /// The whole list, shared by every broadcast of the round.
+    pub list: Arc<[PeerListEntry]>,
+}
+
+/// The genesis registry state machine.
+#[derive(Debug)]
+pub struct Registry {
+    config: RegistryConfig,
+    rng: fastrand::Rng,
+    peers: BTreeMap<PeerId, Peer>,
+    by_name: BTreeMap<PeerName, PeerId>,
+    /// (last contact, id) of every peer: the earliest deadline is the first.
+    by_contact: BTreeSet<(Timestamp, PeerId)>,
+    version: u64,
+    /// Last contact from any peer.
+    last_heard: Timestamp,
+    /// After a hold, deadlines count from here.
+    resumed_at: Timestamp,
+    broadcast_due: Option<Timestamp>,
+    transmits: VecDeque<Broadcast>,
+    events: VecDeque<PeerChange>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: RegistryConfig, now: Timestamp) -> Self {
+        Self::restore(config, Vec::new(), 0, now)
+    }
+
+    /// A registry holding `peers` at list `version`, as saved before a restart.
+    ///
+    /// Every restored peer gets a full timeout from `now`: genesis could not
+    /// hear anyone while it was down.
+    pub fn restore(config: RegistryConfig, peers: Vec<Peer>, version: u64, now: Timestamp) -> Self {
+        let rng = fastrand::Rng::with_seed(config.seed);
+        let mut registry = Self {
+            config,
+            rng,
+            peers: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            by_contact: BTreeSet::new(),
+            version,
+            last_heard: now,
+            resumed_at: now,
+            broadcast_due: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        for peer in peers {
+            if let Some(old) = registry.by_name.get(&peer.peer_name).copied() {
+                registry.remove(old);
+            }
+            registry.insert(peer);
+        }
+        registry
+    }
+
+    // ---- getters ----
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The list version: it grows by one on every change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The registered peers, ordered by name.
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.by_name.values().filter_map(|id| self.peers.get(id))
+    }
+
+    /// The peer with `id`.
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    /// How many peers are registered.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Whether evictions are held at `now` because no peer at all has been heard.
+    pub fn is_holding(&self, now: Timestamp) -> bool {
+        let (start, end) = self.hold_window();
+        !self.peers.is_empty() && start <= now && now < end
+    }
+
+    // ---- handle_* ----
+
+    /// First step of `POST /peers/register`: the caller must probe the peer.
+    pub fn begin_register(&self, update: PeerUpdate) -> Probe {
+        Probe {
+            url: update.peer_uri.join("/p2p/ping"),
+            update,
+        }
+    }
+
+    /// Second step: admits the peer if the probe reached it (`Ok`), or refuses.
+    ///
+    /// A name that is already registered is replaced: the new registration
+    /// gets a new id and the old id is forgotten.
+    pub fn complete_register(
+        &mut self,
+        probe: Probe,
+        reached: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<PeerRegistrationResponse, RegisterError> {
+        if let Err(reason) = reached {
+            return Err(RegisterError::Unreachable { url: probe.url, reason });
+        }
+        self.heard(now);
+        if let Some(old) = self.by_name.get(&probe.update.peer_name).copied()
+            && let Some(peer) = self.remove(old)
+        {
+            self.changed(ChangeKind::Left, peer, now);
+        }
+        let peer = Peer {
+            id: PeerId(uuid::Builder::from_random_bytes(self.rng.u128(..).to_le_bytes()).into_uuid()),
+            peer_name: probe.update.peer_name,
+            peer_uri: probe.update.peer_uri,
+            last_contact_at: now,
+            schema_hash: String::new(),
+        };
+        self.insert(peer.clone());
+        self.changed(ChangeKind::Joined, peer.clone(), now);
+        Ok(PeerRegistrationResponse {
+            peer,
+            contextionary: self.config.contextionary.clone(),
+        })
+    }
+
+    /// `POST /peers/{id}/ping`: refreshes the peer's last contact and schema hash.
+    pub fn handle_ping(&mut self, id: PeerId, schema_hash: &str, now: Timestamp) -> Result<(), UnknownPeer> {
+        let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
+        self.by_contact.remove(&(peer.last_contact_at, id));
+        peer.last_contact_at = peer.last_contact_at.max(now);
+        self.by_contact.insert((peer.last_contact_at, id));
+        let hash_changed = peer.schema_hash != schema_hash;
+        if hash_changed {
+            peer.schema_hash = schema_hash.to_owned();
+        }
+        let peer = peer.clone();
+        self.heard(now);
+        if hash_changed {
+            self.changed(ChangeKind::Updated, peer, now);
+        }
+        Ok(())
+    }
+
+    /// `DELETE /peers/{id}`: the peer leaves the network.
+    pub fn handle_leave(&mut self, id: PeerId, now: Timestamp) -> Result<Peer, UnknownPeer> {
+        let peer = self.remove(id).ok_or(UnknownPeer(id))?;
+        self.changed(ChangeKind::Left, peer.clone(), now);
+        Ok(peer)
+    }
+
+    /// Evicts silent peers and starts a due broadcast round.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if !self.is_holding(now) {
+            while let Some(&(_, id)) = self.by_contact.first() {
+                if self.earliest_deadline().is_none_or(|d| d > now) {
+                    break;
+                }
+                if let Some(peer) = self.remove(id) {
+                    self.changed(ChangeKind::Evicted, peer, now);
+                }
+            }
+        }
+        if self.broadcast_due.is_some_and(|due| due <= now) {
+            self.broadcast_due = None;
+            let list: Arc<[PeerListEntry]> = self.peers().map(Peer::to_entry).collect();
+            let version = self.version;
+            let round = self.by_name.values().filter_map(|id| self.peers.get(id)).map(|peer| Broadcast {
+                to: peer.id,
+                url: peer.peer_uri.join("/p2p/genesis"),
+                version,
+                list: Arc::clone(&list),
+            });
+            self.transmits.extend(round);
+        }
+    }
+
+    // ---- poll_* ----
+
+    /// The next broadcast to send. New ones appear after [`Registry::handle_timeout`].
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Broadcast> {
+        self.transmits.pop_front()
+    }
+
+    /// The next change of the list. New ones appear after any `handle_*` or
+    /// `complete_register` call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<PeerChange> {
+        self.events.pop_front()
+    }
+
+    /// When [`Registry::handle_timeout`] must next be called: the earlier of
+    /// the next broadcast round and the next eviction (past any hold).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let eviction = self.earliest_deadline().map(|deadline| {
+            let (start, end) = self.hold_window();
+            if start <= deadline && deadline < end { end } else { deadline }
+        });
+        match (eviction, self.broadcast_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- internals ----
+
+    fn hold_window(&self) -> (Timestamp, Timestamp) {
+        let start = self.last_heard + self.config.peer_timeout / 2;
+        (start, start + self.config.hold_limit)
+    }
+
+    fn earliest_deadline(&self) -> Option<Timestamp> {
+        let &(contact, _) = self.by_contact.first()?;
+        Some(contact.max(self.resumed_at) + self.config.peer_timeout)
+    }
+
+    fn heard(&mut self, now: Timestamp) {
+        if self.is_holding(now) && self.earliest_deadline().is_some_and(|d| d <= now) {
+            // Evictions were held while the registry was deaf: everyone gets
+            // a full timeout from now to be heard again.
+            self.resumed_at = now;
+        }
+        self.last_heard = self.last_heard.max(now);
+    }
+
+    fn insert(&mut self, peer: Peer) {
+        self.by_name.insert(peer.peer_name.clone(), peer.id);
+        self.by_contact.insert((peer.last_contact_at, peer.id));
+        self.peers.insert(peer.id, peer);
+    }
+
+    fn remove(&mut self, id: PeerId) -> Option<Peer> {
+        let peer = self.peers.remove(&id)?;
+        self.by_name.remove(&peer.peer_name);
+        self.by_contact.remove(&(peer.last_contact_at, id));
+        Some(peer)
+    }
+
+    fn changed(&mut self, kind: ChangeKind, peer: Peer, now: Timestamp) {
+        self.version += 1;
+        self.events.push_back(PeerChange {
+            version: self.version,
+            kind,
+            peer,
+        });
+        if self.broadcast_due.is_none() {
+            self.broadcast_due = Some(now + self.config.broadcast_delay);
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The genesis registry, driven with events and virtual instants.
+
+use std::time::Duration;
+
+use plexus_core::registry::{Registry, RegistryConfig};
+use plexus_core::wire::{ChangeKind, Contextionary, PeerId, PeerUpdate};
+use plexus_core::{PeerName, PeerUri, Timestamp};
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config() -> RegistryConfig {
+    let contextionary = Contextionary {
+        url: "http://contextionary.example/c.bin".into(),
+        hash: "sha256:abc".parse().expect("hash"),
+    };
+    let mut config = RegistryConfig::new(contextionary, 7);
+    config.peer_timeout = Duration::from_secs(30);
+    config.hold_limit = Duration::from_secs(30);
+    config.broadcast_delay = ms(10);
+    config
+}
+
+fn update(name: &str) -> PeerUpdate {
+    PeerUpdate {
+        peer_name: PeerName::new(name).expect("name"),
+        peer_uri: PeerUri::new(format!("http://{}.local:8080", name.to_lowercase())).expect("uri"),
+    }
+}
+
+fn join(registry: &mut Registry, name: &str, now: Timestamp) -> PeerId {
+    let probe = registry.begin_register(update(name));
+    registry.complete_register(probe, Ok(()), now).expect("admitted").peer.id
+}
+
+fn names(registry: &Registry) -> Vec<String> {
+    registry.peers().map(|p| p.peer_name.to_string()).collect()
+}
+
+fn drain(registry: &mut Registry) -> (Vec<plexus_core::registry::Broadcast>, Vec<(ChangeKind, String)>) {
+    let broadcasts = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    let events = std::iter::from_fn(|| registry.poll_event())
+        .map(|e| (e.kind, e.peer.peer_name.to_string()))
+        .collect();
+    (broadcasts, events)
+}
+
+#[test]
+fn registration_probes_first_and_admits_a_reachable_peer() {
+    let mut registry = Registry::new(config(), T0);
+    let probe = registry.begin_register(update("PeerA"));
+    assert_eq!(probe.url, "http://peera.local:8080/p2p/ping");
+    assert!(registry.is_empty(), "nothing is admitted before the probe answers");
+    let response = registry.complete_register(probe, Ok(()), T0).expect("admitted");
+    assert_eq!(response.peer.peer_name.as_str(), "PeerA");
+    assert_eq!(response.peer.last_contact_at, T0);
+    assert_eq!(response.contextionary, config().contextionary);
+    assert_eq!(names(&registry), ["PeerA"]);
+    assert_eq!(registry.version(), 1);
+}
+
+#[test]
+fn unreachable_peer_is_refused_and_nothing_changes() {
+    let mut registry = Registry::new(config(), T0);
+    let probe = registry.begin_register(update("PeerA"));
+    let err = registry
+        .complete_register(probe, Err("connection refused".into()), T0)
+        .expect_err("refused");
+    assert!(err.to_string().contains("connection refused"));
+    assert!(registry.is_empty());
+    assert_eq!(registry.version(), 0);
+    assert_eq!(registry.poll_timeout(), None);
+    assert_eq!(drain(&mut registry).1, []);
+}
+
+#[test]
+fn registering_a_name_again_replaces_it_with_a_new_id() {
+    let mut registry = Registry::new(config(), T0);
+    let old = join(&mut registry, "PeerA", T0);
+    let new = join(&mut registry, "PeerA", T0 + ms(5));
+    assert_ne!(old, new);
+    assert_eq!(names(&registry), ["PeerA"]);
+    assert!(registry.handle_ping(old, "h", T0 + ms(6)).is_err(), "old id answers 404");
+    registry.handle_ping(new, "h", T0 + ms(6)).expect("new id is known");
+}
+
+#[test]
+fn ping_of_unknown_id_is_an_error_and_changes_nothing() {
+    let mut registry = Registry::new(config(), T0);
+    join(&mut registry, "PeerA", T0);
+    let _ = drain(&mut registry);
+    let version = registry.version();
+    let stranger = PeerId(uuid::Uuid::nil());
+    assert_eq!(registry.handle_ping(stranger, "h", T0).map_err(|e| e.0), Err(stranger));
+    assert_eq!(registry.version(), version);
+}
+
+#[test]
+fn ping_updates_contact_and_a_changed_hash_is_a_change() {
+    let mut registry = Registry::new(config(), T0);
+    let a = join(&mut registry, "PeerA", T0);
+    registry.handle_ping(a, "h1", T0 + ms(100)).expect("known");
+    let peer = registry.peer(a).expect("listed");
+    assert_eq!((peer.last_contact_at, peer.schema_hash.as_str()), (T0 + ms(100), "h1"));
+    assert_eq!(registry.version(), 2);
+    registry.handle_ping(a, "h1", T0 + ms(200)).expect("known");
+    assert_eq!(registry.version(), 2, "same hash: not a change of the list");
+    let (_, events) = drain(&mut registry);
+    assert_eq!(events, [(ChangeKind::Joined, "PeerA".into()), (ChangeKind::Updated, "PeerA".into())]);
+}
+
+#[test]
+fn eviction_happens_exactly_at_the_timeout_and_not_before() {
+    let mut registry = Registry::new(config(), T0);
+    join(&mut registry, "PeerA", T0);
+    let b = join(&mut registry, "PeerB", T0);
+    // B stays alive by pinging; A goes silent.
+    let mut now = T0;
+    while now < T0 + Duration::from_secs(25) {
+        now = now + Duration::from_secs(5);
+        registry.handle_timeout(now);
+        registry.handle_ping(b, "", now).expect("B");
+    }
+    let deadline = T0 + Duration::from_secs(30);
+    registry.handle_timeout(deadline - ms(1));
+    assert_eq!(names(&registry), ["PeerA", "PeerB"], "not before the timeout");
+    assert_eq!(registry.poll_timeout(), Some(deadline));
+    registry.handle_timeout(deadline);
+    assert_eq!(names(&registry), ["PeerB"], "evicted at the timeout");
+    let (_, events) = drain(&mut registry);
+    assert!(events.contains(&(ChangeKind::Evicted, "PeerA".into())));
+}
+
+#[test]
+fn leave_removes_the_peer_and_then_its_id_is_unknown() {
+    let mut registry = Registry::new(config(), T0);
+    let a = join(&mut registry, "PeerA", T0);
+    let left = registry.handle_leave(a, T0 + ms(1)).expect("known");
+    assert_eq!(left.peer_name.as_str(), "PeerA");
+    assert!(registry.is_empty());
+    assert!(registry.handle_leave(a, T0 + ms(2)).is_err());
+    assert!(registry.handle_ping(a, "", T0 + ms(2)).is_err());
+}
+
+#[test]
+fn changes_together_go_out_in_one_broadcast_round() {
+    let mut registry = Registry::new(config(), T0);
+    join(&mut registry, "PeerA", T0);
+    join(&mut registry, "PeerB", T0 + ms(3));
+    join(&mut registry, "PeerC", T0 + ms(6));
+    assert_eq!(registry.poll_timeout(), Some(T0 + ms(10)));
+    registry.handle_timeout(T0 + ms(9));
+    assert!(registry.poll_transmit().is_none(), "the round waits for the window");
+    registry.handle_timeout(T0 + ms(10));
+    let (broadcasts, _) = drain(&mut registry);
+    assert_eq!(broadcasts.len(), 3, "one broadcast per peer, one round");
+    for b in &broadcasts {
+        assert_eq!(b.version, 3);
+        let listed: Vec<&str> = b.list.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(listed, ["PeerA", "PeerB", "PeerC"]);
+        assert!(b.url.ends_with("/p2p/genesis"));
+    }
+    registry.handle_timeout(T0 + ms(20));
+    assert!(registry.poll_transmit().is_none(), "no change, no round");
+}
+
+#[test]
+fn a_leaving_peer_is_not_told_and_the_others_are() {
+    let mut registry = Registry::new(config(), T0);
+    let a = join(&mut registry, "PeerA", T0);
+    join(&mut registry, "PeerB", T0);
+    registry.handle_timeout(T0 + ms(10));
+    let _ = drain(&mut registry);
+    registry.handle_leave(a, T0 + ms(20)).expect("known");
+    registry.handle_timeout(T0 + ms(30));
+    let (broadcasts, _) = drain(&mut registry);
+    assert_eq!(broadcasts.len(), 1);
+    assert!(broadcasts[0].url.starts_with("http://peerb.local"));
+    assert_eq!(broadcasts[0].list.len(), 1);
+}
+
+#[test]
+fn total_silence_holds_evictions_then_contact_gives_everyone_a_fresh_timeout() {
+    let mut registry = Registry::new(config(), T0);
+    let ids: Vec<PeerId> = ["PeerA", "PeerB", "PeerC"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| join(&mut registry, n, T0 + Duration::from_secs(i as u64 * 5)))
+        .collect();
+    // Genesis's own network fails after T0+10s: nobody is heard. A's deadline
+    // (T0+30s) falls inside the hold, which starts 15 s after the last contact.
+    let outage_end = T0 + Duration::from_secs(40);
+    registry.handle_timeout(T0 + Duration::from_secs(30));
+    registry.handle_timeout(T0 + Duration::from_secs(39));
+    assert_eq!(registry.len(), 3, "no eviction while the registry hears no one");
+    assert!(registry.is_holding(T0 + Duration::from_secs(39)));
+    // The network comes back: B pings first. A and C have a full timeout to follow.
+    registry.handle_ping(ids[1], "", outage_end).expect("B");
+    registry.handle_timeout(outage_end + Duration::from_secs(29));
+    assert_eq!(registry.len(), 3);
+    registry.handle_ping(ids[0], "", outage_end + Duration::from_secs(29)).expect("A");
+    registry.handle_ping(ids[1], "", outage_end + Duration::from_secs(29)).expect("B");
+    // C really died: it goes once its fresh timeout is over.
+    registry.handle_timeout(outage_end + Duration::from_secs(30));
+    let left: Vec<String> = names(&registry);
+    assert_eq!(left, ["PeerA", "PeerB"]);
+}
+
+#[test]
+fn the_hold_does_not_stick_a_dead_network_is_emptied_after_the_limit() {
+    let mut registry = Registry::new(config(), T0);
+    join(&mut registry, "PeerA", T0);
+    join(&mut registry, "PeerB", T0);
+    // Hold starts at T0+15s and lasts 30 s.
+    registry.handle_timeout(T0 + Duration::from_secs(44));
+    assert_eq!(registry.len(), 2);
+    assert_eq!(registry.poll_timeout(), Some(T0 + Duration::from_secs(45)));
+    registry.handle_timeout(T0 + Duration::from_secs(45));
+    assert!(registry.is_empty());
+}
+
+#[test]
+fn a_real_scale_down_evicts_on_time_while_one_peer_still_pings() {
+    let mut registry = Registry::new(config(), T0);
+    let ids: Vec<PeerId> = (0..10).map(|i| join(&mut registry, &format!("Peer{i}"), T0)).collect();
+    let survivor = ids[0];
+    let mut now = T0;
+    for _ in 0..6 {
+        now = now + Duration::from_secs(5);
+        registry.handle_ping(survivor, "", now).expect("alive");
+        registry.handle_timeout(now);
+    }
+    assert_eq!(now, T0 + Duration::from_secs(30));
+    assert_eq!(names(&registry), ["Peer0"], "nine dead peers evicted at their timeout");
+}
+
+#[test]
+fn restored_peers_get_a_fresh_timeout_and_keep_their_ids() {
+    let mut before = Registry::new(config(), T0);
+    let a = join(&mut before, "PeerA", T0);
+    let saved: Vec<_> = before.peers().cloned().collect();
+    let restart = T0 + Duration::from_secs(100);
+    let mut after = Registry::restore(config(), saved, before.version(), restart);
+    assert_eq!(after.version(), 1);
+    after.handle_timeout(restart + Duration::from_secs(29));
+    after.handle_ping(a, "h", restart + Duration::from_secs(29)).expect("same id after restart");
+}
