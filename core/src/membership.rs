@@ -1,0 +1,529 @@
+//! A peer's membership of the network: registering, pinging, following the
+//! peer list genesis pushes, and leaving.
+//!
+//! Drive it with [`Membership::handle_start`], the `handle_*_response` calls
+//! (one for every [`Request`] it emitted, success or failure, so that nothing
+//! stays in flight), [`Membership::handle_peer_list`] for every
+//! `PUT /p2p/genesis`, [`Membership::set_schema_hash`] when the local schema
+//! changes, and [`Membership::handle_timeout`]. After every call drain
+//! [`Membership::poll_transmit`] and [`Membership::poll_event`], then arm a
+//! timer for [`Membership::poll_timeout`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::names::{PeerName, PeerUri};
+use crate::schema::Schema;
+use crate::time::Timestamp;
+use crate::wire::{Contextionary, PeerId, PeerListEntry, PeerPing, PeerRegistrationResponse, PeerUpdate};
+
+/// How a peer takes part in a network.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Its name in the network.
+    pub name: PeerName,
+    /// Where genesis and other peers reach it.
+    pub public_uri: PeerUri,
+    /// Its own contextionary: it refuses a network with another one.
+    /// `None` accepts whatever the network uses.
+    pub contextionary: Option<Contextionary>,
+    /// Mean time between pings; each one is jittered by ±10 %.
+    pub ping_interval: Duration,
+    /// First delay before registering again after a failure; it doubles up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest delay between registration attempts.
+    pub retry_max: Duration,
+    /// Seed of the jitter, so that tests are reproducible.
+    pub seed: u64,
+}
+
+impl MembershipConfig {
+    /// A configuration with the defaults: ping every 10 s, retry from 500 ms up to 30 s.
+    pub fn new(name: PeerName, public_uri: PeerUri, seed: u64) -> Self {
+        Self {
+            name,
+            public_uri,
+            contextionary: None,
+            ping_interval: Duration::from_secs(10),
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            seed,
+        }
+    }
+}
+
+/// Why the peer gave up on the network for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// Genesis names another contextionary than the peer's own.
+    #[error("genesis uses contextionary {theirs} ({theirs_url}), this peer uses {ours}: refusing to join")]
+    ContextionaryMismatch {
+        /// The peer's hash.
+        ours: String,
+        /// Genesis's hash.
+        theirs: String,
+        /// Genesis's contextionary URL.
+        theirs_url: String,
+    },
+    /// Genesis refused the join token (403).
+    #[error("genesis refused the join token (403): {0}")]
+    Forbidden(String),
+    /// Genesis refused the registration as invalid (422).
+    #[error("genesis refused the registration: {0}")]
+    Refused(String),
+}
+
+/// Where the peer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// No network configured: the peer runs stand-alone.
+    NotConfigured,
+    /// Configured, not started yet.
+    Idle,
+    /// Trying to register; the next attempt is at `retry_at` unless one is in flight.
+    Registering {
+        /// Failed attempts so far.
+        attempt: u32,
+        /// When to try next.
+        retry_at: Timestamp,
+        /// A registration request is in flight.
+        in_flight: bool,
+    },
+    /// A member of the network.
+    Registered {
+        /// The id genesis gave.
+        id: PeerId,
+        /// When to ping next.
+        next_ping: Timestamp,
+        /// A ping is in flight.
+        in_flight: bool,
+    },
+    /// Gave up for good.
+    Failed(FailReason),
+    /// Deregistering.
+    Leaving,
+    /// Out of the network.
+    Left,
+}
+
+/// A request the caller must send, then report with the matching `handle_*_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `POST /peers/register`.
+    Register(PeerUpdate),
+    /// `POST /peers/{id}/ping`.
+    Ping {
+        /// The peer's id.
+        id: PeerId,
+        /// The body.
+        body: PeerPing,
+    },
+    /// `DELETE /peers/{id}`.
+    Leave {
+        /// The peer's id.
+        id: PeerId,
+    },
+    /// `GET {uri}/v1/schema` of a remote peer whose schema hash changed.
+    DownloadSchema {
+        /// The remote peer.
+        peer: PeerName,
+        /// Its URI.
+        uri: PeerUri,
+        /// The hash genesis announced.
+        hash: String,
+    },
+}
+
+/// How a call to genesis failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// 400: genesis could not reach this peer.
+    Unreachable(String),
+    /// 403: the join token is missing or wrong.
+    Forbidden(String),
+    /// 404: genesis does not know this id.
+    NotFound,
+    /// 422 or another 4xx: the request itself is wrong.
+    Invalid(String),
+    /// No answer, a 5xx, or an answer that does not parse.
+    Transport(String),
+}
+
+/// Something the caller may want to show or act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Registered with this id.
+    Registered(PeerId),
+    /// Gave up for good (the binary exits with this message).
+    Failed(FailReason),
+    /// The view of the network changed.
+    ViewChanged,
+    /// Left the network.
+    Left,
+}
+
+/// A remote peer as this peer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    /// Its id.
+    pub id: PeerId,
+    /// Its URI.
+    pub uri: PeerUri,
+    /// The schema hash genesis last announced.
+    pub schema_hash: String,
+    /// Its schema, once downloaded, with the hash it had then.
+    pub schema: Option<(String, Schema)>,
+    /// The hash of a download in flight.
+    downloading: Option<String>,
+}
+
+impl RemotePeer {
+    /// Whether the cached schema is the announced one.
+    pub fn is_cached(&self) -> bool {
+        self.schema.as_ref().is_some_and(|(hash, _)| *hash == self.schema_hash)
+    }
+}
+
+/// The peer membership state machine.
+#[derive(Debug)]
+pub struct Membership {
+    config: Option<MembershipConfig>,
+    rng: fastrand::Rng,
+    state: State,
+    schema_hash: String,
+    view: BTreeMap<PeerName, RemotePeer>,
+    /// When failed schema downloads are tried again.
+    download_retry_at: Option<Timestamp>,
+    transmits: VecDeque<Request>,
+    events: VecDeque<Event>,
+}
+
+impl Membership {
+    /// A machine for a peer with `config`, or a stand-alone one with `None`.
+    pub fn new(config: Option<MembershipConfig>, schema_hash: String) -> Self {
+        let seed = config.as_ref().map_or(0, |c| c.seed);
+        Self {
+            state: if config.is_some() { State::Idle } else { State::NotConfigured },
+            config,
+            rng: fastrand::Rng::with_seed(seed),
+            schema_hash,
+            view: BTreeMap::new(),
+            download_retry_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Where the peer stands.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The id genesis gave, while registered.
+    pub fn id(&self) -> Option<PeerId> {
+        match self.state {
+            State::Registered { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The other peers of the network, by name.
+    pub fn view(&self) -> &BTreeMap<PeerName, RemotePeer> {
+        &self.view
+    }
+
+    /// The cached schema of every remote peer that has one, for the Network planner.
+    pub fn schemas(&self) -> BTreeMap<PeerName, &Schema> {
+        self.view
+            .iter()
+            .filter_map(|(name, peer)| peer.schema.as_ref().map(|(_, s)| (name.clone(), s)))
+            .collect()
+    }
+
+    // ---- handle_* ----
+
+    /// Starts: registers at once (does nothing when stand-alone).
+    pub fn handle_start(&mut self, now: Timestamp) {
+        if self.state == State::Idle {
+            self.state = State::Registering {
+                attempt: 0,
+                retry_at: now,
+                in_flight: false,
+            };
+            self.handle_timeout(now);
+        }
+    }
+
+    /// The answer to [`Request::Register`].
+    pub fn handle_register_response(&mut self, result: Result<PeerRegistrationResponse, CallError>, now: Timestamp) {
+        let State::Registering { attempt, .. } = self.state else {
+            return;
+        };
+        let Some(config) = &self.config else { return };
+        match result {
+            Ok(response) => {
+                if let Some(ours) = &config.contextionary
+                    && ours.hash != response.contextionary.hash
+                {
+                    self.fail(FailReason::ContextionaryMismatch {
+                        ours: ours.hash.to_string(),
+                        theirs: response.contextionary.hash.to_string(),
+                        theirs_url: response.contextionary.url,
+                    });
+                    return;
+                }
+                let id = response.peer.id;
+                // Ping at once so that genesis learns the schema hash.
+                self.state = State::Registered {
+                    id,
+                    next_ping: now,
+                    in_flight: false,
+                };
+                self.events.push_back(Event::Registered(id));
+                self.handle_timeout(now);
+            }
+            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
+            Err(CallError::Invalid(message)) => self.fail(FailReason::Refused(message)),
+            Err(CallError::Unreachable(_) | CallError::NotFound | CallError::Transport(_)) => {
+                let delay = self.backoff(attempt);
+                self.state = State::Registering {
+                    attempt: attempt.saturating_add(1),
+                    retry_at: now + delay,
+                    in_flight: false,
+                };
+            }
+        }
+    }
+
+    /// The answer to [`Request::Ping`]. A 404 means genesis forgot this peer
+    /// (it restarted, or evicted it): register again at once.
+    pub fn handle_ping_response(&mut self, result: Result<(), CallError>, now: Timestamp) {
+        let State::Registered { id, .. } = self.state else {
+            return;
+        };
+        match result {
+            Err(CallError::NotFound) => {
+                self.state = State::Registering {
+                    attempt: 0,
+                    retry_at: now,
+                    in_flight: false,
+                };
+                self.handle_timeout(now);
+            }
+            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
+            // Success, or genesis unreachable for now: keep pinging on schedule.
+            _ => {
+                let next_ping = now + self.jittered_interval();
+                self.state = State::Registered {
+                    id,
+                    next_ping,
+                    in_flight: false,
+                };
+            }
+        }
+    }
+
+    /// The local schema changed: genesis hears of it with the next ping, sent now.
+    pub fn set_schema_hash(&mut self, hash: String, now: Timestamp) {
+        if hash == self.schema_hash {
+            return;
+        }
+        self.schema_hash = hash;
+        if let State::Registered { next_ping, .. } = &mut self.state {
+            *next_ping = now;
+            self.handle_timeout(now);
+        }
+    }
+
+    /// A peer list pushed by genesis (`PUT /p2p/genesis`). Emits one
+    /// [`Request::DownloadSchema`] for each remote peer whose schema hash is
+    /// new to this peer and not already being downloaded.
+    pub fn handle_peer_list(&mut self, list: Vec<PeerListEntry>, now: Timestamp) {
+        let own = self.config.as_ref().map(|c| c.name.clone());
+        let mut next = BTreeMap::new();
+        for entry in list {
+            if Some(&entry.name) == own.as_ref() {
+                continue;
+            }
+            let (schema, downloading) = match self.view.remove(&entry.name) {
+                Some(old) => (old.schema, old.downloading),
+                None => (None, None),
+            };
+            next.insert(
+                entry.name,
+                RemotePeer {
+                    id: entry.id,
+                    uri: entry.uri,
+                    schema_hash: entry.schema_hash,
+                    schema,
+                    downloading,
+                },
+            );
+        }
+        let changed = next != self.view;
+        self.view = next;
+        self.request_downloads(now);
+        if changed {
+            self.events.push_back(Event::ViewChanged);
+        }
+    }
+
+    /// The answer to the [`Request::DownloadSchema`] that asked for `hash`.
+    /// A failed download is tried again after one ping interval.
+    pub fn handle_schema_response(&mut self, peer: &PeerName, hash: &str, result: Result<Schema, CallError>, now: Timestamp) {
+        let Some(remote) = self.view.get_mut(peer) else {
+            return;
+        };
+        if remote.downloading.as_deref() == Some(hash) {
+            remote.downloading = None;
+        }
+        match result {
+            Ok(schema) => {
+                // Cached under the hash it was asked for: if the peer changed
+                // again since, that hash differs from the announced one and the
+                // newer schema is asked for once.
+                remote.schema = Some((hash.to_owned(), schema));
+                self.events.push_back(Event::ViewChanged);
+            }
+            Err(_) => {
+                let retry = now + self.config.as_ref().map_or(Duration::from_secs(10), |c| c.ping_interval);
+                self.download_retry_at = Some(self.download_retry_at.map_or(retry, |t| t.min(retry)));
+            }
+        }
+        self.request_downloads(now);
+    }
+
+    /// The peer is stopping: deregister if registered.
+    pub fn handle_shutdown(&mut self, _now: Timestamp) {
+        match self.state {
+            State::Registered { id, .. } => {
+                self.state = State::Leaving;
+                self.transmits.push_back(Request::Leave { id });
+            }
+            State::Leaving | State::NotConfigured => {}
+            _ => {
+                self.state = State::Left;
+                self.events.push_back(Event::Left);
+            }
+        }
+    }
+
+    /// The answer to [`Request::Leave`], whatever it was: the peer is out.
+    pub fn handle_leave_response(&mut self, _result: Result<(), CallError>, _now: Timestamp) {
+        if self.state == State::Leaving {
+            self.state = State::Left;
+            self.events.push_back(Event::Left);
+        }
+    }
+
+    /// Sends what is due at `now`: a registration attempt, a ping, a retried download.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        match &mut self.state {
+            State::Registering { retry_at, in_flight, .. } if !*in_flight && *retry_at <= now => {
+                *in_flight = true;
+                if let Some(config) = &self.config {
+                    self.transmits.push_back(Request::Register(PeerUpdate {
+                        peer_name: config.name.clone(),
+                        peer_uri: config.public_uri.clone(),
+                    }));
+                }
+            }
+            State::Registered { id, next_ping, in_flight } if !*in_flight && *next_ping <= now => {
+                *in_flight = true;
+                self.transmits.push_back(Request::Ping {
+                    id: *id,
+                    body: PeerPing {
+                        schema_hash: self.schema_hash.clone(),
+                    },
+                });
+            }
+            _ => {}
+        }
+        if self.download_retry_at.is_some_and(|t| t <= now) {
+            self.download_retry_at = None;
+            self.request_downloads(now);
+        }
+    }
+
+    // ---- poll_* ----
+
+    /// The next request to send. New ones appear after any `handle_*` call.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Request> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event. New ones appear after any `handle_*` call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Membership::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let own = match self.state {
+            State::Registering {
+                retry_at,
+                in_flight: false,
+                ..
+            } => Some(retry_at),
+            State::Registered {
+                next_ping,
+                in_flight: false,
+                ..
+            } => Some(next_ping),
+            _ => None,
+        };
+        match (own, self.download_retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- internals ----
+
+    fn fail(&mut self, reason: FailReason) {
+        self.state = State::Failed(reason.clone());
+        self.events.push_back(Event::Failed(reason));
+    }
+
+    fn request_downloads(&mut self, now: Timestamp) {
+        if self.download_retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        for (name, remote) in &mut self.view {
+            let wanted = !remote.schema_hash.is_empty() && !remote.is_cached();
+            if wanted && remote.downloading.as_ref() != Some(&remote.schema_hash) {
+                remote.downloading = Some(remote.schema_hash.clone());
+                self.transmits.push_back(Request::DownloadSchema {
+                    peer: name.clone(),
+                    uri: remote.uri.clone(),
+                    hash: remote.schema_hash.clone(),
+                });
+            }
+        }
+    }
+
+    /// The ping interval ±10 %, so that many peers do not ping in step.
+    fn jittered_interval(&mut self) -> Duration {
+        let interval = self.config.as_ref().map_or(Duration::from_secs(10), |c| c.ping_interval);
+        interval.mul_f64(0.9 + 0.2 * self.rng.f64())
+    }
+
+    /// Exponential backoff with full jitter: uniform in [min, min·2^attempt], capped.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let Some(config) = &self.config else {
+            return Duration::ZERO;
+        };
+        let ceiling = config
+            .retry_min
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(config.retry_max)
+            .max(config.retry_min);
+        config.retry_min + (ceiling - config.retry_min).mul_f64(self.rng.f64())
+    }
+}

@@ -1,0 +1,220 @@
+//! The peer membership machine, driven with events and virtual instants.
+
+use std::time::Duration;
+
+use plexus_core::membership::{CallError, Event, FailReason, Membership, MembershipConfig, Request, State};
+use plexus_core::schema::Schema;
+use plexus_core::wire::{Contextionary, Peer, PeerId, PeerListEntry, PeerRegistrationResponse};
+use plexus_core::{PeerName, PeerUri, Timestamp};
+
+const T0: Timestamp = Timestamp(5_000_000);
+
+fn contextionary(hash: &str) -> Contextionary {
+    Contextionary {
+        url: "http://c.example/c.bin".into(),
+        hash: hash.parse().expect("hash"),
+    }
+}
+
+fn config() -> MembershipConfig {
+    let mut config = MembershipConfig::new(
+        PeerName::new("PeerA").expect("name"),
+        PeerUri::new("http://127.0.0.1:8081").expect("uri"),
+        42,
+    );
+    config.contextionary = Some(contextionary("sha256:ours"));
+    config
+}
+
+fn response(id: u128, hash: &str) -> PeerRegistrationResponse {
+    PeerRegistrationResponse {
+        peer: Peer {
+            id: PeerId(uuid::Uuid::from_u128(id)),
+            peer_name: PeerName::new("PeerA").expect("name"),
+            peer_uri: PeerUri::new("http://127.0.0.1:8081").expect("uri"),
+            last_contact_at: T0,
+            schema_hash: String::new(),
+        },
+        contextionary: contextionary(hash),
+    }
+}
+
+fn transmits(m: &mut Membership) -> Vec<Request> {
+    std::iter::from_fn(|| m.poll_transmit()).collect()
+}
+
+fn events(m: &mut Membership) -> Vec<Event> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+fn registered(m: &mut Membership, id: u128) {
+    m.handle_start(T0);
+    assert!(matches!(transmits(m).as_slice(), [Request::Register(_)]));
+    m.handle_register_response(Ok(response(id, "sha256:ours")), T0);
+}
+
+fn entry(name: &str, hash: &str) -> PeerListEntry {
+    PeerListEntry {
+        id: PeerId(uuid::Uuid::from_u128(name.len() as u128)),
+        name: PeerName::new(name).expect("name"),
+        uri: PeerUri::new(format!("http://{}.local", name.to_lowercase())).expect("uri"),
+        schema_hash: hash.into(),
+    }
+}
+
+#[test]
+fn stand_alone_peer_never_talks_to_genesis() {
+    let mut m = Membership::new(None, "h".into());
+    m.handle_start(T0);
+    m.handle_timeout(T0 + Duration::from_secs(60));
+    m.handle_shutdown(T0);
+    assert_eq!(m.state(), &State::NotConfigured);
+    assert!(transmits(&mut m).is_empty());
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn registers_then_pings_with_the_schema_hash_at_a_jittered_interval() {
+    let mut m = Membership::new(Some(config()), "h1".into());
+    m.handle_start(T0);
+    let sent = transmits(&mut m);
+    let [Request::Register(update)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(update.peer_name.as_str(), "PeerA");
+    m.handle_register_response(Ok(response(1, "sha256:ours")), T0);
+    assert_eq!(events(&mut m), [Event::Registered(PeerId(uuid::Uuid::from_u128(1)))]);
+    let sent = transmits(&mut m);
+    assert!(matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h1"), "first ping at once: {sent:?}");
+    assert_eq!(m.poll_timeout(), None, "nothing more while the ping is in flight");
+    m.handle_ping_response(Ok(()), T0);
+    let next = m.poll_timeout().expect("next ping");
+    let gap = next.saturating_since(T0);
+    assert!(gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11), "{gap:?}");
+    m.handle_timeout(next - Duration::from_millis(1));
+    assert!(transmits(&mut m).is_empty(), "not before it is due");
+    m.handle_timeout(next);
+    assert!(matches!(transmits(&mut m).as_slice(), [Request::Ping { .. }]));
+}
+
+#[test]
+fn jitter_spreads_pings_of_peers_with_different_seeds() {
+    let gaps: std::collections::BTreeSet<u64> = (0..20)
+        .map(|seed| {
+            let mut config = config();
+            config.seed = seed;
+            let mut m = Membership::new(Some(config), "h".into());
+            registered(&mut m, 1);
+            let _ = transmits(&mut m);
+            m.handle_ping_response(Ok(()), T0);
+            m.poll_timeout().expect("next").as_millis()
+        })
+        .collect();
+    assert!(gaps.len() > 15, "pings must not be in step: {gaps:?}");
+}
+
+#[test]
+fn a_404_on_ping_registers_again_at_once() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Err(CallError::NotFound), T0 + Duration::from_secs(10));
+    assert!(matches!(transmits(&mut m).as_slice(), [Request::Register(_)]));
+    m.handle_register_response(Ok(response(2, "sha256:ours")), T0 + Duration::from_secs(10));
+    assert_eq!(m.id(), Some(PeerId(uuid::Uuid::from_u128(2))));
+}
+
+#[test]
+fn contextionary_mismatch_fails_for_good_with_the_reason() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    m.handle_start(T0);
+    let _ = transmits(&mut m);
+    m.handle_register_response(Ok(response(1, "sha256:theirs")), T0);
+    let State::Failed(reason) = m.state().clone() else { panic!("{:?}", m.state()) };
+    assert!(matches!(reason, FailReason::ContextionaryMismatch { .. }));
+    assert!(reason.to_string().contains("sha256:theirs"));
+    assert_eq!(events(&mut m), [Event::Failed(reason)]);
+    m.handle_timeout(T0 + Duration::from_secs(100));
+    assert!(transmits(&mut m).is_empty(), "a failed peer sends nothing more");
+}
+
+#[test]
+fn refused_registration_backs_off_exponentially_then_retries() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    m.handle_start(T0);
+    let mut now = T0;
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        assert!(matches!(transmits(&mut m).as_slice(), [Request::Register(_)]));
+        m.handle_register_response(Err(CallError::Transport("connection refused".into())), now);
+        let next = m.poll_timeout().expect("retry");
+        delays.push(next.saturating_since(now));
+        now = next;
+        m.handle_timeout(now);
+    }
+    assert!(delays.iter().all(|d| *d >= Duration::from_millis(500) && *d <= Duration::from_secs(30)));
+    assert!(delays[6] + delays[7] > delays[0] + delays[1], "backs off: {delays:?}");
+}
+
+#[test]
+fn a_changed_schema_hash_triggers_exactly_one_download() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_peer_list(vec![entry("PeerA", "h"), entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    let sent = transmits(&mut m);
+    assert!(matches!(sent.as_slice(), [Request::DownloadSchema { peer, hash, .. }] if peer.as_str() == "PeerB" && hash == "b1"), "{sent:?}");
+    assert_eq!(m.view().len(), 2, "own entry is not part of the view");
+    // The same list again while the download is in flight: nothing new.
+    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    assert!(transmits(&mut m).is_empty());
+    let b = PeerName::new("PeerB").expect("name");
+    m.handle_schema_response(&b, "b1", Ok(Schema::default()), T0);
+    assert!(m.view()[&b].is_cached());
+    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    assert!(transmits(&mut m).is_empty(), "cached: no download");
+    m.handle_peer_list(vec![entry("PeerB", "b2"), entry("PeerC", "")], T0);
+    let sent = transmits(&mut m);
+    assert!(matches!(sent.as_slice(), [Request::DownloadSchema { hash, .. }] if hash == "b2"), "{sent:?}");
+    assert_eq!(m.schemas().len(), 1, "the old schema stays usable meanwhile");
+}
+
+#[test]
+fn a_failed_download_is_retried_after_a_ping_interval() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Ok(()), T0);
+    m.handle_peer_list(vec![entry("PeerB", "b1")], T0);
+    let _ = transmits(&mut m);
+    let b = PeerName::new("PeerB").expect("name");
+    m.handle_schema_response(&b, "b1", Err(CallError::Transport("timeout".into())), T0);
+    assert!(transmits(&mut m).is_empty());
+    m.handle_timeout(T0 + Duration::from_secs(10));
+    let sent = transmits(&mut m);
+    assert!(sent.iter().any(|r| matches!(r, Request::DownloadSchema { .. })), "{sent:?}");
+}
+
+#[test]
+fn a_local_schema_change_is_pinged_at_once() {
+    let mut m = Membership::new(Some(config()), "h1".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Ok(()), T0);
+    m.set_schema_hash("h2".into(), T0 + Duration::from_secs(1));
+    let sent = transmits(&mut m);
+    assert!(matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h2"), "{sent:?}");
+}
+
+#[test]
+fn shutdown_deregisters_when_registered() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 7);
+    let _ = transmits(&mut m);
+    m.handle_shutdown(T0);
+    assert_eq!(transmits(&mut m), [Request::Leave { id: PeerId(uuid::Uuid::from_u128(7)) }]);
+    m.handle_leave_response(Ok(()), T0);
+    assert_eq!(m.state(), &State::Left);
+    let mut unregistered = Membership::new(Some(config()), "h".into());
+    unregistered.handle_shutdown(T0);
+    assert!(transmits(&mut unregistered).is_empty());
+    assert_eq!(unregistered.state(), &State::Left);
+}
