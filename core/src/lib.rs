@@ -7,8 +7,10 @@
 //! genesis server, the peers, the dashboard and the browser client all drive
 //! the same machines, so the same rules hold everywhere.
 
+pub mod graphql;
 pub mod membership;
 pub mod names;
+pub mod network;
 pub mod registry;
 pub mod schema;
 pub mod time;
