@@ -3,4 +3,5 @@
 //! Each is a thin tokio + axum shell around a state machine of
 //! [`plexus_core`]: the shell performs I/O and keeps time, the core decides.
 
+pub mod genesis;
 pub mod http;

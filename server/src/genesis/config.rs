@@ -1,0 +1,160 @@
+//! The command line of `plexus-genesis` and what it resolves to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+use plexus_core::registry::RegistryConfig;
+use plexus_core::time::parse_duration;
+use plexus_core::wire::{Contextionary, ContextionaryHash};
+
+/// The default contextionary URL: a real network sets its own.
+pub const DEFAULT_CONTEXTIONARY_URL: &str =
+    "https://contextionary.plexus.invalid/en/contextionary.idx";
+/// The default contextionary hash: a real network sets its own.
+pub const DEFAULT_CONTEXTIONARY_HASH: &str = "sha256:unset";
+
+/// The genesis server of a Plexus network.
+///
+/// Peers register with it, ping it, and are told of every change of the
+/// peer list by `PUT {peerUri}/p2p/genesis`. Every flag also reads the
+/// environment variable shown.
+///
+/// Without --state the peer list lives in memory only: after a restart,
+/// each peer gets 404 on its next ping and registers again (with a new id).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "plexus-genesis", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on (port 0: the OS chooses; the chosen address is
+    /// printed on stdout as `listening on http://HOST:PORT`).
+    #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8111")]
+    pub listen: SocketAddr,
+
+    /// URL of the network's contextionary, handed to every registering peer.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL", default_value = DEFAULT_CONTEXTIONARY_URL)]
+    pub contextionary_url: String,
+
+    /// Hash of the network's contextionary, as ALGORITHM:VALUE (peers with
+    /// another contextionary refuse to join).
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH", default_value = DEFAULT_CONTEXTIONARY_HASH)]
+    pub contextionary_hash: ContextionaryHash,
+
+    /// A peer not heard from (register or ping) for this long is evicted.
+    #[arg(long, env = "PLEXUS_PEER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub peer_timeout: Duration,
+
+    /// When genesis has heard from no peer at all for half a peer timeout
+    /// (its own network is probably down), evictions are held for at most
+    /// this long, or until any peer is heard again. Default: the peer timeout.
+    #[arg(long, env = "PLEXUS_HOLD_LIMIT", value_parser = parse_duration)]
+    pub hold_limit: Option<Duration>,
+
+    /// Changes within this window after a first one are pushed to peers in
+    /// one broadcast round.
+    #[arg(long, env = "PLEXUS_BROADCAST_DELAY", default_value = "10ms", value_parser = parse_duration)]
+    pub broadcast_delay: Duration,
+
+    /// Timeout of each `PUT {peerUri}/p2p/genesis`; a slow peer never delays
+    /// the others.
+    #[arg(long, env = "PLEXUS_BROADCAST_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub broadcast_timeout: Duration,
+
+    /// How many broadcasts are in flight at once.
+    #[arg(long, env = "PLEXUS_BROADCAST_CONCURRENCY", default_value_t = 256)]
+    pub broadcast_concurrency: usize,
+
+    /// Timeout of the `GET {peerUri}/p2p/ping` probe made on registration
+    /// (400 when it fails).
+    #[arg(long, env = "PLEXUS_PROBE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// When set, register, ping and leave need `Authorization: Bearer
+    /// <token>` (403 otherwise), and broadcasts carry it.
+    #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+
+    /// Refuse (422) peer URIs whose host is or resolves into this range;
+    /// repeatable or comma-separated. Link-local (169.254.0.0/16, fe80::/10)
+    /// and unspecified (0.0.0.0/8, ::/128) addresses are always refused.
+    #[arg(long = "deny-cidr", env = "PLEXUS_DENY_CIDR", value_delimiter = ',')]
+    pub deny_cidr: Vec<IpNet>,
+
+    /// File (or folder, which then holds `genesis.redb`) of the embedded
+    /// store that keeps the peer list across restarts. Absent: memory only,
+    /// and peers register again on their next ping's 404.
+    #[arg(long, env = "PLEXUS_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Request bodies larger than this many bytes get 413.
+    #[arg(long, env = "PLEXUS_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// On SIGINT or SIGTERM, in-flight requests get this long to finish.
+    #[arg(long, env = "PLEXUS_SHUTDOWN_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// What a running genesis needs to know, resolved from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The registry's own configuration.
+    pub registry: RegistryConfig,
+    /// The join token, if any.
+    pub join_token: Option<String>,
+    /// Every range a peer URI may not point into (the always-denied ones included).
+    pub deny: Vec<IpNet>,
+    /// Timeout of the registration probe.
+    pub probe_timeout: Duration,
+    /// Timeout of each broadcast.
+    pub broadcast_timeout: Duration,
+    /// Broadcasts in flight at once.
+    pub broadcast_concurrency: usize,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// Ranges that are refused whatever the operator says: link-local (cloud
+/// metadata services live at 169.254.169.254) and unspecified addresses.
+pub fn always_denied() -> Vec<IpNet> {
+    ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128"]
+        .iter()
+        .filter_map(|net| net.parse().ok())
+        .collect()
+}
+
+impl Settings {
+    /// Settings with the defaults of the command line and `contextionary`.
+    pub fn new(contextionary: Contextionary) -> Self {
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        Self {
+            registry: RegistryConfig::new(contextionary, seed),
+            join_token: None,
+            deny: always_denied(),
+            probe_timeout: Duration::from_secs(2),
+            broadcast_timeout: Duration::from_secs(1),
+            broadcast_concurrency: 256,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl From<&Args> for Settings {
+    fn from(args: &Args) -> Self {
+        let mut settings = Settings::new(Contextionary {
+            url: args.contextionary_url.clone(),
+            hash: args.contextionary_hash.clone(),
+        });
+        settings.registry.peer_timeout = args.peer_timeout;
+        settings.registry.hold_limit = args.hold_limit.unwrap_or(args.peer_timeout);
+        settings.registry.broadcast_delay = args.broadcast_delay;
+        settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
+        settings.deny.extend(args.deny_cidr.iter().copied());
+        settings.probe_timeout = args.probe_timeout;
+        settings.broadcast_timeout = args.broadcast_timeout;
+        settings.broadcast_concurrency = args.broadcast_concurrency.max(1);
+        settings.max_body_bytes = args.max_body_bytes;
+        settings
+    }
+}
