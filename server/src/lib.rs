@@ -5,3 +5,4 @@
 
 pub mod genesis;
 pub mod http;
+pub mod peer;

@@ -1,2 +1,19 @@
-//! plexus-peer (being built).
-fn main() {}
+//! plexus-peer: a Plexus knowledge-graph peer (stand-alone for now).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use plexus_server::peer::cli::{Args, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    plexus_server::http::init_tracing();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plexus-peer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Tests of the GraphQL executor over an in-memory source.
