@@ -9,7 +9,7 @@ use plexus_core::schema::{Class, Kind, Property, Schema};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::graphql::{GraphqlRequest, GraphqlResponse, plan::MAX_LIMIT};
+use super::graphql::{GraphQLRequest, GraphQLResponse, plan::MAX_LIMIT};
 use super::{NewObject, Object, PeerState};
 use crate::http::AppError;
 
@@ -130,7 +130,7 @@ async fn delete_object(
 
 async fn graphql(
     State(state): State<PeerState>,
-    Json(request): Json<GraphqlRequest>,
-) -> Json<GraphqlResponse> {
+    Json(request): Json<GraphQLRequest>,
+) -> Json<GraphQLResponse> {
     Json(state.db.graphql(request, state.network.as_deref()).await)
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::http::AppError;
 pub use graphql::NetworkResolver;
-use graphql::{GraphqlRequest, GraphqlResponse, ObjectSource, SourceError};
+use graphql::{GraphQLRequest, GraphQLResponse, ObjectSource, SourceError};
 pub use object::Object;
 use store::{RemoveClass, Snapshot, Store, StoreError};
 
@@ -342,27 +342,22 @@ impl PeerDb {
     /// through `network` (an error when `None`).
     pub async fn graphql(
         &self,
-        request: GraphqlRequest,
+        request: GraphQLRequest,
         network: Option<&dyn NetworkResolver>,
-    ) -> GraphqlResponse {
+    ) -> GraphQLResponse {
         let schema = self.schema().await;
-        let mut prepared = match graphql::prepare(&request, &schema) {
-            Ok(p) => p,
-            Err(answer) => return answer,
-        };
-        let network_values = graphql::resolve_network(&mut prepared, &request, network).await;
-        let answer = self
-            .blocking(move |s| {
-                let snapshot = s.snapshot()?;
-                Ok(prepared.run(&snapshot, &network_values))
+        graphql::answer(request, &schema, network, async |prepared| {
+            let answer = self
+                .blocking(move |s| Ok(prepared.run(&s.snapshot()?)))
+                .await;
+            answer.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "GraphQL query failed");
+                GraphQLResponse::request_errors(vec![graphql::GraphQLError::query(
+                    "could not read the peer's objects",
+                )])
             })
-            .await;
-        answer.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "GraphQL query failed");
-            GraphqlResponse::request_errors(vec![graphql::GraphqlError::new(
-                "could not read the peer's objects",
-            )])
         })
+        .await
     }
 }
 

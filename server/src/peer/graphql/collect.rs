@@ -10,7 +10,7 @@ use graphql_parser::query::{
 };
 use serde_json::{Map, Number, Value};
 
-use super::types::GraphqlError;
+use super::types::GraphQLError;
 
 /// The fields of one response key (several when the query repeats the key).
 pub struct Group<'a, 'q> {
@@ -63,7 +63,7 @@ pub struct Collector<'a, 'q> {
     fragments: BTreeMap<&'a str, &'a FragmentDefinition<'q, String>>,
     variables: Map<String, Value>,
     /// The errors found so far.
-    pub errors: Vec<GraphqlError>,
+    pub errors: Vec<GraphQLError>,
 }
 
 enum Applies {
@@ -87,7 +87,7 @@ impl<'a, 'q> Collector<'a, 'q> {
 
     /// Records an error at `pos` and `path`.
     pub fn error(&mut self, message: impl Into<String>, pos: Pos, path: &[String]) {
-        self.errors.push(GraphqlError::at(message, pos, path));
+        self.errors.push(GraphQLError::at(message, pos, path));
     }
 
     /// The fields of `sets` (merged) for `scope`, grouped by response key.

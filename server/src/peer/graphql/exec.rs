@@ -1,14 +1,12 @@
 //! Runs a planned query over an [`ObjectSource`]. Pure: the source is a trait,
 //! so tests run it over a map in memory and the peer over a redb snapshot.
 
-use std::collections::BTreeMap;
-
 use plexus_core::schema::parse_beacon;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::plan::{ClassQuery, Node, Sel};
-use super::types::GraphqlError;
+use super::types::GraphQLError;
 use crate::peer::object::Object;
 
 /// A source failed to read.
@@ -54,21 +52,16 @@ pub fn follow(source: &dyn ObjectSource, reference: &Value) -> Result<Vec<Object
     Ok(out)
 }
 
-/// Runs the planned root fields. `network` holds the value of each `Network`
-/// field by response key, already resolved; a `Network` field without one is
-/// `null`. Errors are appended to `errors`.
+/// Runs the planned root fields (a `Network` field is `null`); errors are
+/// appended to `errors`.
 pub fn execute(
     root: &[(String, Node)],
     source: &dyn ObjectSource,
-    network: &BTreeMap<String, Value>,
-    errors: &mut Vec<GraphqlError>,
+    errors: &mut Vec<GraphQLError>,
 ) -> Value {
     let mut out = Map::new();
     for (key, node) in root {
-        let value = match node {
-            Node::Network(_) => network.get(key).cloned().unwrap_or(Value::Null),
-            other => run_node(other, source, &[Value::String(key.clone())], errors),
-        };
+        let value = run_node(node, source, &[Value::String(key.clone())], errors);
         out.insert(key.clone(), value);
     }
     Value::Object(out)
@@ -84,7 +77,7 @@ fn run_node(
     node: &Node,
     source: &dyn ObjectSource,
     path: &[Value],
-    errors: &mut Vec<GraphqlError>,
+    errors: &mut Vec<GraphQLError>,
 ) -> Value {
     match node {
         Node::Null | Node::Network(_) => Value::Null,
@@ -104,7 +97,7 @@ fn run_node(
             Ok(value) => value,
             Err(e) => {
                 tracing::error!(error = %e, "Local Get failed");
-                errors.push(GraphqlError {
+                errors.push(GraphQLError {
                     message: "could not read the peer's objects".into(),
                     locations: Vec::new(),
                     path: path.to_vec(),

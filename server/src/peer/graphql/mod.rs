@@ -5,9 +5,9 @@
 //! 1. [`prepare`] (pure): parse with `graphql-parser`, choose the operation,
 //!    resolve variables, and check every field against the peer's schema
 //!    ([`plan`]); `where` filters are parsed and checked by [`filter`].
-//! 2. The `Network` root field, if any, goes to a [`NetworkResolver`] (given by
-//!    the network layer); without one it is an error "Network queries need a
-//!    network".
+//! 2. A query with a `Network` root field goes whole to a [`NetworkResolver`]
+//!    (given by the network layer); without one, that field is an error
+//!    ([`NO_NETWORK`]) and the rest still runs.
 //! 3. [`Prepared::run`] (pure over an [`ObjectSource`]) answers `Local` from
 //!    one consistent snapshot of the store.
 
@@ -20,54 +20,39 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-
 use futures::future::BoxFuture;
 use plexus_core::schema::Schema;
 use serde_json::{Map, Value};
 
 pub use exec::{ObjectSource, SourceError};
 pub use plan::Node;
-pub use types::{GraphqlError, GraphqlRequest, GraphqlResponse, Location};
+pub use types::{GraphQLError, GraphQLRequest, GraphQLResponse, Location};
 
 /// The message of the error answered for `Network` when no resolver is set.
 pub const NO_NETWORK: &str = "Network queries need a network: this peer runs stand-alone";
 
-/// The value of a `Network` root field, and the errors met while getting it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct NetworkAnswer {
-    /// The field's value (`null` when nothing could be answered).
-    pub data: Value,
-    /// Errors, with paths starting at the field's response key.
-    pub errors: Vec<GraphqlError>,
-}
-
-/// Answers the `Network` root field of a query: the network layer implements
-/// it (plan with `plexus-core`, ask the named peers, merge).
+/// Answers queries with a `Network` root field: the network layer implements
+/// it (plan with `plexus_core::network::plan`, ask the named peers, merge with
+/// `plexus_core::network::merge`).
 pub trait NetworkResolver: Send + Sync + 'static {
-    /// Resolves the `Network` field whose response key is `response_key`
-    /// (its name, or its alias) in `request`.
-    fn resolve(
-        &self,
-        request: GraphqlRequest,
-        response_key: String,
-    ) -> BoxFuture<'static, NetworkAnswer>;
+    /// Answers the whole `request`, which has at least one `Network` root field.
+    fn resolve(&self, request: GraphQLRequest) -> BoxFuture<'static, GraphQLResponse>;
 }
 
 /// A query checked against the schema, ready to run.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     root: Vec<(String, Node)>,
-    errors: Vec<GraphqlError>,
+    errors: Vec<GraphQLError>,
 }
 
 /// Parses and checks `request` against `schema`. `Err` is the whole answer
 /// when the request cannot run at all (syntax error, no such operation,
 /// missing variable).
 #[allow(clippy::result_large_err)]
-pub fn prepare(request: &GraphqlRequest, schema: &Schema) -> Result<Prepared, GraphqlResponse> {
+pub fn prepare(request: &GraphQLRequest, schema: &Schema) -> Result<Prepared, GraphQLResponse> {
     let document = graphql_parser::parse_query::<String>(&request.query)
-        .map_err(|e| GraphqlResponse::request_errors(vec![syntax_error(&e.to_string())]))?;
+        .map_err(|e| GraphQLResponse::request_errors(vec![syntax_error(&e.to_string())]))?;
     let empty = Map::new();
     let variables = request.variables.as_ref().unwrap_or(&empty);
     let (root, errors) = plan::plan(
@@ -76,7 +61,7 @@ pub fn prepare(request: &GraphqlRequest, schema: &Schema) -> Result<Prepared, Gr
         variables,
         schema,
     )
-    .map_err(GraphqlResponse::request_errors)?;
+    .map_err(GraphQLResponse::request_errors)?;
     Ok(Prepared { root, errors })
 }
 
@@ -93,54 +78,54 @@ impl Prepared {
     }
 
     /// Adds errors met outside (e.g. while resolving `Network`).
-    pub fn add_errors(&mut self, errors: impl IntoIterator<Item = GraphqlError>) {
+    pub fn add_errors(&mut self, errors: impl IntoIterator<Item = GraphQLError>) {
         self.errors.extend(errors);
     }
 
-    /// Answers the query from `source`; `network` holds each `Network`
-    /// field's value by response key.
-    pub fn run(
-        self,
-        source: &dyn ObjectSource,
-        network: &BTreeMap<String, Value>,
-    ) -> GraphqlResponse {
+    /// Answers the query from `source` (a `Network` field is `null`).
+    pub fn run(self, source: &dyn ObjectSource) -> GraphQLResponse {
         let mut errors = self.errors;
-        let data = exec::execute(&self.root, source, network, &mut errors);
-        GraphqlResponse {
+        let data = exec::execute(&self.root, source, &mut errors);
+        GraphQLResponse {
             data: Some(data),
             errors,
         }
     }
 }
 
-/// Resolves every `Network` field of `prepared` with `network` (or reports
-/// [`NO_NETWORK`]); returns the values by response key.
-pub async fn resolve_network(
-    prepared: &mut Prepared,
-    request: &GraphqlRequest,
+/// Answers `request`: a query with a `Network` root field goes whole to
+/// `network` (or, when there is none, gets the error [`NO_NETWORK`] on that
+/// field while `Local` still runs); the rest runs on `snapshot` from `read`.
+pub async fn answer<F>(
+    request: GraphQLRequest,
+    schema: &Schema,
     network: Option<&dyn NetworkResolver>,
-) -> BTreeMap<String, Value> {
-    let mut values = BTreeMap::new();
-    for (key, at) in prepared.network_fields() {
-        match network {
-            Some(resolver) => {
-                let answer = resolver.resolve(request.clone(), key.clone()).await;
-                values.insert(key, answer.data);
-                prepared.add_errors(answer.errors);
-            }
-            None => prepared.add_errors([GraphqlError {
-                message: NO_NETWORK.into(),
-                locations: vec![at],
-                path: vec![Value::String(key)],
-            }]),
+    read: F,
+) -> GraphQLResponse
+where
+    F: AsyncFnOnce(Prepared) -> GraphQLResponse,
+{
+    let mut prepared = match prepare(&request, schema) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let network_fields = prepared.network_fields();
+    if !network_fields.is_empty() {
+        if let Some(resolver) = network {
+            return resolver.resolve(request).await;
         }
+        prepared.add_errors(network_fields.into_iter().map(|(key, at)| GraphQLError {
+            message: NO_NETWORK.into(),
+            locations: vec![at],
+            path: vec![Value::String(key)],
+        }));
     }
-    values
+    read(prepared).await
 }
 
 /// A syntax error, with its location when the parser's message names one
 /// (`... at LINE:COLUMN ...`).
-fn syntax_error(message: &str) -> GraphqlError {
+fn syntax_error(message: &str) -> GraphQLError {
     let location = message.split_whitespace().find_map(|word| {
         let (line, column) = word.split_once(':')?;
         Some(Location {
@@ -151,7 +136,7 @@ fn syntax_error(message: &str) -> GraphqlError {
                 .ok()?,
         })
     });
-    GraphqlError {
+    GraphQLError {
         message: format!("Syntax error: {}", message.trim().replace('\n', " ")),
         locations: location.into_iter().collect(),
         path: Vec::new(),

@@ -3,7 +3,7 @@
 //! argument and fragment is checked against the peer's own [`Schema`].
 //! Pure: no store, no I/O.
 //!
-//! A field that does not exist is reported as a [`GraphqlError`] with its
+//! A field that does not exist is reported as a [`GraphQLError`] with its
 //! location and path, and planned as [`Node::Null`] (or [`Sel::Null`]): it gets
 //! no data, and the rest of the query still runs.
 
@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::collect::{Collector, Group, Scope};
 use super::filter::Filter;
-use super::types::{GraphqlError, Location};
+use super::types::{GraphQLError, Location};
 
 /// The limit of a Local Get without a `limit` argument.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -71,7 +71,7 @@ pub enum Sel {
 }
 
 /// The planned root fields by response key, and the field errors found.
-pub type Planned = (Vec<(String, Node)>, Vec<GraphqlError>);
+pub type Planned = (Vec<(String, Node)>, Vec<GraphQLError>);
 
 /// Chooses the operation of `document`, resolves its variables, and plans its
 /// root fields. `Err` holds request errors: nothing can run. `Ok` holds the
@@ -81,7 +81,7 @@ pub fn plan(
     operation_name: Option<&str>,
     variables: &Map<String, Value>,
     schema: &Schema,
-) -> Result<Planned, Vec<GraphqlError>> {
+) -> Result<Planned, Vec<GraphQLError>> {
     let mut operations = Vec::new();
     let mut fragments = BTreeMap::new();
     for definition in &document.definitions {
@@ -105,15 +105,19 @@ pub fn plan(
             .iter()
             .find(|op| name_of(op) == Some(wanted))
             .ok_or_else(|| {
-                vec![GraphqlError::new(format!(
+                vec![GraphQLError::query(format!(
                     "Unknown operation named \"{wanted}\"."
                 ))]
             })?,
         None => match operations.as_slice() {
             [one] => one,
-            [] => return Err(vec![GraphqlError::new("The document holds no operation.")]),
+            [] => {
+                return Err(vec![GraphQLError::query(
+                    "The document holds no operation.",
+                )]);
+            }
             _ => {
-                return Err(vec![GraphqlError::new(
+                return Err(vec![GraphQLError::query(
                     "Must provide operation name if query contains multiple operations.",
                 )]);
             }
@@ -123,14 +127,14 @@ pub fn plan(
         OperationDefinition::SelectionSet(set) => (set, &[][..]),
         OperationDefinition::Query(q) => (&q.selection_set, q.variable_definitions.as_slice()),
         OperationDefinition::Mutation(m) => {
-            return Err(vec![GraphqlError::at(
+            return Err(vec![GraphQLError::at(
                 "Only queries are supported.",
                 m.position,
                 &[],
             )]);
         }
         OperationDefinition::Subscription(s) => {
-            return Err(vec![GraphqlError::at(
+            return Err(vec![GraphQLError::at(
                 "Only queries are supported.",
                 s.position,
                 &[],
@@ -152,7 +156,7 @@ pub fn plan(
                     }
                 }
                 None if matches!(def.var_type, Type::NonNullType(_)) => {
-                    errors.push(GraphqlError::at(
+                    errors.push(GraphQLError::at(
                         format!(
                             "Variable \"${}\" of required type \"{}\" was not provided.",
                             def.name, def.var_type

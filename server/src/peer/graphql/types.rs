@@ -1,13 +1,15 @@
-//! The JSON shapes of `POST /v1/graphql`: request, response, error.
+//! The JSON shapes of `POST /v1/graphql`: request and response. The error
+//! type is `plexus_core`'s, shared with the Network planner.
 
-use graphql_parser::Pos;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use plexus_core::graphql::{GraphQLError, Location};
 
 /// The body of `POST /v1/graphql`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GraphqlRequest {
+pub struct GraphQLRequest {
     /// The GraphQL document.
     pub query: String,
     /// Values of the operation's variables.
@@ -18,10 +20,10 @@ pub struct GraphqlRequest {
     pub operation_name: Option<String>,
 }
 
-impl GraphqlRequest {
+impl GraphQLRequest {
     /// A request for `query` without variables.
     pub fn new(query: impl Into<String>) -> Self {
-        GraphqlRequest {
+        GraphQLRequest {
             query: query.into(),
             ..Default::default()
         }
@@ -30,63 +32,18 @@ impl GraphqlRequest {
 
 /// The answer: `data` (absent when the request could not run) and `errors`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct GraphqlResponse {
+pub struct GraphQLResponse {
     /// The result, shaped like the query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     /// What went wrong, each with where in the query and in the result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<GraphqlError>,
+    pub errors: Vec<GraphQLError>,
 }
 
-impl GraphqlResponse {
+impl GraphQLResponse {
     /// A response with errors only: the request did not run.
-    pub fn request_errors(errors: Vec<GraphqlError>) -> Self {
-        GraphqlResponse { data: None, errors }
+    pub fn request_errors(errors: Vec<GraphQLError>) -> Self {
+        GraphQLResponse { data: None, errors }
     }
-}
-
-/// A GraphQL error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GraphqlError {
-    /// What went wrong, for a person.
-    pub message: String,
-    /// Where in the query text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub locations: Vec<Location>,
-    /// Where in the result: field names (response keys) and list indices.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub path: Vec<Value>,
-}
-
-impl GraphqlError {
-    /// An error without location or path.
-    pub fn new(message: impl Into<String>) -> Self {
-        GraphqlError {
-            message: message.into(),
-            locations: Vec::new(),
-            path: Vec::new(),
-        }
-    }
-
-    /// An error at `pos` in the query and `path` in the result.
-    pub fn at(message: impl Into<String>, pos: Pos, path: &[String]) -> Self {
-        GraphqlError {
-            message: message.into(),
-            locations: vec![Location {
-                line: pos.line,
-                column: pos.column,
-            }],
-            path: path.iter().map(|p| Value::String(p.clone())).collect(),
-        }
-    }
-}
-
-/// A position in the query text, 1-based.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Location {
-    /// The line.
-    pub line: usize,
-    /// The column.
-    pub column: usize,
 }
