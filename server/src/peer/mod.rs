@@ -13,6 +13,9 @@ pub mod graphql;
 pub mod object;
 pub mod store;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
