@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use graphql_parser::Pos;
 use graphql_parser::query::{
-    Definition, Document, Field, FragmentDefinition, InlineFragment, Number, OperationDefinition, Selection,
-    SelectionSet, TypeCondition, Value,
+    Definition, Document, Field, FragmentDefinition, InlineFragment, Number, OperationDefinition,
+    Selection, SelectionSet, TypeCondition, Value,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -103,10 +103,16 @@ pub fn prepare(
     let chosen = match operation_name {
         Some(name) => operations
             .into_iter()
-            .find(|op| matches!(op, OperationDefinition::Query(q) if q.name.as_deref() == Some(name)))
+            .find(
+                |op| matches!(op, OperationDefinition::Query(q) if q.name.as_deref() == Some(name)),
+            )
             .ok_or_else(|| GraphQLError::query(format!("no operation named {name:?}")))?,
         None if operations.len() == 1 => operations.remove(0),
-        None => return Err(GraphQLError::query("the query must hold exactly one operation, or name one")),
+        None => {
+            return Err(GraphQLError::query(
+                "the query must hold exactly one operation, or name one",
+            ));
+        }
     };
     let (selection_set, defaults) = match chosen {
         OperationDefinition::SelectionSet(set) => (set, Vec::new()),
@@ -119,10 +125,18 @@ pub fn prepare(
             (q.selection_set, defaults)
         }
         OperationDefinition::Mutation(m) => {
-            return Err(GraphQLError::at("mutations are not supported: use the REST API", m.position, &[]));
+            return Err(GraphQLError::at(
+                "mutations are not supported: use the REST API",
+                m.position,
+                &[],
+            ));
         }
         OperationDefinition::Subscription(s) => {
-            return Err(GraphQLError::at("subscriptions are not supported", s.position, &[]));
+            return Err(GraphQLError::at(
+                "subscriptions are not supported",
+                s.position,
+                &[],
+            ));
         }
     };
     let mut values = BTreeMap::new();
@@ -148,7 +162,9 @@ fn inline(
     depth: usize,
 ) -> Result<(), GraphQLError> {
     if depth > 32 {
-        return Err(GraphQLError::query("the query nests too deep (more than 32 levels)"));
+        return Err(GraphQLError::query(
+            "the query nests too deep (more than 32 levels)",
+        ));
     }
     for item in &mut set.items {
         match item {
@@ -159,10 +175,16 @@ fn inline(
                 field.arguments.retain(|(_, v)| *v != Value::Null);
                 inline(&mut field.selection_set, fragments, variables, depth + 1)?;
             }
-            Selection::InlineFragment(fragment) => inline(&mut fragment.selection_set, fragments, variables, depth + 1)?,
+            Selection::InlineFragment(fragment) => {
+                inline(&mut fragment.selection_set, fragments, variables, depth + 1)?
+            }
             Selection::FragmentSpread(spread) => {
                 let definition = fragments.get(&spread.fragment_name).ok_or_else(|| {
-                    GraphQLError::at(format!("unknown fragment {:?}", spread.fragment_name), spread.position, &[])
+                    GraphQLError::at(
+                        format!("unknown fragment {:?}", spread.fragment_name),
+                        spread.position,
+                        &[],
+                    )
                 })?;
                 let mut replacement = InlineFragment {
                     position: spread.position,
@@ -170,7 +192,12 @@ fn inline(
                     directives: Vec::new(),
                     selection_set: definition.selection_set.clone(),
                 };
-                inline(&mut replacement.selection_set, fragments, variables, depth + 1)?;
+                inline(
+                    &mut replacement.selection_set,
+                    fragments,
+                    variables,
+                    depth + 1,
+                )?;
                 *item = Selection::InlineFragment(replacement);
             }
         }
@@ -185,10 +212,9 @@ fn substitute(
 ) -> Result<(), GraphQLError> {
     match value {
         Value::Variable(name) => {
-            *value = variables
-                .get(name.as_str())
-                .cloned()
-                .ok_or_else(|| GraphQLError::at(format!("variable ${name} is not defined"), pos, &[]))?;
+            *value = variables.get(name.as_str()).cloned().ok_or_else(|| {
+                GraphQLError::at(format!("variable ${name} is not defined"), pos, &[])
+            })?;
         }
         Value::List(items) => {
             for v in items {
@@ -216,7 +242,11 @@ pub fn json_to_value(json: &Json) -> Value<'static, String> {
         },
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::List(items.iter().map(json_to_value).collect()),
-        Json::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect()),
+        Json::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -231,21 +261,37 @@ pub fn value_to_json(value: &Value<'static, String>) -> Json {
         Value::Null => Json::Null,
         Value::Enum(e) => Json::String(e.clone()),
         Value::List(items) => Json::Array(items.iter().map(value_to_json).collect()),
-        Value::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect()),
+        Value::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), value_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
 /// The fields of `set`, refusing fragments where only fields make sense.
-fn fields<'s>(set: &'s AstSelectionSet, path: &[String], errors: &mut Vec<GraphQLError>) -> Vec<&'s AstField> {
+fn fields<'s>(
+    set: &'s AstSelectionSet,
+    path: &[String],
+    errors: &mut Vec<GraphQLError>,
+) -> Vec<&'s AstField> {
     let mut out = Vec::new();
     for item in &set.items {
         match item {
             Selection::Field(field) => out.push(field),
             Selection::InlineFragment(f) => {
-                errors.push(GraphQLError::at("a fragment is only allowed on a reference property", f.position, path));
+                errors.push(GraphQLError::at(
+                    "a fragment is only allowed on a reference property",
+                    f.position,
+                    path,
+                ));
             }
             Selection::FragmentSpread(f) => {
-                errors.push(GraphQLError::at("a fragment is only allowed on a reference property", f.position, path));
+                errors.push(GraphQLError::at(
+                    "a fragment is only allowed on a reference property",
+                    f.position,
+                    path,
+                ));
             }
         }
     }
@@ -264,9 +310,14 @@ pub fn validate_get(get: &AstSelectionSet, schema: &Schema, path: &[String]) -> 
         if kind_field.name == "__typename" {
             continue;
         }
-        let Some(kind) = Kind::parse(&kind_field.name).filter(|k| k.graphql_field() == kind_field.name) else {
+        let Some(kind) =
+            Kind::parse(&kind_field.name).filter(|k| k.graphql_field() == kind_field.name)
+        else {
             errors.push(GraphQLError::at(
-                format!("unknown field {:?} on Get: expected Things or Actions", kind_field.name),
+                format!(
+                    "unknown field {:?} on Get: expected Things or Actions",
+                    kind_field.name
+                ),
                 kind_field.position,
                 &kind_path,
             ));
@@ -288,13 +339,22 @@ pub fn validate_get(get: &AstSelectionSet, schema: &Schema, path: &[String]) -> 
             for (name, _) in &class_field.arguments {
                 if !CLASS_ARGUMENTS.contains(&name.as_str()) {
                     errors.push(GraphQLError::at(
-                        format!("unknown argument {name:?} on class {:?}: expected where or limit", class_field.name),
+                        format!(
+                            "unknown argument {name:?} on class {:?}: expected where or limit",
+                            class_field.name
+                        ),
                         class_field.position,
                         &class_path,
                     ));
                 }
             }
-            validate_class_selection(&class_field.selection_set, schema, &class_field.name, &class_path, &mut errors);
+            validate_class_selection(
+                &class_field.selection_set,
+                schema,
+                &class_field.name,
+                &class_path,
+                &mut errors,
+            );
         }
     }
     errors
@@ -312,7 +372,11 @@ fn validate_class_selection(
         return;
     };
     if set.items.is_empty() {
-        errors.push(GraphQLError::at(format!("select at least one property of {class:?}"), set.span.0, path));
+        errors.push(GraphQLError::at(
+            format!("select at least one property of {class:?}"),
+            set.span.0,
+            path,
+        ));
     }
     for field in fields(set, path, errors) {
         let field_path = extend(path, response_key(field));
@@ -338,7 +402,10 @@ fn validate_class_selection(
                     }) = item
                     else {
                         errors.push(GraphQLError::at(
-                            format!("reference {:?} is selected with `... on Class {{ ... }}`", field.name),
+                            format!(
+                                "reference {:?} is selected with `... on Class {{ ... }}`",
+                                field.name
+                            ),
                             field.position,
                             &field_path,
                         ));
@@ -359,7 +426,10 @@ fn validate_class_selection(
                 for sub in fields(&field.selection_set, &field_path, errors) {
                     if !matches!(sub.name.as_str(), "latitude" | "longitude") {
                         errors.push(GraphQLError::at(
-                            format!("geoCoordinates has latitude and longitude, not {:?}", sub.name),
+                            format!(
+                                "geoCoordinates has latitude and longitude, not {:?}",
+                                sub.name
+                            ),
                             sub.position,
                             &field_path,
                         ));
@@ -367,7 +437,10 @@ fn validate_class_selection(
                 }
             }
             _ if !field.selection_set.items.is_empty() => errors.push(GraphQLError::at(
-                format!("property {:?} is a scalar and takes no selection", field.name),
+                format!(
+                    "property {:?} is a scalar and takes no selection",
+                    field.name
+                ),
                 field.position,
                 &field_path,
             )),
@@ -400,8 +473,12 @@ mod tests {
 
     fn get_of(query: &str, variables: serde_json::Value) -> Result<AstSelectionSet, GraphQLError> {
         let set = prepare(query, None, variables.as_object().expect("object"))?;
-        let Some(Selection::Field(local)) = set.items.into_iter().next() else { panic!("no root field") };
-        let Some(Selection::Field(get)) = local.selection_set.items.into_iter().next() else { panic!("no Get") };
+        let Some(Selection::Field(local)) = set.items.into_iter().next() else {
+            panic!("no root field")
+        };
+        let Some(Selection::Field(get)) = local.selection_set.items.into_iter().next() else {
+            panic!("no Get")
+        };
         Ok(get.selection_set)
     }
 
@@ -412,26 +489,48 @@ mod tests {
             json!({}),
         )
         .expect("parse");
-        assert_eq!(validate_get(&get, &schema(), &["Local".into(), "Get".into()]), []);
+        assert_eq!(
+            validate_get(&get, &schema(), &["Local".into(), "Get".into()]),
+            []
+        );
     }
 
     #[test]
     fn unknown_class_and_property_errors_carry_location_and_path() {
-        let get = get_of("{ Local { Get { Things {\n  Town { name }\n  City { mayor } } } } }", json!({})).expect("parse");
+        let get = get_of(
+            "{ Local { Get { Things {\n  Town { name }\n  City { mayor } } } } }",
+            json!({}),
+        )
+        .expect("parse");
         let errors = validate_get(&get, &schema(), &["Local".into(), "Get".into()]);
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].locations, [Location { line: 2, column: 3 }]);
-        assert_eq!(errors[0].path, [json!("Local"), json!("Get"), json!("Things"), json!("Town")]);
+        assert_eq!(
+            errors[0].path,
+            [json!("Local"), json!("Get"), json!("Things"), json!("Town")]
+        );
         assert!(errors[1].message.contains("mayor"));
         assert_eq!(errors[1].path.last(), Some(&json!("mayor")));
     }
 
     #[test]
     fn references_need_a_fragment_on_a_target_class() {
-        let get = get_of("{ Local { Get { Things { City { inCountry { name } } } } } }", json!({})).expect("parse");
+        let get = get_of(
+            "{ Local { Get { Things { City { inCountry { name } } } } } }",
+            json!({}),
+        )
+        .expect("parse");
         assert_eq!(validate_get(&get, &schema(), &[]).len(), 1);
-        let get = get_of("{ Local { Get { Things { City { inCountry { ... on City { name } } } } } } }", json!({})).expect("parse");
-        assert!(validate_get(&get, &schema(), &[])[0].message.contains("cannot point at"));
+        let get = get_of(
+            "{ Local { Get { Things { City { inCountry { ... on City { name } } } } } } }",
+            json!({}),
+        )
+        .expect("parse");
+        assert!(
+            validate_get(&get, &schema(), &[])[0]
+                .message
+                .contains("cannot point at")
+        );
     }
 
     #[test]
@@ -441,15 +540,30 @@ mod tests {
         let get = get_of(query, json!({"n": 3})).expect("parse");
         let rendered = get.to_string();
         assert!(rendered.contains("limit: 3"), "{rendered}");
-        assert!(!rendered.contains("where"), "absent optional variable drops the argument: {rendered}");
+        assert!(
+            !rendered.contains("where"),
+            "absent optional variable drops the argument: {rendered}"
+        );
         assert!(rendered.contains("... on City"), "{rendered}");
-        assert!(prepare("{ Local { Get { Things { City(limit: $x) { name } } } } }", None, &serde_json::Map::new()).is_err());
+        assert!(
+            prepare(
+                "{ Local { Get { Things { City(limit: $x) { name } } } } }",
+                None,
+                &serde_json::Map::new()
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn syntax_errors_and_mutations_are_refused() {
         let empty = serde_json::Map::new();
-        assert!(prepare("{ Local { ", None, &empty).expect_err("syntax").message.starts_with("syntax error"));
+        assert!(
+            prepare("{ Local { ", None, &empty)
+                .expect_err("syntax")
+                .message
+                .starts_with("syntax error")
+        );
         assert!(prepare("mutation { x }", None, &empty).is_err());
         assert!(prepare("query A { a } query B { b }", None, &empty).is_err());
         assert!(prepare("query A { a } query B { b }", Some("B"), &empty).is_ok());
@@ -460,6 +574,9 @@ mod tests {
         let json = json!({"operator": "Equal", "path": ["name"], "valueInt": 5, "f": 1.5, "b": true, "n": null});
         assert_eq!(value_to_json(&json_to_value(&json)), json);
         // Past 32 bits an integer travels as a float literal that prints without a fraction.
-        assert_eq!(json_to_value(&json!(10_000_000_000u64)).to_string(), "10000000000");
+        assert_eq!(
+            json_to_value(&json!(10_000_000_000u64)).to_string(),
+            "10000000000"
+        );
     }
 }

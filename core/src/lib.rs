@@ -18,3 +18,5 @@ pub mod wire;
 
 pub use names::{NameError, PeerName, PeerUri};
 pub use time::Timestamp;
+#[cfg(feature = "sim")]
+pub mod sim;

@@ -15,7 +15,9 @@ use std::time::Duration;
 use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
 use crate::time::Timestamp;
-use crate::wire::{Contextionary, PeerId, PeerListEntry, PeerPing, PeerRegistrationResponse, PeerUpdate};
+use crate::wire::{
+    Contextionary, PeerId, PeerListEntry, PeerPing, PeerRegistrationResponse, PeerUpdate,
+};
 
 /// How a peer takes part in a network.
 #[derive(Clone, Debug)]
@@ -57,7 +59,9 @@ impl MembershipConfig {
 #[non_exhaustive]
 pub enum FailReason {
     /// Genesis names another contextionary than the peer's own.
-    #[error("genesis uses contextionary {theirs} ({theirs_url}), this peer uses {ours}: refusing to join")]
+    #[error(
+        "genesis uses contextionary {theirs} ({theirs_url}), this peer uses {ours}: refusing to join"
+    )]
     ContextionaryMismatch {
         /// The peer's hash.
         ours: String,
@@ -124,6 +128,9 @@ pub enum Request {
         /// The peer's id.
         id: PeerId,
     },
+    /// `GET /peers`: the whole list, because two pings in a row told of a
+    /// list version this peer has not seen (a broadcast was lost).
+    FetchPeers,
     /// `GET {uri}/v1/schema` of a remote peer whose schema hash changed.
     DownloadSchema {
         /// The remote peer.
@@ -181,7 +188,9 @@ pub struct RemotePeer {
 impl RemotePeer {
     /// Whether the cached schema is the announced one.
     pub fn is_cached(&self) -> bool {
-        self.schema.as_ref().is_some_and(|(hash, _)| *hash == self.schema_hash)
+        self.schema
+            .as_ref()
+            .is_some_and(|(hash, _)| *hash == self.schema_hash)
     }
 }
 
@@ -193,6 +202,14 @@ pub struct Membership {
     state: State,
     schema_hash: String,
     view: BTreeMap<PeerName, RemotePeer>,
+    /// The list version of the view, when genesis told it.
+    list_version: Option<u64>,
+    /// A version that the last ping answered and the view lacks.
+    stale_seen: Option<u64>,
+    /// A `FetchPeers` is in flight.
+    fetching: bool,
+    /// Whether the pings since the last registration have their random phase.
+    phased: bool,
     /// When failed schema downloads are tried again.
     download_retry_at: Option<Timestamp>,
     transmits: VecDeque<Request>,
@@ -204,11 +221,19 @@ impl Membership {
     pub fn new(config: Option<MembershipConfig>, schema_hash: String) -> Self {
         let seed = config.as_ref().map_or(0, |c| c.seed);
         Self {
-            state: if config.is_some() { State::Idle } else { State::NotConfigured },
+            state: if config.is_some() {
+                State::Idle
+            } else {
+                State::NotConfigured
+            },
             config,
             rng: fastrand::Rng::with_seed(seed),
             schema_hash,
             view: BTreeMap::new(),
+            list_version: None,
+            stale_seen: None,
+            fetching: false,
+            phased: false,
             download_retry_at: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -258,7 +283,11 @@ impl Membership {
     }
 
     /// The answer to [`Request::Register`].
-    pub fn handle_register_response(&mut self, result: Result<PeerRegistrationResponse, CallError>, now: Timestamp) {
+    pub fn handle_register_response(
+        &mut self,
+        result: Result<PeerRegistrationResponse, CallError>,
+        now: Timestamp,
+    ) {
         let State::Registering { attempt, .. } = self.state else {
             return;
         };
@@ -276,6 +305,7 @@ impl Membership {
                     return;
                 }
                 let id = response.peer.id;
+                self.phased = false;
                 // Ping at once so that genesis learns the schema hash.
                 self.state = State::Registered {
                     id,
@@ -298,9 +328,11 @@ impl Membership {
         }
     }
 
-    /// The answer to [`Request::Ping`]. A 404 means genesis forgot this peer
-    /// (it restarted, or evicted it): register again at once.
-    pub fn handle_ping_response(&mut self, result: Result<(), CallError>, now: Timestamp) {
+    /// The answer to [`Request::Ping`], with the list version genesis told in
+    /// it, if any. A 404 means genesis forgot this peer (it restarted, or
+    /// evicted it): register again at once. A version the view lacks, told by
+    /// two pings in a row, means a broadcast was lost: fetch the whole list.
+    pub fn handle_ping_response(&mut self, result: Result<Option<u64>, CallError>, now: Timestamp) {
         let State::Registered { id, .. } = self.state else {
             return;
         };
@@ -315,8 +347,11 @@ impl Membership {
             }
             Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
             // Success, or genesis unreachable for now: keep pinging on schedule.
-            _ => {
-                let next_ping = now + self.jittered_interval();
+            ok_or_transport => {
+                if let Ok(Some(version)) = ok_or_transport {
+                    self.check_version(version);
+                }
+                let next_ping = now + self.next_interval();
                 self.state = State::Registered {
                     id,
                     next_ping,
@@ -338,10 +373,30 @@ impl Membership {
         }
     }
 
-    /// A peer list pushed by genesis (`PUT /p2p/genesis`). Emits one
-    /// [`Request::DownloadSchema`] for each remote peer whose schema hash is
-    /// new to this peer and not already being downloaded.
-    pub fn handle_peer_list(&mut self, list: Vec<PeerListEntry>, now: Timestamp) {
+    /// The answer to [`Request::FetchPeers`]: the list and its version.
+    pub fn handle_peers_response(
+        &mut self,
+        result: Result<(Vec<PeerListEntry>, Option<u64>), CallError>,
+        now: Timestamp,
+    ) {
+        self.fetching = false;
+        if let Ok((list, version)) = result {
+            self.handle_peer_list(list, version, now);
+        }
+    }
+
+    /// A peer list pushed by genesis (`PUT /p2p/genesis`), with its version
+    /// when genesis told it. Emits one [`Request::DownloadSchema`] for each
+    /// remote peer whose schema hash is new to this peer and not already
+    /// being downloaded.
+    pub fn handle_peer_list(
+        &mut self,
+        list: Vec<PeerListEntry>,
+        version: Option<u64>,
+        now: Timestamp,
+    ) {
+        self.list_version = version;
+        self.stale_seen = None;
         let own = self.config.as_ref().map(|c| c.name.clone());
         let mut next = BTreeMap::new();
         for entry in list {
@@ -373,7 +428,13 @@ impl Membership {
 
     /// The answer to the [`Request::DownloadSchema`] that asked for `hash`.
     /// A failed download is tried again after one ping interval.
-    pub fn handle_schema_response(&mut self, peer: &PeerName, hash: &str, result: Result<Schema, CallError>, now: Timestamp) {
+    pub fn handle_schema_response(
+        &mut self,
+        peer: &PeerName,
+        hash: &str,
+        result: Result<Schema, CallError>,
+        now: Timestamp,
+    ) {
         let Some(remote) = self.view.get_mut(peer) else {
             return;
         };
@@ -389,8 +450,13 @@ impl Membership {
                 self.events.push_back(Event::ViewChanged);
             }
             Err(_) => {
-                let retry = now + self.config.as_ref().map_or(Duration::from_secs(10), |c| c.ping_interval);
-                self.download_retry_at = Some(self.download_retry_at.map_or(retry, |t| t.min(retry)));
+                let retry = now
+                    + self
+                        .config
+                        .as_ref()
+                        .map_or(Duration::from_secs(10), |c| c.ping_interval);
+                self.download_retry_at =
+                    Some(self.download_retry_at.map_or(retry, |t| t.min(retry)));
             }
         }
         self.request_downloads(now);
@@ -422,7 +488,11 @@ impl Membership {
     /// Sends what is due at `now`: a registration attempt, a ping, a retried download.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         match &mut self.state {
-            State::Registering { retry_at, in_flight, .. } if !*in_flight && *retry_at <= now => {
+            State::Registering {
+                retry_at,
+                in_flight,
+                ..
+            } if !*in_flight && *retry_at <= now => {
                 *in_flight = true;
                 if let Some(config) = &self.config {
                     self.transmits.push_back(Request::Register(PeerUpdate {
@@ -431,7 +501,11 @@ impl Membership {
                     }));
                 }
             }
-            State::Registered { id, next_ping, in_flight } if !*in_flight && *next_ping <= now => {
+            State::Registered {
+                id,
+                next_ping,
+                in_flight,
+            } if !*in_flight && *next_ping <= now => {
                 *in_flight = true;
                 self.transmits.push_back(Request::Ping {
                     id: *id,
@@ -486,6 +560,23 @@ impl Membership {
 
     // ---- internals ----
 
+    fn check_version(&mut self, version: u64) {
+        if self.list_version == Some(version) {
+            self.stale_seen = None;
+        } else if self.stale_seen == Some(version) && !self.fetching {
+            self.fetching = true;
+            self.stale_seen = None;
+            self.transmits.push_back(Request::FetchPeers);
+        } else {
+            self.stale_seen = Some(version);
+        }
+    }
+
+    /// The list version of the view, when genesis told it.
+    pub fn list_version(&self) -> Option<u64> {
+        self.list_version
+    }
+
     fn fail(&mut self, reason: FailReason) {
         self.state = State::Failed(reason.clone());
         self.events.push_back(Event::Failed(reason));
@@ -508,10 +599,20 @@ impl Membership {
         }
     }
 
-    /// The ping interval ±10 %, so that many peers do not ping in step.
-    fn jittered_interval(&mut self) -> Duration {
-        let interval = self.config.as_ref().map_or(Duration::from_secs(10), |c| c.ping_interval);
-        interval.mul_f64(0.9 + 0.2 * self.rng.f64())
+    /// The time to the next ping: a random phase within one interval after
+    /// the first ping of a registration, so that peers started (or sent back
+    /// by a restarted genesis) together do not ping in step; then the interval ±10 %.
+    fn next_interval(&mut self) -> Duration {
+        let interval = self
+            .config
+            .as_ref()
+            .map_or(Duration::from_secs(10), |c| c.ping_interval);
+        if self.phased {
+            interval.mul_f64(0.9 + 0.2 * self.rng.f64())
+        } else {
+            self.phased = true;
+            interval.mul_f64(0.1 + 0.9 * self.rng.f64())
+        }
     }
 
     /// Exponential backoff with full jitter: uniform in [min, min·2^attempt], capped.

@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(PeerName::new(""), Err(NameError::Length(0)));
         assert_eq!(PeerName::new("a".repeat(64)), Err(NameError::Length(64)));
         for bad in ["peer-b", "2peer", "_x", "pé", "a b", "a.b"] {
-            assert!(matches!(PeerName::new(bad), Err(NameError::Characters(_))), "{bad}");
+            assert!(
+                matches!(PeerName::new(bad), Err(NameError::Characters(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -145,8 +148,14 @@ mod tests {
         assert_eq!(uri.join("/p2p/ping"), "http://127.0.0.1:8081/p2p/ping");
         assert!(PeerUri::new("https://peer.example:443").is_ok());
         assert!(matches!(PeerUri::new("ftp://x"), Err(NameError::Scheme(_))));
-        assert!(matches!(PeerUri::new("file:///etc/passwd"), Err(NameError::Scheme(_))));
-        assert!(matches!(PeerUri::new("/relative"), Err(NameError::Uri { .. })));
+        assert!(matches!(
+            PeerUri::new("file:///etc/passwd"),
+            Err(NameError::Scheme(_))
+        ));
+        assert!(matches!(
+            PeerUri::new("/relative"),
+            Err(NameError::Uri { .. })
+        ));
     }
 
     #[test]

@@ -48,13 +48,18 @@ pub fn plan<S: Borrow<Schema>>(
     let mut queries = Vec::new();
     for item in &root.items {
         let Selection::Field(network) = item else {
-            errors.push(GraphQLError::query("fragments are not allowed at the root of a Network query"));
+            errors.push(GraphQLError::query(
+                "fragments are not allowed at the root of a Network query",
+            ));
             continue;
         };
         let network_key = response_key(network).to_owned();
         if network.name != "Network" {
             errors.push(GraphQLError::at(
-                format!("{:?} cannot be asked together with Network; send Local queries on their own", network.name),
+                format!(
+                    "{:?} cannot be asked together with Network; send Local queries on their own",
+                    network.name
+                ),
                 network.position,
                 &[network_key],
             ));
@@ -62,21 +67,33 @@ pub fn plan<S: Borrow<Schema>>(
         }
         for item in &network.selection_set.items {
             let Selection::Field(get) = item else {
-                errors.push(GraphQLError::query("fragments are not allowed under Network"));
+                errors.push(GraphQLError::query(
+                    "fragments are not allowed under Network",
+                ));
                 continue;
             };
             let get_key = response_key(get).to_owned();
             if get.name != "Get" {
                 let path = [network_key.clone(), get_key];
-                errors.push(GraphQLError::at(format!("Network.{} is not supported: use Get", get.name), get.position, &path));
+                errors.push(GraphQLError::at(
+                    format!("Network.{} is not supported: use Get", get.name),
+                    get.position,
+                    &path,
+                ));
                 continue;
             }
             for item in &get.selection_set.items {
                 let Selection::Field(peer_field) = item else {
-                    errors.push(GraphQLError::query("fragments are not allowed under Network.Get"));
+                    errors.push(GraphQLError::query(
+                        "fragments are not allowed under Network.Get",
+                    ));
                     continue;
                 };
-                let path = [network_key.clone(), get_key.clone(), response_key(peer_field).to_owned()];
+                let path = [
+                    network_key.clone(),
+                    get_key.clone(),
+                    response_key(peer_field).to_owned(),
+                ];
                 match plan_peer(peer_field, schemas, &path) {
                     Ok(q) => queries.push(q),
                     Err(mut e) => errors.append(&mut e),
@@ -84,7 +101,11 @@ pub fn plan<S: Borrow<Schema>>(
             }
         }
     }
-    if errors.is_empty() { Ok(NetworkPlan { queries }) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(NetworkPlan { queries })
+    } else {
+        Err(errors)
+    }
 }
 
 fn plan_peer<S: Borrow<Schema>>(
@@ -95,7 +116,11 @@ fn plan_peer<S: Borrow<Schema>>(
     let unknown = || {
         let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
         vec![GraphQLError::at(
-            format!("unknown peer {:?} (known peers with a schema: {})", field.name, known.join(", ")),
+            format!(
+                "unknown peer {:?} (known peers with a schema: {})",
+                field.name,
+                known.join(", ")
+            ),
             field.position,
             path,
         )]
@@ -127,10 +152,9 @@ fn local_query(get: &SelectionSet<'static, String>) -> String {
         })],
     };
     let document: Document<'static, String> = Document {
-        definitions: vec![graphql_parser::query::Definition::Operation(OperationDefinition::SelectionSet(wrap(
-            "Local",
-            wrap("Get", get.clone()),
-        )))],
+        definitions: vec![graphql_parser::query::Definition::Operation(
+            OperationDefinition::SelectionSet(wrap("Local", wrap("Get", get.clone()))),
+        )],
     };
     document.to_string()
 }
@@ -148,10 +172,18 @@ pub fn merge(plan: &NetworkPlan, answers: Vec<PeerAnswer>) -> Json {
         let [network_key, get_key, peer_key] = &query.path;
         let value = match answer {
             Ok(response) => {
-                for error in response.get("errors").and_then(Json::as_array).into_iter().flatten() {
+                for error in response
+                    .get("errors")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     errors.push(rebase_error(error, &query.path));
                 }
-                response.pointer("/data/Local/Get").cloned().unwrap_or(Json::Null)
+                response
+                    .pointer("/data/Local/Get")
+                    .cloned()
+                    .unwrap_or(Json::Null)
             }
             Err(reason) => {
                 errors.push(json!({
@@ -179,7 +211,10 @@ pub fn merge(plan: &NetworkPlan, answers: Vec<PeerAnswer>) -> Json {
 /// A remote peer's error, with its path moved from `Local.Get…` to
 /// `Network.Get.Peer…`; its locations refer to the Local query and are dropped.
 fn rebase_error(error: &Json, prefix: &[String; 3]) -> Json {
-    let message = error.get("message").and_then(Json::as_str).unwrap_or("error");
+    let message = error
+        .get("message")
+        .and_then(Json::as_str)
+        .unwrap_or("error");
     let remote_path = error.get("path").and_then(Json::as_array);
     let mut path: Vec<Json> = prefix.iter().map(|p| Json::String(p.clone())).collect();
     path.extend(remote_path.into_iter().flatten().skip(2).cloned());
@@ -213,33 +248,65 @@ mod tests {
         let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
         assert_eq!(plan.queries.len(), 2);
         assert_eq!(plan.queries[0].peer.as_str(), "PeerB");
-        let reparsed = graphql_parser::parse_query::<String>(&plan.queries[0].query).expect("valid GraphQL");
+        let reparsed =
+            graphql_parser::parse_query::<String>(&plan.queries[0].query).expect("valid GraphQL");
         let text = reparsed.to_string();
-        assert!(text.contains("Local") && text.contains("City(limit: 1)") && !text.contains("Airport"), "{text}");
-        assert_eq!(plan.queries[1].path, ["Network".to_owned(), "Get".into(), "PeerC".into()]);
+        assert!(
+            text.contains("Local") && text.contains("City(limit: 1)") && !text.contains("Airport"),
+            "{text}"
+        );
+        assert_eq!(
+            plan.queries[1].path,
+            ["Network".to_owned(), "Get".into(), "PeerC".into()]
+        );
     }
 
     #[test]
     fn unknown_peer_class_or_property_is_refused_before_sending() {
         for (q, needle) in [
-            ("{ Network { Get { PeerZ { Things { City { name } } } } } }", "unknown peer"),
-            ("{ Network { Get { PeerC { Things { City { name } } } } } }", "no things class"),
-            ("{ Network { Get { PeerB { Things { City { mayor } } } } } }", "no property"),
+            (
+                "{ Network { Get { PeerZ { Things { City { name } } } } } }",
+                "unknown peer",
+            ),
+            (
+                "{ Network { Get { PeerC { Things { City { name } } } } } }",
+                "no things class",
+            ),
+            (
+                "{ Network { Get { PeerB { Things { City { mayor } } } } } }",
+                "no property",
+            ),
             ("{ Network { Fetch { PeerB { x } } } }", "not supported"),
-            ("{ Local { Get { Things { City { name } } } } Network { Get { PeerB { Things { City { name } } } } } }", "together"),
+            (
+                "{ Local { Get { Things { City { name } } } } Network { Get { PeerB { Things { City { name } } } } } }",
+                "together",
+            ),
         ] {
             let errors = plan(q, None, &no_vars(), &schemas()).expect_err(q);
-            assert!(errors.iter().any(|e| e.message.contains(needle)), "{q}: {errors:?}");
-            assert!(errors.iter().all(|e| !e.locations.is_empty() || !e.path.is_empty()), "{errors:?}");
+            assert!(
+                errors.iter().any(|e| e.message.contains(needle)),
+                "{q}: {errors:?}"
+            );
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| !e.locations.is_empty() || !e.path.is_empty()),
+                "{errors:?}"
+            );
         }
     }
 
     #[test]
     fn variables_are_inlined_into_the_local_queries() {
-        let q = "query($n: Int) { Network { Get { PeerB { Things { City(limit: $n) { name } } } } } }";
+        let q =
+            "query($n: Int) { Network { Get { PeerB { Things { City(limit: $n) { name } } } } } }";
         let vars = json!({"n": 2}).as_object().cloned().expect("object");
         let plan = plan(q, None, &vars, &schemas()).expect("valid");
-        assert!(plan.queries[0].query.contains("limit: 2"), "{}", plan.queries[0].query);
+        assert!(
+            plan.queries[0].query.contains("limit: 2"),
+            "{}",
+            plan.queries[0].query
+        );
     }
 
     #[test]
@@ -248,23 +315,43 @@ mod tests {
         let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
         let b = json!({"data": {"Local": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
         let merged = merge(&plan, vec![Ok(b), Err("connection refused".into())]);
-        assert_eq!(merged["data"]["Network"]["Get"]["PeerB"]["Things"]["City"][0]["name"], "Amsterdam");
+        assert_eq!(
+            merged["data"]["Network"]["Get"]["PeerB"]["Things"]["City"][0]["name"],
+            "Amsterdam"
+        );
         assert_eq!(merged["data"]["Network"]["Get"]["c"], Json::Null);
         let errors = merged["errors"].as_array().expect("errors");
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0]["path"], json!(["Network", "Get", "c"]));
-        assert!(errors[0]["message"].as_str().expect("text").contains("PeerC"));
+        assert!(
+            errors[0]["message"]
+                .as_str()
+                .expect("text")
+                .contains("PeerC")
+        );
     }
 
     #[test]
     fn remote_errors_are_rebased_under_the_peer() {
-        let plan = plan("{ Network { Get { PeerB { Things { City { name } } } } } }", None, &no_vars(), &schemas()).expect("valid");
+        let plan = plan(
+            "{ Network { Get { PeerB { Things { City { name } } } } } }",
+            None,
+            &no_vars(),
+            &schemas(),
+        )
+        .expect("valid");
         let answer = json!({"data": {"Local": {"Get": {"Things": {"City": null}}}},
                             "errors": [{"message": "boom", "locations": [{"line": 1, "column": 3}], "path": ["Local", "Get", "Things", "City"]}]});
         let merged = merge(&plan, vec![Ok(answer)]);
-        assert_eq!(merged["errors"], json!([{"message": "boom", "path": ["Network", "Get", "PeerB", "Things", "City"]}]));
+        assert_eq!(
+            merged["errors"],
+            json!([{"message": "boom", "path": ["Network", "Get", "PeerB", "Things", "City"]}])
+        );
         assert!(merged.get("errors").is_some());
         let clean = merge(&plan, vec![Ok(json!({"data": {"Local": {"Get": {}}}}))]);
-        assert!(clean.get("errors").is_none(), "no errors key when all answered");
+        assert!(
+            clean.get("errors").is_none(),
+            "no errors key when all answered"
+        );
     }
 }

@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use crate::names::PeerName;
 use crate::time::Timestamp;
-use crate::wire::{ChangeKind, Contextionary, Peer, PeerChange, PeerId, PeerListEntry, PeerRegistrationResponse, PeerUpdate};
+use crate::wire::{
+    ChangeKind, Contextionary, Peer, PeerChange, PeerId, PeerListEntry, PeerRegistrationResponse,
+    PeerUpdate,
+};
 
 /// How a registry behaves.
 #[derive(Clone, Debug)]
@@ -38,6 +41,9 @@ pub struct RegistryConfig {
     /// The network's contextionary, handed to every registering peer.
     pub contextionary: Contextionary,
     /// Seed of the generator of peer ids, so that tests are reproducible.
+    /// A server must draw it from the operating system at every start: a
+    /// restarted genesis with the same seed would hand out the old ids again,
+    /// and a peer pinging with its old id would not learn it must register.
     pub seed: u64,
 }
 
@@ -218,7 +224,10 @@ impl Registry {
         now: Timestamp,
     ) -> Result<PeerRegistrationResponse, RegisterError> {
         if let Err(reason) = reached {
-            return Err(RegisterError::Unreachable { url: probe.url, reason });
+            return Err(RegisterError::Unreachable {
+                url: probe.url,
+                reason,
+            });
         }
         self.heard(now);
         if let Some(old) = self.by_name.get(&probe.update.peer_name).copied()
@@ -227,7 +236,9 @@ impl Registry {
             self.changed(ChangeKind::Left, peer, now);
         }
         let peer = Peer {
-            id: PeerId(uuid::Builder::from_random_bytes(self.rng.u128(..).to_le_bytes()).into_uuid()),
+            id: PeerId(
+                uuid::Builder::from_random_bytes(self.rng.u128(..).to_le_bytes()).into_uuid(),
+            ),
             peer_name: probe.update.peer_name,
             peer_uri: probe.update.peer_uri,
             last_contact_at: now,
@@ -242,7 +253,12 @@ impl Registry {
     }
 
     /// `POST /peers/{id}/ping`: refreshes the peer's last contact and schema hash.
-    pub fn handle_ping(&mut self, id: PeerId, schema_hash: &str, now: Timestamp) -> Result<(), UnknownPeer> {
+    pub fn handle_ping(
+        &mut self,
+        id: PeerId,
+        schema_hash: &str,
+        now: Timestamp,
+    ) -> Result<(), UnknownPeer> {
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
         self.by_contact.remove(&(peer.last_contact_at, id));
         peer.last_contact_at = peer.last_contact_at.max(now);
@@ -282,12 +298,16 @@ impl Registry {
             self.broadcast_due = None;
             let list: Arc<[PeerListEntry]> = self.peers().map(Peer::to_entry).collect();
             let version = self.version;
-            let round = self.by_name.values().filter_map(|id| self.peers.get(id)).map(|peer| Broadcast {
-                to: peer.id,
-                url: peer.peer_uri.join("/p2p/genesis"),
-                version,
-                list: Arc::clone(&list),
-            });
+            let round = self
+                .by_name
+                .values()
+                .filter_map(|id| self.peers.get(id))
+                .map(|peer| Broadcast {
+                    to: peer.id,
+                    url: peer.peer_uri.join("/p2p/genesis"),
+                    version,
+                    list: Arc::clone(&list),
+                });
             self.transmits.extend(round);
         }
     }
@@ -313,7 +333,11 @@ impl Registry {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let eviction = self.earliest_deadline().map(|deadline| {
             let (start, end) = self.hold_window();
-            if start <= deadline && deadline < end { end } else { deadline }
+            if start <= deadline && deadline < end {
+                end
+            } else {
+                deadline
+            }
         });
         match (eviction, self.broadcast_due) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -158,10 +158,14 @@ impl Property {
 #[non_exhaustive]
 pub enum SchemaError {
     /// A class name that is not a GraphQL name starting with an upper-case letter.
-    #[error("invalid class name {0:?}: must start with an upper-case letter and hold only ASCII letters, digits and _")]
+    #[error(
+        "invalid class name {0:?}: must start with an upper-case letter and hold only ASCII letters, digits and _"
+    )]
     ClassName(String),
     /// A property name that is not a GraphQL name starting with a lower-case letter.
-    #[error("invalid property name {0:?}: must start with a lower-case letter and hold only ASCII letters, digits and _")]
+    #[error(
+        "invalid property name {0:?}: must start with a lower-case letter and hold only ASCII letters, digits and _"
+    )]
     PropertyName(String),
     /// A class of that name exists already (in Things or Actions).
     #[error("class {0:?} already exists")]
@@ -175,7 +179,9 @@ pub enum SchemaError {
         property: String,
     },
     /// A `dataType` that is neither a primitive nor a list of class names.
-    #[error("property {property:?} has unknown data type {data_type:?}: use one of string, text, int, number, boolean, date, geoCoordinates, or class names")]
+    #[error(
+        "property {property:?} has unknown data type {data_type:?}: use one of string, text, int, number, boolean, date, geoCoordinates, or class names"
+    )]
     DataType {
         /// The property.
         property: String,
@@ -281,7 +287,12 @@ impl Schema {
     }
 
     /// Adds `property` to the class `class` of `kind`.
-    pub fn add_property(&mut self, kind: Kind, class: &str, property: Property) -> Result<(), SchemaError> {
+    pub fn add_property(
+        &mut self,
+        kind: Kind,
+        class: &str,
+        property: Property,
+    ) -> Result<(), SchemaError> {
         self.check_property(class, &property)?;
         let target = self.class_mut(kind, class)?;
         if target.properties.iter().any(|p| p.name == property.name) {
@@ -310,10 +321,13 @@ impl Schema {
             }
         }
         let list = &mut self.list_mut(kind).classes;
-        let index = list.iter().position(|c| c.class == name).ok_or_else(|| SchemaError::UnknownClass {
-            kind,
-            class: name.to_owned(),
-        })?;
+        let index =
+            list.iter()
+                .position(|c| c.class == name)
+                .ok_or_else(|| SchemaError::UnknownClass {
+                    kind,
+                    class: name.to_owned(),
+                })?;
         Ok(list.remove(index))
     }
 
@@ -390,11 +404,18 @@ impl Schema {
     }
 
     /// Checks the values of an object of class `class` of `kind` against their properties.
-    pub fn check_object(&self, kind: Kind, class: &str, values: &Map<String, Value>) -> Result<(), ObjectError> {
-        let class_def = self.class(kind, class).ok_or_else(|| ObjectError::UnknownClass {
-            kind,
-            class: class.to_owned(),
-        })?;
+    pub fn check_object(
+        &self,
+        kind: Kind,
+        class: &str,
+        values: &Map<String, Value>,
+    ) -> Result<(), ObjectError> {
+        let class_def = self
+            .class(kind, class)
+            .ok_or_else(|| ObjectError::UnknownClass {
+                kind,
+                class: class.to_owned(),
+            })?;
         for (name, value) in values {
             let property = class_def
                 .properties
@@ -432,7 +453,14 @@ fn canonical_text(value: &Value) -> String {
                 .collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical_text).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_text)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -472,7 +500,10 @@ pub enum ObjectError {
 fn fits(data_type: &DataType, value: &Value) -> bool {
     match data_type {
         DataType::String | DataType::Text => value.is_string(),
-        DataType::Int => value.is_i64() || value.is_u64() && value.as_u64().is_some_and(|v| i64::try_from(v).is_ok()),
+        DataType::Int => {
+            value.is_i64()
+                || value.is_u64() && value.as_u64().is_some_and(|v| i64::try_from(v).is_ok())
+        }
         DataType::Number => value.is_number(),
         DataType::Boolean => value.is_boolean(),
         DataType::Date => value.as_str().is_some_and(is_rfc3339),
@@ -483,7 +514,9 @@ fn fits(data_type: &DataType, value: &Value) -> bool {
                     .and_then(Value::as_f64)
                     .is_some_and(|v| (-limit..=limit).contains(&v))
             };
-            value.as_object().is_some_and(|o| o.len() == 2) && coordinate("latitude", 90.0) && coordinate("longitude", 180.0)
+            value.as_object().is_some_and(|o| o.len() == 2)
+                && coordinate("latitude", 90.0)
+                && coordinate("longitude", 180.0)
         }
         DataType::Ref(_) => match value {
             Value::Array(items) => items.iter().all(is_beacon),
@@ -494,7 +527,11 @@ fn fits(data_type: &DataType, value: &Value) -> bool {
 
 /// A reference value: `{"beacon": "weaviate://localhost/things/<uuid>"}`.
 fn is_beacon(value: &Value) -> bool {
-    value.get("beacon").and_then(Value::as_str).and_then(parse_beacon).is_some()
+    value
+        .get("beacon")
+        .and_then(Value::as_str)
+        .and_then(parse_beacon)
+        .is_some()
 }
 
 /// The kind and object id a beacon (`weaviate://HOST/things/<uuid>`) points at.
@@ -510,15 +547,39 @@ pub fn parse_beacon(beacon: &str) -> Option<(Kind, uuid::Uuid)> {
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, checked by shape and range.
 fn is_rfc3339(text: &str) -> bool {
     let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| b.get(range.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    let number = |range: std::ops::Range<usize>| text.get(range).and_then(|s| s.parse::<u32>().ok()).unwrap_or(99);
-    if b.len() < 20 || !digits(0..4) || b[4] != b'-' || !digits(5..7) || b[7] != b'-' || !digits(8..10) {
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    let number = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(99)
+    };
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
         return false;
     }
-    if !matches!(b[10], b'T' | b't' | b' ') || !digits(11..13) || b[13] != b':' || !digits(14..16) || b[16] != b':' || !digits(17..19) {
+    if !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
         return false;
     }
-    if !(1..=12).contains(&number(5..7)) || !(1..=31).contains(&number(8..10)) || number(11..13) > 23 || number(14..16) > 59 || number(17..19) > 60 {
+    if !(1..=12).contains(&number(5..7))
+        || !(1..=31).contains(&number(8..10))
+        || number(11..13) > 23
+        || number(14..16) > 59
+        || number(17..19) > 60
+    {
         return false;
     }
     let mut i = 19;
@@ -534,7 +595,9 @@ fn is_rfc3339(text: &str) -> bool {
     }
     match &b[i..] {
         [b'Z' | b'z'] => true,
-        [b'+' | b'-', ..] => b.len() == i + 6 && digits(i + 1..i + 3) && b[i + 3] == b':' && digits(i + 4..i + 6),
+        [b'+' | b'-', ..] => {
+            b.len() == i + 6 && digits(i + 1..i + 3) && b[i + 3] == b':' && digits(i + 4..i + 6)
+        }
         _ => false,
     }
 }
@@ -558,21 +621,40 @@ mod tests {
     fn adds_classes_and_refuses_bad_ones() {
         let mut schema = Schema::default();
         schema.add_class(Kind::Things, city()).expect("city");
-        assert_eq!(schema.add_class(Kind::Actions, city()), Err(SchemaError::DuplicateClass("City".into())));
-        let bad_name = Class { class: "city".into(), description: String::new(), properties: vec![] };
-        assert!(matches!(schema.add_class(Kind::Things, bad_name), Err(SchemaError::ClassName(_))));
+        assert_eq!(
+            schema.add_class(Kind::Actions, city()),
+            Err(SchemaError::DuplicateClass("City".into()))
+        );
+        let bad_name = Class {
+            class: "city".into(),
+            description: String::new(),
+            properties: vec![],
+        };
+        assert!(matches!(
+            schema.add_class(Kind::Things, bad_name),
+            Err(SchemaError::ClassName(_))
+        ));
         let dangling: Class = serde_json::from_value(json!({"class": "Airport", "properties": [
             {"name": "inCountry", "dataType": ["Country"]}]}))
         .expect("parse");
-        assert!(matches!(schema.add_class(Kind::Things, dangling), Err(SchemaError::MissingClass { .. })));
+        assert!(matches!(
+            schema.add_class(Kind::Things, dangling),
+            Err(SchemaError::MissingClass { .. })
+        ));
         let unknown: Class = serde_json::from_value(json!({"class": "Airport", "properties": [
             {"name": "code", "dataType": ["varchar"]}]}))
         .expect("parse");
-        assert!(matches!(schema.add_class(Kind::Things, unknown), Err(SchemaError::DataType { .. })));
+        assert!(matches!(
+            schema.add_class(Kind::Things, unknown),
+            Err(SchemaError::DataType { .. })
+        ));
         let twice: Class = serde_json::from_value(json!({"class": "Airport", "properties": [
             {"name": "code", "dataType": ["string"]}, {"name": "code", "dataType": ["text"]}]}))
         .expect("parse");
-        assert!(matches!(schema.add_class(Kind::Things, twice), Err(SchemaError::DuplicateProperty { .. })));
+        assert!(matches!(
+            schema.add_class(Kind::Things, twice),
+            Err(SchemaError::DuplicateProperty { .. })
+        ));
     }
 
     #[test]
@@ -583,10 +665,20 @@ mod tests {
             {"name": "inCity", "dataType": ["City"]}]}))
         .expect("parse");
         schema.add_class(Kind::Things, airport).expect("airport");
-        assert!(matches!(schema.remove_class(Kind::Things, "City"), Err(SchemaError::Referenced { .. })));
-        schema.remove_class(Kind::Things, "Airport").expect("remove airport");
-        schema.remove_class(Kind::Things, "City").expect("remove city");
-        assert!(matches!(schema.remove_class(Kind::Things, "City"), Err(SchemaError::UnknownClass { .. })));
+        assert!(matches!(
+            schema.remove_class(Kind::Things, "City"),
+            Err(SchemaError::Referenced { .. })
+        ));
+        schema
+            .remove_class(Kind::Things, "Airport")
+            .expect("remove airport");
+        schema
+            .remove_class(Kind::Things, "City")
+            .expect("remove city");
+        assert!(matches!(
+            schema.remove_class(Kind::Things, "City"),
+            Err(SchemaError::UnknownClass { .. })
+        ));
     }
 
     #[test]
@@ -612,7 +704,9 @@ mod tests {
         schema.add_class(Kind::Things, city()).expect("city");
         let ok = json!({"name": "Amsterdam", "population": 905234, "location": {"latitude": 52.37, "longitude": 4.89},
                         "founded": "1275-10-27T00:00:00Z"});
-        schema.check_object(Kind::Things, "City", ok.as_object().expect("object")).expect("fits");
+        schema
+            .check_object(Kind::Things, "City", ok.as_object().expect("object"))
+            .expect("fits");
         for bad in [
             json!({"population": "many"}),
             json!({"population": 1.5}),
@@ -622,7 +716,12 @@ mod tests {
             json!({"founded": "2020-13-01T00:00:00Z"}),
             json!({"mayor": "x"}),
         ] {
-            assert!(schema.check_object(Kind::Things, "City", bad.as_object().expect("object")).is_err(), "{bad}");
+            assert!(
+                schema
+                    .check_object(Kind::Things, "City", bad.as_object().expect("object"))
+                    .is_err(),
+                "{bad}"
+            );
         }
         assert!(matches!(
             schema.check_object(Kind::Actions, "City", &Map::new()),
@@ -632,14 +731,26 @@ mod tests {
 
     #[test]
     fn dates_and_beacons() {
-        for ok in ["2020-01-02T03:04:05Z", "2020-01-02T03:04:05.123+01:00", "2020-01-02t03:04:05z"] {
+        for ok in [
+            "2020-01-02T03:04:05Z",
+            "2020-01-02T03:04:05.123+01:00",
+            "2020-01-02t03:04:05z",
+        ] {
             assert!(is_rfc3339(ok), "{ok}");
         }
-        for bad in ["2020-01-02", "2020-01-02T03:04:05", "2020-01-02T03:04:05+0100", "2020-01-02T03:04:05.Z"] {
+        for bad in [
+            "2020-01-02",
+            "2020-01-02T03:04:05",
+            "2020-01-02T03:04:05+0100",
+            "2020-01-02T03:04:05.Z",
+        ] {
             assert!(!is_rfc3339(bad), "{bad}");
         }
         let id = uuid::Uuid::nil();
-        assert_eq!(parse_beacon(&format!("weaviate://localhost/things/{id}")), Some((Kind::Things, id)));
+        assert_eq!(
+            parse_beacon(&format!("weaviate://localhost/things/{id}")),
+            Some((Kind::Things, id))
+        );
         assert_eq!(parse_beacon("weaviate://localhost/people/x"), None);
     }
 

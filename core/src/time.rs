@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -102,7 +104,10 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp(10);
         assert_eq!(t - Duration::from_millis(20), Timestamp(0));
-        assert_eq!(Timestamp(u64::MAX) + Duration::from_millis(1), Timestamp(u64::MAX));
+        assert_eq!(
+            Timestamp(u64::MAX) + Duration::from_millis(1),
+            Timestamp(u64::MAX)
+        );
         assert_eq!(Timestamp(30).saturating_since(t), Duration::from_millis(20));
         assert_eq!(t.saturating_since(Timestamp(30)), Duration::ZERO);
     }

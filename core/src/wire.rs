@@ -227,7 +227,8 @@ mod tests {
             json!({"id": Uuid::nil(), "name": "WeaviateA", "uri": "http://127.0.0.1:8081", "schemaHash": "abc"})
         );
         let update: PeerUpdate =
-            serde_json::from_value(json!({"peerName": "B", "peerUri": "http://h:1"})).expect("parse");
+            serde_json::from_value(json!({"peerName": "B", "peerUri": "http://h:1"}))
+                .expect("parse");
         assert_eq!(update.peer_name.as_str(), "B");
         let ping: PeerPing = serde_json::from_value(json!({"schemaHash": "h1"})).expect("parse");
         assert_eq!(ping.schema_hash, "h1");
@@ -235,16 +236,30 @@ mod tests {
 
     #[test]
     fn invalid_bodies_are_errors_not_panics() {
-        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": "bad-name", "peerUri": "http://h"})).is_err());
-        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": "ok", "peerUri": "ftp://h"})).is_err());
-        assert!(serde_json::from_value::<PeerUpdate>(json!({"peerName": 3, "peerUri": "http://h"})).is_err());
+        assert!(
+            serde_json::from_value::<PeerUpdate>(
+                json!({"peerName": "bad-name", "peerUri": "http://h"})
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_value::<PeerUpdate>(json!({"peerName": "ok", "peerUri": "ftp://h"}))
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<PeerUpdate>(json!({"peerName": 3, "peerUri": "http://h"}))
+                .is_err()
+        );
         assert!("not-a-uuid".parse::<PeerId>().is_err());
     }
 
     #[test]
     fn contextionary_hash_parses_alg_colon_value() {
         let hash: ContextionaryHash = "sha256:abc".parse().expect("valid");
-        assert_eq!((hash.algorithm.as_str(), hash.value.as_str()), ("sha256", "abc"));
+        assert_eq!(
+            (hash.algorithm.as_str(), hash.value.as_str()),
+            ("sha256", "abc")
+        );
         assert_eq!(hash.to_string(), "sha256:abc");
         assert!("sha256".parse::<ContextionaryHash>().is_err());
         assert!(":abc".parse::<ContextionaryHash>().is_err());

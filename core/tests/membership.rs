@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use plexus_core::membership::{CallError, Event, FailReason, Membership, MembershipConfig, Request, State};
+use plexus_core::membership::{
+    CallError, Event, FailReason, Membership, MembershipConfig, Request, State,
+};
 use plexus_core::schema::Schema;
 use plexus_core::wire::{Contextionary, Peer, PeerId, PeerListEntry, PeerRegistrationResponse};
 use plexus_core::{PeerName, PeerUri, Timestamp};
@@ -78,21 +80,45 @@ fn registers_then_pings_with_the_schema_hash_at_a_jittered_interval() {
     let mut m = Membership::new(Some(config()), "h1".into());
     m.handle_start(T0);
     let sent = transmits(&mut m);
-    let [Request::Register(update)] = sent.as_slice() else { panic!("{sent:?}") };
+    let [Request::Register(update)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
     assert_eq!(update.peer_name.as_str(), "PeerA");
     m.handle_register_response(Ok(response(1, "sha256:ours")), T0);
-    assert_eq!(events(&mut m), [Event::Registered(PeerId(uuid::Uuid::from_u128(1)))]);
+    assert_eq!(
+        events(&mut m),
+        [Event::Registered(PeerId(uuid::Uuid::from_u128(1)))]
+    );
     let sent = transmits(&mut m);
-    assert!(matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h1"), "first ping at once: {sent:?}");
-    assert_eq!(m.poll_timeout(), None, "nothing more while the ping is in flight");
-    m.handle_ping_response(Ok(()), T0);
+    assert!(
+        matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h1"),
+        "first ping at once: {sent:?}"
+    );
+    assert_eq!(
+        m.poll_timeout(),
+        None,
+        "nothing more while the ping is in flight"
+    );
+    m.handle_ping_response(Ok(None), T0);
     let next = m.poll_timeout().expect("next ping");
-    let gap = next.saturating_since(T0);
-    assert!(gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11), "{gap:?}");
+    let phase = next.saturating_since(T0);
+    assert!(
+        phase >= Duration::from_secs(1) && phase <= Duration::from_secs(10),
+        "random phase: {phase:?}"
+    );
     m.handle_timeout(next - Duration::from_millis(1));
     assert!(transmits(&mut m).is_empty(), "not before it is due");
     m.handle_timeout(next);
-    assert!(matches!(transmits(&mut m).as_slice(), [Request::Ping { .. }]));
+    assert!(matches!(
+        transmits(&mut m).as_slice(),
+        [Request::Ping { .. }]
+    ));
+    m.handle_ping_response(Ok(None), next);
+    let gap = m.poll_timeout().expect("next ping").saturating_since(next);
+    assert!(
+        gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
+        "interval ±10 %: {gap:?}"
+    );
 }
 
 #[test]
@@ -104,7 +130,7 @@ fn jitter_spreads_pings_of_peers_with_different_seeds() {
             let mut m = Membership::new(Some(config), "h".into());
             registered(&mut m, 1);
             let _ = transmits(&mut m);
-            m.handle_ping_response(Ok(()), T0);
+            m.handle_ping_response(Ok(None), T0);
             m.poll_timeout().expect("next").as_millis()
         })
         .collect();
@@ -117,7 +143,10 @@ fn a_404_on_ping_registers_again_at_once() {
     registered(&mut m, 1);
     let _ = transmits(&mut m);
     m.handle_ping_response(Err(CallError::NotFound), T0 + Duration::from_secs(10));
-    assert!(matches!(transmits(&mut m).as_slice(), [Request::Register(_)]));
+    assert!(matches!(
+        transmits(&mut m).as_slice(),
+        [Request::Register(_)]
+    ));
     m.handle_register_response(Ok(response(2, "sha256:ours")), T0 + Duration::from_secs(10));
     assert_eq!(m.id(), Some(PeerId(uuid::Uuid::from_u128(2))));
 }
@@ -128,12 +157,17 @@ fn contextionary_mismatch_fails_for_good_with_the_reason() {
     m.handle_start(T0);
     let _ = transmits(&mut m);
     m.handle_register_response(Ok(response(1, "sha256:theirs")), T0);
-    let State::Failed(reason) = m.state().clone() else { panic!("{:?}", m.state()) };
+    let State::Failed(reason) = m.state().clone() else {
+        panic!("{:?}", m.state())
+    };
     assert!(matches!(reason, FailReason::ContextionaryMismatch { .. }));
     assert!(reason.to_string().contains("sha256:theirs"));
     assert_eq!(events(&mut m), [Event::Failed(reason)]);
     m.handle_timeout(T0 + Duration::from_secs(100));
-    assert!(transmits(&mut m).is_empty(), "a failed peer sends nothing more");
+    assert!(
+        transmits(&mut m).is_empty(),
+        "a failed peer sends nothing more"
+    );
 }
 
 #[test]
@@ -143,15 +177,25 @@ fn refused_registration_backs_off_exponentially_then_retries() {
     let mut now = T0;
     let mut delays = Vec::new();
     for _ in 0..8 {
-        assert!(matches!(transmits(&mut m).as_slice(), [Request::Register(_)]));
+        assert!(matches!(
+            transmits(&mut m).as_slice(),
+            [Request::Register(_)]
+        ));
         m.handle_register_response(Err(CallError::Transport("connection refused".into())), now);
         let next = m.poll_timeout().expect("retry");
         delays.push(next.saturating_since(now));
         now = next;
         m.handle_timeout(now);
     }
-    assert!(delays.iter().all(|d| *d >= Duration::from_millis(500) && *d <= Duration::from_secs(30)));
-    assert!(delays[6] + delays[7] > delays[0] + delays[1], "backs off: {delays:?}");
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= Duration::from_millis(500) && *d <= Duration::from_secs(30))
+    );
+    assert!(
+        delays[6] + delays[7] > delays[0] + delays[1],
+        "backs off: {delays:?}"
+    );
 }
 
 #[test]
@@ -159,22 +203,40 @@ fn a_changed_schema_hash_triggers_exactly_one_download() {
     let mut m = Membership::new(Some(config()), "h".into());
     registered(&mut m, 1);
     let _ = transmits(&mut m);
-    m.handle_peer_list(vec![entry("PeerA", "h"), entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    m.handle_peer_list(
+        vec![
+            entry("PeerA", "h"),
+            entry("PeerB", "b1"),
+            entry("PeerC", ""),
+        ],
+        None,
+        T0,
+    );
     let sent = transmits(&mut m);
-    assert!(matches!(sent.as_slice(), [Request::DownloadSchema { peer, hash, .. }] if peer.as_str() == "PeerB" && hash == "b1"), "{sent:?}");
+    assert!(
+        matches!(sent.as_slice(), [Request::DownloadSchema { peer, hash, .. }] if peer.as_str() == "PeerB" && hash == "b1"),
+        "{sent:?}"
+    );
     assert_eq!(m.view().len(), 2, "own entry is not part of the view");
     // The same list again while the download is in flight: nothing new.
-    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], None, T0);
     assert!(transmits(&mut m).is_empty());
     let b = PeerName::new("PeerB").expect("name");
     m.handle_schema_response(&b, "b1", Ok(Schema::default()), T0);
     assert!(m.view()[&b].is_cached());
-    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], T0);
+    m.handle_peer_list(vec![entry("PeerB", "b1"), entry("PeerC", "")], None, T0);
     assert!(transmits(&mut m).is_empty(), "cached: no download");
-    m.handle_peer_list(vec![entry("PeerB", "b2"), entry("PeerC", "")], T0);
+    m.handle_peer_list(vec![entry("PeerB", "b2"), entry("PeerC", "")], None, T0);
     let sent = transmits(&mut m);
-    assert!(matches!(sent.as_slice(), [Request::DownloadSchema { hash, .. }] if hash == "b2"), "{sent:?}");
-    assert_eq!(m.schemas().len(), 1, "the old schema stays usable meanwhile");
+    assert!(
+        matches!(sent.as_slice(), [Request::DownloadSchema { hash, .. }] if hash == "b2"),
+        "{sent:?}"
+    );
+    assert_eq!(
+        m.schemas().len(),
+        1,
+        "the old schema stays usable meanwhile"
+    );
 }
 
 #[test]
@@ -182,15 +244,19 @@ fn a_failed_download_is_retried_after_a_ping_interval() {
     let mut m = Membership::new(Some(config()), "h".into());
     registered(&mut m, 1);
     let _ = transmits(&mut m);
-    m.handle_ping_response(Ok(()), T0);
-    m.handle_peer_list(vec![entry("PeerB", "b1")], T0);
+    m.handle_ping_response(Ok(None), T0);
+    m.handle_peer_list(vec![entry("PeerB", "b1")], None, T0);
     let _ = transmits(&mut m);
     let b = PeerName::new("PeerB").expect("name");
     m.handle_schema_response(&b, "b1", Err(CallError::Transport("timeout".into())), T0);
     assert!(transmits(&mut m).is_empty());
     m.handle_timeout(T0 + Duration::from_secs(10));
     let sent = transmits(&mut m);
-    assert!(sent.iter().any(|r| matches!(r, Request::DownloadSchema { .. })), "{sent:?}");
+    assert!(
+        sent.iter()
+            .any(|r| matches!(r, Request::DownloadSchema { .. })),
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -198,10 +264,13 @@ fn a_local_schema_change_is_pinged_at_once() {
     let mut m = Membership::new(Some(config()), "h1".into());
     registered(&mut m, 1);
     let _ = transmits(&mut m);
-    m.handle_ping_response(Ok(()), T0);
+    m.handle_ping_response(Ok(None), T0);
     m.set_schema_hash("h2".into(), T0 + Duration::from_secs(1));
     let sent = transmits(&mut m);
-    assert!(matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h2"), "{sent:?}");
+    assert!(
+        matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h2"),
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -210,11 +279,48 @@ fn shutdown_deregisters_when_registered() {
     registered(&mut m, 7);
     let _ = transmits(&mut m);
     m.handle_shutdown(T0);
-    assert_eq!(transmits(&mut m), [Request::Leave { id: PeerId(uuid::Uuid::from_u128(7)) }]);
+    assert_eq!(
+        transmits(&mut m),
+        [Request::Leave {
+            id: PeerId(uuid::Uuid::from_u128(7))
+        }]
+    );
     m.handle_leave_response(Ok(()), T0);
     assert_eq!(m.state(), &State::Left);
     let mut unregistered = Membership::new(Some(config()), "h".into());
     unregistered.handle_shutdown(T0);
     assert!(transmits(&mut unregistered).is_empty());
     assert_eq!(unregistered.state(), &State::Left);
+}
+
+#[test]
+fn a_version_gap_told_by_two_pings_fetches_the_whole_list_once() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_peer_list(vec![entry("PeerB", "")], Some(4), T0);
+    m.handle_ping_response(Ok(Some(4)), T0);
+    m.handle_timeout(m.poll_timeout().expect("ping"));
+    let _ = transmits(&mut m);
+    // Version 5's broadcast was lost. One ping telling of it may just have
+    // overtaken the broadcast: wait for a second one.
+    m.handle_ping_response(Ok(Some(5)), T0 + Duration::from_secs(10));
+    assert!(transmits(&mut m).is_empty());
+    m.handle_timeout(m.poll_timeout().expect("ping"));
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Ok(Some(5)), T0 + Duration::from_secs(20));
+    assert_eq!(transmits(&mut m), [Request::FetchPeers]);
+    m.handle_peers_response(
+        Ok((vec![entry("PeerB", ""), entry("PeerC", "")], Some(5))),
+        T0 + Duration::from_secs(20),
+    );
+    assert_eq!(m.list_version(), Some(5));
+    assert_eq!(m.view().len(), 2);
+    m.handle_timeout(m.poll_timeout().expect("ping"));
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Ok(Some(5)), T0 + Duration::from_secs(30));
+    assert!(
+        transmits(&mut m).is_empty(),
+        "in step again: nothing to fetch"
+    );
 }

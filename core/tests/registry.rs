@@ -33,14 +33,23 @@ fn update(name: &str) -> PeerUpdate {
 
 fn join(registry: &mut Registry, name: &str, now: Timestamp) -> PeerId {
     let probe = registry.begin_register(update(name));
-    registry.complete_register(probe, Ok(()), now).expect("admitted").peer.id
+    registry
+        .complete_register(probe, Ok(()), now)
+        .expect("admitted")
+        .peer
+        .id
 }
 
 fn names(registry: &Registry) -> Vec<String> {
     registry.peers().map(|p| p.peer_name.to_string()).collect()
 }
 
-fn drain(registry: &mut Registry) -> (Vec<plexus_core::registry::Broadcast>, Vec<(ChangeKind, String)>) {
+fn drain(
+    registry: &mut Registry,
+) -> (
+    Vec<plexus_core::registry::Broadcast>,
+    Vec<(ChangeKind, String)>,
+) {
     let broadcasts = std::iter::from_fn(|| registry.poll_transmit()).collect();
     let events = std::iter::from_fn(|| registry.poll_event())
         .map(|e| (e.kind, e.peer.peer_name.to_string()))
@@ -53,8 +62,13 @@ fn registration_probes_first_and_admits_a_reachable_peer() {
     let mut registry = Registry::new(config(), T0);
     let probe = registry.begin_register(update("PeerA"));
     assert_eq!(probe.url, "http://peera.local:8080/p2p/ping");
-    assert!(registry.is_empty(), "nothing is admitted before the probe answers");
-    let response = registry.complete_register(probe, Ok(()), T0).expect("admitted");
+    assert!(
+        registry.is_empty(),
+        "nothing is admitted before the probe answers"
+    );
+    let response = registry
+        .complete_register(probe, Ok(()), T0)
+        .expect("admitted");
     assert_eq!(response.peer.peer_name.as_str(), "PeerA");
     assert_eq!(response.peer.last_contact_at, T0);
     assert_eq!(response.contextionary, config().contextionary);
@@ -83,8 +97,13 @@ fn registering_a_name_again_replaces_it_with_a_new_id() {
     let new = join(&mut registry, "PeerA", T0 + ms(5));
     assert_ne!(old, new);
     assert_eq!(names(&registry), ["PeerA"]);
-    assert!(registry.handle_ping(old, "h", T0 + ms(6)).is_err(), "old id answers 404");
-    registry.handle_ping(new, "h", T0 + ms(6)).expect("new id is known");
+    assert!(
+        registry.handle_ping(old, "h", T0 + ms(6)).is_err(),
+        "old id answers 404"
+    );
+    registry
+        .handle_ping(new, "h", T0 + ms(6))
+        .expect("new id is known");
 }
 
 #[test]
@@ -94,7 +113,10 @@ fn ping_of_unknown_id_is_an_error_and_changes_nothing() {
     let _ = drain(&mut registry);
     let version = registry.version();
     let stranger = PeerId(uuid::Uuid::nil());
-    assert_eq!(registry.handle_ping(stranger, "h", T0).map_err(|e| e.0), Err(stranger));
+    assert_eq!(
+        registry.handle_ping(stranger, "h", T0).map_err(|e| e.0),
+        Err(stranger)
+    );
     assert_eq!(registry.version(), version);
 }
 
@@ -104,12 +126,21 @@ fn ping_updates_contact_and_a_changed_hash_is_a_change() {
     let a = join(&mut registry, "PeerA", T0);
     registry.handle_ping(a, "h1", T0 + ms(100)).expect("known");
     let peer = registry.peer(a).expect("listed");
-    assert_eq!((peer.last_contact_at, peer.schema_hash.as_str()), (T0 + ms(100), "h1"));
+    assert_eq!(
+        (peer.last_contact_at, peer.schema_hash.as_str()),
+        (T0 + ms(100), "h1")
+    );
     assert_eq!(registry.version(), 2);
     registry.handle_ping(a, "h1", T0 + ms(200)).expect("known");
     assert_eq!(registry.version(), 2, "same hash: not a change of the list");
     let (_, events) = drain(&mut registry);
-    assert_eq!(events, [(ChangeKind::Joined, "PeerA".into()), (ChangeKind::Updated, "PeerA".into())]);
+    assert_eq!(
+        events,
+        [
+            (ChangeKind::Joined, "PeerA".into()),
+            (ChangeKind::Updated, "PeerA".into())
+        ]
+    );
 }
 
 #[test]
@@ -126,7 +157,11 @@ fn eviction_happens_exactly_at_the_timeout_and_not_before() {
     }
     let deadline = T0 + Duration::from_secs(30);
     registry.handle_timeout(deadline - ms(1));
-    assert_eq!(names(&registry), ["PeerA", "PeerB"], "not before the timeout");
+    assert_eq!(
+        names(&registry),
+        ["PeerA", "PeerB"],
+        "not before the timeout"
+    );
     assert_eq!(registry.poll_timeout(), Some(deadline));
     registry.handle_timeout(deadline);
     assert_eq!(names(&registry), ["PeerB"], "evicted at the timeout");
@@ -153,7 +188,10 @@ fn changes_together_go_out_in_one_broadcast_round() {
     join(&mut registry, "PeerC", T0 + ms(6));
     assert_eq!(registry.poll_timeout(), Some(T0 + ms(10)));
     registry.handle_timeout(T0 + ms(9));
-    assert!(registry.poll_transmit().is_none(), "the round waits for the window");
+    assert!(
+        registry.poll_transmit().is_none(),
+        "the round waits for the window"
+    );
     registry.handle_timeout(T0 + ms(10));
     let (broadcasts, _) = drain(&mut registry);
     assert_eq!(broadcasts.len(), 3, "one broadcast per peer, one round");
@@ -195,14 +233,22 @@ fn total_silence_holds_evictions_then_contact_gives_everyone_a_fresh_timeout() {
     let outage_end = T0 + Duration::from_secs(40);
     registry.handle_timeout(T0 + Duration::from_secs(30));
     registry.handle_timeout(T0 + Duration::from_secs(39));
-    assert_eq!(registry.len(), 3, "no eviction while the registry hears no one");
+    assert_eq!(
+        registry.len(),
+        3,
+        "no eviction while the registry hears no one"
+    );
     assert!(registry.is_holding(T0 + Duration::from_secs(39)));
     // The network comes back: B pings first. A and C have a full timeout to follow.
     registry.handle_ping(ids[1], "", outage_end).expect("B");
     registry.handle_timeout(outage_end + Duration::from_secs(29));
     assert_eq!(registry.len(), 3);
-    registry.handle_ping(ids[0], "", outage_end + Duration::from_secs(29)).expect("A");
-    registry.handle_ping(ids[1], "", outage_end + Duration::from_secs(29)).expect("B");
+    registry
+        .handle_ping(ids[0], "", outage_end + Duration::from_secs(29))
+        .expect("A");
+    registry
+        .handle_ping(ids[1], "", outage_end + Duration::from_secs(29))
+        .expect("B");
     // C really died: it goes once its fresh timeout is over.
     registry.handle_timeout(outage_end + Duration::from_secs(30));
     let left: Vec<String> = names(&registry);
@@ -225,7 +271,9 @@ fn the_hold_does_not_stick_a_dead_network_is_emptied_after_the_limit() {
 #[test]
 fn a_real_scale_down_evicts_on_time_while_one_peer_still_pings() {
     let mut registry = Registry::new(config(), T0);
-    let ids: Vec<PeerId> = (0..10).map(|i| join(&mut registry, &format!("Peer{i}"), T0)).collect();
+    let ids: Vec<PeerId> = (0..10)
+        .map(|i| join(&mut registry, &format!("Peer{i}"), T0))
+        .collect();
     let survivor = ids[0];
     let mut now = T0;
     for _ in 0..6 {
@@ -234,7 +282,11 @@ fn a_real_scale_down_evicts_on_time_while_one_peer_still_pings() {
         registry.handle_timeout(now);
     }
     assert_eq!(now, T0 + Duration::from_secs(30));
-    assert_eq!(names(&registry), ["Peer0"], "nine dead peers evicted at their timeout");
+    assert_eq!(
+        names(&registry),
+        ["Peer0"],
+        "nine dead peers evicted at their timeout"
+    );
 }
 
 #[test]
@@ -246,5 +298,7 @@ fn restored_peers_get_a_fresh_timeout_and_keep_their_ids() {
     let mut after = Registry::restore(config(), saved, before.version(), restart);
     assert_eq!(after.version(), 1);
     after.handle_timeout(restart + Duration::from_secs(29));
-    after.handle_ping(a, "h", restart + Duration::from_secs(29)).expect("same id after restart");
+    after
+        .handle_ping(a, "h", restart + Duration::from_secs(29))
+        .expect("same id after restart");
 }

@@ -1,0 +1,130 @@
+//! Whole-network properties, in the deterministic simulator.
+
+use std::time::Duration;
+
+use plexus_core::sim::{Sim, SimConfig};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn every_live_peer_converges_to_the_same_list() {
+    let mut sim = Sim::new(SimConfig::new(50, 1));
+    sim.run_for(secs(30));
+    assert_eq!(sim.registry().map(|r| r.len()), Some(50));
+    assert!(sim.converged());
+    // Every peer also cached every other peer's schema, once per hash.
+    for i in 0..50 {
+        let view = sim.membership(i).view();
+        assert!(view.values().all(|p| p.is_cached()), "peer {i}");
+    }
+}
+
+#[test]
+fn a_dead_peer_is_evicted_and_everyone_is_told_and_no_one_else_goes() {
+    let mut sim = Sim::new(SimConfig::new(20, 2));
+    sim.run_for(secs(20));
+    sim.kill(7);
+    let id = sim.membership(7).id().expect("registered");
+    let last_contact = sim
+        .registry()
+        .and_then(|r| r.peer(id))
+        .expect("listed")
+        .last_contact_at;
+    let deadline = last_contact + secs(30);
+    sim.run_until(deadline - Duration::from_millis(1));
+    assert!(
+        sim.registry_names().contains(&Sim::name(7)),
+        "not before the timeout"
+    );
+    sim.run_until(deadline + Duration::from_millis(50));
+    let names = sim.registry_names();
+    assert_eq!(names.len(), 19, "no false eviction: {names:?}");
+    assert!(!names.contains(&Sim::name(7)));
+    assert!(sim.converged());
+    assert!(
+        (0..20)
+            .filter(|&i| i != 7)
+            .all(|i| !sim.membership(i).view().contains_key(&Sim::name(7)))
+    );
+}
+
+#[test]
+fn graceful_leave_is_told_at_once() {
+    let mut sim = Sim::new(SimConfig::new(5, 3));
+    sim.run_for(secs(5));
+    sim.stop(2);
+    sim.run_for(Duration::from_millis(100));
+    assert!(!sim.registry_names().contains(&Sim::name(2)));
+    assert!(sim.converged());
+}
+
+#[test]
+fn a_genesis_restart_brings_each_peer_back_once_without_a_storm() {
+    let n = 100;
+    let mut config = SimConfig::new(n, 4);
+    config.ping_interval = secs(10);
+    let mut sim = Sim::new(config);
+    sim.run_for(secs(30));
+    sim.reset_stats();
+    sim.restart_genesis();
+    // Pings are jittered, so the 404s and the registrations they cause are spread.
+    sim.run_for(secs(1));
+    let first_second = sim.stats.registrations;
+    assert!(
+        first_second < n as u64 / 4,
+        "{first_second} of {n} registered again within 1 s: a storm"
+    );
+    sim.run_for(secs(12));
+    assert_eq!(sim.registry().map(|r| r.len()), Some(n));
+    assert_eq!(
+        sim.stats.registrations, n as u64,
+        "each peer registers again exactly once"
+    );
+    sim.run_for(secs(12));
+    assert!(sim.converged());
+}
+
+#[test]
+fn with_lost_messages_views_still_converge() {
+    let mut config = SimConfig::new(30, 5);
+    config.loss = 0.05;
+    let mut sim = Sim::new(config);
+    sim.run_for(secs(60));
+    sim.kill(3);
+    sim.run_for(secs(120));
+    assert!(sim.stats.lost > 0, "the simulation lost messages");
+    assert_eq!(sim.registry().map(|r| r.len()), Some(29));
+    assert!(
+        sim.converged(),
+        "a peer that missed a broadcast fetched the list"
+    );
+}
+
+#[test]
+fn a_schema_change_is_downloaded_once_by_every_other_peer() {
+    let mut sim = Sim::new(SimConfig::new(10, 6));
+    sim.run_for(secs(20));
+    sim.change_schema(4, "hash-4-1");
+    sim.run_for(secs(1));
+    for i in (0..10).filter(|&i| i != 4) {
+        let remote = &sim.membership(i).view()[&Sim::name(4)];
+        assert_eq!(remote.schema_hash, "hash-4-1");
+        assert!(remote.is_cached(), "peer {i}");
+    }
+}
+
+#[test]
+fn the_simulation_is_deterministic() {
+    let run = || {
+        let mut config = SimConfig::new(25, 9);
+        config.loss = 0.02;
+        let mut sim = Sim::new(config);
+        sim.run_for(secs(40));
+        sim.kill(1);
+        sim.run_for(secs(40));
+        (sim.stats.clone(), sim.registry_names())
+    };
+    assert_eq!(run(), run());
+}
