@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check and test of Plexus, after installing what they need.
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+bash scripts/setup.sh
+
+log "format"
+cargo fmt --all --check
+
+log "lints"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+log "plexus-core builds for wasm32-unknown-unknown"
+cargo build -p plexus-core --target wasm32-unknown-unknown
+
+log "native tests (core, genesis, peer, dashboard)"
+cargo test --workspace --all-features
+
+if [ -x scripts/wasm-test.sh ]; then
+  log "browser and Node tests of the wasm client"
+  bash scripts/wasm-test.sh
+fi
+
+log "all tests passed"
