@@ -1,1 +1,195 @@
-//! plexus-wasm: see the README.
+//! plexus-wasm: the Plexus network client for browsers and Node, as an npm module.
+//!
+//! `new NetworkClient(genesisUrl, {token})` lists the peers, watches the
+//! list live, fetches schemas, and runs Network queries: planned in the
+//! browser by `plexus-core` exactly as a peer plans them, sent to the peers
+//! directly and in parallel, and merged as a peer merges them. The pure
+//! helpers `validateQuery` and `schemaHash` apply the same rules as the
+//! servers. Errors reach JavaScript as `Error` objects named `PlexusError`
+//! with a `kind`; panics (there should be none) are logged by
+//! `console_error_panic_hook`.
+//!
+//! The decisions live in [`pure`] and are tested natively; the other
+//! modules move bytes between JavaScript, `fetch` and `EventSource`.
+
+mod client;
+pub mod error;
+mod http;
+pub mod pure;
+mod watch;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+
+pub use client::NetworkClient;
+pub use error::ClientError;
+pub use watch::WatchHandle;
+
+/// The result of a function exported to JavaScript.
+pub type JsResult<T> = Result<T, JsValue>;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** A registered peer, as genesis lists it (`GET /peers`). */
+export interface Peer {
+  /** Its id (a UUID), new on every registration. */
+  id: string;
+  /** Its name: the field that names it in Network queries. */
+  peerName: string;
+  /** Where it listens, without a trailing slash. */
+  peerUri: string;
+  /** When genesis last heard from it, in ms since the Unix epoch. */
+  last_contact_at: number;
+  /** The hash of its schema (empty before its first ping). */
+  schemaHash: string;
+}
+
+/** What happened to a peer. */
+export type ChangeKind = "joined" | "left" | "evicted" | "updated";
+
+/** One change of the peer list. */
+export interface PeerChange {
+  /** The list version after the change. */
+  version: number;
+  kind: ChangeKind;
+  /** The peer, as it was at that moment. */
+  peer: Peer;
+}
+
+/** What `watch(callback)` calls its callback with. */
+export type WatchEvent =
+  | { type: "snapshot"; version: number; peers: Peer[] }
+  | ({ type: "change" } & PeerChange)
+  | { type: "error"; message: string };
+
+/** A property of a class. */
+export interface Property {
+  name: string;
+  /** One primitive type (`["int"]`) or the class names of a reference. */
+  dataType: string[];
+  description?: string;
+}
+
+/** A class of Things or Actions. */
+export interface Class {
+  class: string;
+  description?: string;
+  properties: Property[];
+}
+
+/** A peer's schema, as `GET /v1/schema` returns it. */
+export interface Schema {
+  things?: { classes: Class[] };
+  actions?: { classes: Class[] };
+}
+
+/** A GraphQL error. */
+export interface GraphQLError {
+  message: string;
+  locations?: { line: number; column: number }[];
+  path?: (string | number)[];
+}
+
+/** A GraphQL response: data, and an error per failed part (e.g. per peer). */
+export interface GraphQLResponse {
+  data?: any;
+  errors?: GraphQLError[];
+}
+
+/** Options of `new NetworkClient(genesisUrl, options)`. */
+export interface ClientOptions {
+  /** The network's join token, sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** How long each request may take, in ms (default 10000). */
+  timeoutMs?: number;
+}
+
+/** Options of `client.query(graphql, options)`. */
+export interface QueryOptions {
+  /** Send the query through this peer (a name genesis lists, or its URL) instead of planning it here. */
+  via?: string;
+  variables?: Record<string, unknown>;
+  operationName?: string;
+}
+
+/** Options of `validateQuery(query, schemas, options)`. */
+export interface ValidateOptions {
+  variables?: Record<string, unknown>;
+  operationName?: string;
+}
+
+/** What every function of this module throws or rejects with. */
+export interface PlexusError extends Error {
+  name: "PlexusError";
+  kind: "invalid-input" | "unknown-peer" | "network" | "http" | "timeout" | "decode" | "unsupported";
+  /** The HTTP status, for kind `http`. */
+  status?: number;
+}
+"#;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Checks a Network query against the schemas of the peers it names
+/// (`{peerName: schema}`), by the rules a peer applies: the errors, an empty
+/// array when the query is valid. Throws (kind `invalid-input`) when
+/// `schemas` or `options` are malformed.
+#[wasm_bindgen(js_name = validateQuery, unchecked_return_type = "GraphQLError[]")]
+pub fn validate_query(
+    query: &str,
+    #[wasm_bindgen(unchecked_param_type = "Record<string, Schema>")] schemas: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "ValidateOptions")] options: Option<JsValue>,
+) -> JsResult<JsValue> {
+    let schemas = pure::parse_schemas(from_js(Some(schemas), "schemas")?)?;
+    let options: pure::ValidateOptions = from_js(options, "validate options")?;
+    to_js(&pure::validate(query, &options, &schemas))
+}
+
+/// The schema hash of a schema (an object, or its JSON text), exactly as
+/// peers compute it: hex SHA-256 of its canonical JSON. Throws (kind
+/// `invalid-input`) when it is not a Plexus schema.
+#[wasm_bindgen(js_name = schemaHash)]
+pub fn schema_hash(
+    #[wasm_bindgen(unchecked_param_type = "Schema | string")] schema: JsValue,
+) -> JsResult<String> {
+    let hash = match schema.as_string() {
+        Some(text) => pure::schema_hash_of_text(&text)?,
+        None => pure::schema_hash_of_json(from_js(Some(schema), "schema")?)?,
+    };
+    Ok(hash)
+}
+
+/// The version of this module.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// A Rust value as a plain JavaScript value (objects, not `Map`s).
+pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| {
+            ClientError::Decode {
+                url: "(result)".to_owned(),
+                reason: e.to_string(),
+            }
+            .into()
+        })
+}
+
+/// A JavaScript argument as a Rust value; `undefined` and `null` give the default.
+pub(crate) fn from_js<T: DeserializeOwned + Default>(
+    value: Option<JsValue>,
+    what: &str,
+) -> Result<T, ClientError> {
+    match value {
+        None => Ok(T::default()),
+        Some(v) if v.is_undefined() || v.is_null() => Ok(T::default()),
+        Some(v) => serde_wasm_bindgen::from_value(v)
+            .map_err(|e| ClientError::invalid(format!("{what}: {e}"))),
+    }
+}

@@ -1,0 +1,226 @@
+//! `NetworkClient`: the peer list, the watch stream, schemas and queries.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use futures::future::join_all;
+use gloo_net::http::Method;
+use plexus_core::network::PeerAnswer;
+use plexus_core::schema::Schema;
+use plexus_core::wire::Peer;
+use plexus_core::{PeerName, PeerUri};
+use serde_json::{Value as Json, json};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::ClientError;
+use crate::http::send;
+use crate::pure::{
+    ClientOptions, DEFAULT_TIMEOUT_MS, Planned, QueryOptions, decode_answer, decode_graphql,
+    find_peer, finish, named_peers, parse_base_url, plan_query, resolve_peer,
+};
+use crate::watch::{WatchHandle, start};
+use crate::{JsResult, from_js, to_js};
+
+/// A client of one Plexus network: asks its genesis server for the peers,
+/// and the peers directly for their schemas and data.
+#[wasm_bindgen]
+pub struct NetworkClient {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    genesis: PeerUri,
+    token: Option<String>,
+    timeout_ms: u32,
+    /// Schemas by their hash: peers with the same schema share one entry.
+    schemas: RefCell<BTreeMap<String, Rc<Schema>>>,
+}
+
+#[wasm_bindgen]
+impl NetworkClient {
+    /// A client of the network whose genesis server is at `genesisUrl`.
+    /// Throws a `PlexusError` of kind `invalid-input` on a bad URL or options.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(js_name = genesisUrl)] genesis_url: &str,
+        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: Option<JsValue>,
+    ) -> JsResult<NetworkClient> {
+        let genesis = parse_base_url(genesis_url, "genesis URL")?;
+        let options: ClientOptions = from_js(options, "client options")?;
+        Ok(NetworkClient {
+            inner: Rc::new(Inner {
+                genesis,
+                token: options.token.filter(|t| !t.is_empty()),
+                timeout_ms: options.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1),
+                schemas: RefCell::new(BTreeMap::new()),
+            }),
+        })
+    }
+
+    /// The genesis URL this client asks, without a trailing slash.
+    #[wasm_bindgen(getter, js_name = genesisUrl)]
+    pub fn genesis_url(&self) -> String {
+        self.inner.genesis.as_str().to_owned()
+    }
+
+    /// The peers genesis lists now (`GET /peers`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Peer[]>")]
+    pub fn peers(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move { to_js(&inner.peers().await?) })
+    }
+
+    /// Calls `callback` with every change of the peer list, from genesis's
+    /// watch stream (`GET /peers/watch`): first a `snapshot`, then each
+    /// `change`; an `error` event when the stream breaks (the browser then
+    /// reconnects and a new `snapshot` follows). Needs `EventSource`
+    /// (browsers; not Node). The stream carries no token.
+    pub fn watch(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: WatchEvent) => void")]
+        callback: js_sys::Function,
+    ) -> JsResult<WatchHandle> {
+        Ok(start(&self.inner.genesis.join("/peers/watch"), callback)?)
+    }
+
+    /// The schema of the peer named `peerName` (`GET {peerUri}/v1/schema`),
+    /// cached by its schema hash.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Schema>")]
+    pub fn schema(&self, #[wasm_bindgen(js_name = peerName)] peer_name: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let peers = inner.peers().await?;
+            let peer = find_peer(&peers, &peer_name)?;
+            let schema = inner.schema_of(peer).await?;
+            to_js(schema.as_ref())
+        })
+    }
+
+    /// Runs a GraphQL query. With `via` (a peer name or URL) the query goes to
+    /// that peer as it is. Without, a Network query is planned here against
+    /// the peers' schemas, its Local queries go to the peers directly and in
+    /// parallel, and the answers are merged exactly as a peer merges them: a
+    /// peer that fails becomes an error (with its path) beside the data of
+    /// the others. An invalid query resolves to a response with `errors`;
+    /// the promise rejects only when nothing could be asked (genesis or the
+    /// `via` peer unreachable, bad options).
+    #[wasm_bindgen(unchecked_return_type = "Promise<GraphQLResponse>")]
+    pub fn query(
+        &self,
+        graphql: String,
+        #[wasm_bindgen(unchecked_param_type = "QueryOptions")] options: Option<JsValue>,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let options: QueryOptions = from_js(options, "query options")?;
+            to_js(&inner.query(&graphql, options).await?)
+        })
+    }
+}
+
+/// Runs `future` as a JavaScript promise.
+fn promise(future: impl Future<Output = JsResult<JsValue>> + 'static) -> js_sys::Promise {
+    future_to_promise(future)
+}
+
+impl Inner {
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
+        let answer = send(
+            Method::GET,
+            url,
+            self.token.as_deref(),
+            None,
+            self.timeout_ms,
+        )
+        .await?;
+        decode_answer(url, answer.status, &answer.text)
+    }
+
+    async fn peers(&self) -> Result<Vec<Peer>, ClientError> {
+        self.get_json(&self.genesis.join("/peers")).await
+    }
+
+    /// The schema of `peer`: from the cache when its hash is known, else fetched.
+    async fn schema_of(&self, peer: &Peer) -> Result<Rc<Schema>, ClientError> {
+        if let Some(schema) = self.schemas.borrow().get(&peer.schema_hash) {
+            return Ok(schema.clone());
+        }
+        let schema: Schema = self.get_json(&peer.peer_uri.join("/v1/schema")).await?;
+        let schema = Rc::new(schema);
+        self.schemas
+            .borrow_mut()
+            .insert(schema.hash(), schema.clone());
+        Ok(schema)
+    }
+
+    async fn post_graphql(&self, peer: &PeerUri, body: &Json) -> Result<Json, ClientError> {
+        let url = peer.join("/v1/graphql");
+        let answer = send(
+            Method::POST,
+            &url,
+            self.token.as_deref(),
+            Some(body),
+            self.timeout_ms,
+        )
+        .await?;
+        decode_graphql(&url, answer.status, &answer.text)
+    }
+
+    async fn query(&self, graphql: &str, options: QueryOptions) -> Result<Json, ClientError> {
+        let variables = options.variables.unwrap_or_default();
+        let operation_name = options.operation_name.as_deref();
+        let peers = self.peers().await?;
+        if let Some(via) = options.via {
+            let uri = resolve_peer(&peers, &via)?;
+            let mut body = json!({"query": graphql});
+            if !variables.is_empty() {
+                body["variables"] = Json::Object(variables);
+            }
+            if let Some(name) = operation_name {
+                body["operationName"] = Json::String(name.to_owned());
+            }
+            return self.post_graphql(&uri, &body).await;
+        }
+        // Fetch (or find cached) the schemas of the peers the query names, in parallel.
+        let named: Vec<&Peer> = named_peers(graphql, operation_name, &variables)
+            .iter()
+            .filter_map(|name| peers.iter().find(|p| p.peer_name.as_str() == name))
+            .collect();
+        let fetched = join_all(named.iter().map(|peer| self.schema_of(peer))).await;
+        let mut schemas: BTreeMap<PeerName, Rc<Schema>> = BTreeMap::new();
+        let mut unreachable = BTreeMap::new();
+        for (peer, schema) in named.iter().zip(fetched) {
+            match schema {
+                Ok(schema) => {
+                    schemas.insert(peer.peer_name.clone(), schema);
+                }
+                Err(e) => {
+                    unreachable.insert(
+                        peer.peer_name.as_str().to_owned(),
+                        format!("cannot fetch its schema: {e}"),
+                    );
+                }
+            }
+        }
+        let (plan, left_out) =
+            match plan_query(graphql, operation_name, &variables, &schemas, &unreachable) {
+                Planned::Answer(response) => return Ok(response),
+                Planned::Send { plan, unreachable } => (plan, unreachable),
+            };
+        let peers = &peers;
+        let sends = plan.queries.iter().map(|q| async move {
+            let uri = peers
+                .iter()
+                .find(|p| p.peer_name == q.peer)
+                .map(|p| p.peer_uri.clone())
+                .ok_or_else(|| format!("genesis no longer lists {}", q.peer))?;
+            self.post_graphql(&uri, &json!({"query": q.query}))
+                .await
+                .map_err(|e| e.to_string())
+        });
+        let answers: Vec<PeerAnswer> = join_all(sends).await;
+        Ok(finish(&plan, answers, &left_out))
+    }
+}
