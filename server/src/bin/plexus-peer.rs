@@ -1,4 +1,4 @@
-//! plexus-peer: a Plexus knowledge-graph peer (stand-alone for now).
+//! plexus-peer: a Plexus knowledge-graph peer, stand-alone or in a network.
 
 use std::process::ExitCode;
 

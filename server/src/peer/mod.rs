@@ -9,7 +9,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod graphql;
+pub mod network;
 pub mod object;
 pub mod store;
 
@@ -404,5 +406,9 @@ pub fn layers(router: Router) -> Router {
 
 /// The stand-alone peer's whole HTTP app.
 pub fn router(state: PeerState) -> Router {
-    layers(api_routes().with_state(state))
+    layers(
+        api_routes()
+            .with_state(state)
+            .merge(network::routes::standalone_routes()),
+    )
 }
