@@ -16,7 +16,8 @@ use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
 use crate::time::Timestamp;
 use crate::wire::{
-    Contextionary, PeerId, PeerListEntry, PeerPing, PeerRegistrationResponse, PeerUpdate,
+    Contextionary, GenesisPush, PeerDelta, PeerId, PeerListEntry, PeerPing,
+    PeerRegistrationResponse, PeerUpdate,
 };
 
 /// How a peer takes part in a network.
@@ -383,6 +384,45 @@ impl Membership {
         if let Ok((list, version)) = result {
             self.handle_peer_list(list, version, now);
         }
+    }
+
+    /// A push from genesis (`PUT /p2p/genesis`): the whole list, or a delta.
+    /// A delta that does not start at this peer's list version means a round
+    /// was missed: the peer fetches the whole list rather than guess.
+    pub fn handle_genesis_push(&mut self, push: GenesisPush, version: Option<u64>, now: Timestamp) {
+        match push {
+            GenesisPush::Full(list) => self.handle_peer_list(list, version, now),
+            GenesisPush::Delta(delta) if self.list_version == Some(delta.from) => {
+                self.apply_delta(delta, now)
+            }
+            GenesisPush::Delta(_) => {
+                if !self.fetching {
+                    self.fetching = true;
+                    self.transmits.push_back(Request::FetchPeers);
+                }
+            }
+        }
+    }
+
+    fn apply_delta(&mut self, delta: PeerDelta, now: Timestamp) {
+        let mut entries: BTreeMap<PeerName, PeerListEntry> = self
+            .view
+            .iter()
+            .filter(|(_, p)| !delta.removed.contains(&p.id))
+            .map(|(name, p)| {
+                let entry = PeerListEntry {
+                    id: p.id,
+                    name: name.clone(),
+                    uri: p.uri.clone(),
+                    schema_hash: p.schema_hash.clone(),
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        for entry in delta.upserts {
+            entries.insert(entry.name.clone(), entry);
+        }
+        self.handle_peer_list(entries.into_values().collect(), Some(delta.to), now);
     }
 
     /// A peer list pushed by genesis (`PUT /p2p/genesis`), with its version

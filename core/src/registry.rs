@@ -25,8 +25,8 @@ use std::time::Duration;
 use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
-    ChangeKind, Contextionary, Peer, PeerChange, PeerId, PeerListEntry, PeerRegistrationResponse,
-    PeerUpdate,
+    ChangeKind, Contextionary, Peer, PeerChange, PeerDelta, PeerId, PeerListEntry,
+    PeerRegistrationResponse, PeerUpdate,
 };
 
 /// How a registry behaves.
@@ -71,9 +71,16 @@ pub struct Probe {
     /// The URL to probe: `{peerUri}/p2p/ping`.
     pub url: String,
     update: PeerUpdate,
+    deltas: bool,
 }
 
 impl Probe {
+    /// The peer asked to be told of changes as deltas (it sent [`crate::wire::DELTAS_HEADER`]).
+    pub fn with_deltas(mut self, deltas: bool) -> Self {
+        self.deltas = deltas;
+        self
+    }
+
     /// The registration this probe is for.
     pub fn update(&self) -> &PeerUpdate {
         &self.update
@@ -99,7 +106,7 @@ pub enum RegisterError {
 #[error("unknown peer {0}; register again")]
 pub struct UnknownPeer(pub PeerId);
 
-/// A broadcast to send: `PUT {uri}/p2p/genesis` with `list` as the body.
+/// A broadcast to send: `PUT {url}` with [`Broadcast::body`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broadcast {
     /// The peer to tell.
@@ -110,6 +117,19 @@ pub struct Broadcast {
     pub version: u64,
     /// The whole list, shared by every broadcast of the round.
     pub list: Arc<[PeerListEntry]>,
+    /// The changes of the round, for a peer that asked for deltas and
+    /// already had the list before it; shared by the round.
+    pub delta: Option<Arc<PeerDelta>>,
+}
+
+impl Broadcast {
+    /// The JSON body to send: the delta when there is one, else the whole list.
+    pub fn body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match &self.delta {
+            Some(delta) => serde_json::to_vec(&**delta),
+            None => serde_json::to_vec(&*self.list),
+        }
+    }
 }
 
 /// The genesis registry state machine.
@@ -127,6 +147,14 @@ pub struct Registry {
     /// After a hold, deadlines count from here.
     resumed_at: Timestamp,
     broadcast_due: Option<Timestamp>,
+    /// Peers that asked for deltas.
+    wants_deltas: BTreeSet<PeerId>,
+    /// Peers admitted since the last round: their first broadcast is the whole list.
+    fresh: BTreeSet<PeerId>,
+    /// The version the last round carried.
+    round_version: u64,
+    /// Net changes since the last round: an entry to upsert, or `None` to remove.
+    round_changes: BTreeMap<PeerId, Option<PeerListEntry>>,
     transmits: VecDeque<Broadcast>,
     events: VecDeque<PeerChange>,
 }
@@ -153,6 +181,10 @@ impl Registry {
             last_heard: now,
             resumed_at: now,
             broadcast_due: None,
+            wants_deltas: BTreeSet::new(),
+            fresh: BTreeSet::new(),
+            round_version: version,
+            round_changes: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -210,6 +242,7 @@ impl Registry {
         Probe {
             url: update.peer_uri.join("/p2p/ping"),
             update,
+            deltas: false,
         }
     }
 
@@ -245,6 +278,10 @@ impl Registry {
             schema_hash: String::new(),
         };
         self.insert(peer.clone());
+        if probe.deltas {
+            self.wants_deltas.insert(peer.id);
+        }
+        self.fresh.insert(peer.id);
         self.changed(ChangeKind::Joined, peer.clone(), now);
         Ok(PeerRegistrationResponse {
             peer,
@@ -296,19 +333,7 @@ impl Registry {
         }
         if self.broadcast_due.is_some_and(|due| due <= now) {
             self.broadcast_due = None;
-            let list: Arc<[PeerListEntry]> = self.peers().map(Peer::to_entry).collect();
-            let version = self.version;
-            let round = self
-                .by_name
-                .values()
-                .filter_map(|id| self.peers.get(id))
-                .map(|peer| Broadcast {
-                    to: peer.id,
-                    url: peer.peer_uri.join("/p2p/genesis"),
-                    version,
-                    list: Arc::clone(&list),
-                });
-            self.transmits.extend(round);
+            self.start_round();
         }
     }
 
@@ -352,6 +377,40 @@ impl Registry {
         (start, start + self.config.hold_limit)
     }
 
+    /// Queues one broadcast per peer: the delta of the round to peers that
+    /// asked for deltas and had the previous list, the whole list to the others.
+    fn start_round(&mut self) {
+        let list: Arc<[PeerListEntry]> = self.peers().map(Peer::to_entry).collect();
+        let mut delta = PeerDelta {
+            from: self.round_version,
+            to: self.version,
+            upserts: Vec::new(),
+            removed: Vec::new(),
+        };
+        for (id, change) in std::mem::take(&mut self.round_changes) {
+            match change {
+                Some(entry) => delta.upserts.push(entry),
+                None => delta.removed.push(id),
+            }
+        }
+        let delta = Arc::new(delta);
+        self.round_version = self.version;
+        let fresh = std::mem::take(&mut self.fresh);
+        for id in self.by_name.values() {
+            let Some(peer) = self.peers.get(id) else {
+                continue;
+            };
+            let gets_delta = self.wants_deltas.contains(id) && !fresh.contains(id);
+            self.transmits.push_back(Broadcast {
+                to: peer.id,
+                url: peer.peer_uri.join("/p2p/genesis"),
+                version: self.version,
+                list: Arc::clone(&list),
+                delta: gets_delta.then(|| Arc::clone(&delta)),
+            });
+        }
+    }
+
     fn earliest_deadline(&self) -> Option<Timestamp> {
         let &(contact, _) = self.by_contact.first()?;
         Some(contact.max(self.resumed_at) + self.config.peer_timeout)
@@ -374,6 +433,8 @@ impl Registry {
 
     fn remove(&mut self, id: PeerId) -> Option<Peer> {
         let peer = self.peers.remove(&id)?;
+        self.wants_deltas.remove(&id);
+        self.fresh.remove(&id);
         self.by_name.remove(&peer.peer_name);
         self.by_contact.remove(&(peer.last_contact_at, id));
         Some(peer)
@@ -381,6 +442,9 @@ impl Registry {
 
     fn changed(&mut self, kind: ChangeKind, peer: Peer, now: Timestamp) {
         self.version += 1;
+        let upsert =
+            matches!(kind, ChangeKind::Joined | ChangeKind::Updated).then(|| peer.to_entry());
+        self.round_changes.insert(peer.id, upsert);
         self.events.push_back(PeerChange {
             version: self.version,
             kind,

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use crate::membership::{CallError, Membership, MembershipConfig, Request};
 use crate::names::{PeerName, PeerUri};
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::{Broadcast, Registry, RegistryConfig};
 use crate::schema::Schema;
 use crate::time::Timestamp;
-use crate::wire::{Contextionary, PeerListEntry, PeerPing};
+use crate::wire::{Contextionary, GenesisPush, PeerListEntry, PeerPing};
 
 /// The shape of a simulated network.
 #[derive(Clone, Debug)]
@@ -35,6 +35,9 @@ pub struct SimConfig {
     pub ping_interval: Duration,
     /// Seed of everything random.
     pub seed: u64,
+    /// Whether peers ask for delta broadcasts (Plexus) or take the whole
+    /// list every time (the original protocol).
+    pub deltas: bool,
 }
 
 impl SimConfig {
@@ -48,6 +51,7 @@ impl SimConfig {
             registry: RegistryConfig::new(contextionary(), seed),
             ping_interval: Duration::from_secs(10),
             seed,
+            deltas: true,
         }
     }
 }
@@ -90,7 +94,7 @@ enum Delivery {
     /// The answer to a request arrives back at the peer.
     Answer(usize, Answer),
     /// A broadcast arrives at a peer.
-    Broadcast(usize, Arc<[PeerListEntry]>, u64),
+    Broadcast(usize, Broadcast),
 }
 
 #[derive(Debug)]
@@ -352,22 +356,21 @@ impl Sim {
         let Some(registry) = &mut self.registry else {
             return;
         };
-        let mut round_bytes: Option<(usize, u64)> = None;
         let mut broadcasts = Vec::new();
         while let Some(b) = registry.poll_transmit() {
             broadcasts.push(b);
         }
         while registry.poll_event().is_some() {}
+        // Bodies are shared by a round: size each distinct one once.
+        let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
         for b in broadcasts {
-            let ptr = Arc::as_ptr(&b.list) as *const () as usize;
-            let bytes = match round_bytes {
-                Some((p, n)) if p == ptr => n,
-                _ => {
-                    let n = serde_json::to_vec(&*b.list).map_or(0, |v| v.len() as u64);
-                    round_bytes = Some((ptr, n));
-                    n
-                }
+            let shared = match &b.delta {
+                Some(delta) => Arc::as_ptr(delta) as *const () as usize,
+                None => Arc::as_ptr(&b.list) as *const () as usize,
             };
+            let bytes = *sizes
+                .entry(shared)
+                .or_insert_with(|| b.body().map_or(0, |v| v.len() as u64));
             self.stats.broadcasts += 1;
             self.stats.broadcast_bytes += bytes;
             let target = b
@@ -376,7 +379,7 @@ impl Sim {
                 .find(|e| e.id == b.to)
                 .and_then(|e| self.names.get(&e.name).copied());
             let Some(target) = target else { continue };
-            self.schedule(Delivery::Broadcast(target, b.list, b.version), true);
+            self.schedule(Delivery::Broadcast(target, b), true);
         }
     }
 
@@ -398,13 +401,15 @@ impl Sim {
                 }
                 self.drain_peer(i);
             }
-            Delivery::Broadcast(i, list, version) => {
+            Delivery::Broadcast(i, b) => {
                 if self.peers[i].alive {
-                    self.peers[i].membership.handle_peer_list(
-                        list.to_vec(),
-                        Some(version),
-                        self.now,
-                    );
+                    let push = match b.delta {
+                        Some(delta) => GenesisPush::Delta((*delta).clone()),
+                        None => GenesisPush::Full(b.list.to_vec()),
+                    };
+                    self.peers[i]
+                        .membership
+                        .handle_genesis_push(push, Some(b.version), self.now);
                     self.drain_peer(i);
                 }
             }
@@ -439,7 +444,9 @@ impl Sim {
                 let Some(registry) = &mut self.registry else {
                     return;
                 };
-                let probe = registry.begin_register(update);
+                let probe = registry
+                    .begin_register(update)
+                    .with_deltas(self.config.deltas);
                 let result = registry.complete_register(
                     probe,
                     if reachable {

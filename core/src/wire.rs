@@ -153,6 +153,40 @@ pub struct PeerListEntry {
     pub schema_hash: String,
 }
 
+/// Header a registering peer sends (`x-plexus-deltas: 1`) to be told of
+/// changes as a [`PeerDelta`] rather than the whole list.
+pub const DELTAS_HEADER: &str = "x-plexus-deltas";
+
+/// The changes of the peer list from version `from` to version `to`: what a
+/// peer that asked for deltas gets in `PUT /p2p/genesis`, instead of the
+/// whole list, so that a change costs genesis O(N) bytes, not O(N²).
+///
+/// A peer whose list is not at `from` has missed a round: it fetches the
+/// whole list with `GET /peers` instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerDelta {
+    /// The version the changes apply to.
+    pub from: u64,
+    /// The version after them.
+    pub to: u64,
+    /// Peers added or changed.
+    #[serde(default)]
+    pub upserts: Vec<PeerListEntry>,
+    /// Ids of peers that left or were evicted.
+    #[serde(default)]
+    pub removed: Vec<PeerId>,
+}
+
+/// The body of `PUT /p2p/genesis`: the original whole list, or a delta.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GenesisPush {
+    /// The whole list (the original's `PeerUpdateList`).
+    Full(Vec<PeerListEntry>),
+    /// Only the changes.
+    Delta(PeerDelta),
+}
+
 /// What changed in the peer list, as the watch stream (`GET /peers/watch`) tells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -324,3 +324,44 @@ fn a_version_gap_told_by_two_pings_fetches_the_whole_list_once() {
         "in step again: nothing to fetch"
     );
 }
+
+fn delta(
+    from: u64,
+    to: u64,
+    upserts: Vec<PeerListEntry>,
+    removed: Vec<PeerId>,
+) -> plexus_core::wire::GenesisPush {
+    plexus_core::wire::GenesisPush::Delta(plexus_core::wire::PeerDelta {
+        from,
+        to,
+        upserts,
+        removed,
+    })
+}
+
+#[test]
+fn a_delta_applies_on_top_of_its_version_and_a_gap_fetches_the_list() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    let b = entry("PeerB", "");
+    let c = entry("PeerCC", "");
+    m.handle_genesis_push(
+        plexus_core::wire::GenesisPush::Full(vec![b.clone()]),
+        Some(3),
+        T0,
+    );
+    m.handle_genesis_push(delta(3, 5, vec![c.clone()], vec![b.id]), Some(5), T0);
+    assert_eq!(
+        m.view().keys().map(PeerName::as_str).collect::<Vec<_>>(),
+        ["PeerCC"]
+    );
+    assert_eq!(m.list_version(), Some(5));
+    assert!(transmits(&mut m).is_empty());
+    // Round 5→6 was lost: 6→7 does not apply.
+    m.handle_genesis_push(delta(6, 7, vec![b], vec![]), Some(7), T0);
+    assert_eq!(transmits(&mut m), [Request::FetchPeers]);
+    assert_eq!(m.view().len(), 1, "nothing guessed");
+    m.handle_genesis_push(delta(7, 8, vec![], vec![]), Some(8), T0);
+    assert!(transmits(&mut m).is_empty(), "one fetch at a time");
+}

@@ -302,3 +302,46 @@ fn restored_peers_get_a_fresh_timeout_and_keep_their_ids() {
         .handle_ping(a, "h", restart + Duration::from_secs(29))
         .expect("same id after restart");
 }
+
+fn join_with_deltas(registry: &mut Registry, name: &str, now: Timestamp) -> PeerId {
+    let probe = registry.begin_register(update(name)).with_deltas(true);
+    registry
+        .complete_register(probe, Ok(()), now)
+        .expect("admitted")
+        .peer
+        .id
+}
+
+#[test]
+fn peers_that_asked_for_deltas_get_only_the_changes_after_their_first_list() {
+    let mut registry = Registry::new(config(), T0);
+    let a = join_with_deltas(&mut registry, "PeerA", T0);
+    let b = join(&mut registry, "PeerB", T0);
+    registry.handle_timeout(T0 + ms(10));
+    let (first, _) = drain(&mut registry);
+    assert!(
+        first.iter().all(|x| x.delta.is_none()),
+        "a fresh peer gets the whole list"
+    );
+    let c = join_with_deltas(&mut registry, "PeerC", T0 + ms(20));
+    registry.handle_leave(b, T0 + ms(21)).expect("known");
+    registry.handle_timeout(T0 + ms(30));
+    let (round, _) = drain(&mut registry);
+    let to_a = round.iter().find(|x| x.to == a).expect("A told");
+    let delta = to_a.delta.as_ref().expect("A gets a delta");
+    assert_eq!((delta.from, delta.to), (2, 4));
+    assert_eq!(delta.upserts.iter().map(|e| e.id).collect::<Vec<_>>(), [c]);
+    assert_eq!(delta.removed, [b]);
+    let to_c = round.iter().find(|x| x.to == c).expect("C told");
+    assert!(to_c.delta.is_none(), "C joined this round: whole list");
+    let body: serde_json::Value =
+        serde_json::from_slice(&to_a.body().expect("json")).expect("parse");
+    assert_eq!(body["from"], 2);
+    let full: serde_json::Value =
+        serde_json::from_slice(&to_c.body().expect("json")).expect("parse");
+    assert_eq!(
+        full.as_array().map(Vec::len),
+        Some(2),
+        "the original body: the whole list"
+    );
+}

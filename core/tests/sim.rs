@@ -128,3 +128,45 @@ fn the_simulation_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn peers_of_the_original_protocol_converge_too() {
+    let mut config = SimConfig::new(20, 10);
+    config.deltas = false;
+    config.loss = 0.02;
+    let mut sim = Sim::new(config);
+    sim.run_for(secs(30));
+    sim.kill(5);
+    sim.run_for(secs(60));
+    assert_eq!(sim.registry().map(|r| r.len()), Some(19));
+    assert!(sim.converged());
+}
+
+/// Bytes genesis sends for one join into a settled network of `n` peers.
+fn bytes_per_join(n: usize, deltas: bool) -> u64 {
+    let mut config = SimConfig::new(n, 11);
+    config.deltas = deltas;
+    let mut sim = Sim::new(config);
+    sim.run_for(secs(15));
+    sim.reset_stats();
+    sim.join();
+    sim.run_for(Duration::from_millis(100));
+    assert!(sim.converged());
+    sim.stats.broadcast_bytes
+}
+
+#[test]
+fn with_deltas_a_join_costs_genesis_linear_bytes_not_quadratic() {
+    let (small, large) = (50, 200);
+    let delta_ratio = bytes_per_join(large, true) as f64 / bytes_per_join(small, true) as f64;
+    let full_ratio = bytes_per_join(large, false) as f64 / bytes_per_join(small, false) as f64;
+    // 4× the peers: about 4× the bytes with deltas, about 16× with whole lists.
+    assert!(
+        delta_ratio < 6.0,
+        "delta cost grew {delta_ratio:.1}× for 4× peers"
+    );
+    assert!(
+        full_ratio > 12.0,
+        "whole-list cost grew {full_ratio:.1}× for 4× peers"
+    );
+}
