@@ -110,8 +110,8 @@ pub fn update(model: &mut Model, message: Message) -> Option<Message> {
         Message::Key(key) => return handle_key(model, key),
         Message::Mouse(mouse) => return handle_mouse(model, mouse),
         Message::Resize(_, rows) => {
-            // Header 3, footer 1, table border and header 3, log and chart 9.
-            model.page = usize::from(rows.saturating_sub(16)).max(1);
+            // Header 1, footer 1, table borders and header 3, log and chart 8.
+            model.page = usize::from(rows.saturating_sub(13)).max(1);
             model.scroll_to_selected();
         }
         Message::Snapshot {
@@ -406,7 +406,6 @@ fn history_step(model: &mut Model, step: isize) {
 }
 
 fn apply_snapshot(model: &mut Model, version: u64, peers: Vec<Peer>, source: Source) {
-    let first = model.connection == Connection::Connecting && model.peers.is_empty();
     model.connection = match source {
         Source::Watch => Connection::Watching,
         Source::Poll => Connection::Polling,
@@ -422,7 +421,7 @@ fn apply_snapshot(model: &mut Model, version: u64, peers: Vec<Peer>, source: Sou
             .map(|&i| model.peers[i].peer.schema_hash.clone());
         let new_hash = peer.schema_hash.clone();
         let came = model.upsert(peer);
-        if came && !first {
+        if came {
             model.log(ChangeKind::Joined, name);
         } else if !came && old_hash.is_some_and(|h| h != new_hash) {
             model.log(ChangeKind::Updated, name);

@@ -120,27 +120,24 @@ fn footer_line(model: &Model) -> Line<'static> {
 
 const HELP: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous view"),
-    ("q, Esc, Ctrl-C", "quit (in the Query view: Esc or Ctrl-C)"),
-    ("? or F1", "this help"),
-    ("↑ ↓ j k, PgUp PgDn, Home End", "select a peer, scroll"),
-    ("mouse wheel", "select a peer, scroll"),
-    (
-        "Enter",
-        "Peers: open the peer's detail; Query: check and send",
-    ),
-    ("/", "filter peers by name, URI or hash"),
+    ("q, Esc, Ctrl-C", "quit (Query view: Esc or Ctrl-C)"),
+    ("?, F1", "this help"),
+    ("↑↓ j k PgUp PgDn Home End", "select a peer; scroll"),
+    ("mouse wheel", "select a peer; scroll"),
+    ("Enter", "Peers: detail; Query: check and send"),
+    ("/", "filter by name, URI or hash"),
     ("s / r", "sort by the next column / reverse"),
     (
-        "p (Ctrl-P in Query)",
-        "send queries through the selected peer or --peer",
+        "p (Query: Ctrl-P)",
+        "queries via the selected peer or --peer",
     ),
-    ("↑ ↓ in Query", "query history"),
-    ("Ctrl-J, Alt-Enter", "new line in the query"),
-    ("Ctrl-U", "clear the query"),
+    ("↑↓ (Query)", "query history"),
+    ("Ctrl-J, Alt-Enter (Query)", "new line in the query"),
+    ("Ctrl-U (Query)", "clear the query"),
 ];
 
 fn help(frame: &mut Frame, area: Rect) {
-    let width = 76.min(area.width);
+    let width = 72.min(area.width);
     let height = (HELP.len() as u16 + 4).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
@@ -152,7 +149,7 @@ fn help(frame: &mut Frame, area: Rect) {
         .iter()
         .map(|(key, what)| {
             Line::from(vec![
-                Span::styled(format!("{key:>30}  "), Style::new().bold()),
+                Span::styled(format!(" {key:<26} "), Style::new().bold()),
                 Span::raw(*what),
             ])
         })
