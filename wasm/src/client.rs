@@ -6,10 +6,9 @@ use std::rc::Rc;
 
 use futures::future::join_all;
 use gloo_net::http::Method;
+use plexus_core::PeerName;
 use plexus_core::network::PeerAnswer;
 use plexus_core::schema::Schema;
-use plexus_core::wire::Peer;
-use plexus_core::{PeerName, PeerUri};
 use serde_json::{Value as Json, json};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -21,6 +20,7 @@ use crate::pure::{
     find_peer, finish, named_peers, parse_base_url, plan_query, resolve_peer,
 };
 use crate::watch::{WatchHandle, start};
+use crate::wire::{BaseUrl, Peer};
 use crate::{JsResult, from_js, to_js};
 
 /// A client of one Plexus network: asks its genesis server for the peers,
@@ -31,7 +31,7 @@ pub struct NetworkClient {
 }
 
 struct Inner {
-    genesis: PeerUri,
+    genesis: BaseUrl,
     token: Option<String>,
     timeout_ms: u32,
     /// Schemas by their hash: peers with the same schema share one entry.
@@ -155,7 +155,7 @@ impl Inner {
         Ok(schema)
     }
 
-    async fn post_graphql(&self, peer: &PeerUri, body: &Json) -> Result<Json, ClientError> {
+    async fn post_graphql(&self, peer: &BaseUrl, body: &Json) -> Result<Json, ClientError> {
         let url = peer.join("/v1/graphql");
         let answer = send(
             Method::POST,

@@ -17,6 +17,7 @@ pub mod error;
 mod http;
 pub mod pure;
 mod watch;
+pub mod wire;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

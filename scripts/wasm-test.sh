@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Tests plexus-wasm end to end; exits non-zero when any part fails.
+#   1. native unit tests of the pure client logic (cargo test -p plexus-wasm);
+#   2. headless-Chromium tests (wasm-bindgen-test) against a real genesis and
+#      two real peers on loopback, plus a third peer killed after it joined;
+#   3. the npm package: wasm/build.sh, then a Node test that packs it, installs
+#      the tarball into a temporary project and uses it as an npm user would.
+# Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
+# from `cargo build -p plexus-server`, or from PLEXUS_GENESIS_BIN / PLEXUS_PEER_BIN.
+# Usage: scripts/wasm-test.sh
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH"
+work="$(mktemp -d -t plexus-wasm-test.XXXXXX)"
+pids=()
+
+say() { echo "wasm-test: $*" >&2; }
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+die() {
+  say "$*"
+  for log in "$work"/*.log; do
+    [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }
+  done
+  exit 1
+}
+
+bash scripts/wasm-setup.sh --browser || die "cannot install the wasm toolchain"
+command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed for the Node test"
+
+failed=()
+
+say "native unit tests"
+cargo test -p plexus-wasm || failed+=(native)
+
+say "building the servers and the browser tests' dependencies"
+cargo build -p plexus-server --bins || die "cannot build plexus-server"
+genesis_bin="${PLEXUS_GENESIS_BIN:-$root/target/debug/plexus-genesis}"
+peer_bin="${PLEXUS_PEER_BIN:-$root/target/debug/plexus-peer}"
+cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser --no-run || die "cannot build the browser tests"
+
+# Waits for "listening on URL" on the stdout of a server; prints URL.
+listening() {
+  local log="$1" pid="$2"
+  for _ in $(seq 1 200); do
+    local url
+    url="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)"
+    [[ -n "$url" ]] && { echo "$url"; return 0; }
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+"$genesis_bin" --listen 127.0.0.1:0 --peer-timeout 300s >"$work/genesis.log" 2>&1 &
+pids+=($!)
+genesis="$(listening "$work/genesis.log" $!)" || die "genesis did not start"
+say "genesis at $genesis"
+
+# Starts peer NAME with one City called CITY; sets peer_url and peer_pid.
+start_peer() {
+  local name="$1" city="$2" port url
+  port="$(free_port)"
+  url="http://127.0.0.1:$port"
+  peer_url="$url"
+  "$peer_bin" --listen "127.0.0.1:$port" --data "$work/$name" --genesis-url "$genesis" \
+    --public-url "$url" --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
+  peer_pid=$!
+  pids+=($peer_pid)
+  listening "$work/$name.log" $peer_pid >/dev/null || die "peer $name did not start"
+  curl -sf -X POST "$url/v1/schema/things" -H 'content-type: application/json' \
+    -d '{"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]}' >/dev/null \
+    || die "cannot add the City class to $name"
+  curl -sf -X POST "$url/v1/things" -H 'content-type: application/json' \
+    -d "{\"class\": \"City\", \"schema\": {\"name\": \"$city\"}}" >/dev/null \
+    || die "cannot add $city to $name"
+}
+
+start_peer PeerA Amsterdam
+peer_a="$peer_url"
+start_peer PeerB Berlin
+peer_b="$peer_url"
+start_peer PeerDead Utrecht
+dead_pid="$peer_pid"
+
+# Wait until genesis lists all three with the hash of their schema (after a ping).
+listed() {
+  curl -sf "$genesis/peers" | python3 -c '
+import json, sys
+peers = {p["peerName"]: p for p in json.load(sys.stdin)}
+sys.exit(0 if all(peers.get(n, {}).get("schemaHash") for n in ("PeerA", "PeerB", "PeerDead")) else 1)'
+}
+for _ in $(seq 1 100); do
+  listed && break
+  sleep 0.2
+done
+listed || die "genesis does not list PeerA, PeerB and PeerDead with their schema hashes: $(curl -s "$genesis/peers")"
+kill -9 "$dead_pid"
+say "peers at $peer_a and $peer_b; PeerDead (pid $dead_pid) killed after it joined"
+
+say "browser tests (headless Chromium)"
+CHROMEDRIVER=/usr/bin/chromedriver \
+  PLEXUS_TEST_GENESIS="$genesis" PLEXUS_TEST_PEER_A="$peer_a" PLEXUS_TEST_PEER_B="$peer_b" \
+  PLEXUS_TEST_DEAD_PEER=PeerDead \
+  cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser || failed+=(browser)
+
+say "npm package and Node test"
+if bash wasm/build.sh; then
+  PLEXUS_TEST_GENESIS="$genesis" node --test wasm/tests/node/ || failed+=(node)
+else
+  failed+=(build)
+fi
+
+if ((${#failed[@]})); then
+  say "FAILED: ${failed[*]}"
+  exit 1
+fi
+say "native, browser and Node tests passed"

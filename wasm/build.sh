@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the npm package of plexus-wasm into wasm/pkg/:
+#   web/   ES module for browsers and bundlers (index.js initialises itself)
+#   node/  ES module for Node.js (reads the .wasm beside it)
+#   package.json, README.md, LICENSE texts
+# Installs what it needs first (scripts/wasm-setup.sh), builds with the
+# workspace profile wasm-release, runs wasm-bindgen once per target and
+# wasm-opt -Oz, and prints the gzipped size of the .wasm (budget 250 KiB).
+# Usage: wasm/build.sh            (from anywhere)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+pkg="$here/pkg"
+name=plexus_wasm
+budget_kib=250
+export PATH="$HOME/.cargo/bin:$PATH"
+
+bash "$root/scripts/wasm-setup.sh"
+
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)"
+license="$(sed -n 's/^license = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)"
+
+echo "build.sh: cargo build (wasm-release, wasm32-unknown-unknown)" >&2
+# Symbols stay in until wasm-bindgen has read the target features; wasm-opt strips them.
+CARGO_PROFILE_WASM_RELEASE_STRIP=false cargo build --manifest-path "$root/Cargo.toml" -p plexus-wasm \
+  --target wasm32-unknown-unknown --profile wasm-release
+wasm="$root/target/wasm32-unknown-unknown/wasm-release/$name.wasm"
+
+rm -rf "$pkg"
+mkdir -p "$pkg/web" "$pkg/node"
+wasm-bindgen "$wasm" --out-dir "$pkg/web" --out-name "$name" --target web
+wasm-bindgen "$wasm" --out-dir "$pkg/node" --out-name "$name" --target experimental-nodejs-module
+for dir in web node; do
+  # The wasm-release profile strips symbols; -Oz then shrinks the code itself.
+  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$pkg/$dir/${name}_bg.wasm" -o "$pkg/$dir/${name}_bg.wasm"
+done
+
+# Browsers and bundlers: a module that initialises itself (top-level await),
+# so that `import { NetworkClient } from "plexus-wasm"` is all a page needs.
+cat >"$pkg/web/index.js" <<JS
+// Loads ${name}_bg.wasm (found next to this file through import.meta.url) once, then
+// re-exports the module. For manual loading, import "plexus-wasm/web" and call init().
+import init from "./${name}.js";
+await init();
+export * from "./${name}.js";
+JS
+cat >"$pkg/web/index.d.ts" <<TS
+export * from "./${name}.js";
+TS
+
+cat >"$pkg/package.json" <<JSON
+{
+  "name": "plexus-wasm",
+  "version": "$version",
+  "description": "Client of a Plexus knowledge-graph network for browsers and Node: peers, live watch, schemas, Network queries planned and merged in WebAssembly.",
+  "license": "$license",
+  "type": "module",
+  "main": "./node/$name.js",
+  "module": "./web/index.js",
+  "browser": "./web/index.js",
+  "types": "./web/index.d.ts",
+  "exports": {
+    ".": {
+      "node": {
+        "types": "./node/$name.d.ts",
+        "default": "./node/$name.js"
+      },
+      "browser": {
+        "types": "./web/index.d.ts",
+        "default": "./web/index.js"
+      },
+      "import": {
+        "types": "./web/index.d.ts",
+        "default": "./web/index.js"
+      },
+      "default": {
+        "types": "./web/index.d.ts",
+        "default": "./web/index.js"
+      }
+    },
+    "./web": {
+      "types": "./web/$name.d.ts",
+      "default": "./web/$name.js"
+    },
+    "./package.json": "./package.json"
+  },
+  "files": [
+    "web/$name.js",
+    "web/$name.d.ts",
+    "web/${name}_bg.wasm",
+    "web/${name}_bg.wasm.d.ts",
+    "web/index.js",
+    "web/index.d.ts",
+    "node/$name.js",
+    "node/$name.d.ts",
+    "node/${name}_bg.wasm",
+    "node/${name}_bg.wasm.d.ts",
+    "node/${name}_bg.js",
+    "README.md"
+  ],
+  "sideEffects": [
+    "./web/index.js"
+  ],
+  "engines": {
+    "node": ">=18"
+  },
+  "keywords": ["plexus", "p2p", "knowledge-graph", "graphql", "wasm"]
+}
+JSON
+
+size="$(gzip -9 -c "$pkg/web/${name}_bg.wasm" | wc -c)"
+raw="$(wc -c <"$pkg/web/${name}_bg.wasm")"
+size_kib="$(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1024 }')"
+raw_kib="$(awk -v b="$raw" 'BEGIN { printf "%.1f", b / 1024 }')"
+
+sed -e "s/@VERSION@/$version/g" -e "s/@SIZE@/$size_kib KiB gzipped ($raw_kib KiB raw)/g" \
+  "$here/npm-readme.md" >"$pkg/README.md"
+
+echo "build.sh: wasm/pkg built: plexus-wasm $version"
+echo "build.sh: ${name}_bg.wasm: $raw bytes raw, $size bytes gzipped ($size_kib KiB; budget $budget_kib KiB)"
+if ((size > budget_kib * 1024)); then
+  echo "build.sh: the .wasm is over its budget of $budget_kib KiB gzipped" >&2
+  exit 1
+fi
