@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use futures::StreamExt;
-use plexus_core::wire::{Peer, PeerListEntry, PeerRegistrationResponse};
+use plexus_core::wire::{GenesisPush, Peer, PeerDelta, PeerListEntry, PeerRegistrationResponse};
 use serde_json::{Value, json};
 
 // ---------- the genesis process ----------
@@ -83,7 +83,9 @@ impl Drop for Genesis {
 struct Received {
     version: u64,
     auth: Option<String>,
+    /// The whole list (empty when a delta came).
     entries: Vec<PeerListEntry>,
+    delta: Option<PeerDelta>,
 }
 
 impl Received {
@@ -138,11 +140,15 @@ impl FakePeer {
                         let auth = headers
                             .get("authorization")
                             .map(|v| v.to_str().unwrap().to_owned());
-                        let entries: Vec<PeerListEntry> = serde_json::from_slice(&body).unwrap();
+                        let (entries, delta) = match serde_json::from_slice(&body).unwrap() {
+                            GenesisPush::Full(entries) => (entries, None),
+                            GenesisPush::Delta(delta) => (Vec::new(), Some(delta)),
+                        };
                         log.lists.lock().unwrap().push(Received {
                             version,
                             auth,
                             entries,
+                            delta,
                         });
                         StatusCode::OK
                     },
@@ -809,4 +815,64 @@ async fn without_state_a_restart_forgets_and_pings_get_404() {
         .unwrap()
         .status();
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_asks_for_deltas_gets_the_list_once_then_deltas() {
+    let g = Genesis::start(&[]);
+    let d = FakePeer::start(Mode::Normal).await;
+    let f = FakePeer::start(Mode::Normal).await;
+    let response = client()
+        .post(g.at("/peers/register"))
+        .header("x-plexus-deltas", "1")
+        .json(&json!({"peerName": "Delta", "peerUri": d.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (v1, _) = list(&g).await;
+    eventually(Duration::from_secs(3), "the whole list first", || {
+        d.last()
+            .is_some_and(|r| r.version == v1 && r.names() == ["Delta"] && r.delta.is_none())
+    })
+    .await;
+
+    let full = register_ok(&g, "Full", &f.url).await;
+    let (v2, _) = list(&g).await;
+    eventually(
+        Duration::from_secs(3),
+        "a delta at Delta, the list at Full",
+        || {
+            let at_d = d.last().and_then(|r| r.delta).is_some_and(|delta| {
+                (delta.from, delta.to) == (v1, v2)
+                    && delta
+                        .upserts
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        == ["Full"]
+                    && delta.removed.is_empty()
+            });
+            let at_f = f
+                .last()
+                .is_some_and(|r| r.version == v2 && r.names() == ["Delta", "Full"]);
+            at_d && at_f
+        },
+    )
+    .await;
+
+    let status = client()
+        .delete(g.at(&format!("/peers/{}", full.id)))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let (v3, _) = list(&g).await;
+    eventually(Duration::from_secs(3), "a removal delta", || {
+        d.last()
+            .and_then(|r| r.delta)
+            .is_some_and(|delta| (delta.from, delta.to) == (v2, v3) && delta.removed == [full.id])
+    })
+    .await;
 }

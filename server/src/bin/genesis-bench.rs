@@ -58,6 +58,55 @@ struct Args {
     /// Threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Also drive closed-loop pings with `wrk` (from Debian's `wrk`
+    /// package) with this many threads; 0: don't.
+    #[arg(long, default_value_t = 0)]
+    wrk_threads: usize,
+    /// Connections of the `wrk` run.
+    #[arg(long, default_value_t = 32)]
+    wrk_connections: usize,
+    /// Register the peers with `x-plexus-deltas: 1`, so that broadcasts
+    /// after their first are deltas rather than whole lists.
+    #[arg(long)]
+    deltas: bool,
+    /// Skip the reqwest ping phases.
+    #[arg(long)]
+    no_reqwest: bool,
+}
+
+/// Runs `wrk` against the ping endpoint of every registered peer in turn.
+fn run_wrk(args: &Args, base: &str, ids: &[PeerId]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut script = String::from("local ids = {\n");
+    for id in ids {
+        let _ = writeln!(script, "\"{id}\",");
+    }
+    script.push_str(
+        "}\nlocal i = 0\nlocal headers = {[\"Content-Type\"] = \"application/json\"}\n\
+         request = function()\n  i = i + 1\n  \
+         return wrk.format(\"POST\", \"/peers/\" .. ids[(i % #ids) + 1] .. \"/ping\", headers, '{\"schemaHash\":\"\"}')\nend\n",
+    );
+    let path = std::env::temp_dir().join(format!("genesis-bench-{}.lua", std::process::id()));
+    std::fs::write(&path, script)?;
+    let output = Command::new("wrk")
+        .arg(format!("-t{}", args.wrk_threads))
+        .arg(format!("-c{}", args.wrk_connections))
+        .arg(format!("-d{}s", args.duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&path)
+        .arg(base)
+        .output()
+        .context("cannot run wrk (apt-get install wrk)")?;
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "wrk -t{} -c{} -d{}s --latency:\n{}",
+        args.wrk_threads,
+        args.wrk_connections,
+        args.duration.as_secs().max(1),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(())
 }
 
 #[derive(Default)]
@@ -247,6 +296,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             let sink_url = sink_url.clone();
             let next = Arc::clone(&next);
             let total = args.peers as u64;
+            let deltas = if args.deltas { "1" } else { "0" };
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 loop {
@@ -256,7 +306,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                     }
                     let body =
                         serde_json::json!({"peerName": format!("P{i}"), "peerUri": sink_url});
-                    let response = client.post(&url).json(&body).send().await?;
+                    let response = client
+                        .post(&url)
+                        .header("x-plexus-deltas", deltas)
+                        .json(&body)
+                        .send()
+                        .await?;
                     if !response.status().is_success() {
                         bail!(
                             "registration {i}: {} {}",
@@ -275,11 +330,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let registering = start.elapsed();
     println!(
-        "registered {} peers in {:.2}s ({:.0}/s), broadcast-delay {}",
+        "registered {} peers in {:.2}s ({:.0}/s), broadcast-delay {}, deltas {}",
         ids.len(),
         registering.as_secs_f64(),
         ids.len() as f64 / registering.as_secs_f64(),
-        args.broadcast_delay
+        args.broadcast_delay,
+        args.deltas
     );
 
     // Let broadcasts settle: the sink hears nothing for a second.
@@ -327,6 +383,24 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
 
     if args.duration.is_zero() || ids.is_empty() {
+        return Ok(());
+    }
+    if args.wrk_threads > 0 {
+        run_wrk(&args, &genesis.url, &ids)?;
+        let pings = client
+            .get(format!("{}/metrics", genesis.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if let Some(line) = pings
+            .lines()
+            .find(|l| l.starts_with("plexus_genesis_pings_total "))
+        {
+            println!("{line}");
+        }
+    }
+    if args.no_reqwest {
         return Ok(());
     }
     let ids = Arc::new(ids);

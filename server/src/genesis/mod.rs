@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use futures::StreamExt as _;
 use plexus_core::Timestamp;
 use plexus_core::registry::{Broadcast, Registry};
@@ -178,24 +179,39 @@ impl Genesis {
     }
 
     /// Sends one broadcast round, concurrently, each with its own timeout.
-    /// Broadcasts of a round that a newer one has superseded are skipped:
-    /// the newer round carries the whole newer list to the same peers.
+    ///
+    /// Each body is serialised once per round: the whole list (only if some
+    /// peer gets it) and the round's delta (only if some peer asked for
+    /// deltas). A whole list still unsent when a newer round starts is
+    /// skipped: the newer round carries the newer whole list to the same
+    /// peers. A delta is never skipped, since the next one builds on it.
     async fn send_round(self: Arc<Self>, round: Vec<Broadcast>) {
         let Some(first) = round.first() else { return };
         let version = first.version;
         self.latest_round.fetch_max(version, Ordering::Relaxed);
         metrics::inc(&self.metrics.broadcast_rounds);
-        let body = match serde_json::to_vec(&*first.list) {
-            Ok(body) => bytes_of(body),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialise the peer list");
+        let full = if round.iter().any(|b| b.delta.is_none()) {
+            serde_json::to_vec(&*first.list).map(Bytes::from).map(Some)
+        } else {
+            Ok(None)
+        };
+        let delta = round
+            .iter()
+            .find_map(|b| b.delta.as_deref())
+            .map(|d| serde_json::to_vec(d).map(Bytes::from))
+            .transpose();
+        let (full, delta) = match (full, delta) {
+            (Ok(full), Ok(delta)) => (full, delta),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot serialise a broadcast");
                 return;
             }
         };
         tracing::debug!(
             version,
             peers = round.len(),
-            bytes = body.len(),
+            full_bytes = full.as_ref().map_or(0, Bytes::len),
+            delta_bytes = delta.as_ref().map_or(0, Bytes::len),
             "broadcast round"
         );
         let stopped = self.stopped();
@@ -203,8 +219,16 @@ impl Genesis {
             self.settings.broadcast_concurrency,
             |b| {
                 let this = Arc::clone(&self);
-                let body = body.clone();
-                async move { this.send_one(b, body).await }
+                let body = if b.delta.is_some() {
+                    delta.clone()
+                } else {
+                    full.clone()
+                };
+                async move {
+                    if let Some(body) = body {
+                        this.send_one(b, body).await;
+                    }
+                }
             },
         );
         tokio::select! {
@@ -213,8 +237,10 @@ impl Genesis {
         }
     }
 
-    async fn send_one(&self, broadcast: Broadcast, body: axum::body::Bytes) {
-        if broadcast.version < self.latest_round.load(Ordering::Relaxed) {
+    async fn send_one(&self, broadcast: Broadcast, body: Bytes) {
+        if broadcast.delta.is_none()
+            && broadcast.version < self.latest_round.load(Ordering::Relaxed)
+        {
             metrics::inc(&self.metrics.broadcasts_superseded);
             return;
         }
@@ -242,10 +268,6 @@ impl Genesis {
             }
         }
     }
-}
-
-fn bytes_of(body: Vec<u8>) -> axum::body::Bytes {
-    axum::body::Bytes::from(body)
 }
 
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.

@@ -13,7 +13,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use plexus_core::registry::RegisterError;
-use plexus_core::wire::{PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate};
+use plexus_core::wire::{
+    DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
+};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
@@ -128,7 +130,11 @@ async fn register_inner(
             UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
             _ => AppError::bad_request(refusal.to_string()),
         })?;
-    let probe = genesis.lock().begin_register(update);
+    // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
+    let deltas = headers
+        .get(DELTAS_HEADER)
+        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let probe = genesis.lock().begin_register(update).with_deltas(deltas);
     let reached = match genesis
         .http
         .get(&probe.url)
