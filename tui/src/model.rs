@@ -414,9 +414,10 @@ impl Model {
             SortKey::Hash => {
                 order.sort_by(|&a, &b| peers[a].peer.schema_hash.cmp(&peers[b].peer.schema_hash))
             }
-            SortKey::State => {
-                order.sort_by_key(|&i| (self.state_of(&peers[i]), peers[i].peer.peer_name.clone()))
-            }
+            SortKey::State => order.sort_by(|&a, &b| {
+                let key = |i: usize| (self.state_of(&peers[i]), &peers[i].peer.peer_name);
+                key(a).cmp(&key(b))
+            }),
         }
         if self.descending {
             order.reverse();
