@@ -410,7 +410,8 @@ fn apply_snapshot(model: &mut Model, version: u64, peers: Vec<Peer>, source: Sou
         Source::Watch => Connection::Watching,
         Source::Poll => Connection::Polling,
     };
-    model.version = model.version.max(version);
+    // A snapshot replaces everything, its version too (genesis may have restarted).
+    model.version = version;
     let mut seen = std::collections::BTreeSet::new();
     for peer in peers {
         let name = peer.peer_name.clone();

@@ -409,3 +409,22 @@ fn a_failed_schema_fetch_is_kept_with_its_reason() {
         matches!(&model.schemas[&PeerName::new("PeerC").unwrap()], SchemaState::Failed { error, .. } if error == "cannot connect")
     );
 }
+
+#[test]
+fn a_restarted_genesis_starts_versions_again() {
+    let mut model = watched_model();
+    dispatch(
+        &mut model,
+        Message::Snapshot {
+            version: 1,
+            peers: vec![],
+            source: Source::Watch,
+        },
+    );
+    assert_eq!(model.alive_count(), 0);
+    dispatch(
+        &mut model,
+        change(2, ChangeKind::Joined, peer(7, "PeerA", 8081, 0, HASH_A)),
+    );
+    assert_eq!((model.version, model.alive_count()), (2, 1));
+}
