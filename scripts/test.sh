@@ -20,6 +20,9 @@ cargo build -p plexus-core --target wasm32-unknown-unknown
 log "native tests (core, genesis, peer, dashboard)"
 cargo test --workspace --all-features
 
+log "fuzz every core parser for a bounded time"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} bash scripts/fuzz.sh
+
 if [ -x scripts/wasm-test.sh ]; then
   log "browser and Node tests of the wasm client"
   bash scripts/wasm-test.sh

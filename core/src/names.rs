@@ -74,8 +74,8 @@ impl<'de> Deserialize<'de> for PeerName {
 
 /// An absolute `http` or `https` URI at which a peer is reachable.
 ///
-/// Kept as the text the peer gave, without a trailing slash, so that paths
-/// such as `/p2p/ping` can be appended.
+/// Kept in the URI parser's normalised form, without a trailing slash, so
+/// that paths such as `/p2p/ping` can be appended.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PeerUri(String);
@@ -91,7 +91,16 @@ impl PeerUri {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
             return Err(NameError::Scheme(uri));
         }
-        Ok(Self(uri.trim_end_matches('/').to_owned()))
+        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
+        {
+            return Err(NameError::Uri {
+                uri,
+                reason: "a peer URI has no query, fragment or user name".into(),
+            });
+        }
+        // The parser's form, not the text given: it drops surrounding control
+        // characters and whitespace, and lower-cases the scheme and host.
+        Ok(Self(parsed.as_str().trim_end_matches('/').to_owned()))
     }
 
     /// The URI as text, without a trailing slash.
