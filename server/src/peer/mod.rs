@@ -258,6 +258,32 @@ impl PeerDb {
         Ok(object)
     }
 
+    /// Creates many objects in one transaction (one fsync): each is checked
+    /// against the schema first; all are written, or none. For bulk loads
+    /// (benchmarks, imports); the REST API writes one object per call.
+    pub async fn import(&self, kind: Kind, objects: Vec<NewObject>) -> Result<usize, PeerError> {
+        let schema = self.schema.read().await;
+        let now = now_ms();
+        let mut checked = Vec::with_capacity(objects.len());
+        for new in objects {
+            schema.check_object(kind, &new.class, &new.schema)?;
+            checked.push(Object {
+                id: new.id.unwrap_or_else(Uuid::new_v4),
+                kind,
+                class: new.class,
+                schema: new.schema,
+                creation_time_unix: now,
+                last_update_time_unix: now,
+            });
+        }
+        let count = checked.len();
+        if let Some(taken) = self.blocking(move |s| s.insert_all(&checked)).await? {
+            return Err(PeerError::IdTaken(taken));
+        }
+        drop(schema);
+        Ok(count)
+    }
+
     /// The object `id` of `kind`.
     pub async fn get_object(&self, kind: Kind, id: &str) -> Result<Object, PeerError> {
         let not_found = || PeerError::NotFound {

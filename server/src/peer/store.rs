@@ -174,6 +174,27 @@ impl Store {
         Ok(true)
     }
 
+    /// Stores many new objects in one transaction (one fsync): all of them,
+    /// or none when one id is taken (that id is returned).
+    pub fn insert_all(&self, objects: &[Object]) -> Result<Option<Uuid>, StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut ids = tx.open_table(OBJECT_CLASS)?;
+            let mut table = tx.open_table(OBJECTS)?;
+            for object in objects {
+                let id = object.id.as_u128();
+                if ids.insert(id, object.class.as_str())?.is_some() {
+                    drop((ids, table));
+                    tx.abort()?;
+                    return Ok(Some(object.id));
+                }
+                table.insert((object.class.as_str(), id), encode(object).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(None)
+    }
+
     /// Replaces an existing object (its class may change); `false` when there is none.
     pub fn replace(&self, object: &Object) -> Result<bool, StoreError> {
         let id = object.id.as_u128();
@@ -343,5 +364,17 @@ mod tests {
         assert_eq!(store.delete(a.id, |_| true).unwrap(), Some(a.clone()));
         assert_eq!(store.delete(a.id, |_| true).unwrap(), None);
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn insert_all_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let batch: Vec<Object> = (0..100).map(|n| object("A", n)).collect();
+        assert_eq!(store.insert_all(&batch).unwrap(), None);
+        assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
+        let again = vec![object("A", 1), batch[7].clone()];
+        assert_eq!(store.insert_all(&again).unwrap(), Some(batch[7].id));
+        assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
     }
 }
