@@ -301,6 +301,27 @@ fn fields<'s>(
 /// The arguments a class field of `Get` takes.
 pub const CLASS_ARGUMENTS: [&str; 2] = ["where", "limit"];
 
+/// The limit of a `Get` class field without a `limit` argument.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` accepted, by a peer and by the Network planner alike.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// The `limit` argument of a `Get` class field (variables resolved, as
+/// JSON): null means [`DEFAULT_LIMIT`]; otherwise an integer from 0 to
+/// [`MAX_LIMIT`]. The peer's Local executor and [`validate_get`] both judge
+/// it by this rule.
+pub fn parse_limit(value: &Json) -> Result<usize, String> {
+    if value.is_null() {
+        return Ok(DEFAULT_LIMIT);
+    }
+    match value.as_u64().and_then(|l| usize::try_from(l).ok()) {
+        Some(l) if l <= MAX_LIMIT => Ok(l),
+        _ => Err(format!(
+            "limit must be an integer from 0 to {MAX_LIMIT}, got {value}"
+        )),
+    }
+}
+
 /// Checks the selection set of a `Get` field (`{ Things { City { name } } }`)
 /// against `schema`. `path` is the response path of that `Get` field.
 pub fn validate_get(get: &AstSelectionSet, schema: &Schema, path: &[String]) -> Vec<GraphQLError> {
@@ -336,8 +357,12 @@ pub fn validate_get(get: &AstSelectionSet, schema: &Schema, path: &[String]) -> 
                 ));
                 continue;
             }
-            for (name, _) in &class_field.arguments {
-                if !CLASS_ARGUMENTS.contains(&name.as_str()) {
+            for (name, value) in &class_field.arguments {
+                if name == "limit" {
+                    if let Err(message) = parse_limit(&value_to_json(value)) {
+                        errors.push(GraphQLError::at(message, class_field.position, &class_path));
+                    }
+                } else if !CLASS_ARGUMENTS.contains(&name.as_str()) {
                     errors.push(GraphQLError::at(
                         format!(
                             "unknown argument {name:?} on class {:?}: expected where or limit",
@@ -480,6 +505,30 @@ mod tests {
             panic!("no Get")
         };
         Ok(get.selection_set)
+    }
+
+    #[test]
+    fn limit_is_judged_by_one_rule() {
+        assert_eq!(parse_limit(&Json::Null), Ok(DEFAULT_LIMIT));
+        assert_eq!(parse_limit(&json!(0)), Ok(0));
+        assert_eq!(parse_limit(&json!(MAX_LIMIT)), Ok(MAX_LIMIT));
+        for bad in [json!(MAX_LIMIT + 1), json!(-1), json!(1.5), json!("3")] {
+            assert!(parse_limit(&bad).is_err(), "{bad}");
+        }
+        for (limit, ok) in [("10", true), ("10001", false), ("-2", false)] {
+            let query =
+                format!("{{ Local {{ Get {{ Things {{ City(limit: {limit}) {{ name }} }} }} }} }}");
+            let get = get_of(&query, json!({})).expect("parse");
+            let errors = validate_get(&get, &schema(), &["Get".to_owned()]);
+            assert_eq!(errors.is_empty(), ok, "{limit}: {errors:?}");
+            if !ok {
+                assert!(errors[0].message.contains("limit must be"), "{errors:?}");
+                assert_eq!(
+                    errors[0].path,
+                    vec![json!("Get"), json!("Things"), json!("City")]
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,10 +17,9 @@ use super::collect::{Collector, Group, Scope};
 use super::filter::Filter;
 use super::types::{GraphQLError, Location};
 
-/// The limit of a Local Get without a `limit` argument.
-pub const DEFAULT_LIMIT: usize = 100;
-/// The largest `limit` accepted.
-pub const MAX_LIMIT: usize = 10_000;
+/// The limit of a Local Get without a `limit` argument, and the largest
+/// accepted: the core's, so the Network planner judges `limit` the same way.
+pub use plexus_core::graphql::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// The root type's name, as `__typename` answers it.
 pub const ROOT_TYPE: &str = "WeaviateObj";
@@ -303,15 +302,10 @@ impl<'a, 'q> Planner<'a, 'q> {
                 continue;
             };
             match name.as_str() {
-                "limit" => match value.as_u64().and_then(|l| usize::try_from(l).ok()) {
-                    Some(l) if l <= MAX_LIMIT => limit = l,
-                    None if value.is_null() => {}
-                    _ => {
-                        self.c.error(
-                            format!("limit must be an integer from 0 to {MAX_LIMIT}, got {value}"),
-                            field.position,
-                            path,
-                        );
+                "limit" => match plexus_core::graphql::parse_limit(&value) {
+                    Ok(l) => limit = l,
+                    Err(message) => {
+                        self.c.error(message, field.position, path);
                         ok = false;
                     }
                 },
