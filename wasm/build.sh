@@ -2,10 +2,10 @@
 # Builds the npm package of plexus-wasm into wasm/pkg/:
 #   web/   ES module for browsers and bundlers (index.js initialises itself)
 #   node/  ES module for Node.js (reads the .wasm beside it)
-#   package.json, README.md, LICENSE texts
+#   package.json, README.md
 # Installs what it needs first (scripts/wasm-setup.sh), builds with the
-# workspace profile wasm-release, runs wasm-bindgen once per target and
-# wasm-opt -Oz, and prints the gzipped size of the .wasm (budget 250 KiB).
+# workspace profile wasm-release, runs wasm-opt -Oz and then wasm-bindgen
+# once per target, and prints the gzipped size of the .wasm (budget 250 KiB).
 # Usage: wasm/build.sh            (from anywhere)
 set -euo pipefail
 
@@ -29,14 +29,19 @@ wasm="$root/target/wasm32-unknown-unknown/wasm-release/$name.wasm"
 
 rm -rf "$pkg"
 mkdir -p "$pkg/web" "$pkg/node"
-wasm-bindgen "$wasm" --out-dir "$pkg/web" --out-name "$name" --target web
-wasm-bindgen "$wasm" --out-dir "$pkg/node" --out-name "$name" --target experimental-nodejs-module
-for dir in web node; do
-  # The wasm-release profile strips symbols; -Oz then shrinks the code itself.
-  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$pkg/$dir/${name}_bg.wasm" -o "$pkg/$dir/${name}_bg.wasm"
+# wasm-opt runs before wasm-bindgen: Debian's binaryen (108) points the
+# export of the externref table that wasm-bindgen adds at the function table
+# when it optimises the module after wasm-bindgen, which breaks it at load.
+opt="$(mktemp -d)"
+trap 'rm -rf "$opt"' EXIT
+wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$wasm" -o "$opt/$name.wasm"
+for target in web:web node:experimental-nodejs-module; do
+  wasm-bindgen "$opt/$name.wasm" --out-dir "$pkg/${target%%:*}" --out-name "$name" --target "${target#*:}" \
+    --remove-name-section --remove-producers-section
 done
+rm -f "$pkg/node/package.json" # {"type": "module"}, which the package's own says already
 
 # Browsers and bundlers: a module that initialises itself (top-level await),
 # so that `import { NetworkClient } from "plexus-wasm"` is all a page needs.
@@ -98,7 +103,6 @@ cat >"$pkg/package.json" <<JSON
     "node/$name.d.ts",
     "node/${name}_bg.wasm",
     "node/${name}_bg.wasm.d.ts",
-    "node/${name}_bg.js",
     "README.md"
   ],
   "sideEffects": [

@@ -21,7 +21,7 @@ use crate::pure::{
 };
 use crate::watch::{WatchHandle, start};
 use crate::wire::{BaseUrl, Peer};
-use crate::{JsResult, from_js, to_js};
+use crate::{ClientOptionsArg, JsResult, QueryOptionsArg, from_js, to_js};
 
 /// A client of one Plexus network: asks its genesis server for the peers,
 /// and the peers directly for their schemas and data.
@@ -45,10 +45,10 @@ impl NetworkClient {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(js_name = genesisUrl)] genesis_url: &str,
-        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: Option<JsValue>,
+        options: Option<ClientOptionsArg>,
     ) -> JsResult<NetworkClient> {
         let genesis = parse_base_url(genesis_url, "genesis URL")?;
-        let options: ClientOptions = from_js(options, "client options")?;
+        let options: ClientOptions = from_js(options.map(JsValue::from), "client options")?;
         Ok(NetworkClient {
             inner: Rc::new(Inner {
                 genesis,
@@ -107,14 +107,10 @@ impl NetworkClient {
     /// the promise rejects only when nothing could be asked (genesis or the
     /// `via` peer unreachable, bad options).
     #[wasm_bindgen(unchecked_return_type = "Promise<GraphQLResponse>")]
-    pub fn query(
-        &self,
-        graphql: String,
-        #[wasm_bindgen(unchecked_param_type = "QueryOptions")] options: Option<JsValue>,
-    ) -> js_sys::Promise {
+    pub fn query(&self, graphql: String, options: Option<QueryOptionsArg>) -> js_sys::Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let options: QueryOptions = from_js(options, "query options")?;
+            let options: QueryOptions = from_js(options.map(JsValue::from), "query options")?;
             to_js(&inner.query(&graphql, options).await?)
         })
     }

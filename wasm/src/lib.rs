@@ -129,6 +129,19 @@ export interface PlexusError extends Error {
 }
 "#;
 
+#[wasm_bindgen]
+extern "C" {
+    /// `ClientOptions` in TypeScript.
+    #[wasm_bindgen(typescript_type = "ClientOptions")]
+    pub type ClientOptionsArg;
+    /// `QueryOptions` in TypeScript.
+    #[wasm_bindgen(typescript_type = "QueryOptions")]
+    pub type QueryOptionsArg;
+    /// `ValidateOptions` in TypeScript.
+    #[wasm_bindgen(typescript_type = "ValidateOptions")]
+    pub type ValidateOptionsArg;
+}
+
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
@@ -142,10 +155,10 @@ fn start() {
 pub fn validate_query(
     query: &str,
     #[wasm_bindgen(unchecked_param_type = "Record<string, Schema>")] schemas: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "ValidateOptions")] options: Option<JsValue>,
+    options: Option<ValidateOptionsArg>,
 ) -> JsResult<JsValue> {
     let schemas = pure::parse_schemas(from_js(Some(schemas), "schemas")?)?;
-    let options: pure::ValidateOptions = from_js(options, "validate options")?;
+    let options: pure::ValidateOptions = from_js(options.map(JsValue::from), "validate options")?;
     to_js(&pure::validate(query, &options, &schemas))
 }
 
@@ -190,7 +203,12 @@ pub(crate) fn from_js<T: DeserializeOwned + Default>(
     match value {
         None => Ok(T::default()),
         Some(v) if v.is_undefined() || v.is_null() => Ok(T::default()),
-        Some(v) => serde_wasm_bindgen::from_value(v)
-            .map_err(|e| ClientError::invalid(format!("{what}: {e}"))),
+        Some(v) => {
+            // Through a JSON value: serde-wasm-bindgen reads only the fields a
+            // struct names, so `deny_unknown_fields` would not see a typo.
+            let json: serde_json::Value = serde_wasm_bindgen::from_value(v)
+                .map_err(|e| ClientError::invalid(format!("{what}: {e}")))?;
+            serde_json::from_value(json).map_err(|e| ClientError::invalid(format!("{what}: {e}")))
+        }
     }
 }

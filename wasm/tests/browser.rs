@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use gloo_net::http::Request;
 use gloo_timers::future::TimeoutFuture;
+use plexus_wasm::{ClientOptionsArg, QueryOptionsArg};
 use plexus_wasm::{NetworkClient, schema_hash, validate_query};
 use serde_json::{Value as Json, json};
 use wasm_bindgen::JsCast;
@@ -35,11 +36,19 @@ fn genesis() -> &'static str {
 
 fn client() -> NetworkClient {
     let options = to_js(&json!({"timeoutMs": 3000}));
-    NetworkClient::new(genesis(), Some(options)).expect("a client")
+    NetworkClient::new(
+        genesis(),
+        Some(options.unchecked_into::<ClientOptionsArg>()),
+    )
+    .expect("a client")
 }
 
+/// A plain JavaScript value, as a page would pass it (objects, not `Map`s).
 fn to_js(value: &Json) -> JsValue {
-    serde_wasm_bindgen::to_value(value).expect("to JS")
+    use serde::Serialize;
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("to JS")
 }
 
 fn from_js(value: JsValue) -> Json {
@@ -225,7 +234,8 @@ async fn a_network_query_is_planned_here_sent_to_each_peer_and_merged() {
     let q =
         "query Q($n: Int) { Network { Get { b: PeerB { Things { City(limit: $n) { name } } } } } }";
     let options = to_js(&json!({"variables": {"n": 1}, "operationName": "Q"}));
-    let response = resolve(client().query(q.into(), Some(options))).await;
+    let response =
+        resolve(client().query(q.into(), Some(options.unchecked_into::<QueryOptionsArg>()))).await;
     assert_eq!(
         response["data"]["Network"]["Get"]["b"]["Things"]["City"],
         json!([{"name": "Berlin"}]),
@@ -297,22 +307,20 @@ async fn a_dead_peer_is_a_per_peer_error_beside_the_data_of_the_others() {
 
 #[wasm_bindgen_test]
 async fn a_query_via_a_peer_is_sent_there_as_it_is() {
-    // The peer learns the others' schemas from genesis's broadcasts: give it a moment.
+    // PeerA plans it: it learns PeerB's schema from genesis's broadcasts, so give it a moment.
+    let q = "{ Network { Get { PeerB { Things { City { name } } } } } }";
     let mut response = Json::Null;
     for _ in 0..20 {
         let options = to_js(&json!({"via": "PeerA"}));
-        response = resolve(client().query(BOTH.into(), Some(options))).await;
+        response =
+            resolve(client().query(q.into(), Some(options.unchecked_into::<QueryOptionsArg>())))
+                .await;
         if response.get("errors").is_none() {
             break;
         }
         TimeoutFuture::new(250).await;
     }
     assert!(response.get("errors").is_none(), "{response}");
-    assert_eq!(
-        cities(&response, "PeerA"),
-        json!([{"name": "Amsterdam"}]),
-        "{response}"
-    );
     assert_eq!(
         cities(&response, "PeerB"),
         json!([{"name": "Berlin"}]),
@@ -322,17 +330,23 @@ async fn a_query_via_a_peer_is_sent_there_as_it_is() {
     let by_url =
         to_js(&json!({"via": env(option_env!("PLEXUS_TEST_PEER_B"), "PLEXUS_TEST_PEER_B")}));
     let local = "{ Local { Get { Things { City { name } } } } }";
-    let response = resolve(client().query(local.into(), Some(by_url))).await;
+    let response = resolve(client().query(
+        local.into(),
+        Some(by_url.unchecked_into::<QueryOptionsArg>()),
+    ))
+    .await;
     assert_eq!(
         response["data"]["Local"]["Get"]["Things"]["City"],
         json!([{"name": "Berlin"}]),
         "{response}"
     );
 
-    let rejected =
-        JsFuture::from(client().query(BOTH.into(), Some(to_js(&json!({"via": "Nobody"})))))
-            .await
-            .expect_err("unknown via");
+    let rejected = JsFuture::from(client().query(
+        BOTH.into(),
+        Some(to_js(&json!({"via": "Nobody"})).unchecked_into::<QueryOptionsArg>()),
+    ))
+    .await
+    .expect_err("unknown via");
     assert_eq!(kind_of(&rejected), "unknown-peer");
 }
 
@@ -342,9 +356,12 @@ fn bad_arguments_throw_errors_with_a_kind() {
         .err()
         .expect("refused");
     assert_eq!(kind_of(&thrown), "invalid-input");
-    let thrown = NetworkClient::new("http://h", Some(to_js(&json!({"tokn": "x"}))))
-        .err()
-        .expect("refused");
+    let thrown = NetworkClient::new(
+        "http://h",
+        Some(to_js(&json!({"tokn": "x"})).unchecked_into::<ClientOptionsArg>()),
+    )
+    .err()
+    .expect("refused");
     assert_eq!(kind_of(&thrown), "invalid-input");
     let message = js_sys::Reflect::get(&thrown, &"message".into()).expect("message");
     assert!(
