@@ -6,7 +6,9 @@ use std::time::Duration;
 use plexus_core::membership::{CallError, Request};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{PEERS_VERSION_HEADER, Peer, PeerListEntry, PeerRegistrationResponse};
+use plexus_core::wire::{
+    DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerListEntry, PeerRegistrationResponse,
+};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 /// How long a call to genesis (or a schema download) may take.
@@ -118,6 +120,8 @@ pub async fn perform(http: &reqwest::Client, genesis: &Genesis, request: Request
         Request::Register(update) => {
             let call = genesis
                 .with_auth(http.post(genesis.base.join("/peers/register")))
+                // Plexus peers take deltas; the original's peers get whole lists.
+                .header(DELTAS_HEADER, "1")
                 .json(&update)
                 .timeout(CALL_TIMEOUT)
                 .send()

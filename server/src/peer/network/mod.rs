@@ -20,7 +20,7 @@ use plexus_core::Timestamp;
 use plexus_core::membership::{Event, FailReason, Membership, MembershipConfig, Request, State};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{PeerId, PeerListEntry};
+use plexus_core::wire::{GenesisPush, PeerId};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -46,8 +46,8 @@ fn random_seed() -> u64 {
 /// A message to the membership task.
 #[derive(Debug)]
 pub enum Input {
-    /// `PUT /p2p/genesis`: the list and its version.
-    PeerList(Vec<PeerListEntry>, Option<u64>),
+    /// `PUT /p2p/genesis`: the whole list or a delta, and its version.
+    Push(GenesisPush, Option<u64>),
     /// The peer is stopping: deregister.
     Shutdown,
     /// The answer of a request the task sent.
@@ -285,7 +285,7 @@ impl Task {
         let now = now();
         let m = &mut self.membership;
         match input {
-            Input::PeerList(list, version) => m.handle_peer_list(list, version, now),
+            Input::Push(push, version) => m.handle_genesis_push(push, version, now),
             Input::Shutdown => m.handle_shutdown(now),
             Input::Outcome(outcome) => match outcome {
                 Outcome::Register(r) => m.handle_register_response(r, now),

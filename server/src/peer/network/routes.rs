@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use plexus_core::wire::{AUTHORIZATION, PEERS_VERSION_HEADER, PeerListEntry};
+use plexus_core::wire::{AUTHORIZATION, GenesisPush, PEERS_VERSION_HEADER};
 
 use super::{Input, NetworkHandle, View};
 use crate::http::AppError;
@@ -65,13 +65,13 @@ async fn peer_list(
             "the network's join token is missing or wrong",
         ));
     }
-    let list: Vec<PeerListEntry> = serde_json::from_slice(&body)
-        .map_err(|e| AppError::unprocessable(format!("invalid peer list: {e}")))?;
+    let push: GenesisPush = serde_json::from_slice(&body)
+        .map_err(|e| AppError::unprocessable(format!("invalid peer list or delta: {e}")))?;
     let version = headers
         .get(PEERS_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    if handle.send(Input::PeerList(list, version)).await {
+    if handle.send(Input::Push(push, version)).await {
         Ok(StatusCode::OK)
     } else {
         Err(AppError::new(
