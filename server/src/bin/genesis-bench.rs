@@ -69,6 +69,12 @@ struct Args {
     /// after their first are deltas rather than whole lists.
     #[arg(long)]
     deltas: bool,
+    /// After registering, stop the sink and wait for the broadcast round
+    /// (to unreachable peers: each PUT fails at connect) before measuring
+    /// memory, so that the registry's pending-round state is cleared. Use
+    /// with a `--broadcast-delay` longer than the registrations take.
+    #[arg(long)]
+    unreachable_round: bool,
     /// Skip the reqwest ping phases.
     #[arg(long)]
     no_reqwest: bool,
@@ -116,7 +122,7 @@ struct Sink {
     put_bytes: AtomicU64,
 }
 
-async fn start_sink() -> anyhow::Result<(String, Arc<Sink>)> {
+async fn start_sink() -> anyhow::Result<(String, Arc<Sink>, tokio::task::JoinHandle<()>)> {
     let sink = Arc::new(Sink::default());
     let app = Router::new()
         .route(
@@ -136,8 +142,10 @@ async fn start_sink() -> anyhow::Result<(String, Arc<Sink>)> {
         .with_state(Arc::clone(&sink));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, sink))
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, sink, server))
 }
 
 struct GenesisProcess {
@@ -278,7 +286,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("plexus-genesis"),
     };
-    let (sink_url, sink) = start_sink().await?;
+    let (sink_url, sink, sink_server) = start_sink().await?;
     let genesis = GenesisProcess::start(&binary, &args.broadcast_delay)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -338,6 +346,49 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         args.deltas
     );
 
+    if args.unreachable_round {
+        sink_server.abort();
+        let _ = sink_server.await;
+        let rss_pending = genesis.rss_kib()?;
+        println!(
+            "genesis RSS before the round: {} KiB: {:.0} bytes/peer",
+            rss_pending,
+            (rss_pending.saturating_sub(rss_empty) * 1024) as f64 / ids.len().max(1) as f64
+        );
+        let failed = || async {
+            let text = client
+                .get(format!("{}/metrics", genesis.url))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let value: u64 = [
+                "plexus_genesis_broadcasts_failed_total ",
+                "plexus_genesis_broadcasts_sent_total ",
+                "plexus_genesis_broadcasts_superseded_total ",
+            ]
+            .iter()
+            .filter_map(|name| text.lines().find_map(|l| l.strip_prefix(name)))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum();
+            Ok::<_, anyhow::Error>(value)
+        };
+        let waited = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if failed().await? >= ids.len() as u64 {
+                break;
+            }
+            if waited.elapsed() > Duration::from_secs(600) {
+                bail!("the round did not complete");
+            }
+        }
+        println!(
+            "round to {} unreachable peers done after {:.1}s",
+            ids.len(),
+            waited.elapsed().as_secs_f64()
+        );
+    }
     // Let broadcasts settle: the sink hears nothing for a second.
     let mut last = (u64::MAX, Instant::now());
     loop {

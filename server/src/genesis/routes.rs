@@ -156,10 +156,8 @@ async fn register_inner(
         let saved = genesis.publish(&mut registry, true);
         (response, saved)
     };
-    let response = response.map_err(|e| match e {
-        RegisterError::Unreachable { .. } => AppError::bad_request(e.to_string()),
-        other => AppError::bad_request(other.to_string()),
-    })?;
+    // Every refusal of the registry is "genesis cannot reach the peer": 400.
+    let response = response.map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
     committed(saved).await?;
     inc(&genesis.metrics.registrations);
     Ok(Json(response).into_response())
