@@ -66,6 +66,15 @@ async fn three_peers_query_each_other_and_survive_a_dead_one() {
     );
     assert_eq!(names(&get["PeerC"]["Things"]["Airport"]), ["AMS"]);
 
+    // The asking peer is part of the network too: it answers its own part.
+    let own = "{ Network { Get { PeerA { Things { Person { name } } } PeerB { Things { City { name } } } } } }";
+    let answer = graphql(&client, &a.url, own).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    assert_eq!(
+        names(&answer["data"]["Network"]["Get"]["PeerA"]["Things"]["Person"]),
+        ["Ada"]
+    );
+
     // Validation errors come before anything is sent: unknown peer, unknown class.
     for (bad, needle) in [
         (

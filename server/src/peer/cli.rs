@@ -157,7 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let http = network::http_client();
     let (task, handle) = network::start(
         network::Settings::new(&settings, public_uri),
-        db.subscribe_schema(),
+        db.clone(),
         http,
     );
     let state = PeerState {

@@ -162,6 +162,10 @@ pub struct NetworkHandle {
     pub http: reqwest::Client,
     /// How long each peer of a Network query may take.
     pub query_timeout: Duration,
+    /// This peer's own name: a Network query may name it too.
+    pub name: PeerName,
+    /// This peer's database, which answers the part of a Network query that names it.
+    pub local: Arc<crate::peer::PeerDb>,
 }
 
 impl NetworkHandle {
@@ -204,12 +208,13 @@ pub struct Task {
     shared: BTreeMap<PeerName, (String, Arc<Schema>)>,
 }
 
-/// Prepares the membership task for `settings`, following the local schema hash `schema`.
+/// Prepares the membership task for `settings`, following the schema of `local`.
 pub fn start(
     settings: Settings,
-    schema: watch::Receiver<String>,
+    local: Arc<crate::peer::PeerDb>,
     http: reqwest::Client,
 ) -> (Task, NetworkHandle) {
+    let schema = local.subscribe_schema();
     let hash = schema.borrow().clone();
     let membership = Membership::new(Some(settings.membership.clone()), hash);
     let (inputs_tx, inputs) = mpsc::channel(256);
@@ -220,6 +225,8 @@ pub fn start(
         join_token: settings.genesis.token.clone(),
         http: http.clone(),
         query_timeout: settings.query_timeout,
+        name: settings.membership.name.clone(),
+        local,
     };
     let mut task = Task {
         name: settings.membership.name.clone(),

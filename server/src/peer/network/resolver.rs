@@ -22,23 +22,33 @@ impl NetworkResolver for NetworkHandle {
 impl NetworkHandle {
     /// Answers a query whose root fields are all `Network`.
     pub async fn network_query(&self, request: GraphQLRequest) -> GraphQLResponse {
-        // The view is a snapshot: planning takes no lock.
+        // The view is a snapshot: planning takes no lock. This peer is part
+        // of the network too, with its own schema.
         let view = self.view();
+        let mut schemas = view.schemas.clone();
+        schemas.insert(self.name.clone(), self.local.schema().await);
         let empty = Map::new();
         let variables = request.variables.as_ref().unwrap_or(&empty);
         let plan = match plan(
             &request.query,
             request.operation_name.as_deref(),
             variables,
-            &view.schemas,
+            &schemas,
         ) {
             Ok(plan) => plan,
             Err(errors) => return GraphQLResponse::request_errors(errors),
         };
-        let asks = plan.queries.iter().map(|q| {
+        let asks = plan.queries.iter().map(|q| async {
+            if q.peer == self.name {
+                let own = self
+                    .local
+                    .graphql(GraphQLRequest::new(q.query.clone()), None)
+                    .await;
+                return serde_json::to_value(own).map_err(|e| e.to_string());
+            }
             let url = view.uri(&q.peer).map(|uri| uri.join("/v1/graphql"));
             let body = json!({ "query": q.query });
-            ask(&self.http, url, body, self.query_timeout)
+            ask(&self.http, url, body, self.query_timeout).await
         });
         let answers = join_all(asks).await;
         let merged = merge(&plan, answers);
