@@ -124,12 +124,22 @@ async fn register_inner(
 ) -> Result<Response, AppError> {
     authorize(genesis, headers)?;
     let update: PeerUpdate = parse(body)?;
-    check_uri(&update.peer_uri, &genesis.settings.deny)
-        .await
-        .map_err(|refusal| match refusal {
-            UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
-            _ => AppError::bad_request(refusal.to_string()),
-        })?;
+    // Resolving a name is bounded like the probe that follows it.
+    let checked = tokio::time::timeout(
+        genesis.settings.probe_timeout,
+        check_uri(&update.peer_uri, &genesis.settings.deny),
+    )
+    .await
+    .map_err(|_| {
+        AppError::bad_request(format!(
+            "genesis cannot resolve the host of {} within {:?}",
+            update.peer_uri, genesis.settings.probe_timeout
+        ))
+    })?;
+    checked.map_err(|refusal| match refusal {
+        UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
+        _ => AppError::bad_request(refusal.to_string()),
+    })?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
     let deltas = headers
         .get(DELTAS_HEADER)
