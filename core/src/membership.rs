@@ -307,6 +307,7 @@ impl Membership {
                 }
                 let id = response.peer.id;
                 self.phased = false;
+                self.list_version = None;
                 // Ping at once so that genesis learns the schema hash.
                 self.state = State::Registered {
                     id,
@@ -390,7 +391,14 @@ impl Membership {
     /// A delta that does not start at this peer's list version means a round
     /// was missed: the peer fetches the whole list rather than guess.
     pub fn handle_genesis_push(&mut self, push: GenesisPush, version: Option<u64>, now: Timestamp) {
+        // Rounds may overtake each other: one older than the view is ignored.
+        // (A restarted genesis counts versions from 0 again, but the peer
+        // forgets its version when it registers again.)
+        let older = |v: u64| self.list_version.is_some_and(|current| v < current);
         match push {
+            GenesisPush::Full(_) if version.is_some_and(older) => {}
+            GenesisPush::Delta(delta) if older(delta.to) || self.list_version == Some(delta.to) => {
+            }
             GenesisPush::Full(list) => self.handle_peer_list(list, version, now),
             GenesisPush::Delta(delta) if self.list_version == Some(delta.from) => {
                 self.apply_delta(delta, now)

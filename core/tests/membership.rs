@@ -365,3 +365,26 @@ fn a_delta_applies_on_top_of_its_version_and_a_gap_fetches_the_list() {
     m.handle_genesis_push(delta(7, 8, vec![], vec![]), Some(8), T0);
     assert!(transmits(&mut m).is_empty(), "one fetch at a time");
 }
+
+#[test]
+fn a_round_older_than_the_view_is_ignored_until_the_peer_registers_again() {
+    use plexus_core::wire::GenesisPush;
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    let (b, c) = (entry("PeerB", ""), entry("PeerCC", ""));
+    m.handle_genesis_push(GenesisPush::Full(vec![b.clone(), c.clone()]), Some(6), T0);
+    // Rounds 4→5 and 5 arrive late: neither changes the view nor fetches.
+    m.handle_genesis_push(delta(4, 5, vec![], vec![c.id]), Some(5), T0);
+    m.handle_genesis_push(GenesisPush::Full(vec![b.clone()]), Some(5), T0);
+    assert_eq!(m.view().len(), 2);
+    assert_eq!(m.list_version(), Some(6));
+    assert!(transmits(&mut m).is_empty());
+    // Genesis restarted and counts from 0 again: after registering anew, low versions apply.
+    m.handle_ping_response(Err(CallError::NotFound), T0);
+    let _ = transmits(&mut m);
+    m.handle_register_response(Ok(response(2, "sha256:ours")), T0);
+    m.handle_genesis_push(GenesisPush::Full(vec![b]), Some(1), T0);
+    assert_eq!(m.list_version(), Some(1));
+    assert_eq!(m.view().len(), 1);
+}
