@@ -153,8 +153,9 @@ pub struct Registry {
     fresh: BTreeSet<PeerId>,
     /// The version the last round carried.
     round_version: u64,
-    /// Net changes since the last round: an entry to upsert, or `None` to remove.
-    round_changes: BTreeMap<PeerId, Option<PeerListEntry>>,
+    /// Peers changed since the last round; at the round, those still listed
+    /// are upserted and the others removed. Ids only: no copy of an entry waits.
+    round_changes: BTreeSet<PeerId>,
     transmits: VecDeque<Broadcast>,
     events: VecDeque<PeerChange>,
 }
@@ -184,7 +185,7 @@ impl Registry {
             wants_deltas: BTreeSet::new(),
             fresh: BTreeSet::new(),
             round_version: version,
-            round_changes: BTreeMap::new(),
+            round_changes: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -387,9 +388,9 @@ impl Registry {
             upserts: Vec::new(),
             removed: Vec::new(),
         };
-        for (id, change) in std::mem::take(&mut self.round_changes) {
-            match change {
-                Some(entry) => delta.upserts.push(entry),
+        for id in std::mem::take(&mut self.round_changes) {
+            match self.peers.get(&id) {
+                Some(peer) => delta.upserts.push(peer.to_entry()),
                 None => delta.removed.push(id),
             }
         }
@@ -442,9 +443,7 @@ impl Registry {
 
     fn changed(&mut self, kind: ChangeKind, peer: Peer, now: Timestamp) {
         self.version += 1;
-        let upsert =
-            matches!(kind, ChangeKind::Joined | ChangeKind::Updated).then(|| peer.to_entry());
-        self.round_changes.insert(peer.id, upsert);
+        self.round_changes.insert(peer.id);
         self.events.push_back(PeerChange {
             version: self.version,
             kind,
