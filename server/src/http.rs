@@ -57,7 +57,10 @@ impl IntoResponse for AppError {
 
 /// Turns axum's own refusals (bad JSON, bad path, body too large) into the
 /// project's JSON error body, keeping their status.
-pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -65,7 +68,9 @@ pub async fn json_errors(request: axum::extract::Request, next: axum::middleware
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
-        let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
         let message = if text.trim().is_empty() {
             status.canonical_reason().unwrap_or("error").to_owned()
