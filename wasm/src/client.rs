@@ -20,8 +20,9 @@ use crate::pure::{
     find_peer, finish, named_peers, parse_base_url, plan_query, resolve_peer,
 };
 use crate::watch::{WatchHandle, start};
-use crate::wire::{BaseUrl, Peer};
 use crate::{ClientOptionsArg, JsResult, QueryOptionsArg, from_js, to_js};
+use plexus_core::PeerUri;
+use plexus_core::wire::Peer;
 
 /// A client of one Plexus network: asks its genesis server for the peers,
 /// and the peers directly for their schemas and data.
@@ -31,7 +32,7 @@ pub struct NetworkClient {
 }
 
 struct Inner {
-    genesis: BaseUrl,
+    genesis: PeerUri,
     token: Option<String>,
     timeout_ms: u32,
     /// Schemas by their hash: peers with the same schema share one entry.
@@ -151,7 +152,7 @@ impl Inner {
         Ok(schema)
     }
 
-    async fn post_graphql(&self, peer: &BaseUrl, body: &Json) -> Result<Json, ClientError> {
+    async fn post_graphql(&self, peer: &PeerUri, body: &Json) -> Result<Json, ClientError> {
         let url = peer.join("/v1/graphql");
         let answer = send(
             Method::POST,

@@ -17,7 +17,6 @@ pub mod error;
 mod http;
 pub mod pure;
 mod watch;
-pub mod wire;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

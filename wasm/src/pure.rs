@@ -10,16 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use graphql_parser::query::{Definition, Document, OperationDefinition, Selection};
 use plexus_core::PeerName;
+use plexus_core::PeerUri;
 use plexus_core::graphql::{AstSelectionSet, GraphQLError, prepare, response_key};
 use plexus_core::network::{NetworkPlan, PeerAnswer, merge, plan};
 use plexus_core::schema::Schema;
-use plexus_core::wire::ErrorBody;
+use plexus_core::wire::{ErrorBody, Peer, PeerChange};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::ClientError;
-use crate::wire::{BaseUrl, Peer, PeerChange};
 
 /// How long one request may take by default, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
@@ -65,8 +65,8 @@ pub struct ValidateOptions {
 }
 
 /// Parses a genesis or peer URL given by the caller.
-pub fn parse_base_url(url: &str, what: &str) -> Result<BaseUrl, ClientError> {
-    BaseUrl::new(url).map_err(|e| ClientError::invalid(format!("invalid {what}: {e}")))
+pub fn parse_base_url(url: &str, what: &str) -> Result<PeerUri, ClientError> {
+    PeerUri::new(url.trim()).map_err(|e| ClientError::invalid(format!("invalid {what}: {e}")))
 }
 
 /// The schema hash of a schema given as JSON text, exactly as peers compute it.
@@ -408,7 +408,7 @@ pub fn decode_graphql(url: &str, status: u16, text: &str) -> Result<Json, Client
 }
 
 /// Where a `via` (a peer name genesis lists, or a URL) points.
-pub fn resolve_peer(peers: &[Peer], name_or_url: &str) -> Result<BaseUrl, ClientError> {
+pub fn resolve_peer(peers: &[Peer], name_or_url: &str) -> Result<PeerUri, ClientError> {
     if name_or_url.contains("://") {
         return parse_base_url(name_or_url, "peer URL");
     }

@@ -62,24 +62,20 @@ pub async fn check_uri(uri: &PeerUri, deny: &[IpNet]) -> Result<(), UriRefusal> 
         uri: uri.to_string(),
         reason,
     };
-    match uri.host() {
-        Some(url::Host::Ipv4(v4)) => denied(IpAddr::V4(v4)).map_or(Ok(()), Err),
-        Some(url::Host::Ipv6(v6)) => denied(IpAddr::V6(v6)).map_or(Ok(()), Err),
-        Some(url::Host::Domain(name)) => {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await
-                .map_err(|e| unresolvable(e.to_string()))?
-                .collect();
-            if addrs.is_empty() {
-                return Err(unresolvable("no address".into()));
-            }
-            addrs
-                .iter()
-                .find_map(|a| denied(a.ip()))
-                .map_or(Ok(()), Err)
-        }
-        None => Err(unresolvable("no host".into())),
+    if let Ok(addr) = uri.host().parse::<IpAddr>() {
+        return denied(addr).map_or(Ok(()), Err);
     }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((uri.host(), 0))
+        .await
+        .map_err(|e| unresolvable(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(unresolvable("no address".into()));
+    }
+    addrs
+        .iter()
+        .find_map(|a| denied(a.ip()))
+        .map_or(Ok(()), Err)
 }
 
 /// A DNS resolver for the HTTP client that never hands out a denied address.
