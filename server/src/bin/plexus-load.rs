@@ -359,7 +359,7 @@ async fn join(
     let rss = rss_pid.map(rss_kib).transpose()?;
     let mut results = Vec::new();
     for j in 0..joins {
-        let name = format!("Newcomer{j}");
+        let name = format!("Newcomer{}", peers + j);
         if let Ok(mut watch) = fakes.watch.lock() {
             *watch = Some(name.clone());
         }
