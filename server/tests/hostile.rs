@@ -68,6 +68,7 @@ fn bad_bodies() -> Vec<(&'static str, Vec<u8>)> {
             b"{\"peerName\": \"\xff\xfe\", \"peerUri\": \"\xff\", \"class\": \"\xc3\x28\", \"schemaHash\": \"\xff\", \"query\": \"\xff\", \"name\": \"\xff\"}"
                 .to_vec(),
         ),
+        ("non-UTF-8 in an unknown field", b"{\"other\": \"\xff\"}".to_vec()),
         ("NUL bytes", b"{\"a\": \"\0\"}\0\0".to_vec()),
         ("oversized", {
             let mut b = br#"{"x": ""#.to_vec();

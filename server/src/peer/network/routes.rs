@@ -65,7 +65,10 @@ async fn peer_list(
             "the network's join token is missing or wrong",
         ));
     }
-    let push: GenesisPush = serde_json::from_slice(&body)
+    // serde_json does not check the UTF-8 of a field it skips: check it all first.
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| AppError::bad_request(format!("body is not UTF-8: {e}")))?;
+    let push: GenesisPush = serde_json::from_str(text)
         .map_err(|e| AppError::unprocessable(format!("invalid peer list or delta: {e}")))?;
     let version = headers
         .get(PEERS_VERSION_HEADER)
