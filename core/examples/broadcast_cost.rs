@@ -36,6 +36,7 @@ fn round_bytes(registry: &mut Registry, now: Timestamp) -> u64 {
             .entry(shared)
             .or_insert_with(|| b.body().map_or(0, |v| v.len() as u64));
     }
+    registry.handle_round_sent(registry.version(), now);
     total
 }
 

@@ -38,6 +38,11 @@ pub struct RegistryConfig {
     pub hold_limit: Duration,
     /// Changes within this window after a first one go out in one broadcast round.
     pub broadcast_delay: Duration,
+    /// While a round is being sent, the next one waits for it (reported with
+    /// [`Registry::handle_round_sent`]) at most this long: under a burst of
+    /// changes, rounds then follow the pace at which peers take them instead
+    /// of multiplying, and one slow peer delays the next round by no more.
+    pub round_wait: Duration,
     /// The network's contextionary, handed to every registering peer.
     pub contextionary: Contextionary,
     /// Seed of the generator of peer ids, so that tests are reproducible.
@@ -49,12 +54,14 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     /// A configuration with the defaults: 30 s timeout, hold limit of one
-    /// timeout, 10 ms broadcast coalescing window.
+    /// timeout, 10 ms broadcast coalescing window, rounds wait for the
+    /// previous one at most 250 ms.
     pub fn new(contextionary: Contextionary, seed: u64) -> Self {
         Self {
             peer_timeout: Duration::from_secs(30),
             hold_limit: Duration::from_secs(30),
             broadcast_delay: Duration::from_millis(10),
+            round_wait: Duration::from_millis(250),
             contextionary,
             seed,
         }
@@ -147,6 +154,8 @@ pub struct Registry {
     /// After a hold, deadlines count from here.
     resumed_at: Timestamp,
     broadcast_due: Option<Timestamp>,
+    /// When the round being sent started, and its version, until the caller reports it sent.
+    round_started: Option<(Timestamp, u64)>,
     /// Peers that asked for deltas.
     wants_deltas: BTreeSet<PeerId>,
     /// Peers admitted since the last round: their first broadcast is the whole list.
@@ -182,6 +191,7 @@ impl Registry {
             last_heard: now,
             resumed_at: now,
             broadcast_due: None,
+            round_started: None,
             wants_deltas: BTreeSet::new(),
             fresh: BTreeSet::new(),
             round_version: version,
@@ -332,9 +342,19 @@ impl Registry {
                 }
             }
         }
-        if self.broadcast_due.is_some_and(|due| due <= now) {
+        if self.next_round().is_some_and(|at| at <= now) {
             self.broadcast_due = None;
+            self.round_started = Some((now, self.version));
             self.start_round();
+        }
+    }
+
+    /// Every broadcast of the round of `version` was sent (or failed): the
+    /// next round need not wait for it any longer. A report about an older
+    /// round, overtaken after `round_wait`, changes nothing.
+    pub fn handle_round_sent(&mut self, version: u64, _now: Timestamp) {
+        if self.round_started.is_some_and(|(_, v)| v == version) {
+            self.round_started = None;
         }
     }
 
@@ -365,7 +385,7 @@ impl Registry {
                 deadline
             }
         });
-        match (eviction, self.broadcast_due) {
+        match (eviction, self.next_round()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -410,6 +430,16 @@ impl Registry {
                 delta: gets_delta.then(|| Arc::clone(&delta)),
             });
         }
+    }
+
+    /// When the next round may start: once changes are due, and the round
+    /// being sent is done or has been waited for long enough.
+    fn next_round(&self) -> Option<Timestamp> {
+        let due = self.broadcast_due?;
+        Some(match self.round_started {
+            Some((started, _)) => due.max(started + self.config.round_wait),
+            None => due,
+        })
     }
 
     fn earliest_deadline(&self) -> Option<Timestamp> {

@@ -361,6 +361,10 @@ impl Sim {
             broadcasts.push(b);
         }
         while registry.poll_event().is_some() {}
+        // The simulated network takes a round at once.
+        if let Some(b) = broadcasts.first() {
+            registry.handle_round_sent(b.version, self.now);
+        }
         // Bodies are shared by a round: size each distinct one once.
         let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
         for b in broadcasts {

@@ -50,7 +50,11 @@ fn drain(
     Vec<plexus_core::registry::Broadcast>,
     Vec<(ChangeKind, String)>,
 ) {
-    let broadcasts = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    let broadcasts: Vec<_> = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    // As a shell does once every broadcast of the round is sent.
+    if let Some(b) = broadcasts.first() {
+        registry.handle_round_sent(b.version, T0);
+    }
     let events = std::iter::from_fn(|| registry.poll_event())
         .map(|e| (e.kind, e.peer.peer_name.to_string()))
         .collect();
@@ -344,4 +348,47 @@ fn peers_that_asked_for_deltas_get_only_the_changes_after_their_first_list() {
         Some(2),
         "the original body: the whole list"
     );
+}
+
+#[test]
+fn a_round_waits_for_the_previous_one_to_be_sent_but_not_forever() {
+    let mut registry = Registry::new(config(), T0);
+    join(&mut registry, "PeerA", T0);
+    registry.handle_timeout(T0 + ms(10));
+    let first: Vec<_> = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    assert_eq!(first.len(), 1);
+    // The first round is still being sent: a burst of joins coalesces.
+    for (i, name) in ["PeerB", "PeerC", "PeerD"].iter().enumerate() {
+        join(&mut registry, name, T0 + ms(20 + i as u64 * 30));
+        registry.handle_timeout(T0 + ms(30 + i as u64 * 30));
+        assert!(
+            registry.poll_transmit().is_none(),
+            "no round while one is in flight"
+        );
+    }
+    assert_eq!(
+        registry.poll_timeout(),
+        Some(T0 + ms(10) + config().round_wait)
+    );
+    registry.handle_round_sent(0, T0 + ms(100));
+    assert!(
+        registry.poll_timeout() > Some(T0 + ms(30)),
+        "a report about another round changes nothing"
+    );
+    registry.handle_round_sent(first[0].version, T0 + ms(100));
+    assert_eq!(
+        registry.poll_timeout(),
+        Some(T0 + ms(30)),
+        "sent: the due round may go at once"
+    );
+    registry.handle_timeout(T0 + ms(100));
+    let second: Vec<_> = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    assert_eq!(second.len(), 4, "one round carries the whole burst");
+    assert!(second.iter().all(|b| b.version == 4));
+    // A round never reported sent holds the next one for round_wait only.
+    join(&mut registry, "PeerE", T0 + ms(110));
+    registry.handle_timeout(T0 + ms(100) + config().round_wait - ms(1));
+    assert!(registry.poll_transmit().is_none());
+    registry.handle_timeout(T0 + ms(100) + config().round_wait);
+    assert_eq!(std::iter::from_fn(|| registry.poll_transmit()).count(), 5);
 }

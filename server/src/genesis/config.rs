@@ -56,6 +56,11 @@ pub struct Args {
     #[arg(long, env = "PLEXUS_BROADCAST_DELAY", default_value = "10ms", value_parser = parse_duration)]
     pub broadcast_delay: Duration,
 
+    /// While a broadcast round is being sent, the next one waits for it at
+    /// most this long: a burst of changes then goes out in few rounds.
+    #[arg(long, env = "PLEXUS_ROUND_WAIT", default_value = "250ms", value_parser = parse_duration)]
+    pub round_wait: Duration,
+
     /// Timeout of each `PUT {peerUri}/p2p/genesis`; a slow peer never delays
     /// the others.
     #[arg(long, env = "PLEXUS_BROADCAST_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
@@ -149,6 +154,7 @@ impl From<&Args> for Settings {
         settings.registry.peer_timeout = args.peer_timeout;
         settings.registry.hold_limit = args.hold_limit.unwrap_or(args.peer_timeout);
         settings.registry.broadcast_delay = args.broadcast_delay;
+        settings.registry.round_wait = args.round_wait;
         settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
         settings.deny.extend(args.deny_cidr.iter().copied());
         settings.probe_timeout = args.probe_timeout;

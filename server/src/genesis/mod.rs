@@ -232,7 +232,11 @@ impl Genesis {
             },
         );
         tokio::select! {
-            () = sends => {}
+            () = sends => {
+                // The next round, held while this one was sent, may go now.
+                self.lock().handle_round_sent(version, now());
+                self.wake.notify_one();
+            }
             () = stopped => {}
         }
     }
