@@ -126,3 +126,35 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// An error and its sources, in one line: reqwest's own display is terse
+/// ("error sending request"), the cause ("connection refused") is below it.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_names_every_cause() {
+        let inner =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(
+            error_chain(&Outer(inner)),
+            "error sending request: connection refused"
+        );
+    }
+}

@@ -161,7 +161,7 @@ async fn register_inner(
             "no answer within {:?}",
             genesis.settings.probe_timeout
         )),
-        Err(e) => Err(error_chain(&e)),
+        Err(e) => Err(crate::http::error_chain(&e)),
     };
     let (response, saved) = {
         let mut registry = genesis.lock();
@@ -174,18 +174,6 @@ async fn register_inner(
     committed(saved).await?;
     inc(&genesis.metrics.registrations);
     Ok(Json(response).into_response())
-}
-
-/// The error and its sources, in one line (reqwest's own display is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::http::error_chain;
 use plexus_core::membership::{CallError, Request};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
@@ -66,18 +67,6 @@ pub fn status_error(status: StatusCode, body: &str) -> CallError {
         401..=499 => CallError::Invalid(message),
         _ => CallError::Transport(message),
     }
-}
-
-/// The error and its sources, in one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn transport(e: &reqwest::Error) -> CallError {

@@ -9,7 +9,7 @@ use plexus_core::network::{PeerAnswer, merge, plan};
 use serde_json::{Map, Value, json};
 
 use super::NetworkHandle;
-use super::calls::error_chain;
+use crate::http::error_chain;
 use crate::peer::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, NetworkResolver};
 
 impl NetworkResolver for NetworkHandle {
