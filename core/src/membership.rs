@@ -202,6 +202,9 @@ pub struct Membership {
     rng: fastrand::Rng,
     state: State,
     schema_hash: String,
+    /// The hash the last ping carried: if the schema changed while that ping
+    /// was in flight, the next ping goes as soon as it is answered.
+    pinged_hash: String,
     view: BTreeMap<PeerName, RemotePeer>,
     /// The list version of the view, when genesis told it.
     list_version: Option<u64>,
@@ -230,6 +233,7 @@ impl Membership {
             config,
             rng: fastrand::Rng::with_seed(seed),
             schema_hash,
+            pinged_hash: String::new(),
             view: BTreeMap::new(),
             list_version: None,
             stale_seen: None,
@@ -348,17 +352,24 @@ impl Membership {
                 self.handle_timeout(now);
             }
             Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
-            // Success, or genesis unreachable for now: keep pinging on schedule.
+            // Success, or genesis unreachable for now: keep pinging on schedule,
+            // unless genesis heard an outdated schema hash.
             ok_or_transport => {
+                let outdated = ok_or_transport.is_ok() && self.pinged_hash != self.schema_hash;
                 if let Ok(Some(version)) = ok_or_transport {
                     self.check_version(version);
                 }
-                let next_ping = now + self.next_interval();
+                let next_ping = if outdated {
+                    now
+                } else {
+                    now + self.next_interval()
+                };
                 self.state = State::Registered {
                     id,
                     next_ping,
                     in_flight: false,
                 };
+                self.handle_timeout(now);
             }
         }
     }
@@ -555,6 +566,7 @@ impl Membership {
                 in_flight,
             } if !*in_flight && *next_ping <= now => {
                 *in_flight = true;
+                self.pinged_hash.clone_from(&self.schema_hash);
                 self.transmits.push_back(Request::Ping {
                     id: *id,
                     body: PeerPing {

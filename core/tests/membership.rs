@@ -274,6 +274,33 @@ fn a_local_schema_change_is_pinged_at_once() {
 }
 
 #[test]
+fn a_schema_change_during_a_ping_in_flight_is_pinged_when_it_is_answered() {
+    let mut m = Membership::new(Some(config()), "h1".into());
+    registered(&mut m, 1);
+    // Registration is followed by a ping at once, to tell genesis the hash.
+    let due = T0;
+    let sent = transmits(&mut m);
+    assert!(
+        matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h1"),
+        "{sent:?}"
+    );
+    // The schema changes while that ping is in flight: nothing more goes yet.
+    m.set_schema_hash("h2".into(), due + Duration::from_millis(1));
+    assert!(transmits(&mut m).is_empty());
+    // Genesis answers the ping that carried h1: h2 goes at once.
+    m.handle_ping_response(Ok(None), due + Duration::from_millis(2));
+    let sent = transmits(&mut m);
+    assert!(
+        matches!(sent.as_slice(), [Request::Ping { body, .. }] if body.schema_hash == "h2"),
+        "{sent:?}"
+    );
+    // Once genesis has h2, pings are back on their interval.
+    m.handle_ping_response(Ok(None), due + Duration::from_millis(3));
+    assert!(transmits(&mut m).is_empty());
+    assert!(m.poll_timeout().expect("next ping") > due + Duration::from_secs(1));
+}
+
+#[test]
 fn shutdown_deregisters_when_registered() {
     let mut m = Membership::new(Some(config()), "h".into());
     registered(&mut m, 7);

@@ -234,11 +234,20 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
             .unwrap_or_else(|| panic!("{things}"));
         list[0]["id"].as_str().unwrap().to_owned()
     };
-    // Genesis lists PeerA with its schema hash before the pass starts.
+    // Genesis lists PeerA with its current schema hash before the pass starts.
+    let schema: plexus_core::schema::Schema = client
+        .get(peer.at("/v1/schema"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hash = schema.hash();
     let peer_id = poll(Duration::from_secs(15), "PeerA registered", || async {
         let (list, _) = genesis_state(&client, &genesis).await;
         let a = list.as_array()?.first()?.clone();
-        (!a["schemaHash"].as_str()?.is_empty()).then(|| a["id"].as_str().map(str::to_owned))?
+        (a["schemaHash"].as_str()? == hash).then(|| a["id"].as_str().map(str::to_owned))?
     })
     .await;
     // Both ends settled (no broadcast or schema download still in flight).
