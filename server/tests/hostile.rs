@@ -180,17 +180,13 @@ async fn peer_state(client: &reqwest::Client, peer: &Proc) -> Value {
         "/v1/actions",
         "/v1/network/peers",
     ] {
-        let value: Value = client
-            .get(peer.at(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        state.insert(path.to_owned(), value);
+        state.insert(path.to_owned(), get_json(client, &peer.at(path)).await);
     }
     Value::Object(state)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 async fn healthy(client: &reqwest::Client, genesis: &Proc, peer: &Proc, after: &str) {
@@ -220,14 +216,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
     add_class(&client, &peer.url, "City").await;
     add_thing(&client, &peer.url, "City", "Amsterdam", 905).await;
     let thing_id: String = {
-        let things: Value = client
-            .get(peer.at("/v1/things"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let things: Value = get_json(&client, &peer.at("/v1/things")).await;
         let list = things
             .as_array()
             .or_else(|| things["things"].as_array())
@@ -235,14 +224,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
         list[0]["id"].as_str().unwrap().to_owned()
     };
     // Genesis lists PeerA with its current schema hash before the pass starts.
-    let schema: plexus_core::schema::Schema = client
-        .get(peer.at("/v1/schema"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema: plexus_core::schema::Schema = get_json(&client, &peer.at("/v1/schema")).await;
     let hash = schema.hash();
     let peer_id = poll(Duration::from_secs(15), "PeerA registered", || async {
         let (list, _) = genesis_state(&client, &genesis).await;
