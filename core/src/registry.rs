@@ -358,6 +358,15 @@ impl Registry {
         }
     }
 
+    /// Whether `broadcast`, not sent yet, is no longer worth sending: a whole
+    /// list that a newer round overtook (after `round_wait`) carries a newer
+    /// whole list to the same peer. A delta is never superseded, since the
+    /// next one builds on it.
+    #[must_use]
+    pub fn is_superseded(&self, broadcast: &Broadcast) -> bool {
+        broadcast.delta.is_none() && broadcast.version < self.round_version
+    }
+
     // ---- poll_* ----
 
     /// The next broadcast to send. New ones appear after [`Registry::handle_timeout`].

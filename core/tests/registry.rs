@@ -392,3 +392,28 @@ fn a_round_waits_for_the_previous_one_to_be_sent_but_not_forever() {
     registry.handle_timeout(T0 + ms(100) + config().round_wait);
     assert_eq!(std::iter::from_fn(|| registry.poll_transmit()).count(), 5);
 }
+
+#[test]
+fn a_newer_round_supersedes_unsent_whole_lists_but_never_deltas() {
+    let mut registry = Registry::new(config(), T0);
+    join_with_deltas(&mut registry, "PeerA", T0);
+    registry.handle_timeout(T0 + ms(10));
+    let _ = drain(&mut registry);
+    join(&mut registry, "PeerB", T0 + ms(20));
+    registry.handle_timeout(T0 + ms(30));
+    let first: Vec<_> = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    assert!(
+        first.iter().all(|b| !registry.is_superseded(b)),
+        "{first:?}"
+    );
+    // The first round is never reported sent: after round_wait, the next one goes.
+    join(&mut registry, "PeerC", T0 + ms(40));
+    registry.handle_timeout(T0 + ms(30) + config().round_wait);
+    let second: Vec<_> = std::iter::from_fn(|| registry.poll_transmit()).collect();
+    assert_eq!(second.len(), 3);
+    let (deltas, lists): (Vec<_>, Vec<_>) = first.iter().partition(|b| b.delta.is_some());
+    assert_eq!((deltas.len(), lists.len()), (1, 1), "A a delta, B a list");
+    assert!(lists.iter().all(|b| registry.is_superseded(b)));
+    assert!(deltas.iter().all(|b| !registry.is_superseded(b)));
+    assert!(second.iter().all(|b| !registry.is_superseded(b)));
+}

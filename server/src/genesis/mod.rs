@@ -18,7 +18,6 @@ mod routes;
 pub mod ssrf;
 pub mod store;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,8 +56,6 @@ pub struct Genesis {
     changes: broadcast::Sender<PeerChange>,
     writer: Option<Writer>,
     http: reqwest::Client,
-    /// Version of the newest broadcast round: older rounds stop sending.
-    latest_round: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -91,7 +88,6 @@ impl Genesis {
             changes,
             writer: store.map(Writer::spawn),
             http,
-            latest_round: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&genesis).drive());
@@ -182,13 +178,11 @@ impl Genesis {
     ///
     /// Each body is serialised once per round: the whole list (only if some
     /// peer gets it) and the round's delta (only if some peer asked for
-    /// deltas). A whole list still unsent when a newer round starts is
-    /// skipped: the newer round carries the newer whole list to the same
-    /// peers. A delta is never skipped, since the next one builds on it.
+    /// deltas). A broadcast still unsent when the registry calls it
+    /// superseded ([`Registry::is_superseded`]) is skipped.
     async fn send_round(self: Arc<Self>, round: Vec<Broadcast>) {
         let Some(first) = round.first() else { return };
         let version = first.version;
-        self.latest_round.fetch_max(version, Ordering::Relaxed);
         metrics::inc(&self.metrics.broadcast_rounds);
         let full = if round.iter().any(|b| b.delta.is_none()) {
             serde_json::to_vec(&*first.list).map(Bytes::from).map(Some)
@@ -242,9 +236,7 @@ impl Genesis {
     }
 
     async fn send_one(&self, broadcast: Broadcast, body: Bytes) {
-        if broadcast.delta.is_none()
-            && broadcast.version < self.latest_round.load(Ordering::Relaxed)
-        {
+        if self.lock().is_superseded(&broadcast) {
             metrics::inc(&self.metrics.broadcasts_superseded);
             return;
         }
