@@ -10,8 +10,7 @@
 //! `PLEXUS_SOAK_PEERS` the fake peers that share them (default 50).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "peer_common/mod.rs"]
-mod peer_common;
+mod support;
 
 mod fault_common;
 
@@ -23,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use fault_common::*;
 use futures::StreamExt;
-use peer_common::{Proc, add_class, add_thing, graphql, poll};
+use support::{Proc, add_class, add_thing, graphql, poll};
 
 /// Genesis's peer timeout in these tests.
 const TIMEOUT: Duration = Duration::from_secs(2);

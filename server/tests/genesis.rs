@@ -1,8 +1,6 @@
 //! `plexus-genesis` as a real process on loopback, with in-test fake peers.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,65 +14,17 @@ use futures::StreamExt;
 use plexus_core::wire::{GenesisPush, Peer, PeerDelta, PeerListEntry, PeerRegistrationResponse};
 use serde_json::{Value, json};
 
+mod support;
+
+use support::{Proc, genesis_command, spawn};
+
 // ---------- the genesis process ----------
 
-struct Genesis {
-    child: Child,
-    url: String,
-}
-
-impl Genesis {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plexus-genesis"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start plexus-genesis");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_owned();
-        Self { child, url }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Genesis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `plexus-genesis` with `args` (and its default broadcast delay).
+fn start(args: &[&str]) -> Proc {
+    let mut command = genesis_command("127.0.0.1:0");
+    command.args(args);
+    spawn(command)
 }
 
 // ---------- fake peers ----------
@@ -189,7 +139,7 @@ async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
-async fn register(g: &Genesis, name: &str, uri: &str) -> reqwest::Response {
+async fn register(g: &Proc, name: &str, uri: &str) -> reqwest::Response {
     client()
         .post(g.at("/peers/register"))
         .json(&json!({"peerName": name, "peerUri": uri}))
@@ -198,7 +148,7 @@ async fn register(g: &Genesis, name: &str, uri: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn register_ok(g: &Genesis, name: &str, uri: &str) -> Peer {
+async fn register_ok(g: &Proc, name: &str, uri: &str) -> Peer {
     let response = register(g, name, uri).await;
     assert_eq!(
         response.status(),
@@ -213,7 +163,7 @@ async fn register_ok(g: &Genesis, name: &str, uri: &str) -> Peer {
         .peer
 }
 
-async fn list(g: &Genesis) -> (u64, Vec<Peer>) {
+async fn list(g: &Proc) -> (u64, Vec<Peer>) {
     let response = client().get(g.at("/peers")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let version = response.headers()["x-plexus-peers-version"]
@@ -243,7 +193,7 @@ fn closed_port_uri() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_journey() {
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let peer = FakePeer::start(Mode::Normal).await;
     let (v0, empty) = list(&g).await;
     assert!(empty.is_empty());
@@ -303,7 +253,7 @@ async fn registration_journey() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_peer_is_refused_with_400() {
-    let g = Genesis::start(&["--probe-timeout", "500ms"]);
+    let g = start(&["--probe-timeout", "500ms"]);
     let response = register(&g, "Gone", &closed_port_uri()).await;
     assert_eq!(response.status(), 400);
     assert!(error_message(response).await.contains("cannot reach"));
@@ -312,7 +262,7 @@ async fn unreachable_peer_is_refused_with_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broadcast_reaches_every_peer_with_the_right_list() {
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let peers = [
         FakePeer::start(Mode::Normal).await,
         FakePeer::start(Mode::Normal).await,
@@ -384,7 +334,7 @@ async fn every_broadcast_reaches_every_peer_with_the_right_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_evicted_after_the_timeout_while_a_live_one_stays() {
-    let g = Genesis::start(&["--peer-timeout", "1s"]);
+    let g = start(&["--peer-timeout", "1s"]);
     let dead = FakePeer::start(Mode::Normal).await;
     let live = FakePeer::start(Mode::Normal).await;
     let registered = Instant::now();
@@ -449,7 +399,7 @@ async fn a_silent_peer_is_evicted_after_the_timeout_while_a_live_one_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_peer_does_not_delay_broadcasts_to_the_others() {
-    let g = Genesis::start(&["--broadcast-timeout", "5s"]);
+    let g = start(&["--broadcast-timeout", "5s"]);
     let hung = FakePeer::start(Mode::HangOnGenesis).await;
     let fast = FakePeer::start(Mode::Normal).await;
     register_ok(&g, "Hung", &hung.url).await;
@@ -486,7 +436,7 @@ async fn a_hung_peer_does_not_delay_broadcasts_to_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_token_is_required_and_carried_by_broadcasts() {
-    let g = Genesis::start(&["--join-token", "s3cret"]);
+    let g = start(&["--join-token", "s3cret"]);
     let peer = FakePeer::start(Mode::Normal).await;
     let body = json!({"peerName": "Tok", "peerUri": peer.url});
     let post = |token: Option<&str>| {
@@ -556,7 +506,7 @@ async fn join_token_is_required_and_carried_by_broadcasts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssrf_targets_are_refused_with_422_before_any_request() {
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     for uri in [
         "http://169.254.169.254/latest/meta-data",
         "http://[fe80::1]:8080",
@@ -575,7 +525,7 @@ async fn ssrf_targets_are_refused_with_422_before_any_request() {
     }
 
     // Loopback is allowed by default, so only this genesis denies it.
-    let g = Genesis::start(&["--deny-cidr", "127.0.0.0/8", "--deny-cidr", "::1/128"]);
+    let g = start(&["--deny-cidr", "127.0.0.0/8", "--deny-cidr", "::1/128"]);
     let peer = FakePeer::start(Mode::Normal).await;
     assert_eq!(register(&g, "Local", &peer.url).await.status(), 422);
     let by_name = peer.url.replace("127.0.0.1", "localhost");
@@ -600,7 +550,7 @@ async fn ssrf_targets_are_refused_with_422_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_malformed_bodies_get_json_errors() {
-    let g = Genesis::start(&["--max-body-bytes", "1024"]);
+    let g = start(&["--max-body-bytes", "1024"]);
     let c = client();
     let big =
         json!({"peerName": "Big", "peerUri": format!("http://127.0.0.1/{}", "x".repeat(4096))});
@@ -648,7 +598,7 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_broadcasting_exits_zero_promptly() {
-    let mut g = Genesis::start(&["--broadcast-timeout", "60s"]);
+    let mut g = start(&["--broadcast-timeout", "60s"]);
     let hung = FakePeer::start(Mode::HangOnGenesis).await;
     let normal = FakePeer::start(Mode::Normal).await;
     register_ok(&g, "Hung", &hung.url).await;
@@ -704,7 +654,7 @@ fn sse_events(response: reqwest::Response) -> impl futures::Stream<Item = (Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_stream_delivers_a_join_within_100ms() {
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let first = FakePeer::start(Mode::Normal).await;
     register_ok(&g, "First", &first.url).await;
     let response = client().get(g.at("/peers/watch")).send().await.unwrap();
@@ -753,7 +703,7 @@ async fn state_survives_a_restart() {
     let state = dir.path().join("genesis.redb");
     let state = state.to_str().unwrap();
     let peer = FakePeer::start(Mode::Normal).await;
-    let mut g = Genesis::start(&["--state", state]);
+    let mut g = start(&["--state", state]);
     let a = register_ok(&g, "Kept", &peer.url).await;
     let b = register_ok(&g, "Gone", &peer.url).await;
     let status = client()
@@ -782,7 +732,7 @@ async fn state_survives_a_restart() {
     );
     drop(g);
 
-    let g = Genesis::start(&["--state", state]);
+    let g = start(&["--state", state]);
     let (restored_version, after) = list(&g).await;
     assert_eq!(restored_version, version);
     assert_eq!(after.len(), 1);
@@ -803,10 +753,10 @@ async fn state_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_state_a_restart_forgets_and_pings_get_404() {
     let peer = FakePeer::start(Mode::Normal).await;
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let a = register_ok(&g, "Volatile", &peer.url).await;
     drop(g);
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let status = client()
         .post(g.at(&format!("/peers/{}/ping", a.id)))
         .json(&json!({}))
@@ -819,7 +769,7 @@ async fn without_state_a_restart_forgets_and_pings_get_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_asks_for_deltas_gets_the_list_once_then_deltas() {
-    let g = Genesis::start(&[]);
+    let g = start(&[]);
     let d = FakePeer::start(Mode::Normal).await;
     let f = FakePeer::start(Mode::Normal).await;
     let response = client()

@@ -9,16 +9,15 @@
 //! answer its health check afterwards, and nothing stored may change.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "peer_common/mod.rs"]
-mod peer_common;
+mod support;
 
 mod fault_common;
 
 use std::time::Duration;
 
 use fault_common::*;
-use peer_common::{Proc, add_class, add_thing, poll};
 use serde_json::{Value, json};
+use support::{Proc, add_class, add_thing, poll};
 
 /// One hostile request.
 struct Case {

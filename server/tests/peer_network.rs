@@ -2,12 +2,12 @@
 //! peers on loopback ports.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod peer_common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use peer_common::*;
 use serde_json::{Value, json};
+use support::*;
 
 /// Ping interval of every peer in these tests (see `peer_command`).
 const PING: Duration = Duration::from_millis(500);

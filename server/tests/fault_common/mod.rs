@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +17,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use serde_json::Value;
 
-use super::peer_common::{Proc, free_port};
+use super::support::{Proc, free_port, genesis_command, try_spawn};
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0 by the OS, then released).
 pub fn reserve_port() -> u16 {
@@ -30,25 +29,11 @@ pub fn reserve_port() -> u16 {
 pub fn genesis_on(port: u16, args: &[&str]) -> Proc {
     let start = Instant::now();
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plexus-genesis"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--broadcast-delay", "5ms"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start plexus-genesis");
-        let mut line = String::new();
-        let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            return Proc {
-                child,
-                url: url.to_owned(),
-            };
+        let mut command = genesis_command(&format!("127.0.0.1:{port}"));
+        command.args(["--broadcast-delay", "5ms"]).args(args);
+        if let Some(genesis) = try_spawn(command) {
+            return genesis;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "genesis could not listen on port {port}"
@@ -293,5 +278,5 @@ pub fn real_peer(genesis_url: &str, name: &str, data: &std::path::Path, ping: &s
         .arg("--data")
         .arg(data)
         .env("RUST_LOG", "warn");
-    super::peer_common::spawn(command)
+    super::support::spawn(command)
 }

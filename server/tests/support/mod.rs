@@ -1,5 +1,5 @@
-//! Real `plexus-genesis` and `plexus-peer` processes on loopback for the
-//! peer's end-to-end tests, and bounded polling.
+//! Support of the end-to-end tests: real `plexus-genesis` and `plexus-peer`
+//! processes on loopback, HTTP helpers, and bounded polling.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -11,15 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// Reads the `listening on http://HOST:PORT` line of a freshly spawned server.
-fn listening_url(child: &mut Child) -> String {
+fn listening_url(child: &mut Child) -> Option<String> {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
+    BufReader::new(child.stdout.take()?)
         .read_line(&mut line)
-        .expect("read stdout");
-    line.trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned()
+        .ok()?;
+    Some(line.trim().strip_prefix("listening on ")?.to_owned())
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
@@ -76,18 +73,18 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `plexus-genesis` on a free port with `args`.
+/// `plexus-genesis` listening on `listen`, quiet; add flags before spawning it.
+pub fn genesis_command(listen: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plexus-genesis"));
+    command.args(["--listen", listen]).env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `plexus-genesis` on a free port with `args`, broadcasting after 5 ms.
 pub fn genesis(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus-genesis"))
-        .args(["--listen", "127.0.0.1:0", "--broadcast-delay", "5ms"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start plexus-genesis");
-    let url = listening_url(&mut child);
-    Proc { child, url }
+    let mut command = genesis_command("127.0.0.1:0");
+    command.args(["--broadcast-delay", "5ms"]).args(args);
+    spawn(command)
 }
 
 /// The command of a peer named `name` in the network of `genesis_url`, on
@@ -105,15 +102,28 @@ pub fn peer_command(genesis_url: &str, name: &str, port: u16, data: &Path) -> Co
     command
 }
 
-/// Spawns a peer command and waits for its `listening on` line.
-pub fn spawn(mut command: Command) -> Proc {
+/// Spawns a server and waits for its `listening on` line; `None` if it
+/// exited without one (it is reaped).
+pub fn try_spawn(mut command: Command) -> Option<Proc> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start plexus-peer");
-    let url = listening_url(&mut child);
-    Proc { child, url }
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", command.get_program()));
+    match listening_url(&mut child) {
+        Some(url) => Some(Proc { child, url }),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+/// Spawns a server and waits for its `listening on` line.
+pub fn spawn(command: Command) -> Proc {
+    let program = command.get_program().to_owned();
+    try_spawn(command).unwrap_or_else(|| panic!("{program:?} did not start listening"))
 }
 
 /// Starts a peer named `name` in the network of `genesis`.
