@@ -5,4 +5,5 @@
 
 pub mod genesis;
 pub mod http;
+pub mod load;
 pub mod peer;

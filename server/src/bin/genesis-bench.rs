@@ -29,6 +29,7 @@ use axum::routing::{get, put};
 use clap::Parser;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{PeerId, PeerRegistrationResponse};
+use plexus_server::load::{Load, post_workers, rss_kib};
 
 /// Load on plexus-genesis: registrations, pings/s, latency and memory.
 #[derive(Parser, Debug)]
@@ -181,16 +182,7 @@ impl GenesisProcess {
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .context("no VmRSS")?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .context("VmRSS value")?
-            .parse()?)
+        rss_kib(self.child.id())
     }
 }
 
@@ -199,86 +191,6 @@ impl Drop for GenesisProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
-}
-
-/// Pings for `duration` from `workers` workers; `period` paces each worker.
-async fn ping_phase(
-    client: &reqwest::Client,
-    base: &str,
-    ids: &Arc<Vec<PeerId>>,
-    workers: usize,
-    duration: Duration,
-    period: Option<Duration>,
-) -> (f64, Vec<u32>, u64) {
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..workers)
-        .map(|w| {
-            let client = client.clone();
-            let ids = Arc::clone(ids);
-            let base = base.to_owned();
-            let errors = Arc::clone(&errors);
-            let urls: Vec<String> = ids
-                .iter()
-                .skip(w)
-                .step_by(workers)
-                .map(|id| format!("{base}/peers/{id}/ping"))
-                .collect();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(1 << 16);
-                let mut ticker = period.map(|p| {
-                    let mut t = tokio::time::interval_at(
-                        tokio::time::Instant::now() + p.mul_f64(w as f64 / workers as f64),
-                        p,
-                    );
-                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                    t
-                });
-                let mut k = 0usize;
-                while start.elapsed() < duration {
-                    if let Some(t) = ticker.as_mut() {
-                        t.tick().await;
-                    }
-                    let url = &urls[k % urls.len()];
-                    k += 1;
-                    let sent = Instant::now();
-                    let ok = client
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .body(r#"{"schemaHash":""}"#)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if ok {
-                        latencies
-                            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap_or_default());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    (
-        all.len() as f64 / elapsed,
-        all,
-        errors.load(Ordering::Relaxed),
-    )
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
@@ -454,57 +366,44 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if args.no_reqwest {
         return Ok(());
     }
-    let ids = Arc::new(ids);
+    let pings: Arc<[(String, Bytes)]> = ids
+        .iter()
+        .map(|id| {
+            let url = format!("{}/peers/{id}/ping", genesis.url);
+            (url, Bytes::from_static(br#"{"schemaHash":""}"#))
+        })
+        .collect();
     // Warm up the connections.
-    let _ = ping_phase(
-        &client,
-        &genesis.url,
-        &ids,
-        args.concurrency,
-        Duration::from_millis(500),
-        None,
-    )
-    .await;
-    let (rate, lat, errors) = ping_phase(
-        &client,
-        &genesis.url,
-        &ids,
-        args.concurrency,
-        args.duration,
-        None,
-    )
-    .await;
+    let workers = args.concurrency;
+    let _ = post_workers(&client, Arc::clone(&pings), workers, WARM_UP, None).await;
+    let closed = post_workers(&client, Arc::clone(&pings), workers, args.duration, None).await;
     println!(
-        "closed loop, {} workers: {:.0} pings/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {} errors",
-        args.concurrency,
-        rate,
-        percentile(&lat, 50.0),
-        percentile(&lat, 99.0),
-        percentile(&lat, 100.0),
-        errors
+        "closed loop, {workers} workers: {:.0} pings/s, {}",
+        closed.ops_per_s,
+        summary(&closed)
     );
-    let target = args.rate.unwrap_or(rate / 2.0);
-    let period = Duration::from_secs_f64(args.concurrency as f64 / target);
-    let (achieved, lat, errors) = ping_phase(
-        &client,
-        &genesis.url,
-        &ids,
-        args.concurrency,
-        args.duration,
-        Some(period),
-    )
-    .await;
+    let target = args.rate.unwrap_or(closed.ops_per_s / 2.0);
+    let period = Duration::from_secs_f64(workers as f64 / target);
+    let paced = post_workers(&client, pings, workers, args.duration, Some(period)).await;
     println!(
-        "paced at {:.0}/s: achieved {:.0} pings/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {} errors",
-        target,
-        achieved,
-        percentile(&lat, 50.0),
-        percentile(&lat, 99.0),
-        percentile(&lat, 100.0),
-        errors
+        "paced at {target:.0}/s: achieved {:.0} pings/s, {}",
+        paced.ops_per_s,
+        summary(&paced)
     );
     println!("genesis RSS after pings: {} KiB", genesis.rss_kib()?);
     Ok(())
+}
+
+const WARM_UP: Duration = Duration::from_millis(500);
+
+fn summary(load: &Load) -> String {
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {} errors",
+        load.percentile_ms(50.0),
+        load.percentile_ms(99.0),
+        load.percentile_ms(100.0),
+        load.errors
+    )
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,7 +6,8 @@
 //! 2. Local Get throughput over 100 000 objects, in-process on a `PeerDb`
 //!    (loaded in one transaction, not by 100 000 HTTP calls).
 //!
-//! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`.
+//! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`
+//! (`--only network` or `--only local` for one part).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
+use plexus_server::load::percentile;
 use plexus_server::peer::graphql::GraphQLRequest;
 use plexus_server::peer::{NewObject, PeerDb};
 use serde_json::{Value, json};
@@ -147,15 +149,11 @@ async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Resul
     Ok(body)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn percentile(mut samples: Vec<Duration>, p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index.min(samples.len() - 1)]
+/// The `p`th percentile (0–100) of `samples`, by nearest rank.
+fn percentile_of(samples: &[Duration], p: f64) -> Duration {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    Duration::from_secs_f64(percentile(&ms, p) / 1000.0)
 }
 
 async fn time_query(
@@ -259,7 +257,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     }
     let s1 = time_query(&client, &graphql, &one, 1).await?;
     let s10 = time_query(&client, &graphql, &ten, PEERS).await?;
-    let (m1, m10) = (median(s1.clone()), median(s10.clone()));
+    let (m1, m10) = (percentile_of(&s1, 50.0), percentile_of(&s10, 50.0));
     let link = match delay {
         Some(d) => format!("each remote peer behind a {} ms one-way delay", ms(d)),
         None => "plain loopback".to_owned(),
@@ -269,17 +267,17 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     );
     println!(
         "  direct Local Get on one peer:  median {:>8.3} ms",
-        ms(median(direct))
+        ms(percentile_of(&direct, 50.0))
     );
     println!(
         "  Network Get over  1 peer:      median {:>8.3} ms  p90 {:>8.3} ms",
         ms(m1),
-        ms(percentile(s1, 0.9))
+        ms(percentile_of(&s1, 90.0))
     );
     println!(
         "  Network Get over {PEERS} peers:      median {:>8.3} ms  p90 {:>8.3} ms",
         ms(m10),
-        ms(percentile(s10, 0.9))
+        ms(percentile_of(&s10, 90.0))
     );
     println!(
         "  ratio 10 / 1: {:.2}",
@@ -379,7 +377,7 @@ async fn local_bench() -> anyhow::Result<()> {
             bail!("the scan found {found:?} objects");
         }
     }
-    let m = median(samples);
+    let m = percentile_of(&samples, 50.0);
     println!(
         "  full scan with a where filter: median {:>8.1} ms  = {:>9.0} objects scanned/s",
         ms(m),
@@ -393,7 +391,7 @@ async fn local_bench() -> anyhow::Result<()> {
         run(page.clone()).await?;
         samples.push(start.elapsed());
     }
-    let m = median(samples);
+    let m = percentile_of(&samples, 50.0);
     println!(
         "  Get of 10 000 objects:         median {:>8.1} ms  = {:>9.0} objects answered/s",
         ms(m),
@@ -419,12 +417,37 @@ async fn local_bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The figures of plexus-peer: Network Get latency and Local Get throughput.
+#[derive(clap::Parser, Debug)]
+#[command(name = "peer-bench")]
+struct Args {
+    /// Which figures to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    only: Part,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// Everything below.
+    All,
+    /// Network Get over 1 and 10 peers, on plain loopback and behind a 10 ms delay.
+    Network,
+    /// Local Get over 100 000 objects, in-process.
+    Local,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let args = <Args as clap::Parser>::parse();
     let result = async {
-        network_bench(None).await?;
-        network_bench(Some(Duration::from_millis(10))).await?;
-        local_bench().await
+        if args.only != Part::Local {
+            network_bench(None).await?;
+            network_bench(Some(Duration::from_millis(10))).await?;
+        }
+        if args.only != Part::Network {
+            local_bench().await?;
+        }
+        anyhow::Ok(())
     }
     .await;
     match result {

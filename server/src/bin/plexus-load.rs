@@ -29,6 +29,7 @@ use axum::routing::{get, put};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use plexus_core::time::parse_duration;
+use plexus_server::load::{percentile, post_workers, rss_kib};
 use serde_json::{Value, json};
 
 /// Load on plexus-genesis and, for comparison, on etcd.
@@ -184,19 +185,6 @@ async fn register(
     ids.into_iter().collect()
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
-}
-
 /// Waits until `fakes` received no push for `quiet`.
 async fn settle(fakes: &Fakes, quiet: Duration) {
     let mut last = (u64::MAX, Instant::now());
@@ -211,68 +199,6 @@ async fn settle(fakes: &Fakes, quiet: Duration) {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-/// Closed loop: each worker sends the next request as soon as one answers.
-async fn closed_loop(
-    client: &reqwest::Client,
-    requests: Arc<Vec<(String, String)>>,
-    concurrency: usize,
-    duration: Duration,
-) -> Value {
-    let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|w| {
-            let (client, requests, errors) =
-                (client.clone(), Arc::clone(&requests), Arc::clone(&errors));
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(1 << 16);
-                let mut k = w;
-                while start.elapsed() < duration {
-                    let (url, body) = &requests[k % requests.len()];
-                    k += concurrency;
-                    let sent = Instant::now();
-                    let ok = match client
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                        _ => false,
-                    };
-                    if ok {
-                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap_or_default());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
-    json!({
-        "ops_per_s": (all.len() as f64 / elapsed).round(),
-        "p50_ms": (percentile(&all, 50.0) * 1000.0).round() / 1000.0,
-        "p99_ms": (percentile(&all, 99.0) * 1000.0).round() / 1000.0,
-        "errors": errors.load(Ordering::Relaxed),
-    })
-}
-
 async fn pings(
     genesis: Option<String>,
     etcd: Option<String>,
@@ -282,7 +208,7 @@ async fn pings(
     rss_pid: Option<u32>,
 ) -> anyhow::Result<()> {
     let client = client()?;
-    let requests: Vec<(String, String)> = match (genesis, etcd) {
+    let requests: Arc<[(String, Bytes)]> = match (genesis, etcd) {
         (Some(genesis), None) => {
             let (fakes_url, fakes) = start_fakes().await?;
             let ids = register(&client, &genesis, &fakes_url, 0..keys, "F").await?;
@@ -291,7 +217,7 @@ async fn pings(
                 .map(|id| {
                     (
                         format!("{genesis}/peers/{id}/ping"),
-                        r#"{"schemaHash":""}"#.to_owned(),
+                        Bytes::from_static(br#"{"schemaHash":""}"#),
                     )
                 })
                 .collect()
@@ -319,7 +245,7 @@ async fn pings(
                 .map(|id| {
                     Ok((
                         format!("{etcd}/v3/lease/keepalive"),
-                        json!({ "ID": id? }).to_string(),
+                        Bytes::from(json!({ "ID": id? }).to_string()),
                     ))
                 })
                 .collect::<anyhow::Result<_>>()?
@@ -327,16 +253,17 @@ async fn pings(
         _ => bail!("give exactly one of --genesis and --etcd"),
     };
     let rss = rss_pid.map(rss_kib).transpose()?;
-    let requests = Arc::new(requests);
     // Warm up the connections, then measure.
-    let _ = closed_loop(
-        &client,
-        Arc::clone(&requests),
-        concurrency,
-        Duration::from_millis(500),
-    )
-    .await;
-    let mut result = closed_loop(&client, requests, concurrency, duration).await;
+    let warm_up = Duration::from_millis(500);
+    let _ = post_workers(&client, Arc::clone(&requests), concurrency, warm_up, None).await;
+    let load = post_workers(&client, requests, concurrency, duration, None).await;
+    let round3 = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    let mut result = json!({
+        "ops_per_s": load.ops_per_s.round(),
+        "p50_ms": round3(load.percentile_ms(50.0)),
+        "p99_ms": round3(load.percentile_ms(99.0)),
+        "errors": load.errors,
+    });
     result["keys"] = json!(keys);
     result["concurrency"] = json!(concurrency);
     if let Some(rss) = rss {

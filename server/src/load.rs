@@ -1,0 +1,141 @@
+//! Load generation shared by the bench binaries (`genesis-bench`,
+//! `plexus-load`, `peer-bench`): POST workers, percentiles and the resident
+//! memory of a process, so that every figure is measured the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+
+/// What one load phase measured.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Answered requests per second.
+    pub ops_per_s: f64,
+    /// Latency of each answered request, in ms, sorted.
+    pub latencies_ms: Vec<f64>,
+    /// Requests that failed or got a non-2xx status.
+    pub errors: u64,
+}
+
+impl Load {
+    /// The `p`th percentile (0–100) of the latencies, in ms.
+    #[must_use]
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        percentile(&self.latencies_ms, p)
+    }
+}
+
+/// The `p`th percentile (0–100) of `sorted`, by nearest rank; NaN when empty.
+#[must_use]
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`.
+///
+/// Worker `w` sends requests `w`, `w + workers`, … in turn: the next as soon
+/// as one is answered (closed loop), or at each tick of `period` (paced; the
+/// workers' first ticks are spread over one period).
+pub async fn post_workers(
+    client: &reqwest::Client,
+    requests: Arc<[(String, Bytes)]>,
+    workers: usize,
+    duration: Duration,
+    period: Option<Duration>,
+) -> Load {
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (client, requests, errors) =
+                (client.clone(), Arc::clone(&requests), Arc::clone(&errors));
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 16);
+                let mut ticker = period.map(|p| {
+                    let first = tokio::time::Instant::now() + p.mul_f64(w as f64 / workers as f64);
+                    let mut ticker = tokio::time::interval_at(first, p);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    ticker
+                });
+                let mut k = w;
+                while start.elapsed() < duration && !requests.is_empty() {
+                    if let Some(ticker) = ticker.as_mut() {
+                        ticker.tick().await;
+                    }
+                    let (url, body) = &requests[k % requests.len()];
+                    k += workers;
+                    let sent = Instant::now();
+                    let ok = match client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    };
+                    if ok {
+                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies_ms = Vec::new();
+    for task in tasks {
+        latencies_ms.extend(task.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies_ms.sort_by(f64::total_cmp);
+    Load {
+        ops_per_s: latencies_ms.len() as f64 / elapsed,
+        latencies_ms,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+/// The resident memory (`VmRSS`) of process `pid`, in KiB (Linux only).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let sorted: Vec<f64> = (1..=101).map(f64::from).collect();
+        assert_eq!(percentile(&sorted, 0.0), 1.0);
+        assert_eq!(percentile(&sorted, 50.0), 51.0);
+        assert_eq!(percentile(&sorted, 99.0), 100.0);
+        assert_eq!(percentile(&sorted, 100.0), 101.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn rss_of_this_process_is_some_kib() {
+        let kib = rss_kib(std::process::id()).expect("VmRSS");
+        assert!(kib > 0);
+    }
+}
