@@ -13,7 +13,7 @@ KEYS=${KEYS:-10000}                # registered peers / granted leases
 CONCURRENCY=${CONCURRENCY:-32}
 DURATION=${DURATION:-5s}
 JOIN_PEERS=${JOIN_PEERS:-10000}
-JOIN_DELAY=${JOIN_DELAY:-200ms}     # genesis --broadcast-delay for the join run
+JOIN_DELAY=${JOIN_DELAY:-10ms}      # genesis --broadcast-delay for the join run (its default)
 RSS_PEERS=${RSS_PEERS:-100000}
 WRITE=${WRITE:-1}                  # append the section to BENCHMARKS.md
 

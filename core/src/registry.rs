@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -139,6 +141,18 @@ impl Broadcast {
     }
 }
 
+/// A peer as a restarted genesis needs it: with its choice of deltas, so
+/// that it still gets deltas rather than whole lists after the restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPeer {
+    /// The peer.
+    #[serde(flatten)]
+    pub peer: Peer,
+    /// It registered with `x-plexus-deltas: 1`. Absent in older saves: no.
+    #[serde(default)]
+    pub deltas: bool,
+}
+
 /// The genesis registry state machine.
 #[derive(Debug)]
 pub struct Registry {
@@ -178,8 +192,15 @@ impl Registry {
     /// A registry holding `peers` at list `version`, as saved before a restart.
     ///
     /// Every restored peer gets a full timeout from `now`: genesis could not
-    /// hear anyone while it was down.
-    pub fn restore(config: RegistryConfig, peers: Vec<Peer>, version: u64, now: Timestamp) -> Self {
+    /// hear anyone while it was down. A restored peer that asked for deltas
+    /// gets deltas from the saved version on; if its view was elsewhere, it
+    /// sees the gap and fetches the list.
+    pub fn restore(
+        config: RegistryConfig,
+        peers: Vec<SavedPeer>,
+        version: u64,
+        now: Timestamp,
+    ) -> Self {
         let rng = fastrand::Rng::with_seed(config.seed);
         let mut registry = Self {
             config,
@@ -199,9 +220,12 @@ impl Registry {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
-        for peer in peers {
+        for SavedPeer { peer, deltas } in peers {
             if let Some(old) = registry.by_name.get(&peer.peer_name).copied() {
                 registry.remove(old);
+            }
+            if deltas {
+                registry.wants_deltas.insert(peer.id);
             }
             registry.insert(peer);
         }
@@ -228,6 +252,11 @@ impl Registry {
     /// The peer with `id`.
     pub fn peer(&self, id: PeerId) -> Option<&Peer> {
         self.peers.get(&id)
+    }
+
+    /// Whether the peer with `id` asked for deltas (to save it with [`SavedPeer`]).
+    pub fn wants_deltas(&self, id: PeerId) -> bool {
+        self.wants_deltas.contains(&id)
     }
 
     /// How many peers are registered.
@@ -279,10 +308,16 @@ impl Registry {
         {
             self.changed(ChangeKind::Left, peer, now);
         }
+        // Never an id in use: a restored registry may share its seed with the one that saved.
+        let id = loop {
+            let bytes = self.rng.u128(..).to_le_bytes();
+            let id = PeerId(uuid::Builder::from_random_bytes(bytes).into_uuid());
+            if !self.peers.contains_key(&id) {
+                break id;
+            }
+        };
         let peer = Peer {
-            id: PeerId(
-                uuid::Builder::from_random_bytes(self.rng.u128(..).to_le_bytes()).into_uuid(),
-            ),
+            id,
             peer_name: probe.update.peer_name,
             peer_uri: probe.update.peer_uri,
             last_contact_at: now,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use plexus_core::registry::{Registry, RegistryConfig};
+use plexus_core::registry::{Registry, RegistryConfig, SavedPeer};
 use plexus_core::wire::{ChangeKind, Contextionary, PeerId, PeerUpdate};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 
@@ -297,7 +297,7 @@ fn a_real_scale_down_evicts_on_time_while_one_peer_still_pings() {
 fn restored_peers_get_a_fresh_timeout_and_keep_their_ids() {
     let mut before = Registry::new(config(), T0);
     let a = join(&mut before, "PeerA", T0);
-    let saved: Vec<_> = before.peers().cloned().collect();
+    let saved = saved(&before);
     let restart = T0 + Duration::from_secs(100);
     let mut after = Registry::restore(config(), saved, before.version(), restart);
     assert_eq!(after.version(), 1);
@@ -305,6 +305,16 @@ fn restored_peers_get_a_fresh_timeout_and_keep_their_ids() {
     after
         .handle_ping(a, "h", restart + Duration::from_secs(29))
         .expect("same id after restart");
+}
+
+fn saved(registry: &Registry) -> Vec<SavedPeer> {
+    registry
+        .peers()
+        .map(|p| SavedPeer {
+            peer: p.clone(),
+            deltas: registry.wants_deltas(p.id),
+        })
+        .collect()
 }
 
 fn join_with_deltas(registry: &mut Registry, name: &str, now: Timestamp) -> PeerId {
@@ -416,4 +426,46 @@ fn a_newer_round_supersedes_unsent_whole_lists_but_never_deltas() {
     assert!(lists.iter().all(|b| registry.is_superseded(b)));
     assert!(deltas.iter().all(|b| !registry.is_superseded(b)));
     assert!(second.iter().all(|b| !registry.is_superseded(b)));
+}
+
+#[test]
+fn a_restored_peer_keeps_its_choice_of_deltas() {
+    let mut before = Registry::new(config(), T0);
+    let a = join_with_deltas(&mut before, "PeerA", T0);
+    let b = join(&mut before, "PeerB", T0);
+    before.handle_timeout(T0 + ms(10));
+    let _ = drain(&mut before);
+    let saved = saved(&before);
+    assert_eq!(
+        saved.iter().map(|s| s.deltas).collect::<Vec<_>>(),
+        [true, false]
+    );
+    // The saved form is the peer's JSON with one more field; older saves lack it.
+    let json = serde_json::to_value(&saved[0]).expect("json");
+    assert_eq!(json["peerName"], "PeerA");
+    assert_eq!(json["deltas"], true);
+    let mut old = json.clone();
+    old.as_object_mut().expect("object").remove("deltas");
+    let old: SavedPeer = serde_json::from_value(old).expect("old save");
+    assert!(!old.deltas);
+
+    let restart = T0 + Duration::from_secs(100);
+    let mut after = Registry::restore(config(), saved, before.version(), restart);
+    join(&mut after, "PeerC", restart);
+    after.handle_timeout(restart + ms(10));
+    let (round, _) = drain(&mut after);
+    let to_a = round.iter().find(|x| x.to == a).expect("A told");
+    let delta = to_a
+        .delta
+        .as_ref()
+        .unwrap_or_else(|| panic!("A still gets deltas: {round:?}"));
+    assert_eq!((delta.from, delta.to), (2, 3));
+    assert!(
+        round
+            .iter()
+            .find(|x| x.to == b)
+            .expect("B told")
+            .delta
+            .is_none()
+    );
 }

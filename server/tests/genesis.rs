@@ -163,6 +163,23 @@ async fn register_ok(g: &Proc, name: &str, uri: &str) -> Peer {
         .peer
 }
 
+/// Registers with `x-plexus-deltas: 1`.
+async fn register_deltas(g: &Proc, name: &str, uri: &str) -> Peer {
+    let response = client()
+        .post(g.at("/peers/register"))
+        .header("x-plexus-deltas", "1")
+        .json(&json!({"peerName": name, "peerUri": uri}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .json::<PeerRegistrationResponse>()
+        .await
+        .unwrap()
+        .peer
+}
+
 async fn list(g: &Proc) -> (u64, Vec<Peer>) {
     let response = client().get(g.at("/peers")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -704,7 +721,7 @@ async fn state_survives_a_restart() {
     let state = state.to_str().unwrap();
     let peer = FakePeer::start(Mode::Normal).await;
     let mut g = start(&["--state", state]);
-    let a = register_ok(&g, "Kept", &peer.url).await;
+    let a = register_deltas(&g, "Kept", &peer.url).await;
     let b = register_ok(&g, "Gone", &peer.url).await;
     let status = client()
         .post(g.at(&format!("/peers/{}/ping", a.id)))
@@ -740,6 +757,15 @@ async fn state_survives_a_restart() {
         (after[0].id, &after[0].schema_hash),
         (before[0].id, &before[0].schema_hash)
     );
+    // Kept asked for deltas before the restart, and still gets them.
+    let other = FakePeer::start(Mode::Normal).await;
+    register_ok(&g, "Newcomer", &other.url).await;
+    eventually(Duration::from_secs(3), "a delta at Kept", || {
+        peer.last().and_then(|r| r.delta).is_some_and(|d| {
+            d.from == version && d.upserts.iter().any(|e| e.name.as_str() == "Newcomer")
+        })
+    })
+    .await;
     let status = client()
         .post(g.at(&format!("/peers/{}/ping", a.id)))
         .json(&json!({"schemaHash": "k1"}))
@@ -772,14 +798,7 @@ async fn a_peer_that_asks_for_deltas_gets_the_list_once_then_deltas() {
     let g = start(&[]);
     let d = FakePeer::start(Mode::Normal).await;
     let f = FakePeer::start(Mode::Normal).await;
-    let response = client()
-        .post(g.at("/peers/register"))
-        .header("x-plexus-deltas", "1")
-        .json(&json!({"peerName": "Delta", "peerUri": d.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    register_deltas(&g, "Delta", &d.url).await;
     let (v1, _) = list(&g).await;
     eventually(Duration::from_secs(3), "the whole list first", || {
         d.last()

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, broadcast, watch};
 pub use self::config::{Args, Settings, always_denied};
 pub use self::metrics::Metrics;
 pub use self::routes::app;
-use self::store::{Committed, Store, Writer};
+use self::store::{Change, Committed, Store, Writer};
 
 /// How many changes a slow watcher may fall behind before it is sent a
 /// fresh snapshot instead.
@@ -134,7 +134,8 @@ impl Genesis {
             }
             tracing::info!(kind = ?change.kind, peer = %change.peer.peer_name, id = %change.peer.id, version = change.version, "peer list changed");
             let _ = self.changes.send(change.clone());
-            changes.push(change);
+            let deltas = registry.wants_deltas(change.peer.id);
+            changes.push(Change { change, deltas });
         }
         if changes.is_empty() {
             return None;

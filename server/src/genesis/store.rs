@@ -1,5 +1,6 @@
-//! The embedded store behind `--state`: the peer list and its version, kept
-//! in a redb file so that a restarted genesis still knows its network.
+//! The embedded store behind `--state`: the peer list (with each peer's
+//! choice of deltas) and its version, kept in a redb file so that a
+//! restarted genesis still knows its network.
 //!
 //! Changes are written by one task in batches (group commit): a handler
 //! hands its changes over while it still holds the registry's lock, so the
@@ -9,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use plexus_core::wire::{ChangeKind, Peer, PeerChange};
+use plexus_core::registry::SavedPeer;
+use plexus_core::wire::{ChangeKind, PeerChange};
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,13 +68,13 @@ impl Store {
     }
 
     /// The saved peers and list version.
-    pub fn load(&self) -> Result<(Vec<Peer>, u64), StoreError> {
+    pub fn load(&self) -> Result<(Vec<SavedPeer>, u64), StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let peers_table = tx.open_table(PEERS).map_err(|e| self.err(e))?;
         let mut peers = Vec::new();
         for row in peers_table.iter().map_err(|e| self.err(e))? {
             let (_, value) = row.map_err(|e| self.err(e))?;
-            let peer: Peer = serde_json::from_slice(value.value()).map_err(|e| self.err(e))?;
+            let peer: SavedPeer = serde_json::from_slice(value.value()).map_err(|e| self.err(e))?;
             peers.push(peer);
         }
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
@@ -84,15 +86,19 @@ impl Store {
     }
 
     /// Writes `changes` in one transaction (blocking: call off the runtime).
-    pub fn apply(&self, changes: &[PeerChange], version: u64) -> Result<(), StoreError> {
+    pub fn apply(&self, changes: &[Change], version: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut peers = tx.open_table(PEERS).map_err(|e| self.err(e))?;
-            for change in changes {
+            for Change { change, deltas } in changes {
                 let key = change.peer.id.0.as_u128();
                 match change.kind {
                     ChangeKind::Joined | ChangeKind::Updated => {
-                        let value = serde_json::to_vec(&change.peer).map_err(|e| self.err(e))?;
+                        let saved = SavedPeer {
+                            peer: change.peer.clone(),
+                            deltas: *deltas,
+                        };
+                        let value = serde_json::to_vec(&saved).map_err(|e| self.err(e))?;
                         peers
                             .insert(key, value.as_slice())
                             .map_err(|e| self.err(e))?;
@@ -114,10 +120,19 @@ impl Store {
     }
 }
 
+/// A change of the list to save, and whether its peer asked for deltas.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The change.
+    pub change: PeerChange,
+    /// The peer registered with `x-plexus-deltas: 1`.
+    pub deltas: bool,
+}
+
 /// A batch of changes handed to the writer, and who waits for its commit.
 #[derive(Debug)]
 struct Job {
-    changes: Vec<PeerChange>,
+    changes: Vec<Change>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -142,11 +157,12 @@ impl Writer {
                 }
                 let store = store.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    let changes: Vec<PeerChange> = batch
+                    let changes: Vec<Change> = batch
                         .iter()
                         .flat_map(|j| j.changes.iter().cloned())
                         .collect();
-                    let version = changes.iter().map(|c| c.version).max().unwrap_or(0);
+                    let version = changes.iter().map(|c| c.change.version).max();
+                    let version = version.unwrap_or(0);
                     let result = store.apply(&changes, version).map_err(|e| e.to_string());
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "cannot save the peer list");
@@ -171,7 +187,7 @@ impl Writer {
 
     /// Hands `changes` over; the answer resolves once they are committed.
     /// Call while holding the registry's lock, so that order is kept.
-    pub fn submit(&self, changes: Vec<PeerChange>, wait: bool) -> Option<Committed> {
+    pub fn submit(&self, changes: Vec<Change>, wait: bool) -> Option<Committed> {
         let (done, committed) = if wait {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
