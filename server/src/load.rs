@@ -1,13 +1,76 @@
 //! Load generation shared by the bench binaries (`genesis-bench`,
-//! `plexus-load`, `peer-bench`): POST workers, percentiles and the resident
-//! memory of a process, so that every figure is measured the same way.
+//! `plexus-load`, `peer-bench`): a genesis child process, POST workers,
+//! percentiles and resident memory, so that every figure is measured the
+//! same way.
 
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::body::Bytes;
+
+/// A `plexus-genesis` child process on a free loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct GenesisProcess {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl GenesisProcess {
+    /// Starts `binary` with a peer timeout of an hour and `args`, and waits
+    /// for its `listening on` line.
+    pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0", "--peer-timeout", "1h"])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("no stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .context("no listening line")?
+            .to_owned();
+        Ok(Self { child, url })
+    }
+
+    /// Its resident memory, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// Stops it with SIGTERM (so that `--state` is closed cleanly) and waits.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for GenesisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `plexus-genesis` next to the running binary.
+pub fn sibling_genesis() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name("plexus-genesis"))
+}
 
 /// What one load phase measured.
 #[derive(Debug, Clone)]

@@ -14,9 +14,8 @@
 //!
 //! Build with `--release` for meaningful figures.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use axum::routing::{get, put};
 use clap::Parser;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{PeerId, PeerRegistrationResponse};
-use plexus_server::load::{Load, post_workers, rss_kib};
+use plexus_server::load::{GenesisProcess, Load, post_workers, sibling_genesis};
 
 /// Load on plexus-genesis: registrations, pings/s, latency and memory.
 #[derive(Parser, Debug)]
@@ -149,57 +148,13 @@ async fn start_sink() -> anyhow::Result<(String, Arc<Sink>, tokio::task::JoinHan
     Ok((url, sink, server))
 }
 
-struct GenesisProcess {
-    child: Child,
-    url: String,
-}
-
-impl GenesisProcess {
-    fn start(binary: &PathBuf, broadcast_delay: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--peer-timeout",
-                "1h",
-                "--broadcast-delay",
-                broadcast_delay,
-            ])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().context("no stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("no listening line")?
-            .to_owned();
-        Ok(Self { child, url })
-    }
-
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        rss_kib(self.child.id())
-    }
-}
-
-impl Drop for GenesisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn bench(args: Args) -> anyhow::Result<()> {
     let binary = match args.genesis.clone() {
         Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("plexus-genesis"),
+        None => sibling_genesis()?,
     };
     let (sink_url, sink, sink_server) = start_sink().await?;
-    let genesis = GenesisProcess::start(&binary, &args.broadcast_delay)?;
+    let genesis = GenesisProcess::start(&binary, &["--broadcast-delay", &args.broadcast_delay])?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()?;

@@ -7,16 +7,18 @@
 //!   (`POST /v3/lease/grant`) and drives closed-loop keep-alives
 //!   (`POST /v3/lease/keepalive`) the same way, with the same HTTP/JSON
 //!   client. Both print one JSON line: `{"ops_per_s", "p50_ms", "p99_ms", "errors"}`.
-//! * `plexus-load join --genesis URL --peers N` registers N fake peers with
-//!   `x-plexus-deltas: 1` (fake peer `i` at `{server}/p{i}`), waits for the
-//!   broadcasts to settle, registers one more peer and prints when every
-//!   fake peer's view held it: `{"join_ms_max", "join_ms_p50", "seen"}`.
-//! * `--rss-pid PID` (both commands) adds the `VmRSS` of that process, in KiB,
-//!   after the registrations.
+//! * `plexus-load join --peers N` starts its own genesis, registers N fake
+//!   peers with `x-plexus-deltas: 1` (fake peer `i` at `{server}/p{i}`)
+//!   with broadcasts off, restarts genesis from its `--state`, registers one
+//!   more peer and prints when every fake peer's view held it:
+//!   `{"joins": [{"join_ms_max", "join_ms_p50", "seen"}], "rss_kib"}`.
+//! * `pings --rss-pid PID` adds the `VmRSS` of that process, in KiB, after
+//!   the registrations.
 //!
 //! Build with `--release` for meaningful figures.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ use axum::routing::{get, put};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use plexus_core::time::parse_duration;
-use plexus_server::load::{percentile, post_workers, rss_kib};
+use plexus_server::load::{GenesisProcess, percentile, post_workers, rss_kib, sibling_genesis};
 use serde_json::{Value, json};
 
 /// Load on plexus-genesis and, for comparison, on etcd.
@@ -64,19 +66,25 @@ enum Cmd {
         rss_pid: Option<u32>,
     },
     /// Time for a join to reach every fake peer's view.
+    ///
+    /// Starts its own genesis. Bootstrapping N fake peers costs N whole
+    /// lists (N² entries) by nature, so they are registered with broadcasts
+    /// off (`--broadcast-delay 1h`, `--state` in a temporary folder); genesis
+    /// is then restarted from that state with `--broadcast-delay`, and only
+    /// the joins after that are measured.
     Join {
-        /// The plexus-genesis.
+        /// The plexus-genesis binary (default: next to this one).
         #[arg(long)]
-        genesis: String,
+        genesis_bin: Option<PathBuf>,
+        /// Genesis's --broadcast-delay for the measured joins.
+        #[arg(long, default_value = "10ms")]
+        broadcast_delay: String,
         /// Fake peers.
         #[arg(long, default_value_t = 10_000)]
         peers: usize,
         /// Joins measured, one after the other.
         #[arg(long, default_value_t = 1)]
         joins: usize,
-        /// Print the VmRSS of this process after the registrations.
-        #[arg(long)]
-        rss_pid: Option<u32>,
     },
 }
 
@@ -274,16 +282,31 @@ async fn pings(
 }
 
 async fn join(
-    genesis: String,
+    genesis_bin: Option<PathBuf>,
+    broadcast_delay: &str,
     peers: usize,
     joins: usize,
-    rss_pid: Option<u32>,
 ) -> anyhow::Result<()> {
+    let binary = genesis_bin.map_or_else(sibling_genesis, Ok)?;
+    let state = tempfile::tempdir()?;
+    let state_arg = state.path().to_str().context("temporary folder name")?;
     let client = client()?;
     let (fakes_url, fakes) = start_fakes().await?;
-    register(&client, &genesis, &fakes_url, 0..peers, "F").await?;
-    settle(&fakes, Duration::from_secs(2)).await;
-    let rss = rss_pid.map(rss_kib).transpose()?;
+    let bootstrap =
+        GenesisProcess::start(&binary, &["--state", state_arg, "--broadcast-delay", "1h"])?;
+    register(&client, &bootstrap.url, &fakes_url, 0..peers, "F").await?;
+    bootstrap.stop()?;
+    let started = Instant::now();
+    let genesis_process = GenesisProcess::start(
+        &binary,
+        &["--state", state_arg, "--broadcast-delay", broadcast_delay],
+    )?;
+    eprintln!(
+        "genesis restarted with {peers} peers from its state in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let genesis = genesis_process.url.clone();
+    let rss = genesis_process.rss_kib()?;
     let mut results = Vec::new();
     for j in 0..joins {
         let name = format!("Newcomer{}", peers + j);
@@ -332,11 +355,7 @@ async fn join(
         results.push(result);
         settle(&fakes, Duration::from_millis(500)).await;
     }
-    let mut summary = json!({ "joins": results });
-    if let Some(rss) = rss {
-        summary["rss_kib"] = json!(rss);
-    }
-    println!("{summary}");
+    println!("{}", json!({ "joins": results, "rss_kib": rss }));
     Ok(())
 }
 
@@ -356,11 +375,11 @@ fn main() -> anyhow::Result<()> {
                 rss_pid,
             } => pings(genesis, etcd, keys, concurrency, duration, rss_pid).await,
             Cmd::Join {
-                genesis,
+                genesis_bin,
+                broadcast_delay,
                 peers,
                 joins,
-                rss_pid,
-            } => join(genesis, peers, joins, rss_pid).await,
+            } => join(genesis_bin, &broadcast_delay, peers, joins).await,
         }
     })
 }
