@@ -430,11 +430,16 @@ async fn soak_at_a_steady_ping_load_has_no_errors_and_no_false_evictions() {
     let pings = pings.load(Ordering::Relaxed) - pings_before;
     let errors = errors.load(Ordering::Relaxed);
     eprintln!(
-        "soak: {secs} s, {count} fake peers + 2 real ones, {:.0} pings/s, {errors} errors, {samples} list samples",
+        "soak: {secs} s, {count} fake peers + 2 real ones, {:.0} pings/s (asked {rate:.0}), {errors} errors, {samples} list samples",
         pings as f64 / secs as f64
     );
     assert!(samples > 0);
     assert_eq!(errors, 0, "pings that failed under load");
+    let achieved = pings as f64 / secs as f64;
+    assert!(
+        achieved >= 0.8 * rate,
+        "the load generator reached {achieved:.0} of {rate:.0} pings/s: the soak proves nothing"
+    );
     assert_eq!(
         metric(&client, &genesis, "plexus_genesis_evictions_total").await,
         0
