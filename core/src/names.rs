@@ -4,8 +4,9 @@
 //! core can rely on them.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a peer name or URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,10 +34,10 @@ pub enum NameError {
 /// A peer's name: a DNS label that is also a GraphQL name.
 ///
 /// It becomes a field of Network queries (`Network { Get { PeerB { .. } } }`),
-/// so a hyphen, valid in DNS, is refused.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct PeerName(String);
+/// so a hyphen, valid in DNS, is refused. Shared (`Arc<str>`): the registry
+/// keeps it twice (in the peer and in its by-name index) for one allocation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerName(Arc<str>);
 
 impl PeerName {
     /// Validates `name`.
@@ -51,7 +52,7 @@ impl PeerName {
         if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric()) {
             return Err(NameError::Characters(name));
         }
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     /// The name as text.
@@ -63,6 +64,12 @@ impl PeerName {
 impl fmt::Display for PeerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Serialize for PeerName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -80,7 +87,7 @@ impl<'de> Deserialize<'de> for PeerName {
 /// client.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct PeerUri(String);
+pub struct PeerUri(Box<str>);
 
 impl PeerUri {
     /// Validates `uri`.
@@ -109,7 +116,7 @@ impl PeerUri {
         }
         let authority = authority.as_str().to_ascii_lowercase();
         let path = parsed.path().trim_end_matches('/');
-        Ok(Self(format!("{scheme}://{authority}{path}")))
+        Ok(Self(format!("{scheme}://{authority}{path}").into()))
     }
 
     /// The URI as text, without a trailing slash.

@@ -172,13 +172,13 @@ pub struct Registry {
     round_started: Option<(Timestamp, u64)>,
     /// Peers that asked for deltas.
     wants_deltas: BTreeSet<PeerId>,
-    /// Peers admitted since the last round: their first broadcast is the whole list.
-    fresh: BTreeSet<PeerId>,
     /// The version the last round carried.
     round_version: u64,
     /// Peers changed since the last round; at the round, those still listed
-    /// are upserted and the others removed. Ids only: no copy of an entry waits.
-    round_changes: BTreeSet<PeerId>,
+    /// are upserted and the others removed. Ids only: no copy of an entry
+    /// waits. `true` marks a peer admitted since the last round (its first
+    /// broadcast is the whole list): one map, not two sets, saves memory.
+    round_changes: BTreeMap<PeerId, bool>,
     transmits: VecDeque<Broadcast>,
     events: VecDeque<PeerChange>,
 }
@@ -214,9 +214,8 @@ impl Registry {
             broadcast_due: None,
             round_started: None,
             wants_deltas: BTreeSet::new(),
-            fresh: BTreeSet::new(),
             round_version: version,
-            round_changes: BTreeSet::new(),
+            round_changes: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -327,8 +326,8 @@ impl Registry {
         if probe.deltas {
             self.wants_deltas.insert(peer.id);
         }
-        self.fresh.insert(peer.id);
         self.changed(ChangeKind::Joined, peer.clone(), now);
+        self.round_changes.insert(peer.id, true);
         Ok(PeerRegistrationResponse {
             peer,
             contextionary: self.config.contextionary.clone(),
@@ -452,7 +451,8 @@ impl Registry {
             upserts: Vec::new(),
             removed: Vec::new(),
         };
-        for id in std::mem::take(&mut self.round_changes) {
+        let changes = std::mem::take(&mut self.round_changes);
+        for &id in changes.keys() {
             match self.peers.get(&id) {
                 Some(peer) => delta.upserts.push(peer.to_entry()),
                 None => delta.removed.push(id),
@@ -460,12 +460,12 @@ impl Registry {
         }
         let delta = Arc::new(delta);
         self.round_version = self.version;
-        let fresh = std::mem::take(&mut self.fresh);
         for id in self.by_name.values() {
             let Some(peer) = self.peers.get(id) else {
                 continue;
             };
-            let gets_delta = self.wants_deltas.contains(id) && !fresh.contains(id);
+            let fresh = changes.get(id).copied().unwrap_or(false);
+            let gets_delta = self.wants_deltas.contains(id) && !fresh;
             self.transmits.push_back(Broadcast {
                 to: peer.id,
                 url: peer.peer_uri.join("/p2p/genesis"),
@@ -509,7 +509,6 @@ impl Registry {
     fn remove(&mut self, id: PeerId) -> Option<Peer> {
         let peer = self.peers.remove(&id)?;
         self.wants_deltas.remove(&id);
-        self.fresh.remove(&id);
         self.by_name.remove(&peer.peer_name);
         self.by_contact.remove(&(peer.last_contact_at, id));
         Some(peer)
@@ -517,7 +516,7 @@ impl Registry {
 
     fn changed(&mut self, kind: ChangeKind, peer: Peer, now: Timestamp) {
         self.version += 1;
-        self.round_changes.insert(peer.id);
+        self.round_changes.entry(peer.id).or_insert(false);
         self.events.push_back(PeerChange {
             version: self.version,
             kind,
