@@ -15,14 +15,20 @@ use plexus_tui::view::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+/// Frame time of plexus-dash's peers view, rendered into a 160x45 test backend.
+#[derive(clap::Parser, Debug)]
+#[command(name = "dash-bench")]
+struct Args {
+    /// Peers in the table.
+    #[arg(default_value_t = 10_000)]
+    peers: usize,
+    /// Frames to render and time.
+    #[arg(default_value_t = 200)]
+    frames: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let peers: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(10_000);
-    let frames: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
+    let Args { peers, frames } = clap::Parser::parse();
     let now = Timestamp::from_millis(1_700_000_000_000);
     let mut model = Model::new(
         Config {
