@@ -433,7 +433,7 @@ impl Membership {
                     id: p.id,
                     name: name.clone(),
                     uri: p.uri.clone(),
-                    schema_hash: p.schema_hash.clone(),
+                    schema_hash: p.schema_hash.as_str().into(),
                 };
                 (name.clone(), entry)
             })
@@ -471,7 +471,7 @@ impl Membership {
                 RemotePeer {
                     id: entry.id,
                     uri: entry.uri,
-                    schema_hash: entry.schema_hash,
+                    schema_hash: entry.schema_hash.to_string(),
                     schema,
                     downloading,
                 },

@@ -28,7 +28,7 @@ use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
     ChangeKind, Contextionary, Peer, PeerChange, PeerDelta, PeerId, PeerListEntry,
-    PeerRegistrationResponse, PeerUpdate,
+    PeerRegistrationResponse, PeerUpdate, SchemaHash,
 };
 
 /// How a registry behaves.
@@ -153,6 +153,31 @@ pub struct SavedPeer {
     pub deltas: bool,
 }
 
+/// The distinct schema hashes of the registered peers, each held once.
+///
+/// Hashes no peer holds any more are dropped whenever the pool has doubled
+/// since the last sweep, so a stream of made-up hashes cannot grow it.
+#[derive(Debug, Default)]
+struct Hashes {
+    pool: BTreeSet<SchemaHash>,
+    sweep_at: usize,
+}
+
+impl Hashes {
+    fn intern(&mut self, text: &str) -> SchemaHash {
+        if let Some(hash) = self.pool.get(text) {
+            return hash.clone();
+        }
+        if self.pool.len() >= self.sweep_at {
+            self.pool.retain(SchemaHash::is_shared);
+            self.sweep_at = (self.pool.len() * 2).max(16);
+        }
+        let hash = SchemaHash::from(text);
+        self.pool.insert(hash.clone());
+        hash
+    }
+}
+
 /// The genesis registry state machine.
 #[derive(Debug)]
 pub struct Registry {
@@ -179,6 +204,8 @@ pub struct Registry {
     /// waits. `true` marks a peer admitted since the last round (its first
     /// broadcast is the whole list): one map, not two sets, saves memory.
     round_changes: BTreeMap<PeerId, bool>,
+    /// One copy of each distinct schema hash.
+    hashes: Hashes,
     transmits: VecDeque<Broadcast>,
     events: VecDeque<PeerChange>,
 }
@@ -216,10 +243,12 @@ impl Registry {
             wants_deltas: BTreeSet::new(),
             round_version: version,
             round_changes: BTreeMap::new(),
+            hashes: Hashes::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
-        for SavedPeer { peer, deltas } in peers {
+        for SavedPeer { mut peer, deltas } in peers {
+            peer.schema_hash = registry.hashes.intern(&peer.schema_hash);
             if let Some(old) = registry.by_name.get(&peer.peer_name).copied() {
                 registry.remove(old);
             }
@@ -320,7 +349,7 @@ impl Registry {
             peer_name: probe.update.peer_name,
             peer_uri: probe.update.peer_uri,
             last_contact_at: now,
-            schema_hash: String::new(),
+            schema_hash: self.hashes.intern(""),
         };
         self.insert(peer.clone());
         if probe.deltas {
@@ -345,13 +374,12 @@ impl Registry {
         self.by_contact.remove(&(peer.last_contact_at, id));
         peer.last_contact_at = peer.last_contact_at.max(now);
         self.by_contact.insert((peer.last_contact_at, id));
-        let hash_changed = peer.schema_hash != schema_hash;
-        if hash_changed {
-            peer.schema_hash = schema_hash.to_owned();
-        }
-        let peer = peer.clone();
+        let updated = (peer.schema_hash != schema_hash).then(|| {
+            peer.schema_hash = self.hashes.intern(schema_hash);
+            peer.clone()
+        });
         self.heard(now);
-        if hash_changed {
+        if let Some(peer) = updated {
             self.changed(ChangeKind::Updated, peer, now);
         }
         Ok(())

@@ -3,8 +3,11 @@
 //! Field names are exactly those of the original Weaviate genesis spec 0.1.0,
 //! so that a client of the original works unchanged.
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -54,6 +57,79 @@ pub struct PeerPing {
     pub schema_hash: String,
 }
 
+/// A schema hash as genesis lists it. Shared (`Arc<str>`): most peers of a
+/// network have the same schema, and the registry keeps one copy of each
+/// distinct hash instead of one per peer. On the wire, a plain string.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SchemaHash(Arc<str>);
+
+impl SchemaHash {
+    /// The hash as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether another value shares this one's text (for interning).
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
+impl Deref for SchemaHash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for SchemaHash {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SchemaHash {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<String> for SchemaHash {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl PartialEq<str> for SchemaHash {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for SchemaHash {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Display for SchemaHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SchemaHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::from)
+    }
+}
+
 /// A registered peer as genesis lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
@@ -69,7 +145,7 @@ pub struct Peer {
     pub last_contact_at: Timestamp,
     /// Hash of its schema, as sent with its last ping (empty before the first).
     #[serde(rename = "schemaHash", default)]
-    pub schema_hash: String,
+    pub schema_hash: SchemaHash,
 }
 
 impl Peer {
@@ -150,7 +226,7 @@ pub struct PeerListEntry {
     pub uri: PeerUri,
     /// Hash of its schema.
     #[serde(rename = "schemaHash", default)]
-    pub schema_hash: String,
+    pub schema_hash: SchemaHash,
 }
 
 /// Header a registering peer sends (`x-plexus-deltas: 1`) to be told of

@@ -35,7 +35,7 @@ fn response(id: u128, hash: &str) -> PeerRegistrationResponse {
             peer_name: PeerName::new("PeerA").expect("name"),
             peer_uri: PeerUri::new("http://127.0.0.1:8081").expect("uri"),
             last_contact_at: T0,
-            schema_hash: String::new(),
+            schema_hash: Default::default(),
         },
         contextionary: contextionary(hash),
     }

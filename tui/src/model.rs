@@ -485,9 +485,9 @@ impl Model {
             let stale = self
                 .schemas
                 .get(name)
-                .is_none_or(|s| s.hash() != row.peer.schema_hash);
+                .is_none_or(|s| s.hash() != row.peer.schema_hash.as_str());
             if stale {
-                let hash = row.peer.schema_hash.clone();
+                let hash = row.peer.schema_hash.to_string();
                 self.schemas
                     .insert(name.clone(), SchemaState::Loading { hash: hash.clone() });
                 self.commands.push(Command::FetchSchema {

@@ -141,7 +141,7 @@ impl Inner {
 
     /// The schema of `peer`: from the cache when its hash is known, else fetched.
     async fn schema_of(&self, peer: &Peer) -> Result<Rc<Schema>, ClientError> {
-        if let Some(schema) = self.schemas.borrow().get(&peer.schema_hash) {
+        if let Some(schema) = self.schemas.borrow().get(peer.schema_hash.as_str()) {
             return Ok(schema.clone());
         }
         let schema: Schema = self.get_json(&peer.peer_uri.join("/v1/schema")).await?;

@@ -78,6 +78,10 @@ struct Args {
     /// Skip the reqwest ping phases.
     #[arg(long)]
     no_reqwest: bool,
+    /// The schema hash the reqwest pings carry (the same for every peer, as
+    /// in a network whose peers share one schema).
+    #[arg(long, default_value = "")]
+    schema_hash: String,
 }
 
 /// Runs `wrk` against the ping endpoint of every registered peer in turn.
@@ -325,7 +329,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|id| {
             let url = format!("{}/peers/{id}/ping", genesis.url);
-            (url, Bytes::from_static(br#"{"schemaHash":""}"#))
+            let body = serde_json::json!({ "schemaHash": args.schema_hash }).to_string();
+            (url, Bytes::from(body))
         })
         .collect();
     // Warm up the connections.

@@ -55,7 +55,8 @@ fn main() -> anyhow::Result<()> {
                 schema_hash: format!(
                     "{:064x}",
                     (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
-                ),
+                )
+                .into(),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -57,7 +57,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
             Span::raw(if peer.schema_hash.is_empty() {
                 "-".to_owned()
             } else {
-                peer.schema_hash.clone()
+                peer.schema_hash.to_string()
             }),
         ]),
         Line::from(vec![field("state"), Span::raw(state_text)]),
