@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use fault_common::*;
 use serde_json::{Value, json};
-use support::{Proc, add_class, add_thing, poll};
+use support::{Proc, add_class, add_thing, get, poll};
 
 /// One hostile request.
 struct Case {
@@ -179,13 +179,9 @@ async fn peer_state(client: &reqwest::Client, peer: &Proc) -> Value {
         "/v1/actions",
         "/v1/network/peers",
     ] {
-        state.insert(path.to_owned(), get_json(client, &peer.at(path)).await);
+        state.insert(path.to_owned(), get(client, &peer.at(path)).await.unwrap());
     }
     Value::Object(state)
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 async fn healthy(client: &reqwest::Client, genesis: &Proc, peer: &Proc, after: &str) {
@@ -215,7 +211,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
     add_class(&client, &peer.url, "City").await;
     add_thing(&client, &peer.url, "City", "Amsterdam", 905).await;
     let thing_id: String = {
-        let things: Value = get_json(&client, &peer.at("/v1/things")).await;
+        let things = get(&client, &peer.at("/v1/things")).await.unwrap();
         let list = things
             .as_array()
             .or_else(|| things["things"].as_array())
@@ -223,7 +219,8 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
         list[0]["id"].as_str().unwrap().to_owned()
     };
     // Genesis lists PeerA with its current schema hash before the pass starts.
-    let schema: plexus_core::schema::Schema = get_json(&client, &peer.at("/v1/schema")).await;
+    let schema: plexus_core::schema::Schema =
+        serde_json::from_value(get(&client, &peer.at("/v1/schema")).await.unwrap()).unwrap();
     let hash = schema.hash();
     let peer_id = poll(Duration::from_secs(15), "PeerA registered", || async {
         let (list, _) = genesis_state(&client, &genesis).await;
@@ -519,33 +516,24 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
     }
 
     let (mut count, mut max) = (0, Duration::ZERO);
-    for c in &genesis_cases {
-        let started = std::time::Instant::now();
-        let outcome = send(&client, &genesis.url, c).await;
-        max = max.max(started.elapsed());
-        let what = format!(
-            "genesis {} {} {}",
-            c.method,
-            short(&c.path),
-            short(&String::from_utf8_lossy(&c.body))
-        );
-        assert_json_error(&what, &outcome);
-        healthy(&client, &genesis, &peer, &what).await;
-        count += 1;
-    }
-    for c in &peer_cases {
-        let started = std::time::Instant::now();
-        let outcome = send(&client, &peer.url, c).await;
-        max = max.max(started.elapsed());
-        let what = format!(
-            "peer {} {} {}",
-            c.method,
-            short(&c.path),
-            short(&String::from_utf8_lossy(&c.body))
-        );
-        assert_json_error(&what, &outcome);
-        healthy(&client, &genesis, &peer, &what).await;
-        count += 1;
+    for (server, base, cases) in [
+        ("genesis", &genesis.url, &genesis_cases),
+        ("peer", &peer.url, &peer_cases),
+    ] {
+        for c in cases {
+            let started = std::time::Instant::now();
+            let outcome = send(&client, base, c).await;
+            max = max.max(started.elapsed());
+            let what = format!(
+                "{server} {} {} {}",
+                c.method,
+                short(&c.path),
+                short(&String::from_utf8_lossy(&c.body))
+            );
+            assert_json_error(&what, &outcome);
+            healthy(&client, &genesis, &peer, &what).await;
+            count += 1;
+        }
     }
     for c in &graphql_cases {
         let outcome = send(&client, &peer.url, c).await;

@@ -186,17 +186,31 @@ async fn time_query(
 async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     let genesis_bin = sibling("plexus-genesis")?;
     let peer_bin = sibling("plexus-peer")?;
-    let dir = tempfile_dir()?;
+    let dir = tempfile::tempdir()?;
     let mut genesis_cmd = Command::new(&genesis_bin);
     genesis_cmd.args(["--listen", "127.0.0.1:0", "--peer-timeout", "30s"]);
     let genesis = spawn(genesis_cmd)?;
     let client = reqwest::Client::new();
 
-    let querier = start_peer(&peer_bin, &genesis.url, "Querier", &dir.join("q"), None).await?;
+    let querier = start_peer(
+        &peer_bin,
+        &genesis.url,
+        "Querier",
+        &dir.path().join("q"),
+        None,
+    )
+    .await?;
     let mut peers = Vec::new();
     for i in 0..PEERS {
         let name = format!("Peer{i}");
-        let peer = start_peer(&peer_bin, &genesis.url, &name, &dir.join(&name), delay).await?;
+        let peer = start_peer(
+            &peer_bin,
+            &genesis.url,
+            &name,
+            &dir.path().join(&name),
+            delay,
+        )
+        .await?;
         post(
             &client,
             &format!("{}/v1/schema/things", peer.url),
@@ -217,12 +231,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     // Wait until the querier has every schema.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view: Value = client
-            .get(format!("{}/v1/network/peers", querier.url))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let view = network_view(&client, &querier).await?;
         let cached = view["peers"].as_array().map_or(0, |p| {
             p.iter().filter(|p| p["schemaCached"] == true).count()
         });
@@ -243,7 +252,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     let graphql = format!("{}/v1/graphql", querier.url);
     let local = format!(
         "{}/v1/graphql",
-        remote_url(&peers[0].1, &querier, &client).await?
+        remote_url(&peers[0].0, &peers[0].1, &querier, &client).await?
     );
     let local_q = "{ Local { Get { Things { City(limit: 10) { name population } } } } }";
 
@@ -286,25 +295,27 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     drop(peers);
     drop(querier);
     drop(genesis);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// The URI other peers use for `peer` (its proxy, when it has one), as the querier sees it.
+/// The querier's `GET /v1/network/peers`.
+async fn network_view(client: &reqwest::Client, querier: &Proc) -> anyhow::Result<Value> {
+    let url = format!("{}/v1/network/peers", querier.url);
+    Ok(client.get(url).send().await?.json().await?)
+}
+
+/// The URI other peers use for the peer `name` at `peer` (its proxy, when it
+/// has one), as the querier sees it.
 async fn remote_url(
+    name: &str,
     peer: &Proc,
     querier: &Proc,
     client: &reqwest::Client,
 ) -> anyhow::Result<String> {
-    let view: Value = client
-        .get(format!("{}/v1/network/peers", querier.url))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let view = network_view(client, querier).await?;
     Ok(view["peers"]
         .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "Peer0"))
+        .and_then(|p| p.iter().find(|p| p["name"] == name))
         .and_then(|p| p["uri"].as_str())
         .map_or_else(|| peer.url.clone(), str::to_owned))
 }
@@ -313,16 +324,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("peer-bench-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 async fn local_bench() -> anyhow::Result<()> {
-    let dir = tempfile_dir()?;
+    let dir = tempfile::tempdir()?;
     let db = {
-        let path = dir.join("db");
+        let path = dir.path().join("db");
         Arc::new(tokio::task::spawn_blocking(move || PeerDb::open(&path)).await??)
     };
     let class = serde_json::from_value(json!({"class": "City", "properties": [
@@ -413,7 +418,6 @@ async fn local_bench() -> anyhow::Result<()> {
         done as f64 / start.elapsed().as_secs_f64()
     );
     drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -66,14 +66,7 @@ pub async fn genesis_peers(
     client: &reqwest::Client,
     genesis: &Proc,
 ) -> Option<BTreeMap<String, (String, u64)>> {
-    let list: Value = client
-        .get(genesis.at("/peers"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let list = super::support::get(client, &genesis.at("/peers")).await?;
     list.as_array()?
         .iter()
         .map(|p| {
