@@ -7,10 +7,12 @@
 //! genesis server, the peers, the dashboard and the browser client all drive
 //! the same machines, so the same rules hold everywhere.
 
+pub mod filter;
 pub mod graphql;
 pub mod membership;
 pub mod names;
 pub mod network;
+pub mod object;
 pub mod registry;
 pub mod schema;
 pub mod time;

@@ -1,35 +1,10 @@
-//! An object of the peer's knowledge graph, as stored and as answered over REST.
+//! The record a peer keeps on disk for an [`Object`].
 
+pub use plexus_core::object::Object;
 use plexus_core::schema::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-
-/// One Thing or Action: its class, its property values and its times.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Object {
-    /// Its id.
-    pub id: Uuid,
-    /// Whether it is a Thing or an Action (not part of the REST body).
-    #[serde(skip_serializing)]
-    pub kind: Kind,
-    /// Its class.
-    pub class: String,
-    /// Its property values, checked against the schema when written.
-    pub schema: Map<String, Value>,
-    /// When it was created, in ms since the Unix epoch.
-    pub creation_time_unix: u64,
-    /// When it was last replaced, in ms since the Unix epoch.
-    pub last_update_time_unix: u64,
-}
-
-impl Object {
-    /// The beacon that references this object: `weaviate://localhost/things/<uuid>`.
-    pub fn beacon(&self) -> String {
-        format!("weaviate://localhost/{}/{}", self.kind, self.id)
-    }
-}
 
 /// The record kept on disk: the object with its kind.
 #[derive(Serialize, Deserialize)]

@@ -13,7 +13,7 @@
 
 pub mod collect;
 pub mod exec;
-pub mod filter;
+
 pub mod plan;
 pub mod types;
 

@@ -14,8 +14,8 @@ use plexus_core::schema::{Class, DataType, Kind, Schema};
 use serde_json::{Map, Value};
 
 use super::collect::{Collector, Group, Scope};
-use super::filter::Filter;
 use super::types::{GraphQLError, Location};
+use plexus_core::filter::Filter;
 
 /// The limit of a Local Get without a `limit` argument, and the largest
 /// accepted: the core's, so the Network planner judges `limit` the same way.

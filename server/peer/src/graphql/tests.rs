@@ -8,9 +8,9 @@ use plexus_core::schema::{Kind, Schema};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::filter::{Filter, like, parse_date};
 use super::{GraphQLRequest, GraphQLResponse, ObjectSource, SourceError, answer};
 use crate::object::Object;
+use plexus_core::filter::{Filter, like, parse_date};
 
 /// Objects by (class, id), and which classes were scanned and how many objects visited.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use plexus_core::schema::{DataType, Schema};
+use crate::schema::{DataType, Schema};
 use serde_json::{Map, Value};
 
 use crate::object::Object;
