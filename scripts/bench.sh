@@ -26,7 +26,7 @@ fi
 command -v jq >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >/dev/null
 
 log "building (release)"
-cargo build -q --release -p plexus-server --bin plexus-genesis --bin plexus-load
+cargo build -q --release -p plexus-genesis -p plexus-bench --bins
 GENESIS_BIN=target/release/plexus-genesis
 LOAD=target/release/plexus-load
 

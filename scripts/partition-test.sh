@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${PLEXUS_GENESIS_BIN:-}" ] || [ -z "${PLEXUS_PEER_BIN:-}" ]; then
-  cargo build -q -p plexus-server --bin plexus-genesis --bin plexus-peer
+  cargo build -q -p plexus-genesis -p plexus-peer --bins
   PLEXUS_GENESIS_BIN=${PLEXUS_GENESIS_BIN:-target/debug/plexus-genesis}
   PLEXUS_PEER_BIN=${PLEXUS_PEER_BIN:-target/debug/plexus-peer}
 fi

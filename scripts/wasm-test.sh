@@ -6,7 +6,7 @@
 #   3. the npm package: wasm/build.sh, then a Node test that packs it, installs
 #      the tarball into a temporary project and uses it as an npm user would.
 # Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
-# from `cargo build -p plexus-server`, or from PLEXUS_GENESIS_BIN / PLEXUS_PEER_BIN.
+# from `cargo build -p plexus-genesis -p plexus-peer`, or from PLEXUS_GENESIS_BIN / PLEXUS_PEER_BIN.
 # Usage: scripts/wasm-test.sh
 set -uo pipefail
 
@@ -44,7 +44,7 @@ say "native unit tests"
 cargo test -p plexus-wasm || failed+=(native)
 
 say "building the servers and the browser tests' dependencies"
-cargo build -p plexus-server --bins || die "cannot build plexus-server"
+cargo build -p plexus-genesis -p plexus-peer --bins || die "cannot build the servers"
 genesis_bin="${PLEXUS_GENESIS_BIN:-$root/target/debug/plexus-genesis}"
 peer_bin="${PLEXUS_PEER_BIN:-$root/target/debug/plexus-peer}"
 cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser --no-run || die "cannot build the browser tests"

@@ -71,7 +71,7 @@ fn server_binaries(dash: &Path) -> (PathBuf, PathBuf) {
     let dir = dash.parent().expect("target dir");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "-p", "plexus-server", "--bins"]);
+    build.args(["build", "-p", "plexus-genesis", "-p", "plexus-peer", "--bins"]);
     if dir.ends_with("release") {
         build.arg("--release");
     }
@@ -81,10 +81,10 @@ fn server_binaries(dash: &Path) -> (PathBuf, PathBuf) {
     if !status.success() {
         assert!(
             genesis.is_file() && peer.is_file(),
-            "cargo build -p plexus-server --bins failed and there are no binaries"
+            "cargo build -p plexus-genesis -p plexus-peer --bins failed and there are no binaries"
         );
         eprintln!(
-            "warning: building plexus-server failed; using the binaries already in {}",
+            "warning: building plexus-genesis and plexus-peer failed; using the binaries already in {}",
             dir.display()
         );
     }

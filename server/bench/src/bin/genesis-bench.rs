@@ -1,0 +1,376 @@
+//! `genesis-bench`: load on a real `plexus-genesis` process over loopback.
+//!
+//! It starts one sink (a tiny HTTP server answering `GET /p2p/ping` and
+//! `PUT /p2p/genesis` for every fake peer), starts `plexus-genesis` as a
+//! child process (found next to this binary unless `--genesis` says where),
+//! registers `--peers` peers that all point at the sink, and then:
+//!
+//! * `--duration` of closed-loop pings from `--concurrency` workers:
+//!   pings/s and latency percentiles;
+//! * `--duration` of pings paced at `--rate` (default: half the closed-loop
+//!   rate): latency percentiles at that load;
+//! * the genesis process's resident memory (`VmRSS`) before and after the
+//!   registrations, and the bytes of broadcasts the sink received.
+//!
+//! Build with `--release` for meaningful figures.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, put};
+use clap::Parser;
+use plexus_bench::{GenesisProcess, Load, post_workers, sibling_genesis};
+use plexus_core::time::parse_duration;
+use plexus_core::wire::{PeerId, PeerRegistrationResponse};
+
+/// Load on plexus-genesis: registrations, pings/s, latency and memory.
+#[derive(Parser, Debug)]
+#[command(name = "genesis-bench")]
+struct Args {
+    /// The plexus-genesis binary (default: next to this one).
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// Peers to register.
+    #[arg(long, default_value_t = 10_000)]
+    peers: usize,
+    /// Concurrent registrations.
+    #[arg(long, default_value_t = 32)]
+    register_concurrency: usize,
+    /// Concurrent ping workers (each one connection).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Length of each ping phase (0s: no ping phases).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Pings/s of the paced phase (default: half the closed-loop rate).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Passed to plexus-genesis.
+    #[arg(long, default_value = "10ms")]
+    broadcast_delay: String,
+    /// Threads of the load generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Also drive closed-loop pings with `wrk` (from Debian's `wrk`
+    /// package) with this many threads; 0: don't.
+    #[arg(long, default_value_t = 0)]
+    wrk_threads: usize,
+    /// Connections of the `wrk` run.
+    #[arg(long, default_value_t = 32)]
+    wrk_connections: usize,
+    /// Register the peers with `x-plexus-deltas: 1`, so that broadcasts
+    /// after their first are deltas rather than whole lists.
+    #[arg(long)]
+    deltas: bool,
+    /// After registering, stop the sink and wait for the broadcast round
+    /// (to unreachable peers: each PUT fails at connect) before measuring
+    /// memory, so that the registry's pending-round state is cleared. Use
+    /// with a `--broadcast-delay` longer than the registrations take.
+    #[arg(long)]
+    unreachable_round: bool,
+    /// Skip the reqwest ping phases.
+    #[arg(long)]
+    no_reqwest: bool,
+    /// The schema hash the reqwest pings carry (the same for every peer, as
+    /// in a network whose peers share one schema).
+    #[arg(long, default_value = "")]
+    schema_hash: String,
+}
+
+/// Runs `wrk` against the ping endpoint of every registered peer in turn.
+fn run_wrk(args: &Args, base: &str, ids: &[PeerId]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut script = String::from("local ids = {\n");
+    for id in ids {
+        let _ = writeln!(script, "\"{id}\",");
+    }
+    script.push_str(
+        "}\nlocal i = 0\nlocal headers = {[\"Content-Type\"] = \"application/json\"}\n\
+         request = function()\n  i = i + 1\n  \
+         return wrk.format(\"POST\", \"/peers/\" .. ids[(i % #ids) + 1] .. \"/ping\", headers, '{\"schemaHash\":\"\"}')\nend\n",
+    );
+    let path = std::env::temp_dir().join(format!("genesis-bench-{}.lua", std::process::id()));
+    std::fs::write(&path, script)?;
+    let output = Command::new("wrk")
+        .arg(format!("-t{}", args.wrk_threads))
+        .arg(format!("-c{}", args.wrk_connections))
+        .arg(format!("-d{}s", args.duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&path)
+        .arg(base)
+        .output()
+        .context("cannot run wrk (apt-get install wrk)")?;
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "wrk -t{} -c{} -d{}s --latency:\n{}",
+        args.wrk_threads,
+        args.wrk_connections,
+        args.duration.as_secs().max(1),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Sink {
+    pings: AtomicU64,
+    puts: AtomicU64,
+    put_bytes: AtomicU64,
+}
+
+async fn start_sink() -> anyhow::Result<(String, Arc<Sink>, tokio::task::JoinHandle<()>)> {
+    let sink = Arc::new(Sink::default());
+    let app = Router::new()
+        .route(
+            "/p2p/ping",
+            get(|State(s): State<Arc<Sink>>| async move {
+                s.pings.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .route(
+            "/p2p/genesis",
+            put(|State(s): State<Arc<Sink>>, body: Bytes| async move {
+                s.puts.fetch_add(1, Ordering::Relaxed);
+                s.put_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(Arc::clone(&sink));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, sink, server))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let binary = match args.genesis.clone() {
+        Some(b) => b,
+        None => sibling_genesis()?,
+    };
+    let (sink_url, sink, sink_server) = start_sink().await?;
+    let genesis = GenesisProcess::start(&binary, &["--broadcast-delay", &args.broadcast_delay])?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_empty = genesis.rss_kib()?;
+
+    // Register.
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..args.register_concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let url = format!("{}/peers/register", genesis.url);
+            let sink_url = sink_url.clone();
+            let next = Arc::clone(&next);
+            let total = args.peers as u64;
+            let deltas = if args.deltas { "1" } else { "0" };
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, anyhow::Error>(ids);
+                    }
+                    let body =
+                        serde_json::json!({"peerName": format!("P{i}"), "peerUri": sink_url});
+                    let response = client
+                        .post(&url)
+                        .header("x-plexus-deltas", deltas)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    if !response.status().is_success() {
+                        bail!(
+                            "registration {i}: {} {}",
+                            response.status(),
+                            response.text().await.unwrap_or_default()
+                        );
+                    }
+                    ids.push(response.json::<PeerRegistrationResponse>().await?.peer.id);
+                }
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(args.peers);
+    for task in tasks {
+        ids.extend(task.await??);
+    }
+    let registering = start.elapsed();
+    println!(
+        "registered {} peers in {:.2}s ({:.0}/s), broadcast-delay {}, deltas {}",
+        ids.len(),
+        registering.as_secs_f64(),
+        ids.len() as f64 / registering.as_secs_f64(),
+        args.broadcast_delay,
+        args.deltas
+    );
+
+    if args.unreachable_round {
+        sink_server.abort();
+        let _ = sink_server.await;
+        let rss_pending = genesis.rss_kib()?;
+        println!(
+            "genesis RSS before the round: {} KiB: {:.0} bytes/peer",
+            rss_pending,
+            (rss_pending.saturating_sub(rss_empty) * 1024) as f64 / ids.len().max(1) as f64
+        );
+        let failed = || async {
+            let text = client
+                .get(format!("{}/metrics", genesis.url))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let value: u64 = [
+                "plexus_genesis_broadcasts_failed_total ",
+                "plexus_genesis_broadcasts_sent_total ",
+                "plexus_genesis_broadcasts_superseded_total ",
+            ]
+            .iter()
+            .filter_map(|name| text.lines().find_map(|l| l.strip_prefix(name)))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum();
+            Ok::<_, anyhow::Error>(value)
+        };
+        let waited = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if failed().await? >= ids.len() as u64 {
+                break;
+            }
+            if waited.elapsed() > Duration::from_secs(600) {
+                bail!("the round did not complete");
+            }
+        }
+        println!(
+            "round to {} unreachable peers done after {:.1}s",
+            ids.len(),
+            waited.elapsed().as_secs_f64()
+        );
+    }
+    // Let broadcasts settle: the sink hears nothing for a second.
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let puts = sink.puts.load(Ordering::Relaxed);
+        if puts != last.0 {
+            last = (puts, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+    }
+    let settled = start.elapsed();
+    let rss_full = genesis.rss_kib()?;
+    let metrics = client
+        .get(format!("{}/metrics", genesis.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    println!(
+        "broadcasts settled after {:.2}s: {} rounds, {} PUTs received ({:.1} MB), {} superseded",
+        settled.as_secs_f64(),
+        metric("plexus_genesis_broadcast_rounds_total "),
+        sink.puts.load(Ordering::Relaxed),
+        sink.put_bytes.load(Ordering::Relaxed) as f64 / 1e6,
+        metric("plexus_genesis_broadcasts_superseded_total "),
+    );
+    println!(
+        "genesis RSS: {} KiB empty, {} KiB with {} peers: {:.0} bytes/peer",
+        rss_empty,
+        rss_full,
+        ids.len(),
+        (rss_full.saturating_sub(rss_empty) * 1024) as f64 / ids.len().max(1) as f64
+    );
+
+    if args.duration.is_zero() || ids.is_empty() {
+        return Ok(());
+    }
+    if args.wrk_threads > 0 {
+        run_wrk(&args, &genesis.url, &ids)?;
+        let pings = client
+            .get(format!("{}/metrics", genesis.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if let Some(line) = pings
+            .lines()
+            .find(|l| l.starts_with("plexus_genesis_pings_total "))
+        {
+            println!("{line}");
+        }
+    }
+    if args.no_reqwest {
+        return Ok(());
+    }
+    let pings: Arc<[(String, Bytes)]> = ids
+        .iter()
+        .map(|id| {
+            let url = format!("{}/peers/{id}/ping", genesis.url);
+            let body = serde_json::json!({ "schemaHash": args.schema_hash }).to_string();
+            (url, Bytes::from(body))
+        })
+        .collect();
+    // Warm up the connections.
+    let workers = args.concurrency;
+    let _ = post_workers(&client, Arc::clone(&pings), workers, WARM_UP, None).await;
+    let closed = post_workers(&client, Arc::clone(&pings), workers, args.duration, None).await;
+    println!(
+        "closed loop, {workers} workers: {:.0} pings/s, {}",
+        closed.ops_per_s,
+        summary(&closed)
+    );
+    let target = args.rate.unwrap_or(closed.ops_per_s / 2.0);
+    let period = Duration::from_secs_f64(workers as f64 / target);
+    let paced = post_workers(&client, pings, workers, args.duration, Some(period)).await;
+    println!(
+        "paced at {target:.0}/s: achieved {:.0} pings/s, {}",
+        paced.ops_per_s,
+        summary(&paced)
+    );
+    println!("genesis RSS after pings: {} KiB", genesis.rss_kib()?);
+    Ok(())
+}
+
+const WARM_UP: Duration = Duration::from_millis(500);
+
+fn summary(load: &Load) -> String {
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {} errors",
+        load.percentile_ms(50.0),
+        load.percentile_ms(99.0),
+        load.percentile_ms(100.0),
+        load.errors
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}

@@ -1,0 +1,464 @@
+//! peer-bench: the figures of `plexus-peer`.
+//!
+//! 1. Latency of a Network Get over 1 and over 10 peers: one genesis and
+//!    eleven real `plexus-peer` processes on loopback (the binaries next to
+//!    this one), the median of many runs from one querying peer.
+//! 2. Local Get throughput over 100 000 objects, in-process on a `PeerDb`
+//!    (loaded in one transaction, not by 100 000 HTTP calls).
+//!
+//! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`
+//! (`--only network` or `--only local` for one part).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use plexus_bench::percentile;
+use plexus_peer::graphql::GraphQLRequest;
+use plexus_peer::{NewObject, PeerDb};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Peers in the wide Network Get.
+const PEERS: usize = 10;
+/// Objects on each remote peer.
+const OBJECTS_PER_PEER: usize = 100;
+/// Timed runs of each Network Get.
+const RUNS: usize = 200;
+/// Objects of the Local Get benchmark.
+const LOCAL_OBJECTS: usize = 100_000;
+
+/// A child process, killed when dropped.
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut command: Command) -> anyhow::Result<Proc> {
+    let mut child = command
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawn")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected first line {line:?}"))?
+        .to_owned();
+    Ok(Proc { child, url })
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p plexus-server --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A TCP proxy to `target` that holds every chunk sent to it for `delay`
+/// (a one-way latency, as across a WAN); answers flow back at once.
+async fn delay_proxy(target: SocketAddr, delay: Duration) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_server, mut to_server) = outbound.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = from_client.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(delay).await;
+                        to_server.write_all(&buf[..n]).await?;
+                    }
+                    to_server.shutdown().await
+                };
+                let down = tokio::io::copy(&mut from_server, &mut to_client);
+                let _ = tokio::join!(up, down);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn start_peer(
+    bin: &Path,
+    genesis: &str,
+    name: &str,
+    data: &Path,
+    delay: Option<Duration>,
+) -> anyhow::Result<Proc> {
+    let port = free_port()?;
+    let public = match delay {
+        Some(delay) => delay_proxy(SocketAddr::from(([127, 0, 0, 1], port)), delay).await?,
+        None => SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let mut command = Command::new(bin);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://{public}")])
+        .args(["--genesis-url", genesis, "--peer-name", name])
+        .args(["--ping-interval", "2s"])
+        .arg("--data")
+        .arg(data);
+    spawn(command)
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
+    let response = client.post(url).json(&body).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// The `p`th percentile (0–100) of `samples`, by nearest rank.
+fn percentile_of(samples: &[Duration], p: f64) -> Duration {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    Duration::from_secs_f64(percentile(&ms, p) / 1000.0)
+}
+
+async fn time_query(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+    expect_peers: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let body = json!({ "query": query });
+    for _ in 0..20 {
+        post(client, url, body.clone()).await?;
+    }
+    let mut samples = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let answer = post(client, url, body.clone()).await?;
+        samples.push(start.elapsed());
+        let got = answer["data"]["Network"]["Get"]
+            .as_object()
+            .map_or(0, |o| o.values().filter(|v| !v.is_null()).count());
+        if answer.get("errors").is_some() || got != expect_peers {
+            bail!("unexpected answer: {answer}");
+        }
+    }
+    Ok(samples)
+}
+
+/// Runs the Network Get benchmark; with `delay`, every remote peer sits
+/// behind a [`delay_proxy`] of that one-way latency.
+async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
+    let genesis_bin = sibling("plexus-genesis")?;
+    let peer_bin = sibling("plexus-peer")?;
+    let dir = tempfile::tempdir()?;
+    let mut genesis_cmd = Command::new(&genesis_bin);
+    genesis_cmd.args(["--listen", "127.0.0.1:0", "--peer-timeout", "30s"]);
+    let genesis = spawn(genesis_cmd)?;
+    let client = reqwest::Client::new();
+
+    let querier = start_peer(
+        &peer_bin,
+        &genesis.url,
+        "Querier",
+        &dir.path().join("q"),
+        None,
+    )
+    .await?;
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        let name = format!("Peer{i}");
+        let peer = start_peer(
+            &peer_bin,
+            &genesis.url,
+            &name,
+            &dir.path().join(&name),
+            delay,
+        )
+        .await?;
+        post(
+            &client,
+            &format!("{}/v1/schema/things", peer.url),
+            json!({"class": "City", "properties": [
+                {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]}),
+        )
+        .await?;
+        for n in 0..OBJECTS_PER_PEER {
+            post(
+                &client,
+                &format!("{}/v1/things", peer.url),
+                json!({"class": "City", "schema": {"name": format!("city{n}"), "population": n}}),
+            )
+            .await?;
+        }
+        peers.push((name, peer));
+    }
+    // Wait until the querier has every schema.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = network_view(&client, &querier).await?;
+        let cached = view["peers"].as_array().map_or(0, |p| {
+            p.iter().filter(|p| p["schemaCached"] == true).count()
+        });
+        if cached == PEERS {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the querier cached only {cached} schemas: {view}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let part =
+        |name: &str| format!("{name} {{ Things {{ City(limit: 10) {{ name population }} }} }}");
+    let one = format!("{{ Network {{ Get {{ {} }} }} }}", part("Peer0"));
+    let all: Vec<String> = peers.iter().map(|(name, _)| part(name)).collect();
+    let ten = format!("{{ Network {{ Get {{ {} }} }} }}", all.join(" "));
+    let graphql = format!("{}/v1/graphql", querier.url);
+    let local = format!(
+        "{}/v1/graphql",
+        remote_url(&peers[0].0, &peers[0].1, &querier, &client).await?
+    );
+    let local_q = "{ Local { Get { Things { City(limit: 10) { name population } } } } }";
+
+    // Direct Local Get on one peer, for reference: the cost of one hop.
+    let body = json!({ "query": local_q });
+    let mut direct = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        post(&client, &local, body.clone()).await?;
+        direct.push(start.elapsed());
+    }
+    let s1 = time_query(&client, &graphql, &one, 1).await?;
+    let s10 = time_query(&client, &graphql, &ten, PEERS).await?;
+    let (m1, m10) = (percentile_of(&s1, 50.0), percentile_of(&s10, 50.0));
+    let link = match delay {
+        Some(d) => format!("each remote peer behind a {} ms one-way delay", ms(d)),
+        None => "plain loopback".to_owned(),
+    };
+    println!(
+        "Network Get, {link}, {RUNS} runs each (10 objects per peer, {OBJECTS_PER_PEER} stored):"
+    );
+    println!(
+        "  direct Local Get on one peer:  median {:>8.3} ms",
+        ms(percentile_of(&direct, 50.0))
+    );
+    println!(
+        "  Network Get over  1 peer:      median {:>8.3} ms  p90 {:>8.3} ms",
+        ms(m1),
+        ms(percentile_of(&s1, 90.0))
+    );
+    println!(
+        "  Network Get over {PEERS} peers:      median {:>8.3} ms  p90 {:>8.3} ms",
+        ms(m10),
+        ms(percentile_of(&s10, 90.0))
+    );
+    println!(
+        "  ratio 10 / 1: {:.2}",
+        m10.as_secs_f64() / m1.as_secs_f64()
+    );
+    drop(peers);
+    drop(querier);
+    drop(genesis);
+    Ok(())
+}
+
+/// The querier's `GET /v1/network/peers`.
+async fn network_view(client: &reqwest::Client, querier: &Proc) -> anyhow::Result<Value> {
+    let url = format!("{}/v1/network/peers", querier.url);
+    Ok(client.get(url).send().await?.json().await?)
+}
+
+/// The URI other peers use for the peer `name` at `peer` (its proxy, when it
+/// has one), as the querier sees it.
+async fn remote_url(
+    name: &str,
+    peer: &Proc,
+    querier: &Proc,
+    client: &reqwest::Client,
+) -> anyhow::Result<String> {
+    let view = network_view(client, querier).await?;
+    Ok(view["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["uri"].as_str())
+        .map_or_else(|| peer.url.clone(), str::to_owned))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn local_bench() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = {
+        let path = dir.path().join("db");
+        Arc::new(tokio::task::spawn_blocking(move || PeerDb::open(&path)).await??)
+    };
+    let class = serde_json::from_value(json!({"class": "City", "properties": [
+        {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]}))?;
+    db.add_class(plexus_core::schema::Kind::Things, class)
+        .await?;
+    let start = Instant::now();
+    for chunk in 0..(LOCAL_OBJECTS / 10_000) {
+        let batch = (0..10_000)
+            .map(|i| {
+                let n = chunk * 10_000 + i;
+                let schema = json!({"name": format!("city{n}"), "population": n});
+                NewObject {
+                    class: "City".into(),
+                    schema: schema.as_object().cloned().unwrap_or_default(),
+                    id: None,
+                }
+            })
+            .collect();
+        db.import(plexus_core::schema::Kind::Things, batch).await?;
+    }
+    let load = start.elapsed();
+    println!(
+        "Local Get over {LOCAL_OBJECTS} objects (in-process PeerDb; loaded in {:.2} s, {:.0} objects/s, 10 transactions):",
+        load.as_secs_f64(),
+        LOCAL_OBJECTS as f64 / load.as_secs_f64()
+    );
+
+    let run = |query: String| {
+        let db = db.clone();
+        async move {
+            let answer = db.graphql(GraphQLRequest::new(query), None).await;
+            if !answer.errors.is_empty() {
+                bail!("errors: {:?}", answer.errors);
+            }
+            Ok(answer)
+        }
+    };
+    // A filter that matches one object: every object is read and tested.
+    let scan = "{ Local { Get { Things { City(limit: 10, where: {operator: Equal, path: [\"population\"], valueInt: 99999}) { name } } } } }".to_owned();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let answer = run(scan.clone()).await?;
+        samples.push(start.elapsed());
+        let found = answer.data.as_ref().and_then(|d| {
+            d.pointer("/Local/Get/Things/City")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+        });
+        if found != Some(1) {
+            bail!("the scan found {found:?} objects");
+        }
+    }
+    let m = percentile_of(&samples, 50.0);
+    println!(
+        "  full scan with a where filter: median {:>8.1} ms  = {:>9.0} objects scanned/s",
+        ms(m),
+        LOCAL_OBJECTS as f64 / m.as_secs_f64()
+    );
+    // Pages of 10 000 objects: objects answered per second.
+    let page = "{ Local { Get { Things { City(limit: 10000) { name population } } } } }".to_owned();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        run(page.clone()).await?;
+        samples.push(start.elapsed());
+    }
+    let m = percentile_of(&samples, 50.0);
+    println!(
+        "  Get of 10 000 objects:         median {:>8.1} ms  = {:>9.0} objects answered/s",
+        ms(m),
+        10_000.0 / m.as_secs_f64()
+    );
+    // Small queries (limit 10), 4 at a time, for 3 s: queries per second.
+    let small = "{ Local { Get { Things { City(limit: 10) { name population } } } } }".to_owned();
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        let batch = (0..4).map(|_| run(small.clone()));
+        for result in futures::future::join_all(batch).await {
+            result?;
+            done += 1;
+        }
+    }
+    println!(
+        "  Get with limit 10:             {:>9.0} queries/s (4 concurrent, in-process)",
+        done as f64 / start.elapsed().as_secs_f64()
+    );
+    drop(db);
+    Ok(())
+}
+
+/// The figures of plexus-peer: Network Get latency and Local Get throughput.
+#[derive(clap::Parser, Debug)]
+#[command(name = "peer-bench")]
+struct Args {
+    /// Which figures to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    only: Part,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// Everything below.
+    All,
+    /// Network Get over 1 and 10 peers, on plain loopback and behind a 10 ms delay.
+    Network,
+    /// Local Get over 100 000 objects, in-process.
+    Local,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    let result = async {
+        if args.only != Part::Local {
+            network_bench(None).await?;
+            network_bench(Some(Duration::from_millis(10))).await?;
+        }
+        if args.only != Part::Network {
+            local_bench().await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peer-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

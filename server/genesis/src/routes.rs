@@ -1,0 +1,363 @@
+//! The HTTP routes of genesis: the original API, the watch stream, health,
+//! metrics and the OpenAPI document.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use plexus_core::registry::RegisterError;
+use plexus_core::wire::{
+    DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
+};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tower::ServiceBuilder;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use super::metrics::{Gauges, inc};
+use super::ssrf::{UriRefusal, check_uri};
+use super::store::Committed;
+use super::{Genesis, now};
+use plexus_server::{AppError, json_errors};
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The router of genesis, with its middleware.
+pub fn app(genesis: Arc<Genesis>) -> Router {
+    let limit = genesis.settings.max_body_bytes;
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([HeaderName::from_static(PEERS_VERSION_HEADER)]);
+    Router::new()
+        .route("/peers", get(list))
+        .route("/peers/register", post(register))
+        .route("/peers/watch", get(watch))
+        .route("/peers/{peer_id}/ping", post(ping))
+        .route("/peers/{peer_id}", delete(leave))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { AppError::not_found("no such route") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(cors)
+                .layer(axum::middleware::from_fn(json_errors))
+                .layer(RequestBodyLimitLayer::new(limit)),
+        )
+        .with_state(genesis)
+}
+
+/// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
+/// (a bad name or URI, a field of the wrong type).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    // serde_json does not check the UTF-8 of a field it skips: check it all first.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| AppError::bad_request(format!("body is not UTF-8: {e}")))?;
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => AppError::unprocessable(format!("invalid body: {e}")),
+        _ => AppError::bad_request(format!("malformed JSON body: {e}")),
+    })
+}
+
+/// 403 unless the request carries the join token (when one is set).
+fn authorize(genesis: &Genesis, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(token) = &genesis.settings.join_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong join token",
+        ))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Waits for the store to commit, if there is one.
+async fn committed(committed: Option<Committed>) -> Result<(), AppError> {
+    match committed {
+        None => Ok(()),
+        Some(rx) => match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AppError::internal(e)),
+            Err(e) => Err(AppError::internal(e)),
+        },
+    }
+}
+
+/// `POST /peers/register`.
+async fn register(
+    State(genesis): State<Arc<Genesis>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = register_inner(&genesis, &headers, &body).await;
+    if result.is_err() {
+        inc(&genesis.metrics.registrations_refused);
+    }
+    result.into_response()
+}
+
+async fn register_inner(
+    genesis: &Genesis,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AppError> {
+    authorize(genesis, headers)?;
+    let update: PeerUpdate = parse(body)?;
+    // Resolving a name is bounded like the probe that follows it.
+    let checked = tokio::time::timeout(
+        genesis.settings.probe_timeout,
+        check_uri(&update.peer_uri, &genesis.settings.deny),
+    )
+    .await
+    .map_err(|_| {
+        AppError::bad_request(format!(
+            "genesis cannot resolve the host of {} within {:?}",
+            update.peer_uri, genesis.settings.probe_timeout
+        ))
+    })?;
+    checked.map_err(|refusal| match refusal {
+        UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
+        _ => AppError::bad_request(refusal.to_string()),
+    })?;
+    // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
+    let deltas = headers
+        .get(DELTAS_HEADER)
+        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let probe = genesis.lock().begin_register(update).with_deltas(deltas);
+    let reached = match genesis
+        .http
+        .get(&probe.url)
+        .timeout(genesis.settings.probe_timeout)
+        .send()
+        .await
+    {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!("it answered {}", response.status())),
+        Err(e) if e.is_timeout() => Err(format!(
+            "no answer within {:?}",
+            genesis.settings.probe_timeout
+        )),
+        Err(e) => Err(plexus_server::error_chain(&e)),
+    };
+    let (response, saved) = {
+        let mut registry = genesis.lock();
+        let response = registry.complete_register(probe, reached, now());
+        let saved = genesis.publish(&mut registry, true);
+        (response, saved)
+    };
+    // Every refusal of the registry is "genesis cannot reach the peer": 400.
+    let response = response.map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
+    committed(saved).await?;
+    inc(&genesis.metrics.registrations);
+    Ok(Json(response).into_response())
+}
+
+/// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.
+async fn ping(
+    State(genesis): State<Arc<Genesis>>,
+    Path(id): Path<PeerId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    authorize(&genesis, &headers)?;
+    let ping: PeerPing = if body.iter().all(u8::is_ascii_whitespace) {
+        PeerPing::default()
+    } else {
+        parse(&body)?
+    };
+    let (result, saved) = {
+        let mut registry = genesis.lock();
+        let result = registry.handle_ping(id, &ping.schema_hash, now());
+        let saved = genesis.publish(&mut registry, true);
+        (result, saved)
+    };
+    if let Err(unknown) = result {
+        inc(&genesis.metrics.pings_unknown);
+        return Err(AppError::not_found(unknown.to_string()));
+    }
+    committed(saved).await?;
+    inc(&genesis.metrics.pings);
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /peers/{peerId}`.
+async fn leave(
+    State(genesis): State<Arc<Genesis>>,
+    Path(id): Path<PeerId>,
+    headers: HeaderMap,
+) -> Result<StatusCode, AppError> {
+    authorize(&genesis, &headers)?;
+    let (result, saved) = {
+        let mut registry = genesis.lock();
+        let result = registry.handle_leave(id, now());
+        let saved = genesis.publish(&mut registry, true);
+        (result, saved)
+    };
+    result.map_err(|unknown| AppError::not_found(unknown.to_string()))?;
+    committed(saved).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn version_header(version: u64) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(PEERS_VERSION_HEADER),
+        HeaderValue::from(version),
+    )
+}
+
+/// `GET /peers`: the original `[Peer]` array, and the list version in a header.
+async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError> {
+    let (body, version) = {
+        let registry = genesis.lock();
+        let peers: Vec<&Peer> = registry.peers().collect();
+        (
+            serde_json::to_vec(&peers).map_err(AppError::internal)?,
+            registry.version(),
+        )
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            version_header(version),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The first event of the watch stream, and the one sent again whenever a
+/// watcher fell too far behind: the whole list at `version`.
+#[derive(Serialize)]
+struct Snapshot {
+    version: u64,
+    peers: Vec<Peer>,
+}
+
+enum WatchState {
+    Start,
+    Live { version: u64 },
+}
+
+fn snapshot_event(genesis: &Genesis) -> (Event, u64, tokio::sync::broadcast::Receiver<PeerChange>) {
+    let registry = genesis.lock();
+    // Subscribing under the lock: every change after the snapshot is received.
+    let rx = genesis.changes.subscribe();
+    let snapshot = Snapshot {
+        version: registry.version(),
+        peers: registry.peers().cloned().collect(),
+    };
+    drop(registry);
+    let event = Event::default()
+        .event("snapshot")
+        .id(snapshot.version.to_string())
+        .json_data(&snapshot)
+        .unwrap_or_else(|_| Event::default().event("snapshot"));
+    (event, snapshot.version, rx)
+}
+
+/// `GET /peers/watch`: server-sent events, a `snapshot` and then `change`s.
+async fn watch(
+    State(genesis): State<Arc<Genesis>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stopped = genesis.stopped();
+    let stream = futures::stream::unfold(
+        (
+            genesis,
+            WatchState::Start,
+            None::<tokio::sync::broadcast::Receiver<PeerChange>>,
+        ),
+        |(genesis, state, rx)| async move {
+            match (state, rx) {
+                (WatchState::Live { version }, Some(mut rx)) => loop {
+                    match rx.recv().await {
+                        Ok(change) if change.version <= version => continue,
+                        Ok(change) => {
+                            let event = Event::default()
+                                .event("change")
+                                .id(change.version.to_string())
+                                .json_data(&change)
+                                .unwrap_or_else(|_| Event::default().event("change"));
+                            let version = change.version;
+                            return Some((
+                                Ok(event),
+                                (genesis, WatchState::Live { version }, Some(rx)),
+                            ));
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            let (event, version, rx) = snapshot_event(&genesis);
+                            return Some((
+                                Ok(event),
+                                (genesis, WatchState::Live { version }, Some(rx)),
+                            ));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                },
+                _ => {
+                    let (event, version, rx) = snapshot_event(&genesis);
+                    Some((Ok(event), (genesis, WatchState::Live { version }, Some(rx))))
+                }
+            }
+        },
+    );
+    Sse::new(futures::StreamExt::take_until(stream, stopped)).keep_alive(KeepAlive::default())
+}
+
+/// `GET /healthz`.
+async fn healthz(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
+    let registry = genesis.lock();
+    Json(
+        serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version()}),
+    )
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
+    let gauges = {
+        let registry = genesis.lock();
+        Gauges {
+            peers: registry.len(),
+            version: registry.version(),
+            holding: registry.is_holding(now()),
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        genesis.metrics.render(gauges),
+    )
+}
+
+/// `GET /openapi.json`.
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

@@ -1,0 +1,159 @@
+//! The genesis router in-process, with `oneshot` (no socket).
+#![allow(clippy::unwrap_used)]
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use plexus_core::wire::Contextionary;
+use plexus_genesis::{Genesis, Settings, app};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn genesis() -> std::sync::Arc<Genesis> {
+    let settings = Settings::new(Contextionary {
+        url: "http://c.example/c.bin".into(),
+        hash: "sha256:abc".parse().unwrap(),
+    });
+    Genesis::start(settings, None).unwrap()
+}
+
+async fn call(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = app(genesis()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let (status, headers, body) = call(get("/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/peers/register",
+        "/peers/{peerId}/ping",
+        "/peers/{peerId}",
+        "/peers",
+        "/peers/watch",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn list_carries_its_version_and_cors_exposes_it() {
+    let request = Request::get("/peers")
+        .header("origin", "http://dash.example")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = call(request).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-plexus-peers-version"], "0");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert!(
+        headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-plexus-peers-version")
+    );
+    assert_eq!(body, b"[]");
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_authorization() {
+    let request = Request::options("/peers/register")
+        .header("origin", "http://dash.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = call(request).await;
+    assert!(status.is_success(), "{status}");
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_and_health() {
+    let (status, headers, body) = call(get("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(body).unwrap();
+    for name in [
+        "plexus_genesis_peers 0",
+        "plexus_genesis_registrations_total 0",
+        "plexus_genesis_pings_total 0",
+        "plexus_genesis_evictions_total 0",
+        "plexus_genesis_broadcasts_sent_total 0",
+        "plexus_genesis_broadcasts_failed_total 0",
+        "plexus_genesis_holding 0",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+    let (status, _, body) = call(get("/healthz")).await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test]
+async fn an_empty_ping_body_is_accepted_as_no_hash_and_unknown_ids_get_404() {
+    let request = Request::post("/peers/00000000-0000-0000-0000-000000000001/ping")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = call(request).await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["content-type"], "application/json");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("register again")
+    );
+}
+
+#[tokio::test]
+async fn ssrf_refusal_in_process() {
+    let request = Request::post("/peers/register")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"peerName":"Meta","peerUri":"http://169.254.169.254"}"#,
+        ))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 422);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.0.0/16")
+    );
+}

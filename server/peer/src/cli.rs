@@ -1,0 +1,228 @@
+//! `plexus-peer`'s command line and its `run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use plexus_core::names::PeerUri;
+use plexus_core::time::parse_duration;
+use plexus_core::wire::{Contextionary, ContextionaryHash};
+
+use super::config::{self, NetworkSettings, Overrides};
+use super::network::{self, Input, Stopped, routes as p2p};
+use super::{PeerDb, PeerState, api_routes, layers};
+use plexus_server::{bind, shutdown_signal};
+
+/// How long open requests may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long deregistering may take on the way out.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The default contextionary URL: the same as genesis's default.
+pub const DEFAULT_CONTEXTIONARY_URL: &str =
+    "https://contextionary.plexus.invalid/en/contextionary.idx";
+/// The default contextionary hash: the same as genesis's default.
+pub const DEFAULT_CONTEXTIONARY_HASH: &str = "sha256:unset";
+
+/// A Plexus knowledge-graph peer.
+///
+/// It serves its own schema and objects (v1 REST API, GraphQL at
+/// /v1/graphql). With a network (the config file's network block for
+/// --environment, or --genesis-url) it registers with genesis on start-up,
+/// pings it every --ping-interval, answers Network queries by asking the
+/// named peers in parallel, and deregisters on Ctrl-C or SIGTERM. It exits
+/// non-zero with a one-line message when genesis names another
+/// contextionary than --contextionary-hash, or refuses the join token.
+/// Without a network it runs stand-alone. Every flag also reads the
+/// environment variable shown.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "plexus-peer", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on (port 0: any free port; the chosen address is
+    /// printed on stdout as `listening on http://HOST:PORT`).
+    #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Directory of the peer's database [default: the user's data dir/plexus/peer].
+    #[arg(long, env = "PLEXUS_DATA")]
+    pub data: Option<PathBuf>,
+    /// JSON config file: {"environments": [{"name", "network": {"genesis_url",
+    /// "public_url", "peer_name"}}]}.
+    #[arg(long, env = "PLEXUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Which environment of the config file to use.
+    #[arg(long, env = "PLEXUS_ENVIRONMENT", default_value = "default")]
+    pub environment: String,
+    /// Genesis's URL (overrides the config file; alone, it is enough to join a network).
+    #[arg(long, env = "PLEXUS_GENESIS_URL")]
+    pub genesis_url: Option<String>,
+    /// The URL where genesis and other peers reach this peer
+    /// [default: http:// + the address it listens on].
+    #[arg(long, env = "PLEXUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// This peer's name in the network: a letter, then letters and digits (at most 63).
+    #[arg(long, env = "PLEXUS_PEER_NAME")]
+    pub peer_name: Option<String>,
+    /// This peer's contextionary URL.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL", default_value = DEFAULT_CONTEXTIONARY_URL)]
+    pub contextionary_url: String,
+    /// This peer's contextionary hash, ALG:VALUE; the peer refuses a network
+    /// whose genesis names another one.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH", default_value = DEFAULT_CONTEXTIONARY_HASH)]
+    pub contextionary_hash: ContextionaryHash,
+    /// Mean time between pings to genesis (e.g. 10s, 500ms).
+    #[arg(long, env = "PLEXUS_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// The network's join token: sent to genesis, and required on `PUT /p2p/genesis`.
+    #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// How long each peer asked by a Network query may take to answer.
+    #[arg(long, env = "PLEXUS_QUERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+}
+
+impl Args {
+    /// The data directory: `--data`, or `plexus/peer` in the user's data directory.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data {
+            Some(dir) => Ok(dir.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("plexus").join("peer"))
+                .context("no user data directory on this system: pass --data DIR"),
+        }
+    }
+
+    /// The network settings: `None` for a stand-alone peer.
+    pub fn network(&self) -> Result<Option<NetworkSettings>, config::ConfigError> {
+        let file = self
+            .config
+            .as_deref()
+            .map(|path| config::read_file(path).map(|f| (path, f)))
+            .transpose()?;
+        let overrides = Overrides {
+            genesis_url: self.genesis_url.clone(),
+            public_url: self.public_url.clone(),
+            peer_name: self.peer_name.clone(),
+        };
+        let block = config::network_block(
+            file.as_ref().map(|(p, f)| (*p, f)),
+            &self.environment,
+            &overrides,
+        )?;
+        block
+            .map(|block| {
+                config::settings(
+                    block,
+                    Contextionary {
+                        url: self.contextionary_url.clone(),
+                        hash: self.contextionary_hash.clone(),
+                    },
+                    self.ping_interval,
+                    self.join_token.clone(),
+                    self.query_timeout,
+                )
+            })
+            .transpose()
+    }
+}
+
+/// Opens the database named by `args`.
+pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
+    let dir = args.data_dir()?;
+    let db = tokio::task::spawn_blocking(move || PeerDb::open(&dir)).await??;
+    Ok(Arc::new(db))
+}
+
+/// Runs the peer until Ctrl-C or SIGTERM (then deregisters), or until it
+/// gives up on its network (an error naming why).
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = args.network()?;
+    let db = open_db(&args).await?;
+    let Some(settings) = settings else {
+        let app = layers(
+            api_routes()
+                .with_state(PeerState::standalone(db))
+                .merge(p2p::standalone_routes()),
+        );
+        return serve(app, args.listen).await;
+    };
+    let (listener, local) = bind(args.listen).await?;
+    let public_uri = match &settings.public_uri {
+        Some(uri) => uri.clone(),
+        None if !local.ip().is_unspecified() => PeerUri::new(format!("http://{local}"))?,
+        None => {
+            anyhow::bail!("listening on {local}, which other peers cannot dial: set --public-url")
+        }
+    };
+    let http = network::http_client();
+    let (task, handle) = network::start(
+        network::Settings::new(&settings, public_uri),
+        db.clone(),
+        http,
+    );
+    let state = PeerState {
+        db,
+        network: Some(Arc::new(handle.clone())),
+    };
+    let app = layers(
+        api_routes()
+            .with_state(state)
+            .merge(p2p::routes(handle.clone())),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let mut membership = tokio::spawn(task.run());
+    let outcome = tokio::select! {
+        () = shutdown_signal() => {
+            // Deregister first (bounded), then stop serving.
+            if handle.send(Input::Shutdown).await {
+                match tokio::time::timeout(LEAVE_TIMEOUT, &mut membership).await {
+                    Ok(_) => {}
+                    Err(_) => tracing::warn!("could not deregister within {LEAVE_TIMEOUT:?}"),
+                }
+            }
+            Ok(())
+        }
+        stopped = &mut membership => match stopped {
+            Ok(Stopped::Failed(reason)) => Err(anyhow::Error::new(reason)),
+            Ok(Stopped::Left) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("the network task failed: {e}")),
+        },
+    };
+    membership.abort();
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Err(e))) => return Err(anyhow::Error::new(e).context("server failed")),
+        Err(_) => tracing::warn!("open requests did not finish in {DRAIN_TIMEOUT:?}; stopping"),
+        _ => {}
+    }
+    outcome
+}
+
+/// Serves `app` on `listen` (printing the `listening on` line) until Ctrl-C
+/// or SIGTERM, then lets open requests finish for at most [`DRAIN_TIMEOUT`].
+pub async fn serve(app: axum::Router, listen: SocketAddr) -> anyhow::Result<()> {
+    let (listener, _) = bind(listen).await?;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(());
+    });
+    let server = async move { server.await };
+    tokio::select! {
+        result = server => result.context("server failed"),
+        () = async {
+            let _ = stopped.await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => {
+            tracing::warn!("open requests did not finish in {DRAIN_TIMEOUT:?}; stopping");
+            Ok(())
+        }
+    }
+}

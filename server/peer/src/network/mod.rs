@@ -1,0 +1,397 @@
+//! The peer in the network: a thin tokio shell around
+//! [`plexus_core::membership::Membership`].
+//!
+//! One task ([`run_membership`]) owns the machine. After every input it
+//! drains `poll_transmit()` (each [`Request`] is performed on its own task,
+//! whose [`Outcome`] comes back as an input), drains `poll_event()`,
+//! publishes a [`View`] for the HTTP handlers, and sleeps until
+//! `poll_timeout()`, a message from a handler (`PUT /p2p/genesis`, shutdown),
+//! or a change of the local schema hash. No protocol decision lives here.
+
+pub mod calls;
+pub mod resolver;
+pub mod routes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plexus_core::Timestamp;
+use plexus_core::membership::{Event, FailReason, Membership, MembershipConfig, Request, State};
+use plexus_core::names::{PeerName, PeerUri};
+use plexus_core::schema::Schema;
+use plexus_core::wire::{GenesisPush, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use calls::{Genesis, Outcome, perform};
+
+/// The current time as the core counts it.
+pub fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// A seed from the OS's randomness.
+fn random_seed() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(seed)
+}
+
+/// A message to the membership task.
+#[derive(Debug)]
+pub enum Input {
+    /// `PUT /p2p/genesis`: the whole list or a delta, and its version.
+    Push(GenesisPush, Option<u64>),
+    /// The peer is stopping: deregister.
+    Shutdown,
+    /// The answer of a request the task sent.
+    Outcome(Outcome),
+}
+
+/// A remote peer as `GET /v1/network/peers` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteView {
+    /// Its name.
+    pub name: PeerName,
+    /// Its id.
+    pub id: PeerId,
+    /// Its URI.
+    pub uri: PeerUri,
+    /// The schema hash genesis last announced.
+    pub schema_hash: String,
+    /// Whether its schema of that hash is cached here.
+    pub schema_cached: bool,
+}
+
+/// The peer's view of the network, the body of `GET /v1/network/peers`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct View {
+    /// `standalone`, `idle`, `registering`, `registered`, `failed`, `leaving` or `left`.
+    pub state: &'static str,
+    /// This peer's name, when in a network.
+    pub name: Option<PeerName>,
+    /// The id genesis gave, while registered.
+    pub id: Option<PeerId>,
+    /// Genesis's URL, when in a network.
+    pub genesis: Option<PeerUri>,
+    /// The version of the peer list this view is at, when genesis told it.
+    pub list_version: Option<u64>,
+    /// The other peers, by name.
+    pub peers: Vec<RemoteView>,
+    /// The cached schemas, for the Network planner.
+    #[serde(skip)]
+    pub schemas: BTreeMap<PeerName, Arc<Schema>>,
+}
+
+impl View {
+    /// The view of a stand-alone peer.
+    pub fn standalone() -> Self {
+        View {
+            state: "standalone",
+            name: None,
+            id: None,
+            genesis: None,
+            list_version: None,
+            peers: Vec::new(),
+            schemas: BTreeMap::new(),
+        }
+    }
+
+    /// The URI of `peer`, if it is in the view.
+    pub fn uri(&self, peer: &PeerName) -> Option<&PeerUri> {
+        self.peers.iter().find(|p| &p.name == peer).map(|p| &p.uri)
+    }
+}
+
+fn state_name(state: &State) -> &'static str {
+    match state {
+        State::NotConfigured => "standalone",
+        State::Idle => "idle",
+        State::Registering { .. } => "registering",
+        State::Registered { .. } => "registered",
+        State::Failed(_) => "failed",
+        State::Leaving => "leaving",
+        State::Left => "left",
+    }
+}
+
+/// How the peer takes part in the network, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The core machine's configuration.
+    pub membership: MembershipConfig,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// How long each peer of a Network query may take.
+    pub query_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings from the resolved configuration, with the URI the peer is reachable at.
+    pub fn new(config: &crate::config::NetworkSettings, public_uri: PeerUri) -> Self {
+        let mut membership = MembershipConfig::new(config.name.clone(), public_uri, random_seed());
+        membership.contextionary = Some(config.contextionary.clone());
+        membership.ping_interval = config.ping_interval;
+        Settings {
+            membership,
+            genesis: Genesis {
+                base: config.genesis.clone(),
+                token: config.join_token.clone(),
+            },
+            query_timeout: config.query_timeout,
+        }
+    }
+}
+
+/// What the HTTP handlers share with the membership task.
+#[derive(Clone, Debug)]
+pub struct NetworkHandle {
+    inputs: mpsc::Sender<Input>,
+    view: watch::Receiver<Arc<View>>,
+    /// The join token `PUT /p2p/genesis` must carry, if any.
+    pub join_token: Option<String>,
+    /// The client for Network queries.
+    pub http: reqwest::Client,
+    /// How long each peer of a Network query may take.
+    pub query_timeout: Duration,
+    /// This peer's own name: a Network query may name it too.
+    pub name: PeerName,
+    /// This peer's database, which answers the part of a Network query that names it.
+    pub local: Arc<crate::PeerDb>,
+}
+
+impl NetworkHandle {
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver of the view, for waiting on changes.
+    pub fn watch_view(&self) -> watch::Receiver<Arc<View>> {
+        self.view.clone()
+    }
+
+    /// Hands `input` to the membership task; `false` when it has stopped.
+    pub async fn send(&self, input: Input) -> bool {
+        self.inputs.send(input).await.is_ok()
+    }
+}
+
+/// Builds the shared HTTP client: short connect timeout, no proxy surprises.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// The membership task, not yet running, and the handle to it.
+pub struct Task {
+    membership: Membership,
+    genesis: Genesis,
+    http: reqwest::Client,
+    inputs_tx: mpsc::Sender<Input>,
+    inputs: mpsc::Receiver<Input>,
+    view: watch::Sender<Arc<View>>,
+    schema: watch::Receiver<String>,
+    name: PeerName,
+    /// Each cached remote schema once as an `Arc`, by peer, with its hash.
+    shared: BTreeMap<PeerName, (String, Arc<Schema>)>,
+}
+
+/// Prepares the membership task for `settings`, following the schema of `local`.
+pub fn start(
+    settings: Settings,
+    local: Arc<crate::PeerDb>,
+    http: reqwest::Client,
+) -> (Task, NetworkHandle) {
+    let schema = local.subscribe_schema();
+    let hash = schema.borrow().clone();
+    let membership = Membership::new(Some(settings.membership.clone()), hash);
+    let (inputs_tx, inputs) = mpsc::channel(256);
+    let (view, view_rx) = watch::channel(Arc::new(View::standalone()));
+    let handle = NetworkHandle {
+        inputs: inputs_tx.clone(),
+        view: view_rx,
+        join_token: settings.genesis.token.clone(),
+        http: http.clone(),
+        query_timeout: settings.query_timeout,
+        name: settings.membership.name.clone(),
+        local,
+    };
+    let mut task = Task {
+        name: settings.membership.name.clone(),
+        shared: BTreeMap::new(),
+        membership,
+        genesis: settings.genesis,
+        http,
+        inputs_tx,
+        inputs,
+        view,
+        schema,
+    };
+    task.publish();
+    (task, handle)
+}
+
+/// Why the membership task stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Stopped {
+    /// The peer left the network (after a shutdown).
+    #[error("left the network")]
+    Left,
+    /// The peer gave up on the network for good.
+    #[error(transparent)]
+    Failed(#[from] FailReason),
+}
+
+impl Task {
+    /// Runs the membership machine until the peer has left the network or
+    /// has given up on it: registers at once, then follows every input.
+    pub async fn run(mut self) -> Stopped {
+        self.membership.handle_start(now());
+        let mut schema_open = true;
+        loop {
+            if let Some(stopped) = self.drain() {
+                return stopped;
+            }
+            let sleep = match self.membership.poll_timeout() {
+                Some(at) => at.saturating_since(now()),
+                // Nothing due: wake up now and then anyway, to stay robust.
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(input) => self.handle(input),
+                    // Never happens: the task holds a sender itself.
+                    None => return Stopped::Left,
+                },
+                changed = self.schema.changed(), if schema_open => match changed {
+                    Ok(()) => {
+                        let hash = self.schema.borrow_and_update().clone();
+                        self.membership.set_schema_hash(hash, now());
+                    }
+                    Err(_) => schema_open = false,
+                },
+                () = tokio::time::sleep(sleep) => self.membership.handle_timeout(now()),
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = now();
+        let m = &mut self.membership;
+        match input {
+            Input::Push(push, version) => m.handle_genesis_push(push, version, now),
+            Input::Shutdown => m.handle_shutdown(now),
+            Input::Outcome(outcome) => match outcome {
+                Outcome::Register(r) => m.handle_register_response(r, now),
+                Outcome::Ping(r) => m.handle_ping_response(r, now),
+                Outcome::Leave(r) => m.handle_leave_response(r, now),
+                Outcome::Peers(r) => m.handle_peers_response(r, now),
+                Outcome::Schema { peer, hash, result } => {
+                    m.handle_schema_response(&peer, &hash, result, now)
+                }
+            },
+        }
+    }
+
+    /// Performs every pending request, acts on every event, publishes the view.
+    fn drain(&mut self) -> Option<Stopped> {
+        while let Some(request) = self.membership.poll_transmit() {
+            log_request(&request);
+            let (http, genesis, back) = (
+                self.http.clone(),
+                self.genesis.clone(),
+                self.inputs_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let outcome = perform(&http, &genesis, request).await;
+                let _ = back.send(Input::Outcome(outcome)).await;
+            });
+        }
+        let mut stopped = None;
+        while let Some(event) = self.membership.poll_event() {
+            match event {
+                Event::Registered(id) => {
+                    tracing::info!(%id, genesis = %self.genesis.base, "registered")
+                }
+                Event::ViewChanged => tracing::debug!("view of the network changed"),
+                Event::Left => {
+                    tracing::info!("left the network");
+                    stopped = Some(Stopped::Left);
+                }
+                Event::Failed(reason) => {
+                    tracing::error!(%reason, "giving up on the network");
+                    stopped = Some(Stopped::Failed(reason));
+                }
+            }
+        }
+        self.publish();
+        stopped
+    }
+
+    fn publish(&mut self) {
+        let m = &self.membership;
+        let peers = m
+            .view()
+            .iter()
+            .map(|(name, p)| RemoteView {
+                name: name.clone(),
+                id: p.id,
+                uri: p.uri.clone(),
+                schema_hash: p.schema_hash.clone(),
+                schema_cached: p.is_cached(),
+            })
+            .collect();
+        let mut shared = BTreeMap::new();
+        for (name, peer) in m.view() {
+            let Some((hash, schema)) = &peer.schema else {
+                continue;
+            };
+            // Keep the Arc of a schema that did not change: no copy per publish.
+            let arc = match self.shared.remove(name) {
+                Some((old, arc)) if old == *hash => arc,
+                _ => Arc::new(schema.clone()),
+            };
+            shared.insert(name.clone(), (hash.clone(), arc));
+        }
+        self.shared = shared;
+        let view = View {
+            state: state_name(m.state()),
+            name: Some(self.name.clone()),
+            id: m.id(),
+            genesis: Some(self.genesis.base.clone()),
+            list_version: m.list_version(),
+            peers,
+            schemas: self
+                .shared
+                .iter()
+                .map(|(name, (_, arc))| (name.clone(), arc.clone()))
+                .collect(),
+        };
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+fn log_request(request: &Request) {
+    match request {
+        Request::Register(update) => tracing::debug!(name = %update.peer_name, "registering"),
+        Request::Ping { id, body } => tracing::trace!(%id, hash = %body.schema_hash, "pinging"),
+        Request::Leave { id } => tracing::info!(%id, "deregistering"),
+        Request::FetchPeers => tracing::debug!("fetching the peer list"),
+        Request::DownloadSchema { peer, hash, .. } => {
+            tracing::debug!(%peer, %hash, "downloading schema")
+        }
+    }
+}
