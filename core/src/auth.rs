@@ -52,7 +52,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::time::Timestamp;
-use crate::wire::{PEERS_VERSION_HEADER, PeerId};
+use crate::wire::{PEERS_VERSION_HEADER, PUSH_PATH, PeerId};
 
 /// Header with the signature's covered components and parameters.
 pub const SIGNATURE_INPUT: &str = "signature-input";
@@ -328,7 +328,7 @@ impl<'a> Message<'a> {
 
     /// `PUT /p2p/genesis` with `body` at list `version`: what genesis pushes.
     pub fn push(version: Option<u64>, body: &'a [u8]) -> Self {
-        Self::request("PUT", "/p2p/genesis", body).with_version(version)
+        Self::request("PUT", PUSH_PATH, body).with_version(version)
     }
 
     /// The covered components, as `signature-input` lists them.
