@@ -164,15 +164,15 @@ pub enum Request {
 }
 
 impl Request {
-    /// The method and API path of a call to genesis (`None` for a schema
-    /// download, which goes to another peer).
-    pub fn genesis_call(&self) -> Option<(&'static str, String)> {
+    /// The method and API path of the call (of genesis's API; a schema
+    /// download's is the remote peer's `/v1/schema`).
+    pub fn method_and_path(&self) -> (&'static str, String) {
         match self {
-            Request::Register(_) => Some(("POST", REGISTER_PATH.to_owned())),
-            Request::Ping { id, .. } => Some(("POST", ping_path(*id))),
-            Request::Leave { id } => Some(("DELETE", leave_path(*id))),
-            Request::FetchPeers => Some(("GET", PEERS_PATH.to_owned())),
-            Request::DownloadSchema { .. } => None,
+            Request::Register(_) => ("POST", REGISTER_PATH.to_owned()),
+            Request::Ping { id, .. } => ("POST", ping_path(*id)),
+            Request::Leave { id } => ("DELETE", leave_path(*id)),
+            Request::FetchPeers => ("GET", PEERS_PATH.to_owned()),
+            Request::DownloadSchema { .. } => ("GET", "/v1/schema".to_owned()),
         }
     }
 }
@@ -361,7 +361,7 @@ impl Membership {
         body: &[u8],
         now: Timestamp,
     ) -> Option<SignatureHeaders> {
-        let (method, path) = request.genesis_call()?;
+        let (method, path) = request.method_and_path();
         let message = Message::request(method, &path, body);
         match request {
             Request::Register(_) => {

@@ -83,6 +83,30 @@ impl RegistryConfig {
             max_signature_age: auth::DEFAULT_MAX_AGE,
         }
     }
+
+    /// Checks the signature of a `POST /peers/register` with `body`:
+    /// `Ok(None)` when it carries none (an original client), the key it
+    /// proves, or why it is refused (403). Needs no registry state, so a
+    /// shell checks it before it takes the registry's lock.
+    pub fn authenticate_register(
+        &self,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<PublicKey>, AuthError> {
+        if received.is_unsigned() {
+            return Ok(None);
+        }
+        let message = Message::request("POST", REGISTER_PATH, body);
+        auth::verify(
+            received,
+            &message,
+            Expect::AnyKey,
+            now,
+            self.max_signature_age,
+        )
+        .map(|verified| verified.key)
+    }
 }
 
 /// A request to probe a registering peer, made by [`Registry::begin_register`].
@@ -359,27 +383,15 @@ impl Registry {
         }
     }
 
-    /// Checks the signature of a `POST /peers/register` with `body`:
-    /// `Ok(None)` when it carries none (an original client), the key it
-    /// proves, or why it is refused (403).
+    /// Checks the signature of a `POST /peers/register` with `body`
+    /// (see [`RegistryConfig::authenticate_register`]).
     pub fn authenticate_register(
         &self,
         received: &Received,
         body: &[u8],
         now: Timestamp,
     ) -> Result<Option<PublicKey>, AuthError> {
-        if received.is_unsigned() {
-            return Ok(None);
-        }
-        let message = Message::request("POST", REGISTER_PATH, body);
-        auth::verify(
-            received,
-            &message,
-            Expect::AnyKey,
-            now,
-            self.config.max_signature_age,
-        )
-        .map(|verified| verified.key)
+        self.config.authenticate_register(received, body, now)
     }
 
     /// Whether the registration of `probe` may go on: a name that a key

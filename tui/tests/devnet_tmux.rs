@@ -71,7 +71,14 @@ fn server_binaries(dash: &Path) -> (PathBuf, PathBuf) {
     let dir = dash.parent().expect("target dir");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "-p", "plexus-genesis", "-p", "plexus-peer", "--bins"]);
+    build.args([
+        "build",
+        "-p",
+        "plexus-genesis",
+        "-p",
+        "plexus-peer",
+        "--bins",
+    ]);
     if dir.ends_with("release") {
         build.arg("--release");
     }
