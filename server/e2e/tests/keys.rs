@@ -101,16 +101,19 @@ async fn registered(g: &Proc, name: &str) -> Peer {
     .await
 }
 
+/// The pushes a [`Sink`] got: each one's `signature-input` and body.
+type Pushes = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A fake original peer: answers the probe and records every push.
 struct Sink {
     url: String,
-    pushes: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    pushes: Pushes,
     pings: Arc<Mutex<usize>>,
 }
 
 impl Sink {
     async fn start() -> Self {
-        type Shared = (Arc<Mutex<Vec<(Option<String>, Value)>>>, Arc<Mutex<usize>>);
+        type Shared = (Pushes, Arc<Mutex<usize>>);
         let shared: Shared = Default::default();
         let app = Router::new()
             .route(
