@@ -225,7 +225,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
     let peer_id = poll(Duration::from_secs(15), "PeerA registered", || async {
         let (list, _) = genesis_state(&client, &genesis).await;
         let a = list.as_array()?.first()?.clone();
-        (a["schemaHash"].as_str()? == hash).then(|| a["id"].as_str().map(str::to_owned))?
+        (a["schema_hash"].as_str()? == hash).then(|| a["id"].as_str().map(str::to_owned))?
     })
     .await;
     // Both ends settled (no broadcast or schema download still in flight).
