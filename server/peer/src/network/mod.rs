@@ -158,8 +158,8 @@ pub struct NetworkHandle {
     view: watch::Receiver<Arc<View>>,
     /// The join token `PUT /p2p/genesis` must carry, if any.
     pub join_token: Option<String>,
-    /// The client for Network queries.
-    pub http: reqwest::Client,
+    /// The guarded client of calls to other peers (Network queries).
+    pub peers: Peers,
     /// How long each peer of a Network query may take.
     pub query_timeout: Duration,
     /// This peer's own name: a Network query may name it too.
@@ -185,9 +185,32 @@ impl NetworkHandle {
     }
 }
 
-/// Builds the shared HTTP client: short connect timeout, no proxy surprises.
+/// How the peer calls other peers: through the outbound guard, with a bound
+/// on schema downloads at once.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    /// The guarded client, its deny list and its answer cap.
+    pub outbound: plexus_server::outbound::Outbound,
+    /// One permit per schema download in flight (`--max-schema-downloads`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Peers {
+    /// Calls to other peers through `outbound`, at most `max_downloads`
+    /// schema downloads at once.
+    pub fn new(outbound: plexus_server::outbound::Outbound, max_downloads: usize) -> Self {
+        Self {
+            outbound,
+            downloads: Arc::new(tokio::sync::Semaphore::new(max_downloads.max(1))),
+        }
+    }
+}
+
+/// Builds the client of calls to genesis (a configured URL, not one from
+/// the network): short connect timeout, no redirects.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
@@ -199,6 +222,7 @@ pub struct Task {
     membership: Membership,
     genesis: Genesis,
     http: reqwest::Client,
+    peers: Peers,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
     view: watch::Sender<Arc<View>>,
@@ -208,11 +232,13 @@ pub struct Task {
     shared: BTreeMap<PeerName, (String, Arc<Schema>)>,
 }
 
-/// Prepares the membership task for `settings`, following the schema of `local`.
+/// Prepares the membership task for `settings`, following the schema of
+/// `local`; it calls genesis with `http` and other peers through `peers`.
 pub fn start(
     settings: Settings,
     local: Arc<crate::PeerDb>,
     http: reqwest::Client,
+    peers: Peers,
 ) -> (Task, NetworkHandle) {
     let schema = local.subscribe_schema();
     let hash = schema.borrow().clone();
@@ -223,7 +249,7 @@ pub fn start(
         inputs: inputs_tx.clone(),
         view: view_rx,
         join_token: settings.genesis.token.clone(),
-        http: http.clone(),
+        peers: peers.clone(),
         query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
         local,
@@ -234,6 +260,7 @@ pub fn start(
         membership,
         genesis: settings.genesis,
         http,
+        peers,
         inputs_tx,
         inputs,
         view,
@@ -310,13 +337,14 @@ impl Task {
     fn drain(&mut self) -> Option<Stopped> {
         while let Some(request) = self.membership.poll_transmit() {
             log_request(&request);
-            let (http, genesis, back) = (
+            let (http, peers, genesis, back) = (
                 self.http.clone(),
+                self.peers.clone(),
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
             tokio::spawn(async move {
-                let outcome = perform(&http, &genesis, request).await;
+                let outcome = perform(&http, &peers, &genesis, request).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use plexus_core::wire::{AUTHORIZATION, GenesisPush, PEERS_VERSION_HEADER};
+use plexus_core::wire::{GenesisPush, PEERS_VERSION_HEADER};
 
 use super::{Input, NetworkHandle, View};
 use plexus_server::AppError;
@@ -40,15 +40,8 @@ async fn view(State(handle): State<NetworkHandle>) -> Json<View> {
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time.
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    plexus_server::bearer(headers)
+        .is_some_and(|given| plexus_server::constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
 
 /// `PUT /p2p/genesis`: the whole peer list, with its version in a header.
@@ -86,6 +79,8 @@ async fn peer_list(
 
 #[cfg(test)]
 mod tests {
+    use plexus_core::wire::AUTHORIZATION;
+
     use super::*;
 
     #[test]
@@ -95,6 +90,11 @@ mod tests {
         headers.insert(AUTHORIZATION, "Bearer s3cret".parse().expect("header"));
         assert!(authorized(&headers, "s3cret"));
         assert!(!authorized(&headers, "s3cre"));
+        headers.insert(AUTHORIZATION, "bearer s3cret".parse().expect("header"));
+        assert!(
+            authorized(&headers, "s3cret"),
+            "the scheme is case-insensitive"
+        );
         headers.insert(AUTHORIZATION, "Basic s3cret".parse().expect("header"));
         assert!(!authorized(&headers, "s3cret"));
     }
