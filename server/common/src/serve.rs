@@ -153,7 +153,16 @@ pub async fn serve(
 /// Answers a connection over the cap with 503 (if its socket takes the
 /// bytes at once) and closes it.
 fn refuse(stream: TcpStream, max: usize) {
-    tracing::warn!(max, "connection refused: --max-connections reached");
+    // Under a flood, log the 1st, 2nd, 4th, 8th… refusal, not every one.
+    static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if count.is_power_of_two() {
+        tracing::warn!(
+            max,
+            refused = count,
+            "connection refused: --max-connections reached"
+        );
+    }
     let body =
         format!(r#"{{"error":{{"message":"too many connections (--max-connections {max})"}}}}"#);
     let answer = format!(
