@@ -19,7 +19,7 @@ pub mod schema;
 pub mod time;
 pub mod wire;
 
-pub use names::{NameError, PeerName, PeerUri};
+pub use names::{Limits, NameError, PeerName, PeerUri};
 pub use time::Timestamp;
 #[cfg(feature = "sim")]
 pub mod sim;

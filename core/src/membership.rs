@@ -284,6 +284,8 @@ pub struct Membership {
     phased: bool,
     /// When failed schema downloads are tried again.
     download_retry_at: Option<Timestamp>,
+    /// Why the peer gives up once its leave is answered (it leaves first).
+    pending_failure: Option<FailReason>,
     transmits: VecDeque<Request>,
     events: VecDeque<Event>,
 }
@@ -311,6 +313,7 @@ impl Membership {
             fetching: false,
             phased: false,
             download_retry_at: None,
+            pending_failure: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -519,10 +522,17 @@ impl Membership {
                 if let Some(ours) = &config.contextionary
                     && ours.hash != response.contextionary.hash
                 {
-                    self.fail(FailReason::ContextionaryMismatch {
+                    // Genesis registered this peer before it could refuse:
+                    // leave first, so that genesis broadcasts no ghost until
+                    // it evicts it; the failure comes with the leave's answer.
+                    self.pending_failure = Some(FailReason::ContextionaryMismatch {
                         ours: ours.hash.to_string(),
                         theirs: response.contextionary.hash.to_string(),
                         theirs_url: response.contextionary.url,
+                    });
+                    self.state = State::Leaving;
+                    self.transmits.push_back(Request::Leave {
+                        id: response.peer.id,
                     });
                     return;
                 }
@@ -753,11 +763,18 @@ impl Membership {
         }
     }
 
-    /// The answer to [`Request::Leave`], whatever it was: the peer is out.
+    /// The answer to [`Request::Leave`], whatever it was: the peer is out
+    /// ([`Event::Left`]), or, when it left because it gave up on the network
+    /// (another contextionary), failed ([`Event::Failed`]).
     pub fn handle_leave_response(&mut self, _result: Result<(), CallError>, _now: Timestamp) {
         if self.state == State::Leaving {
-            self.state = State::Left;
-            self.events.push_back(Event::Left);
+            match self.pending_failure.take() {
+                Some(reason) => self.fail(reason),
+                None => {
+                    self.state = State::Left;
+                    self.events.push_back(Event::Left);
+                }
+            }
         }
     }
 

@@ -161,7 +161,9 @@ pub struct Peer {
     /// When genesis last heard from it.
     pub last_contact_at: Timestamp,
     /// Hash of its schema, as sent with its last ping (empty before the first).
-    #[serde(rename = "schemaHash", default)]
+    /// Written `schema_hash`, like `last_contact_at`, as the original's `Peer`
+    /// model says; `schemaHash` (what Plexus wrote before) is read too.
+    #[serde(alias = "schemaHash", default)]
     pub schema_hash: SchemaHash,
 }
 
@@ -347,8 +349,17 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&peer).expect("serialise"),
             json!({"id": Uuid::nil(), "peerName": "WeaviateA", "peerUri": "http://127.0.0.1:8081",
-                   "last_contact_at": 1_700_000_000_000u64, "schemaHash": "abc"})
+                   "last_contact_at": 1_700_000_000_000u64, "schema_hash": "abc"})
         );
+        // Both spellings are read: the original's and Plexus's older one.
+        for field in ["schema_hash", "schemaHash"] {
+            let mut json = serde_json::to_value(&peer).expect("serialise");
+            let object = json.as_object_mut().expect("object");
+            object.remove("schema_hash");
+            object.insert(field.into(), json!("abc"));
+            let read: Peer = serde_json::from_value(json).expect(field);
+            assert_eq!(read, peer, "{field}");
+        }
         assert_eq!(
             serde_json::to_value(peer.to_entry()).expect("serialise"),
             json!({"id": Uuid::nil(), "name": "WeaviateA", "uri": "http://127.0.0.1:8081", "schemaHash": "abc"})

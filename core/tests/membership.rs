@@ -152,11 +152,25 @@ fn a_404_on_ping_registers_again_at_once() {
 }
 
 #[test]
-fn contextionary_mismatch_fails_for_good_with_the_reason() {
+fn contextionary_mismatch_leaves_then_fails_for_good_with_the_reason() {
     let mut m = Membership::new(Some(config()), "h".into());
     m.handle_start(T0);
     let _ = transmits(&mut m);
     m.handle_register_response(Ok(response(1, "sha256:theirs")), T0);
+    // Genesis registered the peer before it could refuse: it leaves first,
+    // and fails only once the leave is answered (whatever the answer).
+    assert_eq!(m.state(), &State::Leaving);
+    assert_eq!(
+        transmits(&mut m),
+        [Request::Leave {
+            id: PeerId(uuid::Uuid::from_u128(1))
+        }]
+    );
+    assert!(events(&mut m).is_empty(), "no failure before the leave");
+    // A shutdown meanwhile sends no second leave.
+    m.handle_shutdown(T0);
+    assert!(transmits(&mut m).is_empty());
+    m.handle_leave_response(Err(CallError::Transport("timed out".into())), T0);
     let State::Failed(reason) = m.state().clone() else {
         panic!("{:?}", m.state())
     };
@@ -168,6 +182,24 @@ fn contextionary_mismatch_fails_for_good_with_the_reason() {
         transmits(&mut m).is_empty(),
         "a failed peer sends nothing more"
     );
+}
+
+#[test]
+fn a_plain_shutdown_still_ends_in_left() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 3);
+    let _ = transmits(&mut m);
+    let _ = events(&mut m);
+    m.handle_shutdown(T0);
+    assert_eq!(
+        transmits(&mut m),
+        [Request::Leave {
+            id: PeerId(uuid::Uuid::from_u128(3))
+        }]
+    );
+    m.handle_leave_response(Ok(()), T0);
+    assert_eq!(m.state(), &State::Left);
+    assert_eq!(events(&mut m), [Event::Left]);
 }
 
 #[test]

@@ -15,7 +15,6 @@
 mod config;
 mod metrics;
 mod routes;
-pub mod ssrf;
 pub mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,14 +28,10 @@ use plexus_core::registry::{Broadcast, Registry};
 use plexus_core::wire::{ChangeKind, PEERS_VERSION_HEADER, PeerChange};
 use tokio::sync::{Notify, broadcast, watch};
 
-pub use self::config::{Args, Settings, always_denied};
+pub use self::config::{Args, Settings};
 pub use self::metrics::Metrics;
 pub use self::routes::app;
 use self::store::{Change, Committed, Store, Writer};
-
-/// How many changes a slow watcher may fall behind before it is sent a
-/// fresh snapshot instead.
-const WATCH_BUFFER: usize = 4096;
 
 /// The wall clock, as the protocol sees it.
 pub fn now() -> Timestamp {
@@ -56,7 +51,8 @@ pub struct Genesis {
     wake: Notify,
     changes: broadcast::Sender<PeerChange>,
     writer: Option<Writer>,
-    http: reqwest::Client,
+    /// The guarded client of the probe and the pushes.
+    outbound: plexus_server::outbound::Outbound,
     shutdown: watch::Sender<bool>,
 }
 
@@ -73,14 +69,13 @@ impl Genesis {
             }
             None => Registry::new(settings.registry.clone(), now),
         };
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(ssrf::DenyingResolver::new(&settings.deny)))
-            .connect_timeout(settings.probe_timeout.max(settings.broadcast_timeout))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        let outbound = plexus_server::outbound::Outbound::new(
+            settings.guard.clone(),
+            settings.max_answer_bytes,
+            settings.probe_timeout.max(settings.broadcast_timeout),
+            concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let (changes, _) = broadcast::channel(settings.watch_buffer);
         let genesis = Arc::new(Self {
             registry: Mutex::new(registry),
             settings,
@@ -88,7 +83,7 @@ impl Genesis {
             wake: Notify::new(),
             changes,
             writer: store.map(Writer::spawn),
-            http,
+            outbound,
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&genesis).drive());
@@ -250,7 +245,8 @@ impl Genesis {
             return;
         }
         let mut request = self
-            .http
+            .outbound
+            .client()
             .put(&broadcast.url)
             .timeout(self.settings.broadcast_timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -280,6 +276,8 @@ impl Genesis {
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings::from(&args);
+    settings.join_token =
+        plexus_server::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
     match args.key_path() {
         Some(path) => {
             let (identity, made) = plexus_server::keys::load_or_create(&path)?;
@@ -308,9 +306,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             genesis.shut_down();
         }
     };
-    let serve = axum::serve(listener, app(Arc::clone(&genesis)).into_make_service())
-        .with_graceful_shutdown(signalled)
-        .into_future();
+    let serve = plexus_server::serve(
+        listener,
+        app(Arc::clone(&genesis)),
+        &args.connection,
+        signalled,
+    );
     let grace = args.shutdown_grace;
     let stopped = genesis.stopped();
     tokio::select! {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -20,15 +20,15 @@ use plexus_core::wire::{
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use super::metrics::{Gauges, inc};
-use super::ssrf::{UriRefusal, check_uri};
 use super::store::Committed;
 use super::{Genesis, now};
+use plexus_core::PeerUri;
 use plexus_server::keys;
+use plexus_server::outbound::OutboundError;
 use plexus_server::{AppError, json_errors};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -36,24 +36,8 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The router of genesis, with its middleware.
 pub fn app(genesis: Arc<Genesis>) -> Router {
     let limit = genesis.settings.max_body_bytes;
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static(auth::SIGNATURE_INPUT),
-            HeaderName::from_static(auth::SIGNATURE),
-            HeaderName::from_static(auth::CONTENT_DIGEST),
-        ])
-        .expose_headers([
-            HeaderName::from_static(PEERS_VERSION_HEADER),
-            HeaderName::from_static(auth::SIGNATURE_INPUT),
-            HeaderName::from_static(auth::SIGNATURE),
-            HeaderName::from_static(auth::CONTENT_DIGEST),
-            HeaderName::from_static(auth::SESSION_KEY_HEADER),
-        ]);
-    Router::new()
+    let policy = genesis.settings.policy.clone();
+    let router = Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
         .route("/peers/watch", get(watch))
@@ -65,12 +49,22 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
         .fallback(|| async { AppError::not_found("no such route") })
         .layer(
             ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
-                .layer(cors)
                 .layer(axum::middleware::from_fn(json_errors))
                 .layer(RequestBodyLimitLayer::new(limit)),
         )
-        .with_state(genesis)
+        .with_state(genesis);
+    plexus_server::policy::guard_writes(
+        router,
+        &policy,
+        &[
+            PEERS_VERSION_HEADER,
+            auth::SIGNATURE_INPUT,
+            auth::SIGNATURE,
+            auth::CONTENT_DIGEST,
+            auth::SESSION_KEY_HEADER,
+        ],
+    )
+    .layer(TraceLayer::new_for_http())
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
@@ -90,12 +84,8 @@ fn authorize(genesis: &Genesis, headers: &HeaderMap) -> Result<(), AppError> {
     let Some(token) = &genesis.settings.join_token else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    let given = plexus_server::bearer(headers).unwrap_or_default();
+    if plexus_server::constant_time_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         Err(AppError::new(
@@ -105,8 +95,25 @@ fn authorize(genesis: &Genesis, headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Refuses a peer URI that is too long (422), points into a denied range
+/// (422) or does not resolve (400, "unreachable"); resolving is bounded
+/// like the probe that follows.
+async fn check_uri(genesis: &Genesis, uri: &PeerUri) -> Result<(), AppError> {
+    genesis
+        .settings
+        .limits
+        .check_uri(uri)
+        .map_err(|e| AppError::unprocessable(e.to_string()))?;
+    let timeout = genesis.settings.probe_timeout;
+    match tokio::time::timeout(timeout, genesis.settings.guard.check_uri(uri)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal @ OutboundError::Denied { .. })) => {
+            Err(AppError::unprocessable(format!("peer URI {refusal}")))
+        }
+        Ok(Err(_)) | Err(_) => Err(AppError::bad_request(format!(
+            "genesis cannot reach {uri}: it is unreachable"
+        ))),
+    }
 }
 
 /// Waits for the store to commit, if there is one.
@@ -147,22 +154,7 @@ async fn register_inner(
         .authenticate_register(&keys::received(headers), body, now())
         .map_err(forbidden)?;
     let update: PeerUpdate = parse(body)?;
-    // Resolving a name is bounded like the probe that follows it.
-    let checked = tokio::time::timeout(
-        genesis.settings.probe_timeout,
-        check_uri(&update.peer_uri, &genesis.settings.deny),
-    )
-    .await
-    .map_err(|_| {
-        AppError::bad_request(format!(
-            "genesis cannot resolve the host of {} within {:?}",
-            update.peer_uri, genesis.settings.probe_timeout
-        ))
-    })?;
-    checked.map_err(|refusal| match refusal {
-        UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
-        _ => AppError::bad_request(refusal.to_string()),
-    })?;
+    check_uri(genesis, &update.peer_uri).await?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
     let deltas = headers
         .get(DELTAS_HEADER)
@@ -178,19 +170,20 @@ async fn register_inner(
         .check_register(&probe)
         .map_err(register_error)?;
     let reached = match genesis
-        .http
+        .outbound
+        .client()
         .get(&probe.url)
         .timeout(genesis.settings.probe_timeout)
         .send()
         .await
     {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("it answered {}", response.status())),
-        Err(e) if e.is_timeout() => Err(format!(
-            "no answer within {:?}",
-            genesis.settings.probe_timeout
-        )),
-        Err(e) => Err(plexus_server::error_chain(&e)),
+        // Only "answered N" or "unreachable": no port scanner's oracle.
+        Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
+        Err(e) => {
+            tracing::debug!(url = %probe.url, error = %plexus_server::error_chain(&e), "probe failed");
+            Err("it is unreachable".to_owned())
+        }
     };
     let (response, saved) = {
         let mut registry = genesis.lock();
@@ -260,6 +253,11 @@ async fn ping(
     } else {
         parse(&body)?
     };
+    genesis
+        .settings
+        .limits
+        .check_schema_hash(&ping.schema_hash)
+        .map_err(|e| AppError::unprocessable(e.to_string()))?;
     let received = keys::received(&headers);
     let (result, saved, version, signature) = {
         let mut registry = genesis.lock();
@@ -341,8 +339,7 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
     Ok((headers, body).into_response())
 }
 
-/// The first event of the watch stream, and the one sent again whenever a
-/// watcher fell too far behind: the whole list at `version`.
+/// The first event of the watch stream: the whole list at `version`.
 #[derive(Serialize)]
 struct Snapshot {
     version: u64,
@@ -399,12 +396,13 @@ async fn watch(
                                 (genesis, WatchState::Live { version }, Some(rx)),
                             ));
                         }
-                        Err(RecvError::Lagged(_)) => {
-                            let (event, version, rx) = snapshot_event(&genesis);
-                            return Some((
-                                Ok(event),
-                                (genesis, WatchState::Live { version }, Some(rx)),
-                            ));
+                        // Fell more than --watch-buffer changes behind:
+                        // end the stream rather than hold changes for it;
+                        // the client starts again from a snapshot.
+                        Err(RecvError::Lagged(missed)) => {
+                            inc(&genesis.metrics.watchers_ended);
+                            tracing::info!(missed, "a watcher fell behind: its stream is ended");
+                            return None;
                         }
                         Err(RecvError::Closed) => return None,
                     }

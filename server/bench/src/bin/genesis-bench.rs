@@ -59,6 +59,11 @@ struct Args {
     /// Passed to plexus-genesis.
     #[arg(long, default_value = "10ms")]
     broadcast_delay: String,
+    /// Passed to plexus-genesis: its limit of write calls per second per
+    /// client address. Every call of the bench comes from 127.0.0.1, so
+    /// the default, 0, turns the limit off.
+    #[arg(long, default_value_t = 0)]
+    rate_limit: u32,
     /// Threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -275,7 +280,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         None => sibling_genesis()?,
     };
     let (sink_url, sink, sink_server) = start_sink().await?;
-    let genesis = GenesisProcess::start(&binary, &["--broadcast-delay", &args.broadcast_delay])?;
+    let rate_limit = args.rate_limit.to_string();
+    let genesis = GenesisProcess::start(
+        &binary,
+        &[
+            "--broadcast-delay",
+            &args.broadcast_delay,
+            "--rate-limit",
+            &rate_limit,
+        ],
+    )?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()?;

@@ -9,6 +9,8 @@ use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
 use plexus_core::wire::{DELTAS_HEADER, PEERS_VERSION_HEADER};
 use plexus_server::error_chain;
+
+use super::Peers;
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 /// How long a call to genesis (or a schema download) may take.
@@ -125,17 +127,14 @@ fn version(response: &Response) -> Option<u64> {
         .ok()
 }
 
-async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, CallError> {
-    let bytes = response.bytes().await.map_err(|e| transport(&e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))
-}
-
 /// Performs `request`, sent with `body` (see [`body`]) and `signature`
 /// (made by the core), and returns its outcome; never fails, never hangs
-/// longer than [`CALL_TIMEOUT`].
+/// longer than [`CALL_TIMEOUT`] (a schema download waits for a permit of
+/// [`Peers::downloads`] first). Genesis is called with `http`, other peers
+/// through `peers`' outbound guard.
 pub async fn perform(
     http: &reqwest::Client,
+    peers: &Peers,
     genesis: &Genesis,
     request: Request,
     body: Vec<u8>,
@@ -188,23 +187,42 @@ pub async fn perform(
             Outcome::Peers(result)
         }
         Request::DownloadSchema { peer, uri, hash } => {
-            let call = http
-                .get(uri.join("/v1/schema"))
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await;
-            let result = match success(call).await {
-                Ok(response) => json::<Schema>(response).await.and_then(|schema| {
-                    schema
-                        .validate()
-                        .map(|()| schema)
-                        .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
-                }),
-                Err(e) => Err(e),
-            };
+            let result = download_schema(peers, &uri).await;
             Outcome::Schema { peer, hash, result }
         }
     }
+}
+
+/// `GET {uri}/v1/schema` through the outbound guard: a denied address, a
+/// redirect or an answer over the cap is an error, the schema is checked.
+async fn download_schema(peers: &Peers, uri: &PeerUri) -> Result<Schema, CallError> {
+    let outbound = &peers.outbound;
+    outbound
+        .guard()
+        .check_literal(uri)
+        .map_err(|e| CallError::Invalid(e.to_string()))?;
+    let _permit = peers
+        .downloads
+        .acquire()
+        .await
+        .map_err(|e| CallError::Transport(e.to_string()))?;
+    let call = outbound
+        .client()
+        .get(uri.join("/v1/schema"))
+        .timeout(CALL_TIMEOUT)
+        .send()
+        .await;
+    let response = success(call).await?;
+    let bytes = outbound
+        .read(response)
+        .await
+        .map_err(|e| CallError::Transport(e.to_string()))?;
+    let schema: Schema = serde_json::from_slice(&bytes)
+        .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
+    schema
+        .validate()
+        .map(|()| schema)
+        .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
 }
 
 #[cfg(test)]

@@ -178,8 +178,8 @@ impl Settings {
 pub struct NetworkHandle {
     inputs: mpsc::Sender<Input>,
     view: watch::Receiver<Arc<View>>,
-    /// The client for Network queries.
-    pub http: reqwest::Client,
+    /// The guarded client of calls to other peers (Network queries).
+    pub peers: Peers,
     /// How long each peer of a Network query may take.
     pub query_timeout: Duration,
     /// This peer's own name: a Network query may name it too.
@@ -205,9 +205,32 @@ impl NetworkHandle {
     }
 }
 
-/// Builds the shared HTTP client: short connect timeout, no proxy surprises.
+/// How the peer calls other peers: through the outbound guard, with a bound
+/// on schema downloads at once.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    /// The guarded client, its deny list and its answer cap.
+    pub outbound: plexus_server::outbound::Outbound,
+    /// One permit per schema download in flight (`--max-schema-downloads`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Peers {
+    /// Calls to other peers through `outbound`, at most `max_downloads`
+    /// schema downloads at once.
+    pub fn new(outbound: plexus_server::outbound::Outbound, max_downloads: usize) -> Self {
+        Self {
+            outbound,
+            downloads: Arc::new(tokio::sync::Semaphore::new(max_downloads.max(1))),
+        }
+    }
+}
+
+/// Builds the client of calls to genesis (a configured URL, not one from
+/// the network): short connect timeout, no redirects.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
@@ -219,6 +242,7 @@ pub struct Task {
     membership: Membership,
     genesis: Genesis,
     http: reqwest::Client,
+    peers: Peers,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
     view: watch::Sender<Arc<View>>,
@@ -228,11 +252,13 @@ pub struct Task {
     shared: BTreeMap<PeerName, (String, Arc<Schema>)>,
 }
 
-/// Prepares the membership task for `settings`, following the schema of `local`.
+/// Prepares the membership task for `settings`, following the schema of
+/// `local`; it calls genesis with `http` and other peers through `peers`.
 pub fn start(
     settings: Settings,
     local: Arc<crate::PeerDb>,
     http: reqwest::Client,
+    peers: Peers,
 ) -> (Task, NetworkHandle) {
     let schema = local.subscribe_schema();
     let hash = schema.borrow().clone();
@@ -242,7 +268,7 @@ pub fn start(
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
         view: view_rx,
-        http: http.clone(),
+        peers: peers.clone(),
         query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
         local,
@@ -253,6 +279,7 @@ pub fn start(
         membership,
         genesis: settings.genesis,
         http,
+        peers,
         inputs_tx,
         inputs,
         view,
@@ -340,8 +367,9 @@ impl Task {
     fn drain(&mut self) -> Option<Stopped> {
         while let Some(request) = self.membership.poll_transmit() {
             log_request(&request);
-            let (http, genesis, back) = (
+            let (http, peers, genesis, back) = (
                 self.http.clone(),
+                self.peers.clone(),
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
@@ -349,7 +377,7 @@ impl Task {
             let body = calls::body(&request);
             let signature = self.membership.sign_request(&request, &body, now());
             tokio::spawn(async move {
-                let outcome = perform(&http, &genesis, request, body, signature).await;
+                let outcome = perform(&http, &peers, &genesis, request, body, signature).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }
