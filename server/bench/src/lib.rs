@@ -24,17 +24,13 @@ pub struct GenesisProcess {
 impl GenesisProcess {
     /// Starts `binary` with a peer timeout of an hour and `args`, and waits
     /// for its `listening on` line. The load comes from one address, so the
-    /// rate limit of write calls is off (`--rate-limit 0`) unless `args`
-    /// set it.
+    /// rate limit of write calls is off (`PLEXUS_RATE_LIMIT=0`, which a
+    /// genesis older than the limit ignores, so it can be benched side by
+    /// side) unless `args` set `--rate-limit`.
     pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let unlimited: &[&str] = if args.contains(&"--rate-limit") {
-            &[]
-        } else {
-            &["--rate-limit", "0"]
-        };
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--peer-timeout", "1h"])
-            .args(unlimited)
+            .env("PLEXUS_RATE_LIMIT", "0")
             .args(args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())

@@ -164,14 +164,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     };
     let (sink_url, sink, sink_server) = start_sink().await?;
     let rate_limit = args.rate_limit.to_string();
+    let limit: &[&str] = if args.rate_limit == 0 {
+        &[]
+    } else {
+        &["--rate-limit", &rate_limit]
+    };
     let genesis = GenesisProcess::start(
         &binary,
-        &[
-            "--broadcast-delay",
-            &args.broadcast_delay,
-            "--rate-limit",
-            &rate_limit,
-        ],
+        &[&["--broadcast-delay", args.broadcast_delay.as_str()], limit].concat(),
     )?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
