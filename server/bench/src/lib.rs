@@ -24,17 +24,13 @@ pub struct GenesisProcess {
 impl GenesisProcess {
     /// Starts `binary` with a peer timeout of an hour and `args`, and waits
     /// for its `listening on` line. The load comes from one address, so the
-    /// rate limit of write calls is off (`--rate-limit 0`) unless `args`
-    /// set it.
+    /// rate limit of write calls is off (`PLEXUS_RATE_LIMIT=0`, which a
+    /// genesis older than the limit ignores, so it can be benched side by
+    /// side) unless `args` set `--rate-limit`.
     pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let unlimited: &[&str] = if args.contains(&"--rate-limit") {
-            &[]
-        } else {
-            &["--rate-limit", "0"]
-        };
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--peer-timeout", "1h"])
-            .args(unlimited)
+            .env("PLEXUS_RATE_LIMIT", "0")
             .args(args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -50,6 +46,22 @@ impl GenesisProcess {
             .context("no listening line")?
             .to_owned();
         Ok(Self { child, url })
+    }
+
+    /// CPU time it has used so far (user + system), in clock ticks of
+    /// `/proc/PID/stat` (Linux only; 100 per second on common kernels).
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields.get(i).context("short /proc stat")?.parse()?)
+        };
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+        Ok(field(11)? + field(12)?)
     }
 
     /// Its resident memory, in KiB.
