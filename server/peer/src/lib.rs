@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod graphql;
+pub mod index;
 pub mod network;
 pub mod object;
 pub mod store;
@@ -136,6 +137,18 @@ impl ObjectSource for Snapshot {
 
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError> {
         Snapshot::get(self, id).map_err(|e| SourceError(e.to_string()))
+    }
+
+    fn query(
+        &self,
+        class: &str,
+        filter: Option<&plexus_core::filter::Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, SourceError> {
+        let Some((kind, _)) = self.schema().find_class(class) else {
+            return Ok(Vec::new());
+        };
+        Snapshot::query(self, kind, class, filter, limit).map_err(|e| SourceError(e.to_string()))
     }
 }
 
