@@ -17,6 +17,8 @@ pub mod object;
 pub mod store;
 
 #[cfg(test)]
+mod index_props;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;

@@ -701,4 +701,73 @@ mod tests {
         assert_eq!(store.insert_all(&again).unwrap(), Some(batch[7].id));
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
     }
+
+    #[test]
+    fn a_database_of_the_layout_before_indexes_is_indexed_when_opened() {
+        use plexus_core::filter::{CompareOp, Operand};
+        use plexus_core::schema::{Class, Property};
+        let dir = tempfile::tempdir().unwrap();
+        let mut schema = Schema::default();
+        schema
+            .add_class(
+                Kind::Things,
+                Class {
+                    class: "A".into(),
+                    description: String::new(),
+                    properties: vec![Property {
+                        name: "n".into(),
+                        data_type: vec!["int".into()],
+                        description: String::new(),
+                    }],
+                },
+            )
+            .unwrap();
+        let objects: Vec<Object> = (0..50).map(|n| object("A", n)).collect();
+        {
+            // The layout of format 0: three tables, no `index`, no `meta`.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(SCHEMA)
+                .unwrap()
+                .insert(SCHEMA_KEY, serde_json::to_string(&schema).unwrap().as_str())
+                .unwrap();
+            for o in &objects {
+                let id = o.id.as_u128();
+                tx.open_table(OBJECT_CLASS)
+                    .unwrap()
+                    .insert(id, "A")
+                    .unwrap();
+                tx.open_table(OBJECTS)
+                    .unwrap()
+                    .insert(("A", id), encode(o).as_slice())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+            let read = db.begin_read().unwrap();
+            assert!(read.open_table(INDEX).is_err(), "no index table yet");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.check_indexes().unwrap(), None);
+        let filter = Filter::Compare {
+            op: CompareOp::Equal,
+            hops: Vec::new(),
+            property: "n".into(),
+            value: Operand::Int(7),
+        };
+        let snap = store.snapshot().unwrap();
+        assert!(matches!(
+            snap.plan(Kind::Things, "A", &filter),
+            index::Plan::Range { .. }
+        ));
+        let found = snap.query(Kind::Things, "A", Some(&filter), 10).unwrap();
+        assert_eq!(found, vec![objects[7].clone()]);
+        let tx = store.db.begin_read().unwrap();
+        let format = tx
+            .open_table(META)
+            .unwrap()
+            .get(FORMAT_KEY)
+            .unwrap()
+            .map(|v| v.value());
+        assert_eq!(format, Some(FORMAT));
+    }
 }
