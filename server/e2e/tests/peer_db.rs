@@ -277,7 +277,7 @@ async fn objects_and_indexes_agree_after_kill_9_during_a_batch_import() {
             &format!(r#"{{operator: Equal, path: ["name"], valueString: "{name}"}}"#),
         )
         .await;
-        assert_eq!(found, [name.clone()]);
+        assert_eq!(found, std::slice::from_ref(name));
     }
     drop(peer);
 
