@@ -294,7 +294,7 @@ pub fn plan(class: &Class, filter: &Filter) -> Plan {
                 .map(|f| plan(class, f))
                 .filter(|p| *p != Plan::Scan)
                 .collect();
-            all_of(parts)
+            all_of(merge_ranges(parts))
         }
         Filter::Or(any) => {
             let parts: Vec<Plan> = any.iter().map(|f| plan(class, f)).collect();
@@ -378,10 +378,23 @@ impl Candidates {
     }
 }
 
-/// Reads the ids of one [`Plan::Range`]: `(property, start, end)`.
-pub type ReadRange<'a, E> = dyn FnMut(&str, &[u8], &[u8]) -> Result<BTreeSet<u128>, E> + 'a;
+/// Reads the ids of one [`Plan::Range`], `(property, start, end, cap)`: at
+/// most `cap` of them, or `None` when the range holds more.
+pub type ReadRange<'a, E> =
+    dyn FnMut(&str, &[u8], &[u8], usize) -> Result<Option<BTreeSet<u128>>, E> + 'a;
 
-/// Runs `plan`, reading each range's ids with `read`.
+/// How soon an operand of `And` is read: single keys first, then ranges.
+fn rank(plan: &Plan) -> u8 {
+    match plan {
+        Plan::Range { start, end, .. } if *end == after(start) => 0,
+        Plan::Range { .. } => 1,
+        _ => 2,
+    }
+}
+
+/// Runs `plan`, reading each range's ids with `read`. Within an `And`, a
+/// range much wider than the candidates found so far is not read (the
+/// filter's check drops what it would have dropped).
 pub fn candidates<E>(plan: &Plan, read: &mut ReadRange<'_, E>) -> Result<Candidates, E> {
     Ok(match plan {
         Plan::Scan => Candidates::All,
@@ -390,12 +403,29 @@ pub fn candidates<E>(plan: &Plan, read: &mut ReadRange<'_, E>) -> Result<Candida
             start,
             end,
             ..
-        } => Candidates::Only(read(property, start, end)?),
+        } => read(property, start, end, usize::MAX)?.map_or(Candidates::All, Candidates::Only),
         Plan::Not(inner) => candidates(inner, read)?.complement(),
         Plan::And(all) => {
+            let mut order: Vec<&Plan> = all.iter().collect();
+            order.sort_by_key(|p| rank(p));
             let mut out = Candidates::All;
-            for p in all {
-                out = out.and(candidates(p, read)?);
+            for p in order {
+                let next = match (p, &out) {
+                    (
+                        Plan::Range {
+                            property,
+                            start,
+                            end,
+                            ..
+                        },
+                        Candidates::Only(found),
+                    ) => {
+                        let cap = found.len().saturating_mul(WIDER).max(MIN_CAP);
+                        read(property, start, end, cap)?.map_or(Candidates::All, Candidates::Only)
+                    }
+                    _ => candidates(p, read)?,
+                };
+                out = out.and(next);
                 if out == Candidates::Only(BTreeSet::new()) {
                     break;
                 }
@@ -410,4 +440,49 @@ pub fn candidates<E>(plan: &Plan, read: &mut ReadRange<'_, E>) -> Result<Candida
             out
         }
     })
+}
+
+/// Within an `And`, a range is read only while it holds at most this many
+/// times the candidates found so far …
+const WIDER: usize = 16;
+/// … or this many ids.
+const MIN_CAP: usize = 1_024;
+
+/// Merges the ranges of one property under an `And` into one: an object
+/// has one entry of a property (but a text, one per word), so the
+/// intersection of key intervals is the interval of the intersection.
+fn merge_ranges(parts: Vec<Plan>) -> Vec<Plan> {
+    let mut out: Vec<Plan> = Vec::with_capacity(parts.len());
+    for part in parts {
+        if let Plan::Range {
+            property,
+            start,
+            end,
+            exact,
+        } = &part
+            && start.first() != Some(&WORD)
+            && let Some(Plan::Range {
+                start: s,
+                end: e,
+                exact: x,
+                ..
+            }) = out.iter_mut().find(
+                |p| matches!(p, Plan::Range { property: q, start: s, .. } if q == property && s.first() != Some(&WORD)),
+            )
+        {
+            if start > s {
+                s.clone_from(start);
+            }
+            if end < e {
+                e.clone_from(end);
+            }
+            if e < s {
+                e.clone_from(s);
+            }
+            *x = *x && *exact;
+            continue;
+        }
+        out.push(part);
+    }
+    out
 }

@@ -501,22 +501,30 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The ids of the entries of `class`.`property` with `start <= key < end`.
+    /// The ids of the entries of `class`.`property` with `start <= key < end`:
+    /// at most `cap` of them, or `None` when there are more.
     fn index_range(
         &self,
         class: &str,
         property: &str,
         start: &[u8],
         end: &[u8],
-    ) -> Result<BTreeSet<u128>, StoreError> {
+        cap: usize,
+    ) -> Result<Option<BTreeSet<u128>>, StoreError> {
         let mut ids = BTreeSet::new();
+        if start >= end {
+            return Ok(Some(ids));
+        }
         for entry in self
             .index
             .range((class, property, start, 0u128)..(class, property, end, 0u128))?
         {
+            if ids.len() == cap {
+                return Ok(None);
+            }
             ids.insert(entry?.0.value().3);
         }
-        Ok(ids)
+        Ok(Some(ids))
     }
 
     /// The plan [`Snapshot::query`] follows for `filter` over `class` (for
@@ -547,8 +555,8 @@ impl Snapshot {
             None => Candidates::All,
             Some(filter) => {
                 let plan = self.plan(kind, class, filter);
-                index::candidates(&plan, &mut |property, start, end| {
-                    self.index_range(class, property, start, end)
+                index::candidates(&plan, &mut |property, start, end, cap| {
+                    self.index_range(class, property, start, end, cap)
                 })?
             }
         };
