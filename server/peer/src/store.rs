@@ -169,18 +169,34 @@ fn rebuild_indexes(tx: &WriteTransaction, schema: &Schema) -> Result<u64, StoreE
     Ok(count)
 }
 
-/// Stores `object` unless its id is taken (`false`, nothing written).
-fn insert_in(tx: &WriteTransaction, schema: &Schema, object: &Object) -> Result<bool, StoreError> {
-    let id = object.id.as_u128();
-    let mut ids = tx.open_table(OBJECT_CLASS)?;
-    if ids.get(id)?.is_some() {
-        return Ok(false);
+/// The tables an insert writes, opened once per transaction.
+struct Writer<'t> {
+    ids: Table<'t, u128, &'static str>,
+    objects: Table<'t, (&'static str, u128), &'static [u8]>,
+    index: Table<'t, IndexKey<'static>, ()>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Writer {
+            ids: tx.open_table(OBJECT_CLASS)?,
+            objects: tx.open_table(OBJECTS)?,
+            index: tx.open_table(INDEX)?,
+        })
     }
-    ids.insert(id, object.class.as_str())?;
-    tx.open_table(OBJECTS)?
-        .insert((object.class.as_str(), id), encode(object).as_slice())?;
-    index_object(&mut tx.open_table(INDEX)?, schema, object, true)?;
-    Ok(true)
+
+    /// Stores `object` unless its id is taken (`false`, nothing written).
+    fn insert(&mut self, schema: &Schema, object: &Object) -> Result<bool, StoreError> {
+        let id = object.id.as_u128();
+        if self.ids.get(id)?.is_some() {
+            return Ok(false);
+        }
+        self.ids.insert(id, object.class.as_str())?;
+        self.objects
+            .insert((object.class.as_str(), id), encode(object).as_slice())?;
+        index_object(&mut self.index, schema, object, true)?;
+        Ok(true)
+    }
 }
 
 impl Store {
@@ -297,7 +313,7 @@ impl Store {
     pub fn insert(&self, object: &Object) -> Result<bool, StoreError> {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
-        if !insert_in(&tx, &schema, object)? {
+        if !Writer::open(&tx)?.insert(&schema, object)? {
             return Ok(false);
         }
         tx.commit()?;
@@ -309,10 +325,14 @@ impl Store {
     pub fn insert_all(&self, objects: &[Object]) -> Result<Option<Uuid>, StoreError> {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
-        for object in objects {
-            if !insert_in(&tx, &schema, object)? {
-                tx.abort()?;
-                return Ok(Some(object.id));
+        {
+            let mut writer = Writer::open(&tx)?;
+            for object in objects {
+                if !writer.insert(&schema, object)? {
+                    drop(writer);
+                    tx.abort()?;
+                    return Ok(Some(object.id));
+                }
             }
         }
         tx.commit()?;
@@ -326,8 +346,11 @@ impl Store {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
         let mut stored = Vec::with_capacity(objects.len());
-        for object in objects {
-            stored.push(insert_in(&tx, &schema, object)?);
+        {
+            let mut writer = Writer::open(&tx)?;
+            for object in objects {
+                stored.push(writer.insert(&schema, object)?);
+            }
         }
         tx.commit()?;
         Ok(stored)
