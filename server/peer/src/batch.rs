@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{NewObject, PeerState};
@@ -47,7 +48,25 @@ pub fn routes() -> Router<PeerState> {
     Router::new().route("/v1/batching/{kind}", post(batch))
 }
 
-/// One object's answer: what was stored, or why not.
+/// `"result": {"status": "SUCCESS"}`.
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// One object's answer: the stored object, or why it was not stored.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Stored {
+        #[serde(flatten)]
+        object: super::Object,
+        result: Status,
+    },
+    Failed(Value),
+}
+
+/// The answer of an object that was not stored.
 fn failed(given: &Value, message: &str) -> Value {
     let mut out = Map::new();
     for key in ["class", "id"] {
@@ -66,7 +85,7 @@ async fn batch(
     State(state): State<PeerState>,
     Path(segment): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Vec<Value>>), AppError> {
+) -> Result<(StatusCode, Json<Vec<Answer>>), AppError> {
     let kind = super::api::kind(&segment)?;
     let limits = state.db.batch_limits();
     let too_large = || {
@@ -111,21 +130,18 @@ async fn batch(
     }
     let parsed: Vec<Result<NewObject, String>> = items
         .iter()
-        .map(|v| serde_json::from_value::<NewObject>(v.clone()).map_err(|e| e.to_string()))
+        .map(|v| NewObject::deserialize(v).map_err(|e| e.to_string()))
         .collect();
     let results = state.db.create_batch(kind, parsed).await?;
     let answers = items
         .iter()
         .zip(results)
         .map(|(given, result)| match result {
-            Ok(object) => {
-                let mut v = serde_json::to_value(&object).unwrap_or(Value::Null);
-                if let Value::Object(map) = &mut v {
-                    map.insert("result".into(), json!({ "status": "SUCCESS" }));
-                }
-                v
-            }
-            Err(e) => failed(given, &e),
+            Ok(object) => Answer::Stored {
+                object,
+                result: Status { status: "SUCCESS" },
+            },
+            Err(e) => Answer::Failed(failed(given, &e)),
         })
         .collect();
     Ok((StatusCode::OK, Json(answers)))

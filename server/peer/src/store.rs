@@ -36,7 +36,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::index::{self, Candidates};
-use super::object::{Object, Record};
+use super::object::{Object, Record, RecordRef};
 
 const SCHEMA: TableDefinition<&str, &str> = TableDefinition::new("schema");
 const OBJECTS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("objects");
@@ -118,7 +118,7 @@ fn decode(id: u128, bytes: &[u8]) -> Result<Object, StoreError> {
 }
 
 fn encode(object: &Object) -> Vec<u8> {
-    serde_json::to_vec(&Record::of(object)).unwrap_or_default()
+    serde_json::to_vec(&RecordRef::of(object)).unwrap_or_default()
 }
 
 fn read_schema(tx: &WriteTransaction) -> Result<Schema, StoreError> {
