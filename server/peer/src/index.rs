@@ -378,10 +378,11 @@ impl Candidates {
     }
 }
 
-/// Reads the ids of one [`Plan::Range`], `(property, start, end, cap)`: at
-/// most `cap` of them, or `None` when the range holds more.
-pub type ReadRange<'a, E> =
-    dyn FnMut(&str, &[u8], &[u8], usize) -> Result<Option<BTreeSet<u128>>, E> + 'a;
+/// Reads the ids of one [`Plan::Range`], `(property, start, end, cap,
+/// keep)`: those in `keep` (every id when `None`), or `None` when the range
+/// holds more than `cap` entries.
+pub type ReadRange<'a, E> = dyn FnMut(&str, &[u8], &[u8], usize, Option<&BTreeSet<u128>>) -> Result<Option<BTreeSet<u128>>, E>
+    + 'a;
 
 /// How soon an operand of `And` is read: single keys first, then ranges.
 fn rank(plan: &Plan) -> u8 {
@@ -403,7 +404,9 @@ pub fn candidates<E>(plan: &Plan, read: &mut ReadRange<'_, E>) -> Result<Candida
             start,
             end,
             ..
-        } => read(property, start, end, usize::MAX)?.map_or(Candidates::All, Candidates::Only),
+        } => {
+            read(property, start, end, usize::MAX, None)?.map_or(Candidates::All, Candidates::Only)
+        }
         Plan::Not(inner) => candidates(inner, read)?.complement(),
         Plan::And(all) => {
             let mut order: Vec<&Plan> = all.iter().collect();
@@ -421,7 +424,8 @@ pub fn candidates<E>(plan: &Plan, read: &mut ReadRange<'_, E>) -> Result<Candida
                         Candidates::Only(found),
                     ) => {
                         let cap = found.len().saturating_mul(WIDER).max(MIN_CAP);
-                        read(property, start, end, cap)?.map_or(Candidates::All, Candidates::Only)
+                        read(property, start, end, cap, Some(found))?
+                            .map_or(Candidates::All, Candidates::Only)
                     }
                     _ => candidates(p, read)?,
                 };

@@ -524,28 +524,32 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The ids of the entries of `class`.`property` with `start <= key < end`:
-    /// at most `cap` of them, or `None` when there are more.
+    /// The ids of the entries of `class`.`property` with `start <= key < end`
+    /// that are in `keep` (every id when `None`), or `None` when the range
+    /// holds more than `cap` entries.
     fn index_range(
         &self,
         class: &str,
         property: &str,
-        start: &[u8],
-        end: &[u8],
+        (start, end): (&[u8], &[u8]),
         cap: usize,
+        keep: Option<&BTreeSet<u128>>,
     ) -> Result<Option<BTreeSet<u128>>, StoreError> {
         let mut ids = BTreeSet::new();
         if start >= end {
             return Ok(Some(ids));
         }
-        for entry in self
+        let entries = self
             .index
-            .range((class, property, start, 0u128)..(class, property, end, 0u128))?
-        {
-            if ids.len() == cap {
+            .range((class, property, start, 0u128)..(class, property, end, 0u128))?;
+        for (read, entry) in entries.enumerate() {
+            if read == cap {
                 return Ok(None);
             }
-            ids.insert(entry?.0.value().3);
+            let id = entry?.0.value().3;
+            if keep.is_none_or(|k| k.contains(&id)) {
+                ids.insert(id);
+            }
         }
         Ok(Some(ids))
     }
@@ -578,8 +582,8 @@ impl Snapshot {
             None => Candidates::All,
             Some(filter) => {
                 let plan = self.plan(kind, class, filter);
-                index::candidates(&plan, &mut |property, start, end, cap| {
-                    self.index_range(class, property, start, end, cap)
+                index::candidates(&plan, &mut |property, start, end, cap, keep| {
+                    self.index_range(class, property, (start, end), cap, keep)
                 })?
             }
         };
