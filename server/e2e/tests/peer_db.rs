@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -157,5 +158,134 @@ async fn acknowledged_writes_survive_kill_9() {
             .expect("classes")
             .len(),
         2
+    );
+}
+
+/// One batch of `size` City objects, numbered from `first`.
+fn city_batch(first: usize, size: usize) -> Value {
+    let things: Vec<Value> = (first..first + size)
+        .map(|i| json!({"class": "City", "schema": {"name": format!("c{i}"), "population": i}}))
+        .collect();
+    json!({ "things": things })
+}
+
+async fn names_where(client: &reqwest::Client, url: &str, filter: &str) -> Vec<String> {
+    let filter = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(", where: {filter}")
+    };
+    let query =
+        format!("{{ Local {{ Get {{ Things {{ City(limit: 10000{filter}) {{ name }} }} }} }} }}");
+    let (status, answer) = post(
+        client,
+        format!("{url}/v1/graphql"),
+        json!({ "query": query }),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut names: Vec<String> = answer["data"]["Local"]["Get"]["Things"]["City"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list in {answer}"))
+        .iter()
+        .map(|c| c["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn objects_and_indexes_agree_after_kill_9_during_a_batch_import() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("peer");
+    let client = reqwest::Client::new();
+    let peer = Peer::start(&data);
+    let city = json!({"class": "City", "properties": [
+        {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]});
+    assert_eq!(
+        post(&client, format!("{}/v1/schema/things", peer.url), city)
+            .await
+            .0,
+        200
+    );
+
+    // Four writers post batches until the peer dies under them.
+    const SIZE: usize = 200;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (client, url, acknowledged) = (client.clone(), peer.url.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for b in 0.. {
+                let first = (b * 4 + w) * SIZE;
+                let Ok(response) = client
+                    .post(format!("{url}/v1/batching/things"))
+                    .json(&city_batch(first, SIZE))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(answers) = response.json::<Vec<Value>>().await else {
+                    return;
+                };
+                let mut done = acknowledged.lock().expect("lock");
+                for a in answers {
+                    assert_eq!(a["result"]["status"], "SUCCESS", "{a}");
+                    done.push(a["schema"]["name"].as_str().expect("name").to_owned());
+                }
+            }
+        }));
+    }
+    support::poll(Duration::from_secs(30), "some acknowledged batches", || {
+        let acknowledged = acknowledged.clone();
+        async move { (acknowledged.lock().expect("lock").len() >= 8 * SIZE).then_some(()) }
+    })
+    .await;
+    peer.kill9();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+
+    // Every acknowledged object is found by a scan and by the indexes, and
+    // each index answer equals the scan's.
+    let peer = Peer::start(&data);
+    let everything = names_where(&client, &peer.url, "").await;
+    let by_prefix = names_where(
+        &client,
+        &peer.url,
+        r#"{operator: Like, path: ["name"], valueString: "c*"}"#,
+    )
+    .await;
+    assert_eq!(by_prefix, everything);
+    let by_range = names_where(
+        &client,
+        &peer.url,
+        r#"{operator: GreaterThanEqual, path: ["population"], valueInt: 0}"#,
+    )
+    .await;
+    assert_eq!(by_range, everything);
+    assert_eq!(everything.len() % SIZE, 0, "whole batches only");
+    for name in &acknowledged {
+        assert!(everything.binary_search(name).is_ok(), "{name} lost");
+    }
+    for name in everything.iter().step_by(97) {
+        let found = names_where(
+            &client,
+            &peer.url,
+            &format!(r#"{{operator: Equal, path: ["name"], valueString: "{name}"}}"#),
+        )
+        .await;
+        assert_eq!(found, std::slice::from_ref(name));
+    }
+    drop(peer);
+
+    // The database itself: every index entry matches its object, and back.
+    let store = plexus_peer::store::Store::open(&data).expect("open the database");
+    assert_eq!(store.check_indexes().expect("read"), None);
+    assert_eq!(
+        store.snapshot().expect("snapshot").len().expect("len") as usize,
+        everything.len()
     );
 }

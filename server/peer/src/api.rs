@@ -21,6 +21,7 @@ pub fn routes() -> Router<PeerState> {
         .route("/v1/schema/{kind}/{class}", delete(remove_class))
         .route("/v1/schema/{kind}/{class}/properties", post(add_property))
         .route("/v1/graphql", post(graphql))
+        .merge(super::batch::routes())
         .route("/v1/{kind}", get(list_objects).post(create_object))
         .route(
             "/v1/{kind}/{id}",
@@ -29,7 +30,7 @@ pub fn routes() -> Router<PeerState> {
 }
 
 /// The kind named by a path segment: `things` or `actions` (404 otherwise).
-fn kind(segment: &str) -> Result<Kind, AppError> {
+pub(crate) fn kind(segment: &str) -> Result<Kind, AppError> {
     Kind::ALL
         .into_iter()
         .find(|k| k.as_str() == segment)

@@ -10,6 +10,7 @@ use plexus_core::names::PeerUri;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
 
+use super::batch::{BatchLimits, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_OBJECTS};
 use super::config::{self, NetworkSettings, Overrides};
 use super::network::{self, Input, Stopped, routes as p2p};
 use super::{PeerDb, PeerState, api_routes, layers};
@@ -108,6 +109,14 @@ pub struct Args {
     /// How long each peer asked by a Network query may take to answer.
     #[arg(long, env = "PLEXUS_QUERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub query_timeout: Duration,
+
+    /// At most this many objects in one `POST /v1/batching/things` (or actions) request.
+    #[arg(long, env = "PLEXUS_BATCH_MAX_OBJECTS", default_value_t = DEFAULT_BATCH_OBJECTS)]
+    pub batch_max_objects: usize,
+
+    /// At most this many bytes of body in one batch request.
+    #[arg(long, env = "PLEXUS_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_BYTES)]
+    pub batch_max_bytes: usize,
 }
 
 impl Args {
@@ -171,7 +180,10 @@ impl Args {
 pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
     let dir = args.data_dir()?;
     let db = tokio::task::spawn_blocking(move || PeerDb::open(&dir)).await??;
-    Ok(Arc::new(db))
+    Ok(Arc::new(db.with_batch_limits(BatchLimits {
+        max_objects: args.batch_max_objects,
+        max_bytes: args.batch_max_bytes,
+    })))
 }
 
 /// Runs the peer until Ctrl-C or SIGTERM (then deregisters), or until it

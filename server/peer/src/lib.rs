@@ -8,13 +8,17 @@
 //! and follows schema changes with [`PeerDb::subscribe_schema`].
 
 pub mod api;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod graphql;
+pub mod index;
 pub mod network;
 pub mod object;
 pub mod store;
 
+#[cfg(test)]
+mod index_props;
 #[cfg(test)]
 mod tests;
 
@@ -115,6 +119,7 @@ pub struct NewObject {
 #[derive(Debug)]
 pub struct PeerDb {
     store: Arc<Store>,
+    batch: batch::BatchLimits,
     schema: RwLock<Arc<Schema>>,
     hash: watch::Sender<String>,
 }
@@ -137,6 +142,18 @@ impl ObjectSource for Snapshot {
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError> {
         Snapshot::get(self, id).map_err(|e| SourceError(e.to_string()))
     }
+
+    fn query(
+        &self,
+        class: &str,
+        filter: Option<&plexus_core::filter::Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, SourceError> {
+        let Some((kind, _)) = self.schema().find_class(class) else {
+            return Ok(Vec::new());
+        };
+        Snapshot::query(self, kind, class, filter, limit).map_err(|e| SourceError(e.to_string()))
+    }
 }
 
 impl PeerDb {
@@ -148,9 +165,20 @@ impl PeerDb {
         let (hash, _) = watch::channel(schema.hash());
         Ok(PeerDb {
             store: Arc::new(store),
+            batch: batch::BatchLimits::default(),
             schema: RwLock::new(Arc::new(schema)),
             hash,
         })
+    }
+
+    /// The same database with these batch bounds.
+    pub fn with_batch_limits(self, batch: batch::BatchLimits) -> PeerDb {
+        PeerDb { batch, ..self }
+    }
+
+    /// The bounds of one `POST /v1/batching/...` request.
+    pub fn batch_limits(&self) -> batch::BatchLimits {
+        self.batch
     }
 
     /// The current schema.
@@ -282,6 +310,50 @@ impl PeerDb {
         }
         drop(schema);
         Ok(count)
+    }
+
+    /// Creates each object that is well-formed, fits the schema and has a
+    /// free id, all in one transaction (one fsync); per object, the stored
+    /// object or why it was refused (`items` holds a parse error already).
+    pub async fn create_batch(
+        &self,
+        kind: Kind,
+        items: Vec<Result<NewObject, String>>,
+    ) -> Result<Vec<Result<Object, String>>, PeerError> {
+        let schema = self.schema.read().await;
+        let now = now_ms();
+        let mut results: Vec<Result<Object, String>> = items
+            .into_iter()
+            .map(|item| {
+                let new = item?;
+                schema
+                    .check_object(kind, &new.class, &new.schema)
+                    .map_err(|e| e.to_string())?;
+                Ok(Object {
+                    id: new.id.unwrap_or_else(Uuid::new_v4),
+                    kind,
+                    class: new.class,
+                    schema: new.schema,
+                    creation_time_unix: now,
+                    last_update_time_unix: now,
+                })
+            })
+            .collect();
+        let valid: Vec<Object> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let stored = self.blocking(move |s| s.insert_batch(&valid)).await?;
+        let mut stored = stored.into_iter();
+        for result in &mut results {
+            if let Ok(object) = result
+                && !stored.next().unwrap_or(false)
+            {
+                *result = Err(PeerError::IdTaken(object.id).to_string());
+            }
+        }
+        drop(schema);
+        Ok(results)
     }
 
     /// The object `id` of `kind`.

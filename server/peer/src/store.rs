@@ -1,30 +1,55 @@
-//! The peer's embedded database: its schema and its objects in one redb file.
+//! The peer's embedded database: its schema, its objects and their property
+//! indexes in one redb file.
 //!
-//! Three tables:
+//! Five tables:
 //!
 //! - `schema`: one record, the JSON of the peer's [`Schema`];
 //! - `objects`: `(class, id)` → the object's JSON record, so that the objects
 //!   of one class are one contiguous key range and a Local Get with a limit
 //!   reads only that range, never another class;
-//! - `object_class`: `id` → class, to find an object by its id alone.
+//! - `object_class`: `id` → class, to find an object by its id alone;
+//! - `index`: `(class, property, key, id)` → `()`, the entries of
+//!   [`super::index`] (equality, order and words), so that a filter reads one
+//!   key range per comparison instead of every object;
+//! - `meta`: `format` → the layout version ([`FORMAT`]). A database of an
+//!   older layout (no `meta`) gets its indexes built when it is opened.
 //!
-//! Every method is one redb transaction; every write commits with redb's
+//! Every method is one redb transaction, and an object's index entries are
+//! written, replaced and removed in the object's own transaction, so an
+//! acknowledged write is found by every filter and a crash never leaves an
+//! index out of step with its objects. Every write commits with redb's
 //! default durability (fsync before the commit returns), so an acknowledged
 //! write survives `kill -9`. The methods block: async callers run them on
 //! `tokio::task::spawn_blocking` (see [`super::PeerDb`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-use plexus_core::schema::Schema;
-use redb::{Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition};
+use plexus_core::filter::Filter;
+use plexus_core::schema::{Kind, Schema, parse_beacon};
+use redb::{
+    Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::object::{Object, Record};
+use super::index::{self, Candidates};
+use super::object::{Object, Record, RecordRef};
 
 const SCHEMA: TableDefinition<&str, &str> = TableDefinition::new("schema");
 const OBJECTS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("objects");
 const OBJECT_CLASS: TableDefinition<u128, &str> = TableDefinition::new("object_class");
+type IndexKey<'a> = (&'a str, &'a str, &'a [u8], u128);
+const INDEX: TableDefinition<IndexKey, ()> = TableDefinition::new("index");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema";
+const FORMAT_KEY: &str = "format";
+
+/// The layout version this build writes: 1 added the `index` table.
+/// A database without it (or with an older one) is indexed when opened.
+pub const FORMAT: u64 = 1;
 
 /// The file inside the data directory.
 pub const DB_FILE: &str = "peer.redb";
@@ -82,6 +107,8 @@ pub enum RemoveClass {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// The last committed schema, which says which index each property has.
+    schema: RwLock<Arc<Schema>>,
 }
 
 fn decode(id: u128, bytes: &[u8]) -> Result<Object, StoreError> {
@@ -91,11 +118,90 @@ fn decode(id: u128, bytes: &[u8]) -> Result<Object, StoreError> {
 }
 
 fn encode(object: &Object) -> Vec<u8> {
-    serde_json::to_vec(&Record::of(object)).unwrap_or_default()
+    serde_json::to_vec(&RecordRef::of(object)).unwrap_or_default()
+}
+
+fn read_schema(tx: &WriteTransaction) -> Result<Schema, StoreError> {
+    let table = tx.open_table(SCHEMA)?;
+    let text = table.get(SCHEMA_KEY)?;
+    match text {
+        Some(text) => serde_json::from_str(text.value())
+            .map_err(|e| StoreError::Corrupt(format!("schema: {e}"))),
+        None => Ok(Schema::default()),
+    }
+}
+
+/// Adds (`add`) or removes the index entries of `object`.
+fn index_object(
+    table: &mut Table<IndexKey, ()>,
+    schema: &Schema,
+    object: &Object,
+    add: bool,
+) -> Result<(), StoreError> {
+    let Some(class) = schema.class(object.kind, &object.class) else {
+        return Ok(());
+    };
+    let id = object.id.as_u128();
+    for (property, key) in index::entries(class, &object.schema) {
+        let entry = (object.class.as_str(), property.as_str(), key.as_slice(), id);
+        if add {
+            table.insert(entry, ())?;
+        } else {
+            table.remove(entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties the `index` table and fills it from every object, then records [`FORMAT`].
+fn rebuild_indexes(tx: &WriteTransaction, schema: &Schema) -> Result<u64, StoreError> {
+    tx.delete_table(INDEX)?;
+    let mut table = tx.open_table(INDEX)?;
+    let objects = tx.open_table(OBJECTS)?;
+    let mut count = 0;
+    for entry in objects.iter()? {
+        let (key, value) = entry?;
+        let object = decode(key.value().1, value.value())?;
+        index_object(&mut table, schema, &object, true)?;
+        count += 1;
+    }
+    tx.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
+    Ok(count)
+}
+
+/// The tables an insert writes, opened once per transaction.
+struct Writer<'t> {
+    ids: Table<'t, u128, &'static str>,
+    objects: Table<'t, (&'static str, u128), &'static [u8]>,
+    index: Table<'t, IndexKey<'static>, ()>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Writer {
+            ids: tx.open_table(OBJECT_CLASS)?,
+            objects: tx.open_table(OBJECTS)?,
+            index: tx.open_table(INDEX)?,
+        })
+    }
+
+    /// Stores `object` unless its id is taken (`false`, nothing written).
+    fn insert(&mut self, schema: &Schema, object: &Object) -> Result<bool, StoreError> {
+        let id = object.id.as_u128();
+        if self.ids.get(id)?.is_some() {
+            return Ok(false);
+        }
+        self.ids.insert(id, object.class.as_str())?;
+        self.objects
+            .insert((object.class.as_str(), id), encode(object).as_slice())?;
+        index_object(&mut self.index, schema, object, true)?;
+        Ok(true)
+    }
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`, creating the directory if needed.
+    /// Opens (or creates) the database in `dir`, creating the directory if
+    /// needed. A database of an older layout gets its indexes built here.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: dir.to_owned(),
@@ -113,8 +219,38 @@ impl Store {
         tx.open_table(SCHEMA)?;
         tx.open_table(OBJECTS)?;
         tx.open_table(OBJECT_CLASS)?;
+        tx.open_table(INDEX)?;
+        let schema = read_schema(&tx)?;
+        let format = tx.open_table(META)?.get(FORMAT_KEY)?.map(|v| v.value());
+        if format != Some(FORMAT) {
+            let count = rebuild_indexes(&tx, &schema)?;
+            tracing::info!(
+                objects = count,
+                from = format.unwrap_or(0),
+                to = FORMAT,
+                "indexed a database of an older layout"
+            );
+        }
         tx.commit()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            schema: RwLock::new(Arc::new(schema)),
+        })
+    }
+
+    fn cached_schema(&self) -> Arc<Schema> {
+        match self.schema.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn cache_schema(&self, schema: &Schema) {
+        let next = Arc::new(schema.clone());
+        match self.schema.write() {
+            Ok(mut s) => *s = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
     }
 
     /// The stored schema (empty when none was ever saved).
@@ -128,17 +264,19 @@ impl Store {
         }
     }
 
-    /// Replaces the stored schema.
+    /// Replaces the stored schema. Indexes follow it: a property added later
+    /// has no values yet, and a property's type never changes.
     pub fn save_schema(&self, schema: &Schema) -> Result<(), StoreError> {
         let text = serde_json::to_string(schema).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.db.begin_write()?;
         tx.open_table(SCHEMA)?.insert(SCHEMA_KEY, text.as_str())?;
         tx.commit()?;
+        self.cache_schema(schema);
         Ok(())
     }
 
-    /// Saves `schema` (which no longer has `class`) only if `class` has no objects,
-    /// in one transaction.
+    /// Saves `schema` (which no longer has `class`) only if `class` has no
+    /// objects, in one transaction that also drops the class's index entries.
     pub fn remove_class(&self, schema: &Schema, class: &str) -> Result<RemoveClass, StoreError> {
         let text = serde_json::to_string(schema).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.db.begin_write()?;
@@ -151,24 +289,32 @@ impl Store {
             {
                 return Ok(RemoveClass::NotEmpty);
             }
+            let mut index = tx.open_table(INDEX)?;
+            let stale: Vec<(String, Vec<u8>, u128)> = index
+                .range(class_range(class))?
+                .map(|e| {
+                    e.map(|(k, _)| {
+                        let (_, p, key, id) = k.value();
+                        (p.to_owned(), key.to_vec(), id)
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            for (p, key, id) in &stale {
+                index.remove((class, p.as_str(), key.as_slice(), *id))?;
+            }
             tx.open_table(SCHEMA)?.insert(SCHEMA_KEY, text.as_str())?;
         }
         tx.commit()?;
+        self.cache_schema(schema);
         Ok(RemoveClass::Removed)
     }
 
     /// Stores a new object; `false` (and nothing written) when its id is taken.
     pub fn insert(&self, object: &Object) -> Result<bool, StoreError> {
-        let id = object.id.as_u128();
+        let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
-        {
-            let mut ids = tx.open_table(OBJECT_CLASS)?;
-            if ids.get(id)?.is_some() {
-                return Ok(false);
-            }
-            ids.insert(id, object.class.as_str())?;
-            tx.open_table(OBJECTS)?
-                .insert((object.class.as_str(), id), encode(object).as_slice())?;
+        if !Writer::open(&tx)?.insert(&schema, object)? {
+            return Ok(false);
         }
         tx.commit()?;
         Ok(true)
@@ -177,26 +323,42 @@ impl Store {
     /// Stores many new objects in one transaction (one fsync): all of them,
     /// or none when one id is taken (that id is returned).
     pub fn insert_all(&self, objects: &[Object]) -> Result<Option<Uuid>, StoreError> {
+        let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
         {
-            let mut ids = tx.open_table(OBJECT_CLASS)?;
-            let mut table = tx.open_table(OBJECTS)?;
+            let mut writer = Writer::open(&tx)?;
             for object in objects {
-                let id = object.id.as_u128();
-                if ids.insert(id, object.class.as_str())?.is_some() {
-                    drop((ids, table));
+                if !writer.insert(&schema, object)? {
+                    drop(writer);
                     tx.abort()?;
                     return Ok(Some(object.id));
                 }
-                table.insert((object.class.as_str(), id), encode(object).as_slice())?;
             }
         }
         tx.commit()?;
         Ok(None)
     }
 
+    /// Stores each object whose id is free, in one transaction (one fsync);
+    /// per object, whether it was stored (`false`: its id was taken, by an
+    /// older object or an earlier one of the same batch).
+    pub fn insert_batch(&self, objects: &[Object]) -> Result<Vec<bool>, StoreError> {
+        let schema = self.cached_schema();
+        let tx = self.db.begin_write()?;
+        let mut stored = Vec::with_capacity(objects.len());
+        {
+            let mut writer = Writer::open(&tx)?;
+            for object in objects {
+                stored.push(writer.insert(&schema, object)?);
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
     /// Replaces an existing object (its class may change); `false` when there is none.
     pub fn replace(&self, object: &Object) -> Result<bool, StoreError> {
+        let schema = self.cached_schema();
         let id = object.id.as_u128();
         let tx = self.db.begin_write()?;
         {
@@ -205,8 +367,16 @@ impl Store {
                 return Ok(false);
             };
             let mut objects = tx.open_table(OBJECTS)?;
-            objects.remove((old_class.as_str(), id))?;
+            let old = objects
+                .remove((old_class.as_str(), id))?
+                .map(|b| decode(id, b.value()))
+                .transpose()?;
+            let mut index = tx.open_table(INDEX)?;
+            if let Some(old) = old {
+                index_object(&mut index, &schema, &old, false)?;
+            }
             objects.insert((object.class.as_str(), id), encode(object).as_slice())?;
+            index_object(&mut index, &schema, object, true)?;
             ids.insert(id, object.class.as_str())?;
         }
         tx.commit()?;
@@ -219,6 +389,7 @@ impl Store {
         id: Uuid,
         expect: impl FnOnce(&Object) -> bool,
     ) -> Result<Option<Object>, StoreError> {
+        let schema = self.cached_schema();
         let key = id.as_u128();
         let tx = self.db.begin_write()?;
         let removed = {
@@ -239,26 +410,75 @@ impl Store {
             }
             objects.remove((class.as_str(), key))?;
             ids.remove(key)?;
+            index_object(&mut tx.open_table(INDEX)?, &schema, &object, false)?;
             object
         };
         tx.commit()?;
         Ok(Some(removed))
     }
 
-    /// A consistent read-only view of the objects.
+    /// A consistent read-only view of the objects and their indexes.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let schema = self.cached_schema();
         let tx = self.db.begin_read()?;
         Ok(Snapshot {
             objects: tx.open_table(OBJECTS)?,
             ids: tx.open_table(OBJECT_CLASS)?,
+            index: tx.open_table(INDEX)?,
+            schema,
         })
     }
+
+    /// Checks that the indexes hold exactly the entries of the stored
+    /// objects: `Ok(None)` when they agree, else the first difference.
+    pub fn check_indexes(&self) -> Result<Option<String>, StoreError> {
+        let schema = self.cached_schema();
+        let tx = self.db.begin_read()?;
+        let objects = tx.open_table(OBJECTS)?;
+        let mut expected = BTreeSet::new();
+        for entry in objects.iter()? {
+            let (key, value) = entry?;
+            let (class, id) = key.value();
+            let object = decode(id, value.value())?;
+            if let Some(class_def) = schema.class(object.kind, class) {
+                for (property, key) in index::entries(class_def, &object.schema) {
+                    expected.insert((class.to_owned(), property, key, id));
+                }
+            }
+        }
+        let mut found = BTreeSet::new();
+        for entry in tx.open_table(INDEX)?.iter()? {
+            let (key, _) = entry?;
+            let (class, property, key, id) = key.value();
+            found.insert((class.to_owned(), property.to_owned(), key.to_vec(), id));
+        }
+        Ok(expected
+            .symmetric_difference(&found)
+            .next()
+            .map(|(class, property, key, id)| {
+                let side = if found.contains(&(class.clone(), property.clone(), key.clone(), *id)) {
+                    "an index entry without its object"
+                } else {
+                    "an object without its index entry"
+                };
+                format!(
+                    "{side}: {class}.{property} {key:?} {}",
+                    Uuid::from_u128(*id)
+                )
+            }))
+    }
+}
+
+fn class_range(class: &str) -> std::ops::Range<IndexKey<'_>> {
+    (class, "", &[][..], 0)..(class, "\u{10FFFF}\u{10FFFF}", &[][..], 0)
 }
 
 /// A read transaction over the objects: every read sees the same state.
 pub struct Snapshot {
     objects: ReadOnlyTable<(&'static str, u128), &'static [u8]>,
     ids: ReadOnlyTable<u128, &'static str>,
+    index: ReadOnlyTable<IndexKey<'static>, ()>,
+    schema: Arc<Schema>,
 }
 
 impl Snapshot {
@@ -272,6 +492,20 @@ impl Snapshot {
             .get((class.as_str(), key))?
             .map(|b| decode(key, b.value()))
             .transpose()
+    }
+
+    /// The objects a reference value (one beacon or a list of them) points
+    /// at. Beacons to missing objects, or to an object of another kind, are skipped.
+    pub fn follow(&self, reference: &Value) -> Result<Vec<Object>, StoreError> {
+        let mut out = Vec::new();
+        for (kind, id) in beacons(reference) {
+            if let Some(object) = self.get(id)?
+                && object.kind == kind
+            {
+                out.push(object);
+            }
+        }
+        Ok(out)
     }
 
     /// Visits the objects of `class` in id order until `visit` returns `false`.
@@ -290,6 +524,116 @@ impl Snapshot {
         Ok(())
     }
 
+    /// The ids of the entries of `class`.`property` with `start <= key < end`
+    /// that are in `keep` (every id when `None`), or `None` when the range
+    /// holds more than `cap` entries.
+    fn index_range(
+        &self,
+        class: &str,
+        property: &str,
+        (start, end): (&[u8], &[u8]),
+        cap: usize,
+        keep: Option<&BTreeSet<u128>>,
+    ) -> Result<Option<BTreeSet<u128>>, StoreError> {
+        let mut ids = BTreeSet::new();
+        if start >= end {
+            return Ok(Some(ids));
+        }
+        let entries = self
+            .index
+            .range((class, property, start, 0u128)..(class, property, end, 0u128))?;
+        for (read, entry) in entries.enumerate() {
+            if read == cap {
+                return Ok(None);
+            }
+            let id = entry?.0.value().3;
+            if keep.is_none_or(|k| k.contains(&id)) {
+                ids.insert(id);
+            }
+        }
+        Ok(Some(ids))
+    }
+
+    /// The plan [`Snapshot::query`] follows for `filter` over `class` (for
+    /// tests and diagnostics).
+    pub fn plan(&self, kind: Kind, class: &str, filter: &Filter) -> index::Plan {
+        match self.schema.class(kind, class) {
+            Some(class_def) => index::plan(class_def, filter),
+            None => index::Plan::Scan,
+        }
+    }
+
+    /// Up to `limit` objects of `class` (of `kind`) that pass `filter`, in
+    /// id order: the answer of a scan with [`Filter::matches`], read from the
+    /// indexes where they serve (see [`index::plan`]). Every candidate an
+    /// index gives is checked with the filter; a scan stops at `limit`.
+    pub fn query(
+        &self,
+        kind: Kind,
+        class: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, StoreError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let candidates = match filter {
+            None => Candidates::All,
+            Some(filter) => {
+                let plan = self.plan(kind, class, filter);
+                index::candidates(&plan, &mut |property, start, end, cap, keep| {
+                    self.index_range(class, property, (start, end), cap, keep)
+                })?
+            }
+        };
+        let mut failure = None;
+        let mut pass = |object: &Object| -> bool {
+            object.kind == kind
+                && filter.is_none_or(|f| {
+                    f.matches(&object.schema, &mut |reference| {
+                        self.follow(reference).unwrap_or_else(|e| {
+                            failure = Some(e);
+                            Vec::new()
+                        })
+                    })
+                })
+        };
+        match &candidates {
+            Candidates::Only(ids) => {
+                for &id in ids {
+                    let Some(bytes) = self.objects.get((class, id))? else {
+                        continue;
+                    };
+                    let object = decode(id, bytes.value())?;
+                    if pass(&object) {
+                        found.push(object);
+                        if found.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            Candidates::All | Candidates::AllBut(_) => {
+                self.scan_class(class, &mut |object| {
+                    if candidates.contains(object.id.as_u128()) && pass(&object) {
+                        found.push(object);
+                    }
+                    found.len() < limit
+                })?;
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
+    }
+
+    /// The schema this snapshot plans with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
     /// How many objects the store holds, of every class.
     pub fn len(&self) -> Result<u64, StoreError> {
         Ok(self.ids.len()?)
@@ -299,6 +643,21 @@ impl Snapshot {
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
+}
+
+/// The beacons of a reference value (one `{"beacon": ...}` or a list of
+/// them) that parse, as (kind, id).
+pub fn beacons(reference: &Value) -> impl Iterator<Item = (Kind, Uuid)> + '_ {
+    let items: Vec<&Value> = match reference {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    items.into_iter().filter_map(|beacon| {
+        beacon
+            .get("beacon")
+            .and_then(Value::as_str)
+            .and_then(parse_beacon)
+    })
 }
 
 #[cfg(test)]
@@ -376,5 +735,74 @@ mod tests {
         let again = vec![object("A", 1), batch[7].clone()];
         assert_eq!(store.insert_all(&again).unwrap(), Some(batch[7].id));
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
+    }
+
+    #[test]
+    fn a_database_of_the_layout_before_indexes_is_indexed_when_opened() {
+        use plexus_core::filter::{CompareOp, Operand};
+        use plexus_core::schema::{Class, Property};
+        let dir = tempfile::tempdir().unwrap();
+        let mut schema = Schema::default();
+        schema
+            .add_class(
+                Kind::Things,
+                Class {
+                    class: "A".into(),
+                    description: String::new(),
+                    properties: vec![Property {
+                        name: "n".into(),
+                        data_type: vec!["int".into()],
+                        description: String::new(),
+                    }],
+                },
+            )
+            .unwrap();
+        let objects: Vec<Object> = (0..50).map(|n| object("A", n)).collect();
+        {
+            // The layout of format 0: three tables, no `index`, no `meta`.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(SCHEMA)
+                .unwrap()
+                .insert(SCHEMA_KEY, serde_json::to_string(&schema).unwrap().as_str())
+                .unwrap();
+            for o in &objects {
+                let id = o.id.as_u128();
+                tx.open_table(OBJECT_CLASS)
+                    .unwrap()
+                    .insert(id, "A")
+                    .unwrap();
+                tx.open_table(OBJECTS)
+                    .unwrap()
+                    .insert(("A", id), encode(o).as_slice())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+            let read = db.begin_read().unwrap();
+            assert!(read.open_table(INDEX).is_err(), "no index table yet");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.check_indexes().unwrap(), None);
+        let filter = Filter::Compare {
+            op: CompareOp::Equal,
+            hops: Vec::new(),
+            property: "n".into(),
+            value: Operand::Int(7),
+        };
+        let snap = store.snapshot().unwrap();
+        assert!(matches!(
+            snap.plan(Kind::Things, "A", &filter),
+            index::Plan::Range { .. }
+        ));
+        let found = snap.query(Kind::Things, "A", Some(&filter), 10).unwrap();
+        assert_eq!(found, vec![objects[7].clone()]);
+        let tx = store.db.begin_read().unwrap();
+        let format = tx
+            .open_table(META)
+            .unwrap()
+            .get(FORMAT_KEY)
+            .unwrap()
+            .map(|v| v.value());
+        assert_eq!(format, Some(FORMAT));
     }
 }

@@ -430,3 +430,152 @@ async fn graphql_and_protocol_errors() {
             .any(|c| c.class == "Evil")
     );
 }
+
+fn app_with(limits: crate::batch::BatchLimits) -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(
+        PeerDb::open(dir.path())
+            .expect("open")
+            .with_batch_limits(limits),
+    );
+    let router = router(PeerState::standalone(db.clone()));
+    App {
+        _dir: dir,
+        db,
+        router,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_stores_the_good_objects_and_answers_each_one() {
+    let app = app();
+    app.call(Method::POST, "/v1/schema/things", Some(country()))
+        .await;
+    app.call(Method::POST, "/v1/schema/things", Some(city()))
+        .await;
+    let taken = "00000000-0000-0000-0000-000000000007";
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/v1/things",
+            Some(json!({"class": "City", "id": taken, "schema": {"name": "Old"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let fresh = "00000000-0000-0000-0000-000000000008";
+    let body = json!({"things": [
+        {"class": "City", "schema": {"name": "Paris", "population": 2_100_000}},
+        {"class": "City", "schema": {"name": "Lyon", "mayor": "x"}},
+        {"class": "City", "id": taken, "schema": {"name": "Taken"}},
+        {"class": "City", "id": fresh, "schema": {"name": "Nice", "population": 340_000}},
+        {"class": "City", "id": fresh, "schema": {"name": "Twice"}},
+        {"class": "Town", "schema": {}},
+        "not an object",
+    ]});
+    let (status, answers) = app
+        .call(Method::POST, "/v1/batching/things", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let statuses: Vec<&str> = answers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| a["result"]["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "SUCCESS", "FAILED", "FAILED", "SUCCESS", "FAILED", "FAILED", "FAILED"
+        ]
+    );
+    assert_eq!(answers[3]["id"], json!(fresh));
+    assert_eq!(answers[2]["id"], json!(taken));
+    let message = answers[1]["result"]["errors"]["error"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(message.contains("mayor"), "{message}");
+    // The good objects are stored and found by an indexed filter.
+    let paris = answers[0]["id"].as_str().expect("id");
+    let (status, got) = app
+        .call(Method::GET, &format!("/v1/things/{paris}"), None)
+        .await;
+    assert_eq!(
+        (status, &got["schema"]["name"]),
+        (StatusCode::OK, &json!("Paris"))
+    );
+    let query = r#"{ Local { Get { Things { City(where: {operator: GreaterThan, path: ["population"], valueInt: 300000}) { name } } } } }"#;
+    let (_, found) = app
+        .call(Method::POST, "/v1/graphql", Some(json!({ "query": query })))
+        .await;
+    let mut names: Vec<&str> = found["data"]["Local"]["Get"]["Things"]["City"]
+        .as_array()
+        .expect("cities")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Nice", "Paris"]);
+    let (_, got) = app
+        .call(Method::GET, &format!("/v1/things/{taken}"), None)
+        .await;
+    assert_eq!(
+        got["schema"]["name"],
+        json!("Old"),
+        "a taken id is not overwritten"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_over_its_bounds_or_of_the_wrong_shape_is_refused_whole() {
+    let app = app_with(crate::batch::BatchLimits {
+        max_objects: 3,
+        max_bytes: 1_000,
+    });
+    app.call(Method::POST, "/v1/schema/things", Some(country()))
+        .await;
+    let one = json!({"class": "Country", "schema": {"name": "France"}});
+    let cases = [
+        (
+            "/v1/batching/things",
+            json!({"things": [one, one, one, one]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/v1/batching/things",
+            json!({"things": [{"class": "Country", "schema": {"name": "x".repeat(2_000)}}]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "/v1/batching/things",
+            json!({"actions": [one]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/batching/things",
+            json!({"things": one}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/v1/batching/things", json!([one]), StatusCode::BAD_REQUEST),
+        (
+            "/v1/batching/people",
+            json!({"people": [one]}),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (uri, body, expected) in cases {
+        let (status, answer) = app.call(Method::POST, uri, Some(body)).await;
+        assert_eq!(status, expected, "{answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+    let (_, listed) = app.call(Method::GET, "/v1/things", None).await;
+    assert_eq!(listed["things"], json!([]), "nothing stored");
+    let (status, answers) = app
+        .call(
+            Method::POST,
+            "/v1/batching/things",
+            Some(json!({"things": [one, one, one], "fields": ["ALL"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answers.as_array().map(Vec::len), Some(3));
+}

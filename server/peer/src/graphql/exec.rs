@@ -1,13 +1,14 @@
 //! Runs a planned query over an [`ObjectSource`]. Pure: the source is a trait,
 //! so tests run it over a map in memory and the peer over a redb snapshot.
 
-use plexus_core::schema::parse_beacon;
+use plexus_core::filter::Filter;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::plan::{ClassQuery, Node, Sel};
 use super::types::GraphQLError;
 use crate::object::Object;
+use crate::store::beacons;
 
 /// A source failed to read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,24 +26,54 @@ pub trait ObjectSource {
     ) -> Result<(), SourceError>;
     /// The object `id`, if any.
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError>;
+    /// Up to `limit` objects of `class` that pass `filter`, in the order of
+    /// [`ObjectSource::scan_class`]. By default a scan with
+    /// [`Filter::matches`]; the peer's store answers from its indexes
+    /// ([`crate::store::Snapshot::query`]) with the same answer.
+    fn query(
+        &self,
+        class: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, SourceError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut failure = None;
+        self.scan_class(class, &mut |object| {
+            let pass = match filter {
+                None => true,
+                Some(filter) => filter.matches(&object.schema, &mut |reference| match follow(
+                    self, reference,
+                ) {
+                    Ok(objects) => objects,
+                    Err(e) => {
+                        failure = Some(e);
+                        Vec::new()
+                    }
+                }),
+            };
+            if pass {
+                found.push(object);
+            }
+            found.len() < limit && failure.is_none()
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
+    }
 }
 
 /// The objects a reference value (one beacon or a list of them) points at.
 /// Beacons to missing objects, or to an object of another kind, are skipped.
-pub fn follow(source: &dyn ObjectSource, reference: &Value) -> Result<Vec<Object>, SourceError> {
-    let beacons: Vec<&Value> = match reference {
-        Value::Array(items) => items.iter().collect(),
-        one => vec![one],
-    };
+pub fn follow<S: ObjectSource + ?Sized>(
+    source: &S,
+    reference: &Value,
+) -> Result<Vec<Object>, SourceError> {
     let mut out = Vec::new();
-    for beacon in beacons {
-        let Some((kind, id)) = beacon
-            .get("beacon")
-            .and_then(Value::as_str)
-            .and_then(parse_beacon)
-        else {
-            continue;
-        };
+    for (kind, id) in beacons(reference) {
         if let Some(object) = source.get(id)?
             && object.kind == kind
         {
@@ -113,31 +144,7 @@ fn run_class(
     source: &dyn ObjectSource,
     path: &[Value],
 ) -> Result<Value, SourceError> {
-    let mut found = Vec::new();
-    if query.limit > 0 {
-        let mut failure = None;
-        source.scan_class(&query.class, &mut |object| {
-            let pass = match &query.filter {
-                None => true,
-                Some(filter) => filter.matches(&object.schema, &mut |reference| match follow(
-                    source, reference,
-                ) {
-                    Ok(objects) => objects,
-                    Err(e) => {
-                        failure = Some(e);
-                        Vec::new()
-                    }
-                }),
-            };
-            if pass {
-                found.push(object);
-            }
-            found.len() < query.limit && failure.is_none()
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-    }
+    let found = source.query(&query.class, query.filter.as_ref(), query.limit)?;
     let mut list = Vec::with_capacity(found.len());
     for (i, object) in found.iter().enumerate() {
         list.push(render(object, &query.selection, source, &push(path, i))?);
