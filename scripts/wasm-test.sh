@@ -102,7 +102,7 @@ listed() {
   curl -sf "$genesis/peers" | python3 -c '
 import json, sys
 peers = {p["peerName"]: p for p in json.load(sys.stdin)}
-sys.exit(0 if all(peers.get(n, {}).get("schemaHash") for n in ("PeerA", "PeerB", "PeerDead")) else 1)'
+sys.exit(0 if all(peers.get(n, {}).get("schema_hash") for n in ("PeerA", "PeerB", "PeerDead")) else 1)'
 }
 for _ in $(seq 1 100); do
   listed && break

@@ -7,6 +7,7 @@
 //! genesis server, the peers, the dashboard and the browser client all drive
 //! the same machines, so the same rules hold everywhere.
 
+pub mod auth;
 pub mod filter;
 pub mod graphql;
 pub mod membership;
@@ -18,7 +19,7 @@ pub mod schema;
 pub mod time;
 pub mod wire;
 
-pub use names::{NameError, PeerName, PeerUri};
+pub use names::{Limits, NameError, PeerName, PeerUri};
 pub use time::Timestamp;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -29,6 +29,78 @@ pub enum NameError {
     /// The URI's scheme is not http or https, or it has no host.
     #[error("peer URI {0:?} must be an absolute http or https URI with a host")]
     Scheme(String),
+    /// A peer URI or a schema hash is longer than its bound.
+    #[error("{what} is {len} {unit} long, more than the bound of {max} ({flag})")]
+    TooLong {
+        /// What was too long: `peerUri` or `schemaHash`.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The bound it exceeds.
+        max: usize,
+        /// `bytes` or `characters`.
+        unit: &'static str,
+        /// The flag that sets the bound.
+        flag: &'static str,
+    },
+}
+
+/// The default bound of a peer URI, in bytes (`--max-uri-bytes`).
+pub const DEFAULT_MAX_URI_BYTES: usize = 2048;
+/// The default bound of a schema hash, in characters (`--max-schema-hash-chars`).
+pub const DEFAULT_MAX_SCHEMA_HASH_CHARS: usize = 128;
+
+/// The bounds on what a peer may make genesis keep and push to every other
+/// peer: each byte of a URI or a schema hash is sent once per peer per
+/// change, so an unbounded one amplifies an attacker's bytes N times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest peer URI, in bytes.
+    pub max_uri_bytes: usize,
+    /// The longest schema hash, in characters.
+    pub max_schema_hash_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_schema_hash_chars: DEFAULT_MAX_SCHEMA_HASH_CHARS,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses a URI longer than [`Limits::max_uri_bytes`].
+    pub fn check_uri(&self, uri: &PeerUri) -> Result<(), NameError> {
+        let len = uri.as_str().len();
+        if len > self.max_uri_bytes {
+            return Err(NameError::TooLong {
+                what: "peerUri",
+                len,
+                max: self.max_uri_bytes,
+                unit: "bytes",
+                flag: "--max-uri-bytes",
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a schema hash longer than [`Limits::max_schema_hash_chars`].
+    pub fn check_schema_hash(&self, hash: &str) -> Result<(), NameError> {
+        // Counting stops past the bound: a huge hash costs no full scan.
+        let len = hash.chars().take(self.max_schema_hash_chars + 1).count();
+        if len > self.max_schema_hash_chars {
+            return Err(NameError::TooLong {
+                what: "schemaHash",
+                len: hash.chars().count(),
+                max: self.max_schema_hash_chars,
+                unit: "characters",
+                flag: "--max-schema-hash-chars",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A peer's name: a DNS label that is also a GraphQL name.
@@ -211,6 +283,59 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn limits_bound_uris_in_bytes_and_hashes_in_characters() {
+        let limits = Limits::default();
+        let at_bound = format!("http://h/{}", "a".repeat(DEFAULT_MAX_URI_BYTES - 9));
+        let uri = PeerUri::new(at_bound).expect("valid");
+        assert_eq!(uri.as_str().len(), DEFAULT_MAX_URI_BYTES);
+        assert_eq!(limits.check_uri(&uri), Ok(()));
+        let over = PeerUri::new(format!("{uri}b")).expect("valid");
+        assert_eq!(
+            limits.check_uri(&over),
+            Err(NameError::TooLong {
+                what: "peerUri",
+                len: DEFAULT_MAX_URI_BYTES + 1,
+                max: DEFAULT_MAX_URI_BYTES,
+                unit: "bytes",
+                flag: "--max-uri-bytes",
+            })
+        );
+        // 128 two-byte characters are 128 characters, not 256.
+        assert_eq!(limits.check_schema_hash(&"é".repeat(128)), Ok(()));
+        assert_eq!(limits.check_schema_hash(""), Ok(()));
+        let refused = limits.check_schema_hash(&"h".repeat(64 * 1024));
+        assert!(
+            matches!(
+                refused,
+                Err(NameError::TooLong {
+                    what: "schemaHash",
+                    len: 65536,
+                    max: 128,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("--max-schema-hash-chars"), "{message}");
+        let tight = Limits {
+            max_uri_bytes: 10,
+            max_schema_hash_chars: 2,
+        };
+        assert!(
+            tight
+                .check_uri(&PeerUri::new("http://h:1").expect("valid"))
+                .is_ok()
+        );
+        assert!(
+            tight
+                .check_uri(&PeerUri::new("http://h:12").expect("valid"))
+                .is_err()
+        );
+        assert!(tight.check_schema_hash("abc").is_err());
     }
 
     #[test]

@@ -20,6 +20,23 @@ pub const AUTHORIZATION: &str = "authorization";
 /// Header with which genesis tells the version of the peer list in a response or broadcast.
 pub const PEERS_VERSION_HEADER: &str = "x-plexus-peers-version";
 
+/// The API path of registration.
+pub const REGISTER_PATH: &str = "/peers/register";
+/// The API path of the whole peer list.
+pub const PEERS_PATH: &str = "/peers";
+/// The API path of a peer's pushes from genesis.
+pub const PUSH_PATH: &str = "/p2p/genesis";
+
+/// The API path of the pings of peer `id` (`POST`).
+pub fn ping_path(id: PeerId) -> String {
+    format!("/peers/{id}/ping")
+}
+
+/// The API path of the leave of peer `id` (`DELETE`).
+pub fn leave_path(id: PeerId) -> String {
+    format!("/peers/{id}")
+}
+
 /// A peer's id, given by genesis on registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -144,7 +161,9 @@ pub struct Peer {
     /// When genesis last heard from it.
     pub last_contact_at: Timestamp,
     /// Hash of its schema, as sent with its last ping (empty before the first).
-    #[serde(rename = "schemaHash", default)]
+    /// Written `schema_hash`, like `last_contact_at`, as the original's `Peer`
+    /// model says; `schemaHash` (what Plexus wrote before) is read too.
+    #[serde(alias = "schemaHash", default)]
     pub schema_hash: SchemaHash,
 }
 
@@ -330,8 +349,17 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&peer).expect("serialise"),
             json!({"id": Uuid::nil(), "peerName": "WeaviateA", "peerUri": "http://127.0.0.1:8081",
-                   "last_contact_at": 1_700_000_000_000u64, "schemaHash": "abc"})
+                   "last_contact_at": 1_700_000_000_000u64, "schema_hash": "abc"})
         );
+        // Both spellings are read: the original's and Plexus's older one.
+        for field in ["schema_hash", "schemaHash"] {
+            let mut json = serde_json::to_value(&peer).expect("serialise");
+            let object = json.as_object_mut().expect("object");
+            object.remove("schema_hash");
+            object.insert(field.into(), json!("abc"));
+            let read: Peer = serde_json::from_value(json).expect(field);
+            assert_eq!(read, peer, "{field}");
+        }
         assert_eq!(
             serde_json::to_value(peer.to_entry()).expect("serialise"),
             json!({"id": Uuid::nil(), "name": "WeaviateA", "uri": "http://127.0.0.1:8081", "schemaHash": "abc"})

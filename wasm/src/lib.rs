@@ -41,8 +41,9 @@ export interface Peer {
   peerUri: string;
   /** When genesis last heard from it, in ms since the Unix epoch. */
   last_contact_at: number;
-  /** The hash of its schema (empty before its first ping). */
-  schemaHash: string;
+  /** The hash of its schema (empty before its first ping); `schema_hash`
+   * like `last_contact_at`, as the original genesis's `Peer` says. */
+  schema_hash: string;
 }
 
 /** What happened to a peer. */

@@ -112,7 +112,7 @@ async fn the_schema_of_a_peer_hashes_to_what_genesis_lists() {
     let listed = peers
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["peerName"] == "PeerA"))
-        .map(|p| p["schemaHash"].clone())
+        .map(|p| p["schema_hash"].clone())
         .expect("PeerA listed");
     let schema = resolve(client.schema("PeerA".into())).await;
     assert_eq!(schema["things"]["classes"][0]["class"], "City", "{schema}");

@@ -28,7 +28,7 @@ function render() {
   list.replaceChildren(
     ...[...peers.values()].map((p) => {
       const li = document.createElement("li");
-      li.textContent = `${p.peerName} — ${p.peerUri} — schema ${p.schemaHash.slice(0, 12) || "(none yet)"}`;
+      li.textContent = `${p.peerName} — ${p.peerUri} — schema ${p.schema_hash.slice(0, 12) || "(none yet)"}`;
       return li;
     }),
   );

@@ -23,10 +23,14 @@ pub struct GenesisProcess {
 
 impl GenesisProcess {
     /// Starts `binary` with a peer timeout of an hour and `args`, and waits
-    /// for its `listening on` line.
+    /// for its `listening on` line. The load comes from one address, so the
+    /// rate limit of write calls is off (`PLEXUS_RATE_LIMIT=0`, which a
+    /// genesis older than the limit ignores, so it can be benched side by
+    /// side) unless `args` set `--rate-limit`.
     pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--peer-timeout", "1h"])
+            .env("PLEXUS_RATE_LIMIT", "0")
             .args(args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -42,6 +46,22 @@ impl GenesisProcess {
             .context("no listening line")?
             .to_owned();
         Ok(Self { child, url })
+    }
+
+    /// CPU time it has used so far (user + system), in clock ticks of
+    /// `/proc/PID/stat` (Linux only; 100 per second on common kernels).
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields.get(i).context("short /proc stat")?.parse()?)
+        };
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+        Ok(field(11)? + field(12)?)
     }
 
     /// Its resident memory, in KiB.
@@ -101,14 +121,33 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// One request of [`post_signed_workers`]: URL, JSON body and extra headers.
+pub type Post = (String, Bytes, Vec<(&'static str, String)>);
+
+/// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`:
+/// [`post_signed_workers`] without extra headers.
+pub async fn post_workers(
+    client: &reqwest::Client,
+    requests: Arc<[(String, Bytes)]>,
+    workers: usize,
+    duration: Duration,
+    period: Option<Duration>,
+) -> Load {
+    let requests: Arc<[Post]> = requests
+        .iter()
+        .map(|(url, body)| (url.clone(), body.clone(), Vec::new()))
+        .collect();
+    post_signed_workers(client, requests, workers, duration, period).await
+}
+
 /// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`.
 ///
 /// Worker `w` sends requests `w`, `w + workers`, … in turn: the next as soon
 /// as one is answered (closed loop), or at each tick of `period` (paced; the
 /// workers' first ticks are spread over one period).
-pub async fn post_workers(
+pub async fn post_signed_workers(
     client: &reqwest::Client,
-    requests: Arc<[(String, Bytes)]>,
+    requests: Arc<[Post]>,
     workers: usize,
     duration: Duration,
     period: Option<Duration>,
@@ -132,16 +171,17 @@ pub async fn post_workers(
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
                     }
-                    let (url, body) = &requests[k % requests.len()];
+                    let (url, body, headers) = &requests[k % requests.len()];
                     k += workers;
                     let sent = Instant::now();
-                    let ok = match client
+                    let mut request = client
                         .post(url)
                         .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
+                        .body(body.clone());
+                    for (name, value) in headers {
+                        request = request.header(*name, value);
+                    }
+                    let ok = match request.send().await {
                         Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                         _ => false,
                     };

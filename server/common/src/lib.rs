@@ -1,5 +1,16 @@
 //! What both servers share on the HTTP side: the error type every handler
-//! returns, start-up (tracing, the `listening on` line) and graceful shutdown.
+//! returns, start-up (tracing, the `listening on` line), serving with
+//! bounded connections ([`serve`]), the write policy (rate limit and CORS,
+//! [`policy`]), the outbound guard ([`outbound`]), join tokens, and graceful
+//! shutdown.
+
+pub mod outbound;
+pub mod policy;
+pub mod serve;
+
+pub use self::serve::{ConnectionArgs, serve};
+
+pub mod keys;
 
 use std::net::SocketAddr;
 
@@ -127,6 +138,50 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name is
+/// case-insensitive (RFC 9110, 11.1), the token is not.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The join token: `--join-token` (or `PLEXUS_JOIN_TOKEN`), or the first
+/// line of `--join-token-file`, which keeps it out of the process's
+/// arguments. An empty token means none.
+pub fn join_token(
+    given: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let token = match (given, file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the join token once: --join-token or --join-token-file")
+        }
+        (Some(token), None) => token.to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --join-token-file {}: {e}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(token).filter(|t| !t.is_empty()))
+}
+
 /// An error and its sources, in one line: reqwest's own display is terse
 /// ("error sending request"), the cause ("connection refused") is below it.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -147,6 +202,47 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("error sending request")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_the_token_is_not() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        for (value, token) in [
+            ("Bearer s3cret", Some("s3cret")),
+            ("bearer s3cret", Some("s3cret")),
+            ("BEARER  S3cret ", Some("S3cret")),
+            ("Basic s3cret", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+        ] {
+            headers.insert(
+                axum::http::header::AUTHORIZATION,
+                value.parse().expect("header"),
+            );
+            assert_eq!(bearer(&headers), token, "{value:?}");
+        }
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn the_join_token_comes_from_a_flag_or_a_file() {
+        let dir = std::env::temp_dir().join(format!("plexus-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        assert_eq!(
+            join_token(None, Some(&file)).expect("read"),
+            Some("s3cret".into())
+        );
+        assert_eq!(join_token(Some("t"), None).expect("flag"), Some("t".into()));
+        assert_eq!(join_token(Some(""), None).expect("empty"), None);
+        assert_eq!(join_token(None, None).expect("none"), None);
+        assert!(join_token(Some("t"), Some(&file)).is_err());
+        assert!(join_token(None, Some(&dir.join("missing"))).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn error_chain_names_every_cause() {

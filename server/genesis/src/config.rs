@@ -5,16 +5,23 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ipnet::IpNet;
+use plexus_core::Limits;
+use plexus_core::auth::{Authority, Identity};
+use plexus_core::names::{DEFAULT_MAX_SCHEMA_HASH_CHARS, DEFAULT_MAX_URI_BYTES};
 use plexus_core::registry::RegistryConfig;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
+use plexus_server::ConnectionArgs;
+use plexus_server::outbound::{Guard, OutboundArgs};
+use plexus_server::policy::PolicyArgs;
 
 /// The default contextionary URL: a real network sets its own.
 pub const DEFAULT_CONTEXTIONARY_URL: &str =
     "https://contextionary.plexus.invalid/en/contextionary.idx";
 /// The default contextionary hash: a real network sets its own.
 pub const DEFAULT_CONTEXTIONARY_HASH: &str = "sha256:unset";
+/// The default of `--watch-buffer`: changes a watcher may fall behind.
+pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 
 /// The genesis server of a Plexus network.
 ///
@@ -76,21 +83,66 @@ pub struct Args {
     pub probe_timeout: Duration,
 
     /// When set, register, ping and leave need `Authorization: Bearer
-    /// <token>` (403 otherwise), and broadcasts carry it.
+    /// <token>` (403 otherwise), and broadcasts carry it. Prefer
+    /// --join-token-file or the environment variable: arguments are visible
+    /// to every user of the machine.
     #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
 
-    /// Refuse (422) peer URIs whose host is or resolves into this range;
-    /// repeatable or comma-separated. Link-local (169.254.0.0/16, fe80::/10)
-    /// and unspecified (0.0.0.0/8, ::/128) addresses are always refused.
-    #[arg(long = "deny-cidr", env = "PLEXUS_DENY_CIDR", value_delimiter = ',')]
-    pub deny_cidr: Vec<IpNet>,
+    /// A file whose first line is the join token (instead of --join-token).
+    #[arg(long, env = "PLEXUS_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
+
+    /// A peer URI longer than this many bytes is refused (422): genesis
+    /// pushes every byte of it to every peer.
+    #[arg(long, env = "PLEXUS_MAX_URI_BYTES", default_value_t = DEFAULT_MAX_URI_BYTES)]
+    pub max_uri_bytes: usize,
+
+    /// A schema hash longer than this many characters is refused (422).
+    #[arg(long, env = "PLEXUS_MAX_SCHEMA_HASH_CHARS", default_value_t = DEFAULT_MAX_SCHEMA_HASH_CHARS)]
+    pub max_schema_hash_chars: usize,
+
+    /// A `/peers/watch` client that falls this many changes behind has its
+    /// stream ended (it reconnects and starts again from a snapshot).
+    #[arg(long, env = "PLEXUS_WATCH_BUFFER", default_value_t = DEFAULT_WATCH_BUFFER)]
+    pub watch_buffer: usize,
+
+    /// The outbound guard of the probe and the pushes.
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+
+    /// Connection bounds.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Rate limit and CORS of write calls.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// File (or folder, which then holds `genesis.redb`) of the embedded
     /// store that keeps the peer list across restarts. Absent: memory only,
     /// and peers register again on their next ping's 404.
     #[arg(long, env = "PLEXUS_STATE")]
     pub state: Option<PathBuf>,
+
+    /// File of genesis's Ed25519 key (one line: the base64 of its 32-byte
+    /// seed; made with mode 0600 if absent; refused if others may read it).
+    /// Genesis signs every peer list it pushes or answers with it, and
+    /// derives the secret that binds names to peers' keys from it.
+    /// Default: `genesis.key` in the --state folder (`FILE.key` beside a
+    /// --state file); without --state either, a new key in memory at each start.
+    #[arg(long, env = "PLEXUS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Refuse (403) registrations that prove no key: only Plexus peers that
+    /// sign their registration may join (original clients cannot).
+    #[arg(long, env = "PLEXUS_REQUIRE_KEYS")]
+    pub require_keys: bool,
+
+    /// How far a request signature's `created` may be from genesis's clock,
+    /// either way; older (replayed) or future ones get 403.
+    #[arg(long, env = "PLEXUS_SIGNATURE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub signature_max_age: Duration,
 
     /// Request bodies larger than this many bytes get 413.
     #[arg(long, env = "PLEXUS_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -101,15 +153,44 @@ pub struct Args {
     pub shutdown_grace: Duration,
 }
 
+impl Args {
+    /// Where genesis's key is kept: `--key-file`, else beside the `--state`
+    /// store; `None`: in memory only.
+    pub fn key_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.key_file {
+            return Some(path.clone());
+        }
+        let state = self.state.as_ref()?;
+        Some(if state.is_dir() {
+            state.join("genesis.key")
+        } else {
+            let mut name = state.clone().into_os_string();
+            name.push(".key");
+            PathBuf::from(name)
+        })
+    }
+}
+
 /// What a running genesis needs to know, resolved from [`Args`].
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The registry's own configuration.
     pub registry: RegistryConfig,
+    /// Genesis's key pair: it signs pushes and lists, and the registry's
+    /// [`Authority`] derives from it (set both with [`Settings::set_identity`]).
+    pub identity: Identity,
     /// The join token, if any.
     pub join_token: Option<String>,
-    /// Every range a peer URI may not point into (the always-denied ones included).
-    pub deny: Vec<IpNet>,
+    /// The guard of every call to a peer URI.
+    pub guard: Guard,
+    /// The cap on answers read from peers.
+    pub max_answer_bytes: usize,
+    /// The bounds of a peer URI and a schema hash.
+    pub limits: Limits,
+    /// Changes a watcher may fall behind before its stream is ended.
+    pub watch_buffer: usize,
+    /// Rate limit and CORS of write calls.
+    pub policy: PolicyArgs,
     /// Timeout of the registration probe.
     pub probe_timeout: Duration,
     /// Timeout of each broadcast.
@@ -120,28 +201,35 @@ pub struct Settings {
     pub max_body_bytes: usize,
 }
 
-/// Ranges that are refused whatever the operator says: link-local (cloud
-/// metadata services live at 169.254.169.254) and unspecified addresses.
-pub fn always_denied() -> Vec<IpNet> {
-    ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128"]
-        .iter()
-        .filter_map(|net| net.parse().ok())
-        .collect()
-}
-
 impl Settings {
     /// Settings with the defaults of the command line and `contextionary`.
     pub fn new(contextionary: Contextionary) -> Self {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let identity = plexus_server::keys::random_identity();
+        let mut registry = RegistryConfig::new(contextionary, seed);
+        registry.authority = Authority::of(&identity);
         Self {
-            registry: RegistryConfig::new(contextionary, seed),
+            registry,
+            identity,
             join_token: None,
-            deny: always_denied(),
+            guard: Guard::new(SocketAddr::from(([127, 0, 0, 1], 0)), &[], &[]),
+            max_answer_bytes: plexus_server::outbound::DEFAULT_MAX_ANSWER_BYTES,
+            limits: Limits::default(),
+            watch_buffer: DEFAULT_WATCH_BUFFER,
+            policy: PolicyArgs::default(),
             probe_timeout: Duration::from_secs(2),
             broadcast_timeout: Duration::from_secs(1),
             broadcast_concurrency: 256,
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+impl Settings {
+    /// Genesis's key pair, and the registry's authority derived from it.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.registry.authority = Authority::of(&identity);
+        self.identity = identity;
     }
 }
 
@@ -155,8 +243,20 @@ impl From<&Args> for Settings {
         settings.registry.hold_limit = args.hold_limit.unwrap_or(args.peer_timeout);
         settings.registry.broadcast_delay = args.broadcast_delay;
         settings.registry.round_wait = args.round_wait;
+        settings.registry.require_keys = args.require_keys;
+        settings.registry.max_signature_age = args.signature_max_age;
+        // --join-token-file is read by `run`, which can fail.
         settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
-        settings.deny.extend(args.deny_cidr.iter().copied());
+        settings.guard = Guard::from_args(args.listen, &args.outbound);
+        if let Some(max) = args.outbound.max_answer_bytes {
+            settings.max_answer_bytes = max;
+        }
+        settings.limits = Limits {
+            max_uri_bytes: args.max_uri_bytes,
+            max_schema_hash_chars: args.max_schema_hash_chars,
+        };
+        settings.watch_buffer = args.watch_buffer.max(1);
+        settings.policy = args.policy.clone();
         settings.probe_timeout = args.probe_timeout;
         settings.broadcast_timeout = args.broadcast_timeout;
         settings.broadcast_concurrency = args.broadcast_concurrency.max(1);

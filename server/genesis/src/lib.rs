@@ -15,7 +15,6 @@
 mod config;
 mod metrics;
 mod routes;
-pub mod ssrf;
 pub mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,18 +23,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use futures::StreamExt as _;
 use plexus_core::Timestamp;
+use plexus_core::auth::{Message, SignatureHeaders};
 use plexus_core::registry::{Broadcast, Registry};
 use plexus_core::wire::{ChangeKind, PEERS_VERSION_HEADER, PeerChange};
 use tokio::sync::{Notify, broadcast, watch};
 
-pub use self::config::{Args, Settings, always_denied};
+pub use self::config::{Args, Settings};
 pub use self::metrics::Metrics;
 pub use self::routes::app;
 use self::store::{Change, Committed, Store, Writer};
-
-/// How many changes a slow watcher may fall behind before it is sent a
-/// fresh snapshot instead.
-const WATCH_BUFFER: usize = 4096;
 
 /// The wall clock, as the protocol sees it.
 pub fn now() -> Timestamp {
@@ -55,7 +51,8 @@ pub struct Genesis {
     wake: Notify,
     changes: broadcast::Sender<PeerChange>,
     writer: Option<Writer>,
-    http: reqwest::Client,
+    /// The guarded client of the probe and the pushes.
+    outbound: plexus_server::outbound::Outbound,
     shutdown: watch::Sender<bool>,
 }
 
@@ -72,14 +69,13 @@ impl Genesis {
             }
             None => Registry::new(settings.registry.clone(), now),
         };
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(ssrf::DenyingResolver::new(&settings.deny)))
-            .connect_timeout(settings.probe_timeout.max(settings.broadcast_timeout))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        let outbound = plexus_server::outbound::Outbound::new(
+            settings.guard.clone(),
+            settings.max_answer_bytes,
+            settings.probe_timeout.max(settings.broadcast_timeout),
+            concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let (changes, _) = broadcast::channel(settings.watch_buffer);
         let genesis = Arc::new(Self {
             registry: Mutex::new(registry),
             settings,
@@ -87,7 +83,7 @@ impl Genesis {
             wake: Notify::new(),
             changes,
             writer: store.map(Writer::spawn),
-            http,
+            outbound,
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(Arc::clone(&genesis).drive());
@@ -177,9 +173,9 @@ impl Genesis {
 
     /// Sends one broadcast round, concurrently, each with its own timeout.
     ///
-    /// Each body is serialised once per round: the whole list (only if some
-    /// peer gets it) and the round's delta (only if some peer asked for
-    /// deltas). A broadcast still unsent when the registry calls it
+    /// Each body is serialised and signed once per round: the whole list
+    /// (only if some peer gets it) and the round's delta (only if some peer
+    /// asked for deltas). A broadcast still unsent when the registry calls it
     /// superseded ([`Registry::is_superseded`]) is skipped.
     async fn send_round(self: Arc<Self>, round: Vec<Broadcast>) {
         let Some(first) = round.first() else { return };
@@ -202,11 +198,18 @@ impl Genesis {
                 return;
             }
         };
+        let signed_at = now();
+        let sign = |body: Bytes| {
+            let message = Message::push(Some(version), &body);
+            let signature = Arc::new(self.settings.identity.sign(&message, signed_at));
+            (body, signature)
+        };
+        let (full, delta) = (full.map(sign), delta.map(sign));
         tracing::debug!(
             version,
             peers = round.len(),
-            full_bytes = full.as_ref().map_or(0, Bytes::len),
-            delta_bytes = delta.as_ref().map_or(0, Bytes::len),
+            full_bytes = full.as_ref().map_or(0, |(b, _)| b.len()),
+            delta_bytes = delta.as_ref().map_or(0, |(b, _)| b.len()),
             "broadcast round"
         );
         let stopped = self.stopped();
@@ -220,8 +223,8 @@ impl Genesis {
                     full.clone()
                 };
                 async move {
-                    if let Some(body) = body {
-                        this.send_one(b, body).await;
+                    if let Some((body, signature)) = body {
+                        this.send_one(b, body, &signature).await;
                     }
                 }
             },
@@ -236,20 +239,23 @@ impl Genesis {
         }
     }
 
-    async fn send_one(&self, broadcast: Broadcast, body: Bytes) {
+    async fn send_one(&self, broadcast: Broadcast, body: Bytes, signature: &SignatureHeaders) {
         if self.lock().is_superseded(&broadcast) {
             metrics::inc(&self.metrics.broadcasts_superseded);
             return;
         }
         let mut request = self
-            .http
+            .outbound
+            .client()
             .put(&broadcast.url)
             .timeout(self.settings.broadcast_timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(PEERS_VERSION_HEADER, broadcast.version)
             .body(body);
-        if let Some(token) = &self.settings.join_token {
-            request = request.bearer_auth(token);
+        // Signed by genesis: the join token is not needed (nor sent) to
+        // authenticate a push.
+        for (name, value) in signature.pairs() {
+            request = request.header(name, value);
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -269,7 +275,22 @@ impl Genesis {
 
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let settings = Settings::from(&args);
+    let mut settings = Settings::from(&args);
+    settings.join_token =
+        plexus_server::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
+    match args.key_path() {
+        Some(path) => {
+            let (identity, made) = plexus_server::keys::load_or_create(&path)?;
+            if made {
+                tracing::info!(file = %path.display(), "made a new genesis key");
+            }
+            settings.set_identity(identity);
+        }
+        None => tracing::info!(
+            "no --key-file and no --state: genesis's key lives in memory; after a restart peers pin the new one when they register again"
+        ),
+    }
+    tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
     let store = args.state.as_deref().map(Store::open).transpose()?;
     if store.is_none() {
         tracing::info!(
@@ -285,9 +306,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             genesis.shut_down();
         }
     };
-    let serve = axum::serve(listener, app(Arc::clone(&genesis)).into_make_service())
-        .with_graceful_shutdown(signalled)
-        .into_future();
+    let serve = plexus_server::serve(
+        listener,
+        app(Arc::clone(&genesis)),
+        &args.connection,
+        signalled,
+    );
     let grace = args.shutdown_grace;
     let stopped = genesis.stopped();
     tokio::select! {

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub broadcasts_superseded: AtomicU64,
     /// Broadcast rounds started.
     pub broadcast_rounds: AtomicU64,
+    /// Watch streams ended because their client fell behind.
+    pub watchers_ended: AtomicU64,
 }
 
 /// Adds one to `counter`.
@@ -90,6 +92,12 @@ impl Metrics {
             "counter",
             "Accepted pings.",
             get(&self.pings),
+        );
+        line(
+            "plexus_genesis_watchers_ended_total",
+            "counter",
+            "Watch streams ended because their client fell more than --watch-buffer changes behind.",
+            get(&self.watchers_ended),
         );
         line(
             "plexus_genesis_pings_unknown_total",

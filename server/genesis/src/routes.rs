@@ -6,27 +6,29 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::registry::RegisterError;
+use plexus_core::auth::{self, Message};
+use plexus_core::registry::{CallRefused, RegisterError};
 use plexus_core::wire::{
     DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use super::metrics::{Gauges, inc};
-use super::ssrf::{UriRefusal, check_uri};
 use super::store::Committed;
 use super::{Genesis, now};
+use plexus_core::PeerUri;
+use plexus_server::keys;
+use plexus_server::outbound::OutboundError;
 use plexus_server::{AppError, json_errors};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -34,12 +36,8 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The router of genesis, with its middleware.
 pub fn app(genesis: Arc<Genesis>) -> Router {
     let limit = genesis.settings.max_body_bytes;
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .expose_headers([HeaderName::from_static(PEERS_VERSION_HEADER)]);
-    Router::new()
+    let policy = genesis.settings.policy.clone();
+    let router = Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
         .route("/peers/watch", get(watch))
@@ -51,12 +49,22 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
         .fallback(|| async { AppError::not_found("no such route") })
         .layer(
             ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http())
-                .layer(cors)
                 .layer(axum::middleware::from_fn(json_errors))
                 .layer(RequestBodyLimitLayer::new(limit)),
         )
-        .with_state(genesis)
+        .with_state(genesis);
+    plexus_server::policy::guard_writes(
+        router,
+        &policy,
+        &[
+            PEERS_VERSION_HEADER,
+            auth::SIGNATURE_INPUT,
+            auth::SIGNATURE,
+            auth::CONTENT_DIGEST,
+            auth::SESSION_KEY_HEADER,
+        ],
+    )
+    .layer(TraceLayer::new_for_http())
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
@@ -76,12 +84,8 @@ fn authorize(genesis: &Genesis, headers: &HeaderMap) -> Result<(), AppError> {
     let Some(token) = &genesis.settings.join_token else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    let given = plexus_server::bearer(headers).unwrap_or_default();
+    if plexus_server::constant_time_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         Err(AppError::new(
@@ -91,8 +95,25 @@ fn authorize(genesis: &Genesis, headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Refuses a peer URI that is too long (422), points into a denied range
+/// (422) or does not resolve (400, "unreachable"); resolving is bounded
+/// like the probe that follows.
+async fn check_uri(genesis: &Genesis, uri: &PeerUri) -> Result<(), AppError> {
+    genesis
+        .settings
+        .limits
+        .check_uri(uri)
+        .map_err(|e| AppError::unprocessable(e.to_string()))?;
+    let timeout = genesis.settings.probe_timeout;
+    match tokio::time::timeout(timeout, genesis.settings.guard.check_uri(uri)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal @ OutboundError::Denied { .. })) => {
+            Err(AppError::unprocessable(format!("peer URI {refusal}")))
+        }
+        Ok(Err(_)) | Err(_) => Err(AppError::bad_request(format!(
+            "genesis cannot reach {uri}: it is unreachable"
+        ))),
+    }
 }
 
 /// Waits for the store to commit, if there is one.
@@ -126,54 +147,97 @@ async fn register_inner(
     body: &[u8],
 ) -> Result<Response, AppError> {
     authorize(genesis, headers)?;
+    // A signed registration proves a key, which then holds the name.
+    let key = genesis
+        .settings
+        .registry
+        .authenticate_register(&keys::received(headers), body, now())
+        .map_err(forbidden)?;
     let update: PeerUpdate = parse(body)?;
-    // Resolving a name is bounded like the probe that follows it.
-    let checked = tokio::time::timeout(
-        genesis.settings.probe_timeout,
-        check_uri(&update.peer_uri, &genesis.settings.deny),
-    )
-    .await
-    .map_err(|_| {
-        AppError::bad_request(format!(
-            "genesis cannot resolve the host of {} within {:?}",
-            update.peer_uri, genesis.settings.probe_timeout
-        ))
-    })?;
-    checked.map_err(|refusal| match refusal {
-        UriRefusal::Denied { .. } => AppError::unprocessable(refusal.to_string()),
-        _ => AppError::bad_request(refusal.to_string()),
-    })?;
+    check_uri(genesis, &update.peer_uri).await?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
     let deltas = headers
         .get(DELTAS_HEADER)
         .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
-    let probe = genesis.lock().begin_register(update).with_deltas(deltas);
+    let probe = genesis
+        .lock()
+        .begin_register(update)
+        .with_deltas(deltas)
+        .with_key(key);
+    // A name held by another key is refused before any probe.
+    genesis
+        .lock()
+        .check_register(&probe)
+        .map_err(register_error)?;
     let reached = match genesis
-        .http
+        .outbound
+        .client()
         .get(&probe.url)
         .timeout(genesis.settings.probe_timeout)
         .send()
         .await
     {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("it answered {}", response.status())),
-        Err(e) if e.is_timeout() => Err(format!(
-            "no answer within {:?}",
-            genesis.settings.probe_timeout
-        )),
-        Err(e) => Err(plexus_server::error_chain(&e)),
+        // Only "answered N" or "unreachable": no port scanner's oracle.
+        Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
+        Err(e) => {
+            tracing::debug!(url = %probe.url, error = %plexus_server::error_chain(&e), "probe failed");
+            Err("it is unreachable".to_owned())
+        }
     };
     let (response, saved) = {
         let mut registry = genesis.lock();
-        let response = registry.complete_register(probe, reached, now());
+        let response = registry.complete_register(probe, reached, now()).map(|r| {
+            let session = registry.session_key(r.peer.id);
+            (r, session)
+        });
         let saved = genesis.publish(&mut registry, true);
         (response, saved)
     };
-    // Every refusal of the registry is "genesis cannot reach the peer": 400.
-    let response = response.map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
+    let (response, session) = response.map_err(register_error)?;
     committed(saved).await?;
     inc(&genesis.metrics.registrations);
-    Ok(Json(response).into_response())
+    // Signed by genesis, so that a peer can pin its key; a keyed
+    // registration gets its session key.
+    let body = serde_json::to_vec(&response).map_err(AppError::internal)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let signature = genesis
+        .settings
+        .identity
+        .sign(&Message::response(&body), now());
+    keys::insert(&mut headers, &signature);
+    if let Some(session) = session
+        && let Ok(value) = HeaderValue::from_str(&session.to_string())
+    {
+        headers.insert(HeaderName::from_static(auth::SESSION_KEY_HEADER), value);
+    }
+    Ok((headers, body).into_response())
+}
+
+/// 400 when genesis cannot reach the peer, 403 when the name is held by
+/// another key or a key is required.
+fn register_error(e: RegisterError) -> AppError {
+    match e {
+        RegisterError::Unreachable { .. } => AppError::bad_request(e.to_string()),
+        _ => forbidden(e),
+    }
+}
+
+/// 403 for a refused signature or name.
+fn forbidden(e: impl std::fmt::Display) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, e.to_string())
+}
+
+/// 404 for an unknown peer, 403 for a keyed one without its signature.
+fn call_refused(e: CallRefused) -> AppError {
+    match e {
+        CallRefused::Unknown(unknown) => AppError::not_found(unknown.to_string()),
+        denied => forbidden(denied),
+    }
 }
 
 /// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.
@@ -182,26 +246,46 @@ async fn ping(
     Path(id): Path<PeerId>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, AppError> {
+) -> Result<Response, AppError> {
     authorize(&genesis, &headers)?;
     let ping: PeerPing = if body.iter().all(u8::is_ascii_whitespace) {
         PeerPing::default()
     } else {
         parse(&body)?
     };
-    let (result, saved) = {
+    genesis
+        .settings
+        .limits
+        .check_schema_hash(&ping.schema_hash)
+        .map_err(|e| AppError::unprocessable(e.to_string()))?;
+    let received = keys::received(&headers);
+    let (result, saved, version) = {
         let mut registry = genesis.lock();
-        let result = registry.handle_ping(id, &ping.schema_hash, now());
+        let now = now();
+        // With the list version signed for a keyed peer: it fetches the
+        // list when it sees it is behind.
+        let result = registry.handle_signed_ping(id, &ping.schema_hash, &received, &body, now);
         let saved = genesis.publish(&mut registry, true);
-        (result, saved)
+        (result, saved, registry.version())
     };
-    if let Err(unknown) = result {
-        inc(&genesis.metrics.pings_unknown);
-        return Err(AppError::not_found(unknown.to_string()));
-    }
+    let signature = match result {
+        Ok(signature) => signature,
+        Err(refused) => {
+            if matches!(refused, CallRefused::Unknown(_)) {
+                inc(&genesis.metrics.pings_unknown);
+            }
+            return Err(call_refused(refused));
+        }
+    };
     committed(saved).await?;
     inc(&genesis.metrics.pings);
-    Ok(StatusCode::OK)
+    let mut headers = HeaderMap::new();
+    let (name, value) = version_header(version);
+    headers.insert(name, value);
+    if let Some(signature) = signature {
+        keys::insert(&mut headers, &signature);
+    }
+    Ok((StatusCode::OK, headers).into_response())
 }
 
 /// `DELETE /peers/{peerId}`.
@@ -211,13 +295,14 @@ async fn leave(
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
+    let received = keys::received(&headers);
     let (result, saved) = {
         let mut registry = genesis.lock();
-        let result = registry.handle_leave(id, now());
+        let result = registry.handle_signed_leave(id, &received, now());
         let saved = genesis.publish(&mut registry, true);
         (result, saved)
     };
-    result.map_err(|unknown| AppError::not_found(unknown.to_string()))?;
+    result.map_err(call_refused)?;
     committed(saved).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -229,7 +314,8 @@ fn version_header(version: u64) -> (HeaderName, HeaderValue) {
     )
 }
 
-/// `GET /peers`: the original `[Peer]` array, and the list version in a header.
+/// `GET /peers`: the original `[Peer]` array, the list version in a
+/// header, and genesis's signature over both.
 async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError> {
     let (body, version) = {
         let registry = genesis.lock();
@@ -239,21 +325,20 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
             registry.version(),
         )
     };
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            version_header(version),
-        ],
-        body,
-    )
-        .into_response())
+    let message = Message::response(&body).with_version(Some(version));
+    let signature = genesis.settings.identity.sign(&message, now());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (name, value) = version_header(version);
+    headers.insert(name, value);
+    keys::insert(&mut headers, &signature);
+    Ok((headers, body).into_response())
 }
 
-/// The first event of the watch stream, and the one sent again whenever a
-/// watcher fell too far behind: the whole list at `version`.
+/// The first event of the watch stream: the whole list at `version`.
 #[derive(Serialize)]
 struct Snapshot {
     version: u64,
@@ -310,12 +395,13 @@ async fn watch(
                                 (genesis, WatchState::Live { version }, Some(rx)),
                             ));
                         }
-                        Err(RecvError::Lagged(_)) => {
-                            let (event, version, rx) = snapshot_event(&genesis);
-                            return Some((
-                                Ok(event),
-                                (genesis, WatchState::Live { version }, Some(rx)),
-                            ));
+                        // Fell more than --watch-buffer changes behind:
+                        // end the stream rather than hold changes for it;
+                        // the client starts again from a snapshot.
+                        Err(RecvError::Lagged(missed)) => {
+                            inc(&genesis.metrics.watchers_ended);
+                            tracing::info!(missed, "a watcher fell behind: its stream is ended");
+                            return None;
                         }
                         Err(RecvError::Closed) => return None,
                     }
@@ -334,7 +420,8 @@ async fn watch(
 async fn healthz(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
     let registry = genesis.lock();
     Json(
-        serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version()}),
+        serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version(),
+                           "key": genesis.settings.identity.public().to_string()}),
     )
 }
 

@@ -61,7 +61,11 @@ async fn list_carries_its_version_and_cors_exposes_it() {
     let (status, headers, body) = call(request).await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-plexus-peers-version"], "0");
-    assert_eq!(headers["access-control-allow-origin"], "*");
+    // Reads are open to any origin.
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://dash.example"
+    );
     assert!(
         headers["access-control-expose-headers"]
             .to_str()
@@ -71,19 +75,38 @@ async fn list_carries_its_version_and_cors_exposes_it() {
     assert_eq!(body, b"[]");
 }
 
-#[tokio::test]
-async fn cors_preflight_allows_authorization() {
-    let request = Request::options("/peers/register")
-        .header("origin", "http://dash.example")
-        .header("access-control-request-method", "POST")
+fn preflight(origin: &str, method: &str, path: &str) -> Request<Body> {
+    Request::options(path)
+        .header("origin", origin)
+        .header("access-control-request-method", method)
         .header(
             "access-control-request-headers",
             "authorization,content-type",
         )
         .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_lets_named_origins_write_and_others_only_read() {
+    let mut settings = Settings::new(Contextionary {
+        url: "http://c.example/c.bin".into(),
+        hash: "sha256:abc".parse().unwrap(),
+    });
+    settings.policy.cors_origin = vec!["http://dash.example".into()];
+    let app = app(Genesis::start(settings, None).unwrap());
+    // A named origin may write: its preflight allows the method and headers.
+    let response = app
+        .clone()
+        .oneshot(preflight("http://dash.example", "POST", "/peers/register"))
+        .await
         .unwrap();
-    let (status, headers, _) = call(request).await;
-    assert!(status.is_success(), "{status}");
+    assert!(response.status().is_success());
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://dash.example"
+    );
     let allowed = headers["access-control-allow-headers"]
         .to_str()
         .unwrap()
@@ -91,6 +114,49 @@ async fn cors_preflight_allows_authorization() {
     assert!(
         allowed.contains("authorization") && allowed.contains("content-type"),
         "{allowed}"
+    );
+    // Another origin's preflight of a write is not allowed...
+    let response = app
+        .clone()
+        .oneshot(preflight("http://evil.example", "DELETE", "/peers/x"))
+        .await
+        .unwrap();
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    // ...nor its write without a preflight (a simple POST), before any handler.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/peers/register")
+                .header("origin", "http://evil.example")
+                .header("content-type", "text/plain")
+                .body(Body::from(
+                    r#"{"peerName":"X","peerUri":"http://10.0.0.1"}"#,
+                ))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--cors-origin")
+    );
+    // Its reads are allowed.
+    let response = app
+        .oneshot(preflight("http://evil.example", "GET", "/peers"))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://evil.example"
     );
 }
 

@@ -14,7 +14,9 @@ use super::batch::{BatchLimits, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_OBJECTS};
 use super::config::{self, NetworkSettings, Overrides};
 use super::network::{self, Input, Stopped, routes as p2p};
 use super::{PeerDb, PeerState, api_routes, layers};
-use plexus_server::{bind, shutdown_signal};
+use plexus_server::outbound::{self, Guard, Outbound, OutboundArgs};
+use plexus_server::policy::PolicyArgs;
+use plexus_server::{ConnectionArgs, bind, shutdown_signal};
 
 /// How long open requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,9 +76,36 @@ pub struct Args {
     /// Mean time between pings to genesis (e.g. 10s, 500ms).
     #[arg(long, env = "PLEXUS_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub ping_interval: Duration,
-    /// The network's join token: sent to genesis, and required on `PUT /p2p/genesis`.
+    /// The network's join token, sent to genesis with each call (pushes
+    /// from genesis are checked by genesis's signature, not by the token).
+    /// Prefer --join-token-file or the environment variable: arguments are
+    /// visible to every user of the machine.
     #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Genesis's public key (`genesis_key` in the config file): pushes and
+    /// lists are taken only when signed by it. Absent: the key that signs
+    /// genesis's registration answer is pinned at each registration.
+    #[arg(long, env = "PLEXUS_GENESIS_KEY")]
+    pub genesis_key: Option<String>,
+    /// How far a signature's `created` may be from this peer's clock, either
+    /// way; older (replayed) or future pushes get 403.
+    #[arg(long, env = "PLEXUS_SIGNATURE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub signature_max_age: Duration,
+    /// A file whose first line is the join token (instead of --join-token).
+    #[arg(long, env = "PLEXUS_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// At most this many schemas of other peers are downloaded at once.
+    #[arg(long, env = "PLEXUS_MAX_SCHEMA_DOWNLOADS", default_value_t = 8)]
+    pub max_schema_downloads: usize,
+    /// The outbound guard of calls to other peers.
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+    /// Connection bounds.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Rate limit and CORS of write calls.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// How long each peer asked by a Network query may take to answer.
     #[arg(long, env = "PLEXUS_QUERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub query_timeout: Duration,
@@ -112,6 +141,7 @@ impl Args {
             genesis_url: self.genesis_url.clone(),
             public_url: self.public_url.clone(),
             peer_name: self.peer_name.clone(),
+            genesis_key: self.genesis_key.clone(),
         };
         let block = config::network_block(
             file.as_ref().map(|(p, f)| (*p, f)),
@@ -119,7 +149,7 @@ impl Args {
             &overrides,
         )?;
         block
-            .map(|block| {
+            .map(|block| -> Result<NetworkSettings, config::ConfigError> {
                 config::settings(
                     block,
                     Contextionary {
@@ -127,9 +157,20 @@ impl Args {
                         hash: self.contextionary_hash.clone(),
                     },
                     self.ping_interval,
-                    self.join_token.clone(),
+                    plexus_server::join_token(
+                        self.join_token.as_deref(),
+                        self.join_token_file.as_deref(),
+                    )
+                    .map_err(|e| config::ConfigError::Invalid {
+                        field: "join token",
+                        reason: e.to_string(),
+                    })?,
                     self.query_timeout,
                 )
+                .map(|mut settings| {
+                    settings.signature_max_age = self.signature_max_age;
+                    settings
+                })
             })
             .transpose()
     }
@@ -155,8 +196,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             api_routes()
                 .with_state(PeerState::standalone(db))
                 .merge(p2p::standalone_routes()),
+            &args.policy,
         );
-        return serve(app, args.listen).await;
+        return serve(app, args.listen, &args.connection).await;
     };
     let (listener, local) = bind(args.listen).await?;
     let public_uri = match &settings.public_uri {
@@ -166,11 +208,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("listening on {local}, which other peers cannot dial: set --public-url")
         }
     };
+    // The peer's key: made on first start, kept beside its database.
+    let key_file = args.data_dir()?.join("peer.key");
+    let (identity, made) = plexus_server::keys::load_or_create(&key_file)?;
+    if made {
+        tracing::info!(file = %key_file.display(), key = %identity.public(), "made the peer's key");
+    }
     let http = network::http_client();
+    let outbound = Outbound::new(
+        Guard::from_args(local, &args.outbound),
+        args.outbound
+            .max_answer_bytes
+            .unwrap_or(outbound::DEFAULT_MAX_ANSWER_BYTES),
+        std::time::Duration::from_secs(2),
+        concat!("plexus-peer/", env!("CARGO_PKG_VERSION")),
+    )?;
     let (task, handle) = network::start(
-        network::Settings::new(&settings, public_uri),
+        network::Settings::new(&settings, public_uri, identity),
         db.clone(),
         http,
+        network::Peers::new(outbound, args.max_schema_downloads),
     );
     let state = PeerState {
         db,
@@ -180,14 +237,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         api_routes()
             .with_state(state)
             .merge(p2p::routes(handle.clone())),
+        &args.policy,
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = args.connection.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
+        plexus_server::serve(listener, app, &limits, async move {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     let mut membership = tokio::spawn(task.run());
     let outcome = tokio::select! {
@@ -219,14 +277,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Serves `app` on `listen` (printing the `listening on` line) until Ctrl-C
 /// or SIGTERM, then lets open requests finish for at most [`DRAIN_TIMEOUT`].
-pub async fn serve(app: axum::Router, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn serve(
+    app: axum::Router,
+    listen: SocketAddr,
+    limits: &ConnectionArgs,
+) -> anyhow::Result<()> {
     let (listener, _) = bind(listen).await?;
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = plexus_server::serve(listener, app, limits, async move {
         shutdown_signal().await;
         let _ = stopping.send(());
     });
-    let server = async move { server.await };
     tokio::select! {
         result = server => result.context("server failed"),
         () = async {

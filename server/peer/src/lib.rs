@@ -32,7 +32,6 @@ use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaErro
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::{RwLock, watch};
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -40,6 +39,7 @@ pub use graphql::NetworkResolver;
 use graphql::{GraphQLRequest, GraphQLResponse, ObjectSource, SourceError};
 pub use object::Object;
 use plexus_server::AppError;
+use plexus_server::policy::PolicyArgs;
 use store::{RemoveClass, Snapshot, Store, StoreError};
 
 /// The largest request body accepted (2 MiB).
@@ -488,25 +488,22 @@ pub fn api_routes() -> Router<PeerState> {
 }
 
 /// The middleware of every peer route: JSON error bodies for axum's own
-/// refusals, a [`MAX_BODY`] body limit, tracing, and CORS for any origin.
-pub fn layers(router: Router) -> Router {
-    router
+/// refusals, a [`MAX_BODY`] body limit, tracing, and the write policy of
+/// `policy` (reads from any origin; writes rate-limited per client address
+/// and only from the origins it names, see [`plexus_server::policy`]).
+pub fn layers(router: Router, policy: &PolicyArgs) -> Router {
+    let router = router
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(plexus_server::json_errors))
-        .layer(TraceLayer::new_for_http())
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any),
-        )
+        .layer(axum::middleware::from_fn(plexus_server::json_errors));
+    plexus_server::policy::guard_writes(router, policy, &[]).layer(TraceLayer::new_for_http())
 }
 
-/// The stand-alone peer's whole HTTP app.
+/// The stand-alone peer's whole HTTP app, with the default write policy.
 pub fn router(state: PeerState) -> Router {
     layers(
         api_routes()
             .with_state(state)
             .merge(network::routes::standalone_routes()),
+        &PolicyArgs::default(),
     )
 }

@@ -364,14 +364,54 @@ async fn graphql_and_protocol_errors() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body["error"]["message"].is_string());
 
-    // CORS: any origin may ask.
+    // CORS: any origin may query (a GraphQL POST is a read)...
+    let preflight = |method: &str, path: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(path)
+            .header("origin", "http://elsewhere.example")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let response = app
+        .router
+        .clone()
+        .oneshot(preflight("POST", "/v1/graphql"))
+        .await
+        .expect("infallible");
+    assert!(response.status().is_success());
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://elsewhere.example"
+    );
+    // ...but not write (no --cors-origin): no preflight of a write is allowed,
+    for (method, path) in [
+        ("POST", "/v1/things"),
+        ("DELETE", "/v1/schema/things/City"),
+        ("PUT", "/p2p/genesis"),
+    ] {
+        let response = app
+            .router
+            .clone()
+            .oneshot(preflight(method, path))
+            .await
+            .expect("infallible");
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            "{method} {path}"
+        );
+    }
+    // and a write sent without a preflight is refused before any handler.
     let request = Request::builder()
-        .method(Method::OPTIONS)
-        .uri("/v1/graphql")
+        .method(Method::POST)
+        .uri("/v1/schema/things")
         .header("origin", "http://elsewhere.example")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .body(Body::empty())
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"class": "Evil"}"#))
         .expect("request");
     let response = app
         .router
@@ -379,8 +419,16 @@ async fn graphql_and_protocol_errors() {
         .oneshot(request)
         .await
         .expect("infallible");
-    assert!(response.status().is_success());
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !app.db
+            .schema()
+            .await
+            .list(plexus_core::schema::Kind::Things)
+            .classes
+            .iter()
+            .any(|c| c.class == "Evil")
+    );
 }
 
 fn app_with(limits: crate::batch::BatchLimits) -> App {

@@ -53,7 +53,7 @@ pub fn render(model: &Model, frame: &mut Frame, area: Rect) {
             Span::raw(" ago)"),
         ]),
         Line::from(vec![
-            field("schemaHash"),
+            field("schema_hash"),
             Span::raw(if peer.schema_hash.is_empty() {
                 "-".to_owned()
             } else {

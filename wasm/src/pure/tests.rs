@@ -29,7 +29,7 @@ fn schemas(names: &[&str]) -> BTreeMap<PeerName, Schema> {
 fn peer(name: &str, uri: &str) -> Peer {
     serde_json::from_value(
         json!({"id": "00000000-0000-0000-0000-000000000001", "peerName": name,
-        "peerUri": uri, "last_contact_at": 1, "schemaHash": ""}),
+        "peerUri": uri, "last_contact_at": 1, "schema_hash": ""}),
     )
     .expect("peer")
 }

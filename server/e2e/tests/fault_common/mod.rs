@@ -261,6 +261,17 @@ pub fn port_text() -> String {
 /// Starts a real `plexus-peer` named `name` on a free port in the network of
 /// `genesis_url`, pinging every `ping`, its data in `data`.
 pub fn real_peer(genesis_url: &str, name: &str, data: &std::path::Path, ping: &str) -> Proc {
+    real_peer_with(genesis_url, name, data, ping, &[])
+}
+
+/// [`real_peer`] with more flags.
+pub fn real_peer_with(
+    genesis_url: &str,
+    name: &str,
+    data: &std::path::Path,
+    ping: &str,
+    extra: &[&str],
+) -> Proc {
     let port = free_port();
     let mut command = Command::new(super::support::bin("plexus-peer"));
     command
@@ -270,6 +281,7 @@ pub fn real_peer(genesis_url: &str, name: &str, data: &std::path::Path, ping: &s
         .args(["--ping-interval", ping])
         .arg("--data")
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn");
     super::support::spawn(command)
 }

@@ -243,3 +243,46 @@ pub async fn wait_cached(client: &reqwest::Client, url: &str, others: &[&str], l
     )
     .await
 }
+
+/// Genesis's key file for a test that pushes as genesis would: pass
+/// `["--key-file", path]` to genesis and sign with the key.
+pub fn genesis_key(dir: &Path) -> (plexus_core::auth::Identity, String) {
+    let file = dir.join("genesis.key");
+    let (key, _) = plexus_server::keys::load_or_create(&file).expect("genesis key");
+    (key, file.to_str().expect("a UTF-8 path").to_owned())
+}
+
+/// `PUT {peer}/p2p/genesis` with the whole list `body`, signed by genesis's
+/// `key` as genesis signs its pushes, one version after the peer's view;
+/// returns the status.
+pub async fn signed_push(peer: &Proc, key: &plexus_core::auth::Identity, body: &Value) -> u16 {
+    let client = reqwest::Client::new();
+    let view = get(&client, &peer.at("/v1/network/peers"))
+        .await
+        .expect("the peer's view");
+    let version = view["listVersion"].as_u64().unwrap_or(0) + 1;
+    let bytes = serde_json::to_vec(body).expect("JSON");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let now = plexus_core::Timestamp::from_millis(u64::try_from(now).expect("ms fit u64"));
+    let signature = key.sign(
+        &plexus_core::auth::Message::push(Some(version), &bytes),
+        now,
+    );
+    let mut request = client
+        .put(peer.at("/p2p/genesis"))
+        .header("content-type", "application/json")
+        .header(plexus_core::wire::PEERS_VERSION_HEADER, version)
+        .body(bytes);
+    for (name, value) in signature.pairs() {
+        request = request.header(name, value);
+    }
+    request
+        .send()
+        .await
+        .expect("PUT /p2p/genesis")
+        .status()
+        .as_u16()
+}

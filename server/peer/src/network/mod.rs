@@ -16,13 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use plexus_core::Timestamp;
-use plexus_core::membership::{Event, FailReason, Membership, MembershipConfig, Request, State};
+use plexus_core::auth::{Identity, Received};
+use plexus_core::membership::{
+    Event, FailReason, Membership, MembershipConfig, PushRefused, Request, State,
+};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{GenesisPush, PeerId};
+use plexus_core::wire::PeerId;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use calls::{Genesis, Outcome, perform};
 
@@ -46,8 +50,18 @@ fn random_seed() -> u64 {
 /// A message to the membership task.
 #[derive(Debug)]
 pub enum Input {
-    /// `PUT /p2p/genesis`: the whole list or a delta, and its version.
-    Push(GenesisPush, Option<u64>),
+    /// `PUT /p2p/genesis` as it came: the core checks genesis's signature
+    /// and answers whether it took the push.
+    Push {
+        /// The body: the whole list or a delta.
+        body: Bytes,
+        /// Its `x-plexus-peers-version`.
+        version: Option<u64>,
+        /// Its signature headers.
+        signature: Received,
+        /// Where the verdict goes.
+        reply: oneshot::Sender<Result<(), PushRefused>>,
+    },
     /// The peer is stopping: deregister.
     Shutdown,
     /// The answer of a request the task sent.
@@ -135,11 +149,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings from the resolved configuration, with the URI the peer is reachable at.
-    pub fn new(config: &crate::config::NetworkSettings, public_uri: PeerUri) -> Self {
+    /// Settings from the resolved configuration, with the URI the peer is
+    /// reachable at and its key pair.
+    pub fn new(
+        config: &crate::config::NetworkSettings,
+        public_uri: PeerUri,
+        identity: Identity,
+    ) -> Self {
         let mut membership = MembershipConfig::new(config.name.clone(), public_uri, random_seed());
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
+        membership.identity = Some(identity);
+        membership.genesis_key = config.genesis_key;
+        membership.max_signature_age = config.signature_max_age;
         Settings {
             membership,
             genesis: Genesis {
@@ -156,10 +178,8 @@ impl Settings {
 pub struct NetworkHandle {
     inputs: mpsc::Sender<Input>,
     view: watch::Receiver<Arc<View>>,
-    /// The join token `PUT /p2p/genesis` must carry, if any.
-    pub join_token: Option<String>,
-    /// The client for Network queries.
-    pub http: reqwest::Client,
+    /// The guarded client of calls to other peers (Network queries).
+    pub peers: Peers,
     /// How long each peer of a Network query may take.
     pub query_timeout: Duration,
     /// This peer's own name: a Network query may name it too.
@@ -185,9 +205,32 @@ impl NetworkHandle {
     }
 }
 
-/// Builds the shared HTTP client: short connect timeout, no proxy surprises.
+/// How the peer calls other peers: through the outbound guard, with a bound
+/// on schema downloads at once.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    /// The guarded client, its deny list and its answer cap.
+    pub outbound: plexus_server::outbound::Outbound,
+    /// One permit per schema download in flight (`--max-schema-downloads`).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Peers {
+    /// Calls to other peers through `outbound`, at most `max_downloads`
+    /// schema downloads at once.
+    pub fn new(outbound: plexus_server::outbound::Outbound, max_downloads: usize) -> Self {
+        Self {
+            outbound,
+            downloads: Arc::new(tokio::sync::Semaphore::new(max_downloads.max(1))),
+        }
+    }
+}
+
+/// Builds the client of calls to genesis (a configured URL, not one from
+/// the network): short connect timeout, no redirects.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
@@ -199,6 +242,7 @@ pub struct Task {
     membership: Membership,
     genesis: Genesis,
     http: reqwest::Client,
+    peers: Peers,
     inputs_tx: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
     view: watch::Sender<Arc<View>>,
@@ -208,11 +252,13 @@ pub struct Task {
     shared: BTreeMap<PeerName, (String, Arc<Schema>)>,
 }
 
-/// Prepares the membership task for `settings`, following the schema of `local`.
+/// Prepares the membership task for `settings`, following the schema of
+/// `local`; it calls genesis with `http` and other peers through `peers`.
 pub fn start(
     settings: Settings,
     local: Arc<crate::PeerDb>,
     http: reqwest::Client,
+    peers: Peers,
 ) -> (Task, NetworkHandle) {
     let schema = local.subscribe_schema();
     let hash = schema.borrow().clone();
@@ -222,8 +268,7 @@ pub fn start(
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
         view: view_rx,
-        join_token: settings.genesis.token.clone(),
-        http: http.clone(),
+        peers: peers.clone(),
         query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
         local,
@@ -234,6 +279,7 @@ pub fn start(
         membership,
         genesis: settings.genesis,
         http,
+        peers,
         inputs_tx,
         inputs,
         view,
@@ -292,13 +338,24 @@ impl Task {
         let now = now();
         let m = &mut self.membership;
         match input {
-            Input::Push(push, version) => m.handle_genesis_push(push, version, now),
+            Input::Push {
+                body,
+                version,
+                signature,
+                reply,
+            } => {
+                let verdict = m.handle_signed_push(&body, version, &signature, now);
+                if let Err(refused) = &verdict {
+                    tracing::warn!(%refused, "refused a push");
+                }
+                let _ = reply.send(verdict);
+            }
             Input::Shutdown => m.handle_shutdown(now),
             Input::Outcome(outcome) => match outcome {
-                Outcome::Register(r) => m.handle_register_response(r, now),
-                Outcome::Ping(r) => m.handle_ping_response(r, now),
+                Outcome::Register(r) => m.handle_register_answer(r, now),
+                Outcome::Ping(r) => m.handle_ping_answer(r, now),
                 Outcome::Leave(r) => m.handle_leave_response(r, now),
-                Outcome::Peers(r) => m.handle_peers_response(r, now),
+                Outcome::Peers(r) => m.handle_peers_answer(r, now),
                 Outcome::Schema { peer, hash, result } => {
                     m.handle_schema_response(&peer, &hash, result, now)
                 }
@@ -310,13 +367,17 @@ impl Task {
     fn drain(&mut self) -> Option<Stopped> {
         while let Some(request) = self.membership.poll_transmit() {
             log_request(&request);
-            let (http, genesis, back) = (
+            let (http, peers, genesis, back) = (
                 self.http.clone(),
+                self.peers.clone(),
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
+            // The core signs what it asked for; the task only sends it.
+            let body = calls::body(&request);
+            let signature = self.membership.sign_request(&request, &body, now());
             tokio::spawn(async move {
-                let outcome = perform(&http, &genesis, request).await;
+                let outcome = perform(&http, &peers, &genesis, request, body, signature).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }

@@ -8,7 +8,9 @@ use futures::future::{BoxFuture, join_all};
 use plexus_core::network::{PeerAnswer, merge, plan};
 use serde_json::{Map, Value, json};
 
-use super::NetworkHandle;
+use plexus_core::PeerUri;
+
+use super::{NetworkHandle, Peers};
 use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, NetworkResolver};
 use plexus_server::error_chain;
 
@@ -46,9 +48,8 @@ impl NetworkHandle {
                     .await;
                 return serde_json::to_value(own).map_err(|e| e.to_string());
             }
-            let url = view.uri(&q.peer).map(|uri| uri.join("/v1/graphql"));
             let body = json!({ "query": q.query });
-            ask(&self.http, url, body, self.query_timeout).await
+            ask(&self.peers, view.uri(&q.peer), body, self.query_timeout).await
         });
         let answers = join_all(asks).await;
         let merged = merge(&plan, answers);
@@ -60,15 +61,18 @@ impl NetworkHandle {
     }
 }
 
-/// Sends one Local query; its whole GraphQL answer, or why there is none.
-async fn ask(
-    http: &reqwest::Client,
-    url: Option<String>,
-    body: Value,
-    timeout: Duration,
-) -> PeerAnswer {
-    let url = url.ok_or_else(|| "it left the network".to_owned())?;
-    let response = http
+/// Sends one Local query through the outbound guard; its whole GraphQL
+/// answer (at most `--max-answer-bytes`), or why there is none.
+async fn ask(peers: &Peers, uri: Option<&PeerUri>, body: Value, timeout: Duration) -> PeerAnswer {
+    let uri = uri.ok_or_else(|| "it left the network".to_owned())?;
+    let outbound = &peers.outbound;
+    outbound
+        .guard()
+        .check_literal(uri)
+        .map_err(|e| e.to_string())?;
+    let url = uri.join("/v1/graphql");
+    let response = outbound
+        .client()
         .post(&url)
         .json(&body)
         .timeout(timeout)
@@ -79,7 +83,10 @@ async fn ask(
     if !status.is_success() {
         return Err(format!("it answered {status}"));
     }
-    let bytes = response.bytes().await.map_err(|e| describe(&e, timeout))?;
+    let bytes = tokio::time::timeout(timeout, outbound.read(response))
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("its answer is not JSON: {e}"))
 }
 
