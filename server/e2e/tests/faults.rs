@@ -468,7 +468,10 @@ async fn partition_made_with_network_namespaces_evicts_and_heals() {
         eprintln!("skipped: the partition test needs root and `ip netns` ({reason})");
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/partition-test.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/partition-test.sh"
+    );
     let status = std::process::Command::new("bash")
         .arg(script)
         .env("PLEXUS_GENESIS_BIN", support::bin("plexus-genesis"))
