@@ -70,7 +70,8 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
                 .layer(axum::middleware::from_fn(json_errors))
                 .layer(RequestBodyLimitLayer::new(limit)),
         )
-        .with_state(genesis)
+        .with_state(Arc::clone(&genesis))
+        .merge(super::relay::routes(&genesis))
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
