@@ -210,18 +210,19 @@ impl FromStr for SessionKey {
 /// Genesis's secret for keyed registrations: it writes their ids and
 /// derives their session keys, so that genesis keeps nothing per peer.
 #[derive(Clone)]
-pub struct Authority([u8; 32]);
+pub struct Authority(HmacSha256);
 
 impl Authority {
     /// An authority with `secret`.
     pub fn new(secret: [u8; 32]) -> Self {
-        Self(secret)
+        // The HMAC's key schedule, done once: each derivation clones it.
+        Self(<HmacSha256 as Mac>::new_from_slice(&secret).unwrap_or_else(|_| unreachable!()))
     }
 
     /// The authority of genesis's key pair (a secret derived from its seed),
     /// so that it is the same after a restart with the same key.
     pub fn of(identity: &Identity) -> Self {
-        Self(hmac_sha256(&identity.seed(), &[b"plexus registry secret"]))
+        Self::new(hmac_sha256(&identity.seed(), &[b"plexus registry secret"]))
     }
 
     /// Whether `id` is the id of a keyed registration (a UUID of version 8):
@@ -254,11 +255,19 @@ impl Authority {
 
     /// The session key of the keyed registration `id`.
     pub fn session_key(&self, id: PeerId) -> SessionKey {
-        SessionKey(hmac_sha256(&self.0, &[b"plexus session", id.0.as_bytes()]))
+        SessionKey(self.mac(&[b"plexus session", id.0.as_bytes()]))
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     fn id_tag(&self, half: &[u8], key: &PublicKey) -> [u8; 8] {
-        let mac = hmac_sha256(&self.0, &[b"plexus id", half, key.as_bytes()]);
+        let mac = self.mac(&[b"plexus id", half, key.as_bytes()]);
         let mut tag = [0u8; 8];
         tag.copy_from_slice(&mac[..8]);
         tag

@@ -420,7 +420,9 @@ impl Registry {
 
     /// `POST /peers/{id}/ping` with its raw `body` and signature headers: a
     /// keyed registration's ping must carry its session's signature, a
-    /// keyless one needs none (the original behaviour).
+    /// keyless one needs none (the original behaviour). For a keyed one,
+    /// the answer's signature (as [`Registry::sign_ping_answer`] makes it),
+    /// with the session key already derived.
     pub fn handle_signed_ping(
         &mut self,
         id: PeerId,
@@ -428,10 +430,12 @@ impl Registry {
         received: &Received,
         body: &[u8],
         now: Timestamp,
-    ) -> Result<(), CallRefused> {
+    ) -> Result<Option<SignatureHeaders>, CallRefused> {
         let path = ping_path(id);
-        self.check_session(id, &Message::request("POST", &path, body), received, now)?;
-        Ok(self.handle_ping(id, schema_hash, now)?)
+        let session =
+            self.check_session(id, &Message::request("POST", &path, body), received, now)?;
+        self.handle_ping(id, schema_hash, now)?;
+        Ok(session.map(|key| self.ping_answer(&key, now)))
     }
 
     /// `DELETE /peers/{id}` with its signature headers: like
@@ -443,7 +447,7 @@ impl Registry {
         now: Timestamp,
     ) -> Result<Peer, CallRefused> {
         let path = leave_path(id);
-        self.check_session(id, &Message::request("DELETE", &path, b""), received, now)?;
+        let _ = self.check_session(id, &Message::request("DELETE", &path, b""), received, now)?;
         Ok(self.handle_leave(id, now)?)
     }
 
@@ -453,10 +457,14 @@ impl Registry {
     /// keyless one.
     pub fn sign_ping_answer(&self, id: PeerId, now: Timestamp) -> Option<SignatureHeaders> {
         let key = self.session_key(id)?;
-        Some(key.sign(
+        Some(self.ping_answer(&key, now))
+    }
+
+    fn ping_answer(&self, key: &SessionKey, now: Timestamp) -> SignatureHeaders {
+        key.sign(
             &Message::response(b"").with_version(Some(self.version)),
             now,
-        ))
+        )
     }
 
     /// 404 for an unknown id (first: a peer of a genesis that forgot it
@@ -468,22 +476,23 @@ impl Registry {
         message: &Message<'_>,
         received: &Received,
         now: Timestamp,
-    ) -> Result<(), CallRefused> {
+    ) -> Result<Option<SessionKey>, CallRefused> {
         if !self.peers.contains_key(&id) {
             return Err(UnknownPeer(id).into());
         }
-        if Authority::is_keyed(id) {
-            let key = self.config.authority.session_key(id);
-            auth::verify(
-                received,
-                message,
-                Expect::Session(&key),
-                now,
-                self.config.max_signature_age,
-            )
-            .map_err(CallRefused::Denied)?;
+        if !Authority::is_keyed(id) {
+            return Ok(None);
         }
-        Ok(())
+        let key = self.config.authority.session_key(id);
+        auth::verify(
+            received,
+            message,
+            Expect::Session(&key),
+            now,
+            self.config.max_signature_age,
+        )
+        .map_err(CallRefused::Denied)?;
+        Ok(Some(key))
     }
 
     /// Second step: admits the peer if the probe reached it (`Ok`), or refuses.

@@ -529,11 +529,14 @@ mod keys {
         };
         let bytes = serde_json::to_vec(body).expect("json");
         let signature = Received::from(&m.sign_request(&ping, &bytes, T0).expect("signed"));
+        let answer = genesis
+            .registry
+            .handle_signed_ping(id, &body.schema_hash, &signature, &bytes, T0)
+            .expect("taken");
         assert_eq!(
-            genesis
-                .registry
-                .handle_signed_ping(id, &body.schema_hash, &signature, &bytes, T0),
-            Ok(())
+            answer,
+            genesis.registry.sign_ping_answer(id, T0),
+            "answered signed"
         );
         assert_eq!(
             genesis.registry.peer(id).map(|p| p.schema_hash.to_string()),

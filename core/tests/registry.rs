@@ -535,7 +535,9 @@ mod keys {
         let received = key
             .map(|k| Received::from(&k.sign(&Message::request("POST", &path, body), now)))
             .unwrap_or_default();
-        registry.handle_signed_ping(id, "h1", &received, body, now)
+        registry
+            .handle_signed_ping(id, "h1", &received, body, now)
+            .map(|_| ())
     }
 
     fn signed_leave(

@@ -44,6 +44,22 @@ impl GenesisProcess {
         Ok(Self { child, url })
     }
 
+    /// CPU time it has used so far (user + system), in clock ticks of
+    /// `/proc/PID/stat` (Linux only; 100 per second on common kernels).
+    pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command (which may hold spaces) start after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields.get(i).context("short /proc stat")?.parse()?)
+        };
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+        Ok(field(11)? + field(12)?)
+    }
+
     /// Its resident memory, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(self.child.id())

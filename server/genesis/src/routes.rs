@@ -262,25 +262,24 @@ async fn ping(
         parse(&body)?
     };
     let received = keys::received(&headers);
-    let (result, saved, version, signature) = {
+    let (result, saved, version) = {
         let mut registry = genesis.lock();
         let now = now();
+        // With the list version signed for a keyed peer: it fetches the
+        // list when it sees it is behind.
         let result = registry.handle_signed_ping(id, &ping.schema_hash, &received, &body, now);
         let saved = genesis.publish(&mut registry, true);
-        // The list version, signed for a keyed peer: it fetches the list
-        // when it sees it is behind.
-        let signature = result
-            .is_ok()
-            .then(|| registry.sign_ping_answer(id, now))
-            .flatten();
-        (result, saved, registry.version(), signature)
+        (result, saved, registry.version())
     };
-    if let Err(refused) = result {
-        if matches!(refused, CallRefused::Unknown(_)) {
-            inc(&genesis.metrics.pings_unknown);
+    let signature = match result {
+        Ok(signature) => signature,
+        Err(refused) => {
+            if matches!(refused, CallRefused::Unknown(_)) {
+                inc(&genesis.metrics.pings_unknown);
+            }
+            return Err(call_refused(refused));
         }
-        return Err(call_refused(refused));
-    }
+    };
     committed(saved).await?;
     inc(&genesis.metrics.pings);
     let mut headers = HeaderMap::new();

@@ -424,7 +424,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if !keyed.is_empty() {
-        return compare_keys(&args, &client, &genesis.url, &plain, &keyed).await;
+        return compare_keys(&args, &client, &genesis, &plain, &keyed).await;
     }
     let pings: Arc<[(String, Bytes)]> = ids
         .iter()
@@ -462,7 +462,7 @@ const WARM_UP: Duration = Duration::from_millis(500);
 async fn compare_keys(
     args: &Args,
     client: &reqwest::Client,
-    base: &str,
+    genesis: &GenesisProcess,
     plain: &[(PeerId, Option<SessionKey>)],
     keyed: &[(PeerId, Option<SessionKey>)],
 ) -> anyhow::Result<()> {
@@ -475,26 +475,37 @@ async fn compare_keys(
                 continue;
             }
             // Signed now, so that every signature is fresh for the phase.
-            let requests = pings(base, peers, &args.schema_hash);
+            let requests = pings(&genesis.url, peers, &args.schema_hash);
             let _ =
                 post_signed_workers(client, Arc::clone(&requests), workers, WARM_UP, None).await;
+            let ticks = genesis.cpu_ticks()?;
             let load = post_signed_workers(client, requests, workers, args.duration, None).await;
+            let ticks = genesis.cpu_ticks()?.saturating_sub(ticks);
+            let pings = load.ops_per_s * args.duration.as_secs_f64();
+            // Genesis's own CPU per ping (ticks of 10 ms): what the load of
+            // a shared machine blurs least.
+            let cpu_us = ticks as f64 * 10_000.0 / pings.max(1.0);
             println!(
-                "round {round}: closed loop, {workers} workers, {what} ({} peers): {:.0} pings/s, {}",
+                "round {round}: closed loop, {workers} workers, {what} ({} peers): {:.0} pings/s, genesis CPU {cpu_us:.1} µs/ping, {}",
                 peers.len(),
                 load.ops_per_s,
                 summary(&load)
             );
-            rates.push(load.ops_per_s);
+            rates.push((load.ops_per_s, cpu_us));
         }
-        if let [keyless, keyed] = rates[..] {
-            ratios.push(keyed / keyless);
+        if let [(keyless, keyless_cpu), (keyed, keyed_cpu)] = rates[..] {
+            ratios.push((keyed / keyless, keyless_cpu / keyed_cpu));
         }
     }
-    ratios.sort_by(f64::total_cmp);
-    if let Some(median) = ratios.get(ratios.len() / 2) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let rate = median(ratios.iter().map(|r| r.0).collect());
+    let cpu = median(ratios.iter().map(|r| r.1).collect());
+    if let (Some(rate), Some(cpu)) = (rate, cpu) {
         println!(
-            "keyed / keyless pings/s, median of {} rounds: {median:.3}",
+            "keyed / keyless, median of {} rounds: pings/s {rate:.3}; pings per genesis CPU second {cpu:.3}",
             ratios.len()
         );
     }
