@@ -223,7 +223,7 @@ async fn relay_bounds_in_flight_and_body_sizes() {
     assert_eq!(response.status(), 413);
     let first = tokio::spawn({
         let client = client.clone();
-        let url = genesis.at("/relay/Slow/p2p/ping");
+        let url = genesis.at("/relay/Slow/p2p/ping?probe=%41");
         async move { client.get(url).send().await.unwrap().status().as_u16() }
     });
     let Some(Ok(Ws::Text(text))) = socket.next().await else {
@@ -232,6 +232,8 @@ async fn relay_bounds_in_flight_and_body_sizes() {
     let ToTab::Request(request) = serde_json::from_str(&text).unwrap() else {
         panic!("{text}")
     };
+    // The path below /relay/{name} reaches the tab as sent, with its query.
+    assert_eq!(request.path, "/p2p/ping?probe=%41");
     let busy = client
         .get(genesis.at("/relay/Slow/p2p/ping"))
         .send()

@@ -294,13 +294,20 @@ impl Drop for Cancel<'_> {
 /// `/relay/{name}/{path}`: an HTTP request for a tab, over its socket.
 async fn forward(
     State(hub): State<Arc<Hub>>,
-    Path((name, path)): Path<(String, String)>,
+    Path((name, _)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut path = format!("/{path}");
+    // The path as sent (not percent-decoded), below `/relay/{name}`.
+    let Some(rest) = uri
+        .path()
+        .strip_prefix(&format!("{}/{name}", plexus_core::relay::SOCKET_PATH))
+    else {
+        return refusal(&RelayError::BadPath(uri.path().to_owned()));
+    };
+    let mut path = rest.to_owned();
     if let Some(query) = uri.query() {
         path = format!("{path}?{query}");
     }
