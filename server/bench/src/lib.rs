@@ -3,6 +3,8 @@
 //! percentiles and resident memory, so that every figure is measured the
 //! same way.
 
+pub mod tab;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

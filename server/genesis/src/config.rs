@@ -151,6 +151,10 @@ pub struct Args {
     /// On SIGINT or SIGTERM, in-flight requests get this long to finish.
     #[arg(long, env = "PLEXUS_SHUTDOWN_GRACE", default_value = "2s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// The relay for browser tabs.
+    #[command(flatten)]
+    pub relay: crate::relay::RelayArgs,
 }
 
 impl Args {
@@ -199,6 +203,8 @@ pub struct Settings {
     pub broadcast_concurrency: usize,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// The relay for browser tabs (`--relay`), if on.
+    pub relay: Option<plexus_core::relay::RelayConfig>,
 }
 
 impl Settings {
@@ -221,6 +227,7 @@ impl Settings {
             broadcast_timeout: Duration::from_secs(1),
             broadcast_concurrency: 256,
             max_body_bytes: 64 * 1024,
+            relay: None,
         }
     }
 }
@@ -261,6 +268,7 @@ impl From<&Args> for Settings {
         settings.broadcast_timeout = args.broadcast_timeout;
         settings.broadcast_concurrency = args.broadcast_concurrency.max(1);
         settings.max_body_bytes = args.max_body_bytes;
+        settings.relay = args.relay.config(args.signature_max_age);
         settings
     }
 }

@@ -14,6 +14,7 @@
 
 mod config;
 mod metrics;
+pub mod relay;
 mod routes;
 pub mod store;
 

@@ -52,7 +52,7 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
                 .layer(axum::middleware::from_fn(json_errors))
                 .layer(RequestBodyLimitLayer::new(limit)),
         )
-        .with_state(genesis);
+        .with_state(Arc::clone(&genesis));
     plexus_server::policy::guard_writes(
         router,
         &policy,
@@ -64,6 +64,9 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
             auth::SESSION_KEY_HEADER,
         ],
     )
+    // The relay's routes carry genesis's own probes and pushes to tabs:
+    // they have their own bounds, outside the write policy.
+    .merge(super::relay::routes(&genesis))
     .layer(TraceLayer::new_for_http())
 }
 
