@@ -7,6 +7,7 @@
 //! genesis server, the peers, the dashboard and the browser client all drive
 //! the same machines, so the same rules hold everywhere.
 
+pub mod auth;
 pub mod filter;
 pub mod graphql;
 pub mod membership;

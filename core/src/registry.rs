@@ -23,12 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::auth::{
+    self, AuthError, Authority, Expect, Message, PublicKey, Received, SessionKey, SignatureHeaders,
+};
 use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
-    ChangeKind, Contextionary, Peer, PeerChange, PeerDelta, PeerId, PeerListEntry,
-    PeerRegistrationResponse, PeerUpdate, SchemaHash,
+    ChangeKind, Contextionary, PUSH_PATH, Peer, PeerChange, PeerDelta, PeerId, PeerListEntry,
+    PeerRegistrationResponse, PeerUpdate, REGISTER_PATH, SchemaHash, leave_path, ping_path,
 };
 
 /// How a registry behaves.
@@ -52,6 +56,14 @@ pub struct RegistryConfig {
     /// restarted genesis with the same seed would hand out the old ids again,
     /// and a peer pinging with its old id would not learn it must register.
     pub seed: u64,
+    /// The secret that writes keyed registrations' ids and derives their
+    /// session keys. A server sets it from its own key
+    /// ([`Authority::of`]), so that names stay bound across a restart.
+    pub authority: Authority,
+    /// Refuse registrations that prove no key (original clients).
+    pub require_keys: bool,
+    /// How far a signature's `created` may be from genesis's clock.
+    pub max_signature_age: Duration,
 }
 
 impl RegistryConfig {
@@ -66,6 +78,9 @@ impl RegistryConfig {
             round_wait: Duration::from_millis(250),
             contextionary,
             seed,
+            authority: Authority::new(Sha256::digest(seed.to_le_bytes()).into()),
+            require_keys: false,
+            max_signature_age: auth::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -81,12 +96,20 @@ pub struct Probe {
     pub url: String,
     update: PeerUpdate,
     deltas: bool,
+    key: Option<PublicKey>,
 }
 
 impl Probe {
     /// The peer asked to be told of changes as deltas (it sent [`crate::wire::DELTAS_HEADER`]).
     pub fn with_deltas(mut self, deltas: bool) -> Self {
         self.deltas = deltas;
+        self
+    }
+
+    /// The registration proved possession of `key` (see
+    /// [`Registry::authenticate_register`]): the name is bound to it.
+    pub fn with_key(mut self, key: Option<PublicKey>) -> Self {
+        self.key = key;
         self
     }
 
@@ -108,6 +131,27 @@ pub enum RegisterError {
         /// What the probe saw.
         reason: String,
     },
+    /// The name is held by a key and the registration does not prove it (403).
+    #[error(
+        "the name {0} is registered by a peer that owns it (a key): only that key can register it again"
+    )]
+    NameHeld(PeerName),
+    /// Genesis runs with `--require-keys` and the registration proves no key (403).
+    #[error("this genesis only admits peers that sign their registration with a key")]
+    KeyRequired,
+}
+
+/// Why a ping or a leave was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallRefused {
+    /// The id is not registered (404).
+    #[error(transparent)]
+    Unknown(#[from] UnknownPeer),
+    /// The registration is keyed and the call does not carry its session's
+    /// signature (403).
+    #[error("not allowed for a registration that a key owns: {0}")]
+    Denied(AuthError),
 }
 
 /// The id is not registered (answered 404: the peer must register again).
@@ -311,19 +355,140 @@ impl Registry {
             url: update.peer_uri.join("/p2p/ping"),
             update,
             deltas: false,
+            key: None,
         }
+    }
+
+    /// Checks the signature of a `POST /peers/register` with `body`:
+    /// `Ok(None)` when it carries none (an original client), the key it
+    /// proves, or why it is refused (403).
+    pub fn authenticate_register(
+        &self,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<PublicKey>, AuthError> {
+        if received.is_unsigned() {
+            return Ok(None);
+        }
+        let message = Message::request("POST", REGISTER_PATH, body);
+        auth::verify(
+            received,
+            &message,
+            Expect::AnyKey,
+            now,
+            self.config.max_signature_age,
+        )
+        .map(|verified| verified.key)
+    }
+
+    /// Whether the registration of `probe` may go on: a name that a key
+    /// holds only with that key, and no keyless one with `require_keys`.
+    /// [`Registry::complete_register`] checks it again; a shell checks it
+    /// before the probe too, so that a refused registration costs no probe.
+    pub fn check_register(&self, probe: &Probe) -> Result<(), RegisterError> {
+        if probe.key.is_none() && self.config.require_keys {
+            return Err(RegisterError::KeyRequired);
+        }
+        match self.by_name.get(&probe.update.peer_name) {
+            Some(&old) if Authority::is_keyed(old) => match &probe.key {
+                Some(key) if self.config.authority.holds(old, key) => Ok(()),
+                _ => Err(RegisterError::NameHeld(probe.update.peer_name.clone())),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The session key of the keyed registration `id`, to hand to the peer
+    /// in the registration's answer ([`auth::SESSION_KEY_HEADER`]); `None`
+    /// for a keyless one.
+    pub fn session_key(&self, id: PeerId) -> Option<SessionKey> {
+        Authority::is_keyed(id).then(|| self.config.authority.session_key(id))
+    }
+
+    /// `POST /peers/{id}/ping` with its raw `body` and signature headers: a
+    /// keyed registration's ping must carry its session's signature, a
+    /// keyless one needs none (the original behaviour).
+    pub fn handle_signed_ping(
+        &mut self,
+        id: PeerId,
+        schema_hash: &str,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = ping_path(id);
+        self.check_session(id, &Message::request("POST", &path, body), received, now)?;
+        Ok(self.handle_ping(id, schema_hash, now)?)
+    }
+
+    /// `DELETE /peers/{id}` with its signature headers: like
+    /// [`Registry::handle_signed_ping`].
+    pub fn handle_signed_leave(
+        &mut self,
+        id: PeerId,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<Peer, CallRefused> {
+        let path = leave_path(id);
+        self.check_session(id, &Message::request("DELETE", &path, b""), received, now)?;
+        Ok(self.handle_leave(id, now)?)
+    }
+
+    /// The signature of the answer to a ping of the keyed registration
+    /// `id`: a 200 with an empty body and the list version, under the
+    /// session key, so that the peer can trust the version. `None` for a
+    /// keyless one.
+    pub fn sign_ping_answer(&self, id: PeerId, now: Timestamp) -> Option<SignatureHeaders> {
+        let key = self.session_key(id)?;
+        Some(key.sign(
+            &Message::response(b"").with_version(Some(self.version)),
+            now,
+        ))
+    }
+
+    /// 404 for an unknown id (first: a peer of a genesis that forgot it
+    /// must learn to register again), 403 for a keyed one without its
+    /// session's signature.
+    fn check_session(
+        &self,
+        id: PeerId,
+        message: &Message<'_>,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        if !self.peers.contains_key(&id) {
+            return Err(UnknownPeer(id).into());
+        }
+        if Authority::is_keyed(id) {
+            let key = self.config.authority.session_key(id);
+            auth::verify(
+                received,
+                message,
+                Expect::Session(&key),
+                now,
+                self.config.max_signature_age,
+            )
+            .map_err(CallRefused::Denied)?;
+        }
+        Ok(())
     }
 
     /// Second step: admits the peer if the probe reached it (`Ok`), or refuses.
     ///
     /// A name that is already registered is replaced: the new registration
-    /// gets a new id and the old id is forgotten.
+    /// gets a new id and the old id is forgotten. A name a key holds is only
+    /// registered again with that key ([`Registry::check_register`]); and
+    /// when the key registers it again at the same URI (a restarted peer, or
+    /// a registration replayed within the signature window), the
+    /// registration keeps its id, so that the peer's pings still count.
     pub fn complete_register(
         &mut self,
         probe: Probe,
         reached: Result<(), String>,
         now: Timestamp,
     ) -> Result<PeerRegistrationResponse, RegisterError> {
+        self.check_register(&probe)?;
         if let Err(reason) = reached {
             return Err(RegisterError::Unreachable {
                 url: probe.url,
@@ -331,6 +496,29 @@ impl Registry {
             });
         }
         self.heard(now);
+        if let Some(key) = &probe.key
+            && let Some(&old) = self.by_name.get(&probe.update.peer_name)
+            && self.config.authority.holds(old, key)
+            && let Some(peer) = self.peers.get_mut(&old)
+            && peer.peer_uri == probe.update.peer_uri
+        {
+            self.by_contact.remove(&(peer.last_contact_at, old));
+            peer.last_contact_at = peer.last_contact_at.max(now);
+            self.by_contact.insert((peer.last_contact_at, old));
+            let peer = peer.clone();
+            if probe.deltas {
+                self.wants_deltas.insert(old);
+            } else {
+                self.wants_deltas.remove(&old);
+            }
+            // It gets the whole list once, like any peer that registers.
+            self.changed(ChangeKind::Joined, peer.clone(), now);
+            self.round_changes.insert(old, true);
+            return Ok(PeerRegistrationResponse {
+                peer,
+                contextionary: self.config.contextionary.clone(),
+            });
+        }
         if let Some(old) = self.by_name.get(&probe.update.peer_name).copied()
             && let Some(peer) = self.remove(old)
         {
@@ -338,8 +526,11 @@ impl Registry {
         }
         // Never an id in use: a restored registry may share its seed with the one that saved.
         let id = loop {
-            let bytes = self.rng.u128(..).to_le_bytes();
-            let id = PeerId(uuid::Builder::from_random_bytes(bytes).into_uuid());
+            let random = self.rng.u128(..);
+            let id = match &probe.key {
+                Some(key) => self.config.authority.keyed_id(random, key),
+                None => PeerId(uuid::Builder::from_random_bytes(random.to_le_bytes()).into_uuid()),
+            };
             if !self.peers.contains_key(&id) {
                 break id;
             }
@@ -496,7 +687,7 @@ impl Registry {
             let gets_delta = self.wants_deltas.contains(id) && !fresh;
             self.transmits.push_back(Broadcast {
                 to: peer.id,
-                url: peer.peer_uri.join("/p2p/genesis"),
+                url: peer.peer_uri.join(PUSH_PATH),
                 version: self.version,
                 list: Arc::clone(&list),
                 delta: gets_delta.then(|| Arc::clone(&delta)),

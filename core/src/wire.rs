@@ -20,6 +20,23 @@ pub const AUTHORIZATION: &str = "authorization";
 /// Header with which genesis tells the version of the peer list in a response or broadcast.
 pub const PEERS_VERSION_HEADER: &str = "x-plexus-peers-version";
 
+/// The API path of registration.
+pub const REGISTER_PATH: &str = "/peers/register";
+/// The API path of the whole peer list.
+pub const PEERS_PATH: &str = "/peers";
+/// The API path of a peer's pushes from genesis.
+pub const PUSH_PATH: &str = "/p2p/genesis";
+
+/// The API path of the pings of peer `id` (`POST`).
+pub fn ping_path(id: PeerId) -> String {
+    format!("/peers/{id}/ping")
+}
+
+/// The API path of the leave of peer `id` (`DELETE`).
+pub fn leave_path(id: PeerId) -> String {
+    format!("/peers/{id}")
+}
+
 /// A peer's id, given by genesis on registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

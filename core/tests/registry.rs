@@ -488,3 +488,311 @@ fn peers_with_the_same_schema_share_one_copy_of_its_hash() {
     assert_eq!(registry.peer(b).expect("listed").schema_hash, "other");
     assert_eq!(registry.peer(a).expect("listed").schema_hash, hash);
 }
+
+// ---- owned names: keyed registrations ----
+
+mod keys {
+    use super::*;
+    use plexus_core::auth::{
+        self, Authority, Expect, Identity, Message, Received, SESSION_KEY_HEADER, SessionKey,
+    };
+    use plexus_core::registry::{CallRefused, RegisterError};
+    use plexus_core::wire::{REGISTER_PATH, leave_path, ping_path};
+
+    fn body(update: &PeerUpdate) -> Vec<u8> {
+        serde_json::to_vec(update).expect("json")
+    }
+
+    /// Registers `update` as a peer holding `identity` would: signed, checked, probed.
+    fn register_keyed(
+        registry: &mut Registry,
+        update: PeerUpdate,
+        identity: Option<&Identity>,
+        now: Timestamp,
+    ) -> Result<PeerId, RegisterError> {
+        let body = body(&update);
+        let received = identity
+            .map(|i| Received::from(&i.sign(&Message::request("POST", REGISTER_PATH, &body), now)))
+            .unwrap_or_default();
+        let key = registry
+            .authenticate_register(&received, &body, now)
+            .expect("a valid signature or none");
+        let probe = registry.begin_register(update).with_key(key);
+        registry.check_register(&probe)?;
+        registry
+            .complete_register(probe, Ok(()), now)
+            .map(|r| r.peer.id)
+    }
+
+    fn signed_ping(
+        registry: &mut Registry,
+        id: PeerId,
+        key: Option<&SessionKey>,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let body = br#"{"schemaHash":"h1"}"#;
+        let path = ping_path(id);
+        let received = key
+            .map(|k| Received::from(&k.sign(&Message::request("POST", &path, body), now)))
+            .unwrap_or_default();
+        registry.handle_signed_ping(id, "h1", &received, body, now)
+    }
+
+    fn signed_leave(
+        registry: &mut Registry,
+        id: PeerId,
+        key: Option<&SessionKey>,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = leave_path(id);
+        let received = key
+            .map(|k| Received::from(&k.sign(&Message::request("DELETE", &path, b""), now)))
+            .unwrap_or_default();
+        registry.handle_signed_leave(id, &received, now).map(|_| ())
+    }
+
+    fn alice() -> Identity {
+        Identity::from_seed([0xa1; 32])
+    }
+
+    fn mallory() -> Identity {
+        Identity::from_seed([0x66; 32])
+    }
+
+    #[test]
+    fn a_keyed_registration_binds_its_name_against_hijacks() {
+        let mut registry = Registry::new(config(), T0);
+        let id =
+            register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).expect("admitted");
+        assert!(Authority::is_keyed(id));
+        assert!(registry.session_key(id).is_some());
+        let version = registry.version();
+        let _ = drain(&mut registry);
+
+        // Without a key, and with another key, at another URI: refused, nothing changes.
+        let mut hijack = update("PeerA");
+        hijack.peer_uri = PeerUri::new("http://attacker.local:666").expect("uri");
+        for identity in [None, Some(mallory())] {
+            let refused =
+                register_keyed(&mut registry, hijack.clone(), identity.as_ref(), T0 + ms(5));
+            assert_eq!(
+                refused,
+                Err(RegisterError::NameHeld(
+                    PeerName::new("PeerA").expect("name")
+                ))
+            );
+            // complete_register checks it again, for a shell that skipped the check.
+            let probe = registry
+                .begin_register(hijack.clone())
+                .with_key(identity.map(|i| i.public()));
+            assert!(matches!(
+                registry.complete_register(probe, Ok(()), T0 + ms(5)),
+                Err(RegisterError::NameHeld(_))
+            ));
+        }
+        assert_eq!(registry.version(), version);
+        let peer = registry.peer(id).expect("still registered");
+        assert_eq!(peer.peer_uri, update("PeerA").peer_uri);
+        let (broadcasts, events) = drain(&mut registry);
+        assert!(broadcasts.is_empty() && events.is_empty());
+    }
+
+    #[test]
+    fn the_same_key_at_the_same_uri_keeps_its_id_and_a_new_uri_gets_a_new_one() {
+        let mut registry = Registry::new(config(), T0);
+        let id =
+            register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).expect("admitted");
+        let _ = drain(&mut registry);
+        let again = register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0 + ms(100))
+            .expect("its own key");
+        assert_eq!(
+            again, id,
+            "a replayed or repeated registration does not unseat the peer"
+        );
+        assert_eq!(
+            registry.peer(id).map(|p| p.last_contact_at),
+            Some(T0 + ms(100))
+        );
+        let (_, events) = drain(&mut registry);
+        assert_eq!(events, [(ChangeKind::Joined, "PeerA".to_owned())]);
+
+        let mut moved = update("PeerA");
+        moved.peer_uri = PeerUri::new("http://elsewhere.local:1").expect("uri");
+        let new_id =
+            register_keyed(&mut registry, moved, Some(&alice()), T0 + ms(200)).expect("moved");
+        assert_ne!(new_id, id);
+        assert!(registry.peer(id).is_none());
+        assert!(registry.config().authority.holds(new_id, &alice().public()));
+    }
+
+    #[test]
+    fn pings_and_leaves_of_a_keyed_registration_need_its_session_signature() {
+        let mut registry = Registry::new(config(), T0);
+        let id =
+            register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).expect("admitted");
+        let other =
+            register_keyed(&mut registry, update("PeerB"), Some(&mallory()), T0).expect("admitted");
+        let session = registry.session_key(id).expect("keyed");
+        let foreign = registry.session_key(other).expect("keyed");
+        let _ = drain(&mut registry);
+        let later = T0 + ms(1_000);
+
+        for key in [None, Some(&foreign)] {
+            assert!(matches!(
+                signed_ping(&mut registry, id, key, later),
+                Err(CallRefused::Denied(_))
+            ));
+            assert!(matches!(
+                signed_leave(&mut registry, id, key, later),
+                Err(CallRefused::Denied(_))
+            ));
+        }
+        // Its own signature, but made for the other peer's path.
+        let moved = Received::from(
+            &session.sign(&Message::request("POST", &ping_path(other), b"{}"), later),
+        );
+        assert!(matches!(
+            registry.handle_signed_ping(id, "", &moved, b"{}", later),
+            Err(CallRefused::Denied(_))
+        ));
+        // Its own signature, fresh: counted.
+        let fresh_at = T0 + Duration::from_secs(61);
+        assert_eq!(
+            signed_ping(&mut registry, id, Some(&session), fresh_at),
+            Ok(())
+        );
+        // Its own signature, older than the window: refused.
+        let old = T0 - Duration::from_secs(120);
+        let stale =
+            Received::from(&session.sign(&Message::request("POST", &ping_path(id), b"{}"), old));
+        assert!(matches!(
+            registry.handle_signed_ping(id, "", &stale, b"{}", fresh_at),
+            Err(CallRefused::Denied(auth::AuthError::Stale { .. }))
+        ));
+        let peer = registry.peer(id).expect("still there");
+        assert_eq!(peer.schema_hash, "h1", "only the valid ping counted");
+        assert_eq!(peer.last_contact_at, fresh_at);
+
+        // The answer of a ping carries the list version under the session key.
+        let answer = registry.sign_ping_answer(id, later).expect("keyed");
+        let message = Message::response(b"").with_version(Some(registry.version()));
+        assert!(
+            auth::verify(
+                &(&answer).into(),
+                &message,
+                Expect::Session(&session),
+                later,
+                auth::DEFAULT_MAX_AGE
+            )
+            .is_ok()
+        );
+        assert!(
+            auth::verify(
+                &(&answer).into(),
+                &message,
+                Expect::Session(&foreign),
+                later,
+                auth::DEFAULT_MAX_AGE
+            )
+            .is_err()
+        );
+
+        assert_eq!(
+            signed_leave(&mut registry, id, Some(&session), later),
+            Ok(())
+        );
+        assert_eq!(names(&registry), ["PeerB"]);
+        // The name is free again: another key may take it.
+        assert!(register_keyed(&mut registry, update("PeerA"), Some(&mallory()), later).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_id_answers_404_before_any_signature_check() {
+        let mut registry = Registry::new(config(), T0);
+        let ghost = registry.config().authority.keyed_id(42, &alice().public());
+        assert!(matches!(
+            signed_ping(&mut registry, ghost, None, T0),
+            Err(CallRefused::Unknown(_))
+        ));
+        assert!(matches!(
+            signed_leave(&mut registry, ghost, None, T0),
+            Err(CallRefused::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn keyless_names_keep_the_original_behaviour_and_a_key_may_claim_them() {
+        let mut registry = Registry::new(config(), T0);
+        let plain = register_keyed(&mut registry, update("PeerA"), None, T0).expect("admitted");
+        assert!(!Authority::is_keyed(plain));
+        assert!(registry.session_key(plain).is_none());
+        assert_eq!(signed_ping(&mut registry, plain, None, T0 + ms(1)), Ok(()));
+        let replaced =
+            register_keyed(&mut registry, update("PeerA"), None, T0 + ms(2)).expect("replaced");
+        assert_ne!(replaced, plain);
+        let claimed = register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0 + ms(3))
+            .expect("claimed");
+        assert!(Authority::is_keyed(claimed));
+        assert!(register_keyed(&mut registry, update("PeerA"), None, T0 + ms(4)).is_err());
+    }
+
+    #[test]
+    fn require_keys_refuses_keyless_registrations() {
+        let mut config = config();
+        config.require_keys = true;
+        let mut registry = Registry::new(config, T0);
+        assert_eq!(
+            register_keyed(&mut registry, update("PeerA"), None, T0),
+            Err(RegisterError::KeyRequired)
+        );
+        assert!(registry.is_empty());
+        assert!(register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).is_ok());
+    }
+
+    #[test]
+    fn a_bad_registration_signature_is_refused_and_none_is_keyless() {
+        let registry = Registry::new(config(), T0);
+        let update = update("PeerA");
+        let signed = alice().sign(&Message::request("POST", REGISTER_PATH, &body(&update)), T0);
+        let mut other = update.clone();
+        other.peer_uri = PeerUri::new("http://attacker.local:1").expect("uri");
+        assert!(
+            registry
+                .authenticate_register(&(&signed).into(), &body(&other), T0)
+                .is_err()
+        );
+        assert_eq!(
+            registry.authenticate_register(&Received::default(), &body(&update), T0),
+            Ok(None)
+        );
+        assert_eq!(
+            registry.authenticate_register(&(&signed).into(), &body(&update), T0),
+            Ok(Some(alice().public()))
+        );
+        assert_eq!(SESSION_KEY_HEADER, "x-plexus-session-key");
+    }
+
+    #[test]
+    fn a_name_stays_bound_across_a_restart_with_the_same_authority() {
+        let mut registry = Registry::new(config(), T0);
+        let id =
+            register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).expect("admitted");
+        let session = registry.session_key(id).expect("keyed");
+        let saved = saved(&registry);
+        let mut restarted = Registry::restore(config(), saved, registry.version(), T0 + ms(10));
+        assert!(
+            register_keyed(
+                &mut restarted,
+                update("PeerA"),
+                Some(&mallory()),
+                T0 + ms(20)
+            )
+            .is_err()
+        );
+        assert_eq!(restarted.session_key(id).as_ref(), Some(&session));
+        assert_eq!(
+            signed_ping(&mut restarted, id, Some(&session), T0 + ms(30)),
+            Ok(())
+        );
+    }
+}
