@@ -15,6 +15,7 @@ pub mod names;
 pub mod network;
 pub mod object;
 pub mod registry;
+pub mod replica;
 pub mod schema;
 pub mod time;
 pub mod wire;
