@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::registry::RegisterError;
+use plexus_core::registry::{PingOutcome, RegisterError, UnknownPeer};
+
+use super::etcd::Replication;
 use plexus_core::wire::{
     DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
 };
@@ -163,6 +165,18 @@ async fn register_inner(
         )),
         Err(e) => Err(plexus_server::error_chain(&e)),
     };
+    if let Some(replication) = genesis.replication() {
+        let admission = genesis
+            .lock()
+            .admit(probe, reached, now())
+            .map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
+        replication
+            .register(&admission.peer, admission.replaces)
+            .await
+            .map_err(etcd_unavailable)?;
+        inc(&genesis.metrics.registrations);
+        return Ok(Json(admission.response).into_response());
+    }
     let (response, saved) = {
         let mut registry = genesis.lock();
         let response = registry.complete_register(probe, reached, now());
@@ -189,6 +203,15 @@ async fn ping(
     } else {
         parse(&body)?
     };
+    if let Some(replication) = genesis.replication() {
+        let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
+        if !known {
+            inc(&genesis.metrics.pings_unknown);
+            return Err(AppError::not_found(UnknownPeer(id).to_string()));
+        }
+        inc(&genesis.metrics.pings);
+        return Ok(StatusCode::OK);
+    }
     let (result, saved) = {
         let mut registry = genesis.lock();
         let result = registry.handle_ping(id, &ping.schema_hash, now());
@@ -211,6 +234,13 @@ async fn leave(
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
+    if let Some(replication) = genesis.replication() {
+        return if replication.remove(id).await.map_err(etcd_unavailable)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(AppError::not_found(UnknownPeer(id).to_string()))
+        };
+    }
     let (result, saved) = {
         let mut registry = genesis.lock();
         let result = registry.handle_leave(id, now());
@@ -220,6 +250,55 @@ async fn leave(
     result.map_err(|unknown| AppError::not_found(unknown.to_string()))?;
     committed(saved).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 503 for a call to etcd that failed: the replica cannot serve it now;
+/// the peer retries, here or at another replica.
+fn etcd_unavailable(e: anyhow::Error) -> AppError {
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the shared registry (etcd) is unavailable: {e:#}"),
+    )
+}
+
+/// A ping at a replica: one keep-alive of the registration's lease, and a
+/// write only when the schema hash changed. An id the mirror does not hold
+/// yet (registered a moment ago at another replica) is looked up in etcd
+/// before the peer is told to register again. `false`: unknown.
+async fn replica_ping(
+    genesis: &Genesis,
+    replication: &Replication,
+    id: PeerId,
+    schema_hash: &str,
+) -> Result<bool, AppError> {
+    let outcome = genesis.lock().ping_outcome(id, schema_hash);
+    match outcome {
+        Ok(PingOutcome::KeepAlive) => {
+            Ok(replication.keep_alive(id)
+                || replica_ping_stored(replication, id, schema_hash).await?)
+        }
+        Ok(PingOutcome::Write(saved)) => {
+            let written = replication.write(&saved).await.map_err(etcd_unavailable)?;
+            Ok(written && replication.keep_alive(id))
+        }
+        Err(UnknownPeer(_)) => replica_ping_stored(replication, id, schema_hash).await,
+    }
+}
+
+async fn replica_ping_stored(
+    replication: &Replication,
+    id: PeerId,
+    schema_hash: &str,
+) -> Result<bool, AppError> {
+    let Some((mut saved, lease)) = replication.fetch(id).await.map_err(etcd_unavailable)? else {
+        return Ok(false);
+    };
+    if *saved.peer.schema_hash != *schema_hash {
+        saved.peer.schema_hash = schema_hash.into();
+        replication.write(&saved).await.map_err(etcd_unavailable)?;
+    }
+    replication.keep_alive_lease(lease);
+    Ok(true)
 }
 
 fn version_header(version: u64) -> (HeaderName, HeaderValue) {
