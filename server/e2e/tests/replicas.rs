@@ -247,13 +247,15 @@ async fn a_killed_replica_evicts_no_live_peer_and_the_survivor_takes_over_its_pu
     let cluster = Cluster::start(dir.path()).await;
     let mut a = cluster.replica();
     let b = cluster.replica();
-    // The peers ping the survivor; about half of them are pushed to by A.
+    // The peers register and ping through A, then B; about half of them
+    // are pushed to by A.
+    let both = format!("{},{}", a.url, b.url);
     let peers: Vec<Proc> = ["PeerA1", "PeerA2", "PeerA3", "PeerA4"]
         .iter()
-        .map(|n| peer(&b.url, n, dir.path()))
+        .map(|n| peer(&both, n, dir.path()))
         .collect();
     let expected = ["PeerA1", "PeerA2", "PeerA3", "PeerA4"];
-    all_list(&client, &[&a, &b], &expected, SETTLE).await;
+    let before = all_list(&client, &[&a, &b], &expected, SETTLE).await;
     for p in &peers {
         sees(&client, &p.url, &expected, SETTLE).await;
     }
@@ -265,13 +267,22 @@ async fn a_killed_replica_evicts_no_live_peer_and_the_survivor_takes_over_its_pu
         sees(&client, &p.url, &["PeerLate"], SETTLE).await;
     }
     sees(&client, &late.url, &expected, SETTLE).await;
-    // No live peer is evicted: past a whole peer timeout, all are listed.
+    // No live peer is evicted: past a whole peer timeout, all are listed,
+    // with the ids they had: they moved to B without registering again.
     tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
     let listed = listing(&client, &b).await.unwrap();
     assert_eq!(
         names(&listed),
         ["PeerA1", "PeerA2", "PeerA3", "PeerA4", "PeerLate"]
     );
+    assert!(
+        before.iter().all(|entry| listed.contains(entry)),
+        "same ids"
+    );
+    for p in &peers {
+        let view = get(&client, &p.at("/v1/network/peers")).await.unwrap();
+        assert_eq!(view["genesis"], b.url.as_str(), "{view}");
+    }
 }
 
 #[tokio::test]

@@ -40,13 +40,18 @@ pub enum Outcome {
 /// Where genesis is and how to authenticate to it.
 #[derive(Clone, Debug)]
 pub struct Genesis {
-    /// Its base URL.
-    pub base: PeerUri,
+    /// Its base URL, or its replicas' ([`Genesis::base`] picks one).
+    pub bases: Vec<PeerUri>,
     /// The join token, sent as `Authorization: Bearer`.
     pub token: Option<String>,
 }
 
 impl Genesis {
+    /// The base URL of replica `index` (the membership machine's choice).
+    pub fn base(&self, index: usize) -> &PeerUri {
+        &self.bases[index % self.bases.len().max(1)]
+    }
+
     fn with_auth(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -104,11 +109,17 @@ async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, C
 
 /// Performs `request` and returns its outcome; never fails, never hangs
 /// longer than [`CALL_TIMEOUT`].
-pub async fn perform(http: &reqwest::Client, genesis: &Genesis, request: Request) -> Outcome {
+pub async fn perform(
+    http: &reqwest::Client,
+    genesis: &Genesis,
+    replica: usize,
+    request: Request,
+) -> Outcome {
+    let base = genesis.base(replica);
     match request {
         Request::Register(update) => {
             let call = genesis
-                .with_auth(http.post(genesis.base.join("/peers/register")))
+                .with_auth(http.post(base.join("/peers/register")))
                 // Plexus peers take deltas; the original's peers get whole lists.
                 .header(DELTAS_HEADER, "1")
                 .json(&update)
@@ -123,7 +134,7 @@ pub async fn perform(http: &reqwest::Client, genesis: &Genesis, request: Request
         }
         Request::Ping { id, body } => {
             let call = genesis
-                .with_auth(http.post(genesis.base.join(&format!("/peers/{id}/ping"))))
+                .with_auth(http.post(base.join(&format!("/peers/{id}/ping"))))
                 .json(&body)
                 .timeout(CALL_TIMEOUT)
                 .send()
@@ -132,7 +143,7 @@ pub async fn perform(http: &reqwest::Client, genesis: &Genesis, request: Request
         }
         Request::Leave { id } => {
             let call = genesis
-                .with_auth(http.delete(genesis.base.join(&format!("/peers/{id}"))))
+                .with_auth(http.delete(base.join(&format!("/peers/{id}"))))
                 .timeout(CALL_TIMEOUT)
                 .send()
                 .await;
@@ -140,7 +151,7 @@ pub async fn perform(http: &reqwest::Client, genesis: &Genesis, request: Request
         }
         Request::FetchPeers => {
             let call = genesis
-                .with_auth(http.get(genesis.base.join("/peers")))
+                .with_auth(http.get(base.join("/peers")))
                 .timeout(CALL_TIMEOUT)
                 .send()
                 .await;

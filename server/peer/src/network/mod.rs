@@ -140,10 +140,11 @@ impl Settings {
         let mut membership = MembershipConfig::new(config.name.clone(), public_uri, random_seed());
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
+        membership.genesis_replicas = config.genesis.len();
         Settings {
             membership,
             genesis: Genesis {
-                base: config.genesis.clone(),
+                bases: config.genesis.clone(),
                 token: config.join_token.clone(),
             },
             query_timeout: config.query_timeout,
@@ -315,8 +316,9 @@ impl Task {
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
+            let replica = self.membership.genesis();
             tokio::spawn(async move {
-                let outcome = perform(&http, &genesis, request).await;
+                let outcome = perform(&http, &genesis, replica, request).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }
@@ -324,7 +326,7 @@ impl Task {
         while let Some(event) = self.membership.poll_event() {
             match event {
                 Event::Registered(id) => {
-                    tracing::info!(%id, genesis = %self.genesis.base, "registered")
+                    tracing::info!(%id, genesis = %self.genesis.base(self.membership.genesis()), "registered")
                 }
                 Event::ViewChanged => tracing::debug!("view of the network changed"),
                 Event::Left => {
@@ -371,7 +373,7 @@ impl Task {
             state: state_name(m.state()),
             name: Some(self.name.clone()),
             id: m.id(),
-            genesis: Some(self.genesis.base.clone()),
+            genesis: Some(self.genesis.base(m.genesis()).clone()),
             list_version: m.list_version(),
             peers,
             schemas: self
