@@ -12,12 +12,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::auth::{
+    self, AuthError, Expect, Identity, Message, PublicKey, Received, SessionKey, SignatureHeaders,
+};
 use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
 use crate::time::Timestamp;
 use crate::wire::{
-    Contextionary, GenesisPush, PeerDelta, PeerId, PeerListEntry, PeerPing,
-    PeerRegistrationResponse, PeerUpdate,
+    Contextionary, GenesisPush, PEERS_PATH, Peer, PeerDelta, PeerId, PeerListEntry, PeerPing,
+    PeerRegistrationResponse, PeerUpdate, REGISTER_PATH, leave_path, ping_path,
 };
 
 /// How a peer takes part in a network.
@@ -41,6 +44,14 @@ pub struct MembershipConfig {
     /// How many genesis replicas the peer was given (at least 1). Calls go
     /// to [`Membership::genesis`]; when one fails to answer, the next.
     pub genesis_replicas: usize,
+    /// The peer's key pair: it signs its registration with it, so that
+    /// genesis binds its name to it. `None`: a keyless peer, as the original.
+    pub identity: Option<Identity>,
+    /// Genesis's public key. `None`: the key that signs the answer of each
+    /// registration is trusted (pinned) until the next registration.
+    pub genesis_key: Option<PublicKey>,
+    /// How far a signature's `created` may be from this peer's clock.
+    pub max_signature_age: Duration,
 }
 
 impl MembershipConfig {
@@ -55,6 +66,9 @@ impl MembershipConfig {
             retry_max: Duration::from_secs(30),
             seed,
             genesis_replicas: 1,
+            identity: None,
+            genesis_key: None,
+            max_signature_age: auth::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -81,6 +95,12 @@ pub enum FailReason {
     /// Genesis refused the registration as invalid (422).
     #[error("genesis refused the registration: {0}")]
     Refused(String),
+    /// Genesis's answer to the registration is not signed by the key this
+    /// peer trusts (its configured `genesis_key`), or not signed at all.
+    #[error(
+        "genesis's registration answer is not signed by the expected key ({0}); check genesis_key / --genesis-key, or the genesis URL"
+    )]
+    Unauthentic(AuthError),
 }
 
 /// Where the peer stands.
@@ -145,6 +165,50 @@ pub enum Request {
         /// The hash genesis announced.
         hash: String,
     },
+}
+
+impl Request {
+    /// The method and API path of the call (of genesis's API; a schema
+    /// download's is the remote peer's `/v1/schema`).
+    pub fn method_and_path(&self) -> (&'static str, String) {
+        match self {
+            Request::Register(_) => ("POST", REGISTER_PATH.to_owned()),
+            Request::Ping { id, .. } => ("POST", ping_path(*id)),
+            Request::Leave { id } => ("DELETE", leave_path(*id)),
+            Request::FetchPeers => ("GET", PEERS_PATH.to_owned()),
+            Request::DownloadSchema { .. } => ("GET", "/v1/schema".to_owned()),
+        }
+    }
+}
+
+/// An answer of genesis as it came: what its signature covers, and the
+/// headers that carry it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The `x-plexus-peers-version` header, if any.
+    pub version: Option<u64>,
+    /// The signature headers.
+    pub signature: Received,
+    /// The [`auth::SESSION_KEY_HEADER`] of a registration's answer, if any.
+    pub session_key: Option<String>,
+}
+
+/// Why a push (`PUT /p2p/genesis`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushRefused {
+    /// The peer does not know genesis's key yet (not configured, and not
+    /// registered yet): it cannot tell a real push from a forged one (403).
+    #[error("this peer does not know genesis's key yet: it takes no unverifiable push")]
+    NoKey,
+    /// The push is not signed by genesis's key (403).
+    #[error("the push is not signed by genesis: {0}")]
+    Denied(AuthError),
+    /// Signed, but not a peer list or delta (422).
+    #[error("invalid peer list or delta: {0}")]
+    Invalid(String),
 }
 
 /// How a call to genesis failed.
@@ -212,6 +276,10 @@ pub struct Membership {
     view: BTreeMap<PeerName, RemotePeer>,
     /// The list version of the view, when genesis told it.
     list_version: Option<u64>,
+    /// Genesis's key: configured, or pinned at the last registration.
+    genesis_key: Option<PublicKey>,
+    /// The session key of the current keyed registration.
+    session: Option<SessionKey>,
     /// A version that the last ping answered and the view lacks.
     stale_seen: Option<u64>,
     /// A `FetchPeers` is in flight.
@@ -232,6 +300,7 @@ impl Membership {
     /// A machine for a peer with `config`, or a stand-alone one with `None`.
     pub fn new(config: Option<MembershipConfig>, schema_hash: String) -> Self {
         let seed = config.as_ref().map_or(0, |c| c.seed);
+        let genesis_key = config.as_ref().and_then(|c| c.genesis_key);
         Self {
             state: if config.is_some() {
                 State::Idle
@@ -244,6 +313,8 @@ impl Membership {
             pinged_hash: String::new(),
             view: BTreeMap::new(),
             list_version: None,
+            genesis_key,
+            session: None,
             stale_seen: None,
             fetching: false,
             phased: false,
@@ -311,7 +382,153 @@ impl Membership {
             .collect()
     }
 
+    /// The genesis key this peer trusts: configured, or pinned at the last
+    /// registration.
+    pub fn genesis_key(&self) -> Option<PublicKey> {
+        self.genesis_key
+    }
+
+    /// The headers that prove `request` (sent with `body`) at `now`: its
+    /// registration signed with the peer's key, pings and leave with the
+    /// session key genesis handed out. `None` for any other request, or for
+    /// a keyless peer.
+    #[must_use]
+    pub fn sign_request(
+        &self,
+        request: &Request,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Option<SignatureHeaders> {
+        let (method, path) = request.method_and_path();
+        let message = Message::request(method, &path, body);
+        match request {
+            Request::Register(_) => {
+                let identity = self.config.as_ref()?.identity.as_ref()?;
+                Some(identity.sign(&message, now))
+            }
+            Request::Ping { .. } | Request::Leave { .. } => {
+                Some(self.session.as_ref()?.sign(&message, now))
+            }
+            Request::FetchPeers | Request::DownloadSchema { .. } => None,
+        }
+    }
+
     // ---- handle_* ----
+
+    /// The signed answer to [`Request::Register`]: its signature must be
+    /// genesis's (the configured key, or else any key, which this peer then
+    /// pins), and a keyed registration's answer carries the session key.
+    pub fn handle_register_answer(&mut self, result: Result<Answer, CallError>, now: Timestamp) {
+        if !matches!(self.state, State::Registering { .. }) {
+            return;
+        }
+        let Some(config) = &self.config else { return };
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => return self.handle_register_response(Err(e), now),
+        };
+        let expect = match &config.genesis_key {
+            Some(key) => Expect::Key(key),
+            None => Expect::AnyKey,
+        };
+        let message = Message::response(&answer.body);
+        let verified = auth::verify(
+            &answer.signature,
+            &message,
+            expect,
+            now,
+            config.max_signature_age,
+        );
+        let key = match verified {
+            Ok(verified) => verified.key,
+            Err(e) => return self.fail(FailReason::Unauthentic(e)),
+        };
+        let response = match serde_json::from_slice::<PeerRegistrationResponse>(&answer.body) {
+            Ok(response) => response,
+            Err(e) => {
+                let error = CallError::Transport(format!("unexpected answer: {e}"));
+                return self.handle_register_response(Err(error), now);
+            }
+        };
+        self.genesis_key = key;
+        self.session = match (&config.identity, answer.session_key) {
+            (Some(_), Some(text)) => text.parse().ok(),
+            _ => None,
+        };
+        self.handle_register_response(Ok(response), now);
+    }
+
+    /// The answer to [`Request::Ping`]: the list version it carries counts
+    /// only under the session's signature.
+    pub fn handle_ping_answer(&mut self, result: Result<Answer, CallError>, now: Timestamp) {
+        let result = result.map(|answer| {
+            let session = self.session.as_ref()?;
+            let max_age = self.config.as_ref()?.max_signature_age;
+            let message = Message::response(&answer.body).with_version(answer.version);
+            auth::verify(
+                &answer.signature,
+                &message,
+                Expect::Session(session),
+                now,
+                max_age,
+            )
+            .ok()
+            .and(answer.version)
+        });
+        self.handle_ping_response(result, now);
+    }
+
+    /// The answer to [`Request::FetchPeers`]: `[Peer]`, taken only when
+    /// signed by genesis's key with its version.
+    pub fn handle_peers_answer(&mut self, result: Result<Answer, CallError>, now: Timestamp) {
+        let verified = result.and_then(|answer| {
+            let key = self.genesis_key.ok_or_else(|| {
+                CallError::Forbidden("no genesis key to check the list with".into())
+            })?;
+            let max_age = self
+                .config
+                .as_ref()
+                .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
+            let message = Message::response(&answer.body).with_version(answer.version);
+            auth::verify(&answer.signature, &message, Expect::Key(&key), now, max_age)
+                .map_err(|e| CallError::Forbidden(e.to_string()))?;
+            let peers: Vec<Peer> = serde_json::from_slice(&answer.body)
+                .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
+            Ok((peers.iter().map(Peer::to_entry).collect(), answer.version))
+        });
+        self.handle_peers_response(verified, now);
+    }
+
+    /// A push (`PUT /p2p/genesis`) as it came: taken only when signed by
+    /// genesis's key over its body and version. A refused push changes
+    /// nothing: the view stays as it was.
+    pub fn handle_signed_push(
+        &mut self,
+        body: &[u8],
+        version: Option<u64>,
+        signature: &Received,
+        now: Timestamp,
+    ) -> Result<(), PushRefused> {
+        let key = self.genesis_key.ok_or(PushRefused::NoKey)?;
+        let max_age = self
+            .config
+            .as_ref()
+            .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
+        auth::verify(
+            signature,
+            &Message::push(version, body),
+            Expect::Key(&key),
+            now,
+            max_age,
+        )
+        .map_err(PushRefused::Denied)?;
+        // serde_json does not check the UTF-8 of a field it skips: check it all first.
+        let text = std::str::from_utf8(body).map_err(|e| PushRefused::Invalid(e.to_string()))?;
+        let push: GenesisPush =
+            serde_json::from_str(text).map_err(|e| PushRefused::Invalid(e.to_string()))?;
+        self.handle_genesis_push(push, version, now);
+        Ok(())
+    }
 
     /// Starts: registers at once (does nothing when stand-alone).
     pub fn handle_start(&mut self, now: Timestamp) {

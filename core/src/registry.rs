@@ -83,6 +83,30 @@ impl RegistryConfig {
             max_signature_age: auth::DEFAULT_MAX_AGE,
         }
     }
+
+    /// Checks the signature of a `POST /peers/register` with `body`:
+    /// `Ok(None)` when it carries none (an original client), the key it
+    /// proves, or why it is refused (403). Needs no registry state, so a
+    /// shell checks it before it takes the registry's lock.
+    pub fn authenticate_register(
+        &self,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<PublicKey>, AuthError> {
+        if received.is_unsigned() {
+            return Ok(None);
+        }
+        let message = Message::request("POST", REGISTER_PATH, body);
+        auth::verify(
+            received,
+            &message,
+            Expect::AnyKey,
+            now,
+            self.max_signature_age,
+        )
+        .map(|verified| verified.key)
+    }
 }
 
 /// A request to probe a registering peer, made by [`Registry::begin_register`].
@@ -363,27 +387,15 @@ impl Registry {
         }
     }
 
-    /// Checks the signature of a `POST /peers/register` with `body`:
-    /// `Ok(None)` when it carries none (an original client), the key it
-    /// proves, or why it is refused (403).
+    /// Checks the signature of a `POST /peers/register` with `body`
+    /// (see [`RegistryConfig::authenticate_register`]).
     pub fn authenticate_register(
         &self,
         received: &Received,
         body: &[u8],
         now: Timestamp,
     ) -> Result<Option<PublicKey>, AuthError> {
-        if received.is_unsigned() {
-            return Ok(None);
-        }
-        let message = Message::request("POST", REGISTER_PATH, body);
-        auth::verify(
-            received,
-            &message,
-            Expect::AnyKey,
-            now,
-            self.config.max_signature_age,
-        )
-        .map(|verified| verified.key)
+        self.config.authenticate_register(received, body, now)
     }
 
     /// Whether the registration of `probe` may go on: a name that a key
@@ -464,6 +476,19 @@ impl Registry {
         if !self.peers.contains_key(&id) {
             return Err(UnknownPeer(id).into());
         }
+        self.verify_session(id, message, received, now)
+    }
+
+    /// 403 for a keyed id whose call does not carry its session's
+    /// signature; a keyless id needs none. The session key derives from the
+    /// id alone, so this needs no record of the peer.
+    fn verify_session(
+        &self,
+        id: PeerId,
+        message: &Message<'_>,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
         if Authority::is_keyed(id) {
             let key = self.config.authority.session_key(id);
             auth::verify(
@@ -857,6 +882,32 @@ impl Registry {
                 deltas: probe.deltas,
             },
         })
+    }
+
+    /// A replica's check of a ping's signature (before [`Registry::ping_outcome`]):
+    /// as [`Registry::handle_signed_ping`] checks it, whether or not the
+    /// mirror holds the id yet (it may have been registered a moment ago at
+    /// another replica).
+    pub fn check_signed_ping(
+        &self,
+        id: PeerId,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = ping_path(id);
+        self.verify_session(id, &Message::request("POST", &path, body), received, now)
+    }
+
+    /// A replica's check of a leave's signature, as [`Registry::handle_signed_leave`] checks it.
+    pub fn check_signed_leave(
+        &self,
+        id: PeerId,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = leave_path(id);
+        self.verify_session(id, &Message::request("DELETE", &path, b""), received, now)
     }
 
     /// A replica's `handle_ping`: whether the ping changes the stored peer.

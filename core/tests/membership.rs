@@ -484,3 +484,332 @@ fn a_single_genesis_never_moves() {
     assert_eq!(m.genesis(), 0);
     assert!(transmits(&mut m).is_empty());
 }
+
+// ---- keys: a peer that owns its name and trusts only genesis's signature ----
+
+mod keys {
+    use super::*;
+    use plexus_core::auth::{AuthError, Authority, Identity, Message, Received};
+    use plexus_core::membership::{Answer, PushRefused};
+    use plexus_core::registry::{Registry, RegistryConfig};
+    use plexus_core::wire::{GenesisPush, PeerUpdate};
+
+    /// A genesis: the core registry and genesis's key pair, answering as the server does.
+    struct Genesis {
+        registry: Registry,
+        identity: Identity,
+    }
+
+    impl Genesis {
+        fn new() -> Self {
+            let identity = Identity::from_seed([0x9e; 32]);
+            let mut config = RegistryConfig::new(contextionary("sha256:ours"), 1);
+            config.authority = Authority::of(&identity);
+            Self {
+                registry: Registry::new(config, T0),
+                identity,
+            }
+        }
+
+        fn register(&mut self, update: &PeerUpdate, signature: Received, now: Timestamp) -> Answer {
+            let body = serde_json::to_vec(update).expect("json");
+            let key = self
+                .registry
+                .authenticate_register(&signature, &body, now)
+                .expect("signed by the peer");
+            let probe = self.registry.begin_register(update.clone()).with_key(key);
+            let response = self
+                .registry
+                .complete_register(probe, Ok(()), now)
+                .expect("admitted");
+            let body = serde_json::to_vec(&response).expect("json");
+            Answer {
+                signature: (&self.identity.sign(&Message::response(&body), now)).into(),
+                session_key: self
+                    .registry
+                    .session_key(response.peer.id)
+                    .map(|k| k.to_string()),
+                body,
+                version: None,
+            }
+        }
+
+        fn push(
+            &self,
+            list: &[PeerListEntry],
+            version: u64,
+            now: Timestamp,
+        ) -> (Vec<u8>, Received) {
+            let body = serde_json::to_vec(list).expect("json");
+            let signature = self
+                .identity
+                .sign(&Message::push(Some(version), &body), now);
+            (body, (&signature).into())
+        }
+    }
+
+    fn keyed_config() -> MembershipConfig {
+        let mut config = config();
+        config.identity = Some(Identity::from_seed([0xa1; 32]));
+        config
+    }
+
+    /// Starts `m` and registers it with `genesis`, as the peer shell does.
+    fn join(m: &mut Membership, genesis: &mut Genesis, now: Timestamp) {
+        m.handle_start(now);
+        let request = only(m);
+        let Request::Register(update) = &request else {
+            panic!("expected a registration");
+        };
+        let body = serde_json::to_vec(&update).expect("json");
+        let signature = m
+            .sign_request(&request, &body, now)
+            .map(|h| Received::from(&h));
+        let answer = genesis.register(update, signature.unwrap_or_default(), now);
+        m.handle_register_answer(Ok(answer), now);
+    }
+
+    fn only(m: &mut Membership) -> Request {
+        let mut requests = transmits(m);
+        assert_eq!(requests.len(), 1, "one request: {requests:?}");
+        requests.remove(0)
+    }
+
+    fn view_names(m: &Membership) -> Vec<String> {
+        m.view().keys().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_keyed_peer_registers_pings_and_leaves_under_its_keys() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        join(&mut m, &mut genesis, T0);
+        let id = m.id().expect("registered");
+        assert!(
+            Authority::is_keyed(id),
+            "genesis bound the name to the peer's key"
+        );
+        assert_eq!(m.genesis_key(), Some(genesis.identity.public()), "pinned");
+
+        // Its ping is signed with the session key and genesis takes it.
+        let ping = only(&mut m);
+        let Request::Ping { body, .. } = &ping else {
+            panic!("expected a ping");
+        };
+        let bytes = serde_json::to_vec(body).expect("json");
+        let signature = Received::from(&m.sign_request(&ping, &bytes, T0).expect("signed"));
+        assert_eq!(
+            genesis
+                .registry
+                .handle_signed_ping(id, &body.schema_hash, &signature, &bytes, T0),
+            Ok(())
+        );
+        assert_eq!(
+            genesis.registry.peer(id).map(|p| p.schema_hash.to_string()),
+            Some("h1".into())
+        );
+
+        // So is its leave.
+        let answer = Answer {
+            signature: genesis
+                .registry
+                .sign_ping_answer(id, T0)
+                .map(|h| (&h).into())
+                .unwrap_or_default(),
+            version: Some(genesis.registry.version()),
+            ..Answer::default()
+        };
+        m.handle_ping_answer(Ok(answer), T0);
+        m.handle_shutdown(T0);
+        let leave = only(&mut m);
+        let Request::Leave { .. } = &leave else {
+            panic!("expected a leave");
+        };
+        let signature = Received::from(&m.sign_request(&leave, b"", T0).expect("signed"));
+        assert!(
+            genesis
+                .registry
+                .handle_signed_leave(id, &signature, T0)
+                .is_ok()
+        );
+        assert!(genesis.registry.is_empty());
+    }
+
+    #[test]
+    fn forged_unsigned_and_altered_pushes_are_refused_and_the_view_stays() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        join(&mut m, &mut genesis, T0);
+        let _ = transmits(&mut m);
+        let real = [entry("PeerB", "")];
+        let (body, signature) = genesis.push(&real, 3, T0);
+        assert_eq!(m.handle_signed_push(&body, Some(3), &signature, T0), Ok(()));
+        assert_eq!(
+            (view_names(&m), m.list_version()),
+            (vec!["PeerB".to_owned()], Some(3))
+        );
+        let uri_before = m.view().values().next().map(|p| p.uri.clone());
+
+        let mut evil = entry("PeerB", "");
+        evil.uri = PeerUri::new("http://attacker.local:6666").expect("uri");
+        let forged_list = [evil];
+        let mallory = Identity::from_seed([0x66; 32]);
+        let forged_body = serde_json::to_vec(&forged_list).expect("json");
+        let huge = Some(u64::MAX);
+        let forged = Received::from(&mallory.sign(&Message::push(huge, &forged_body), T0));
+        assert!(matches!(
+            m.handle_signed_push(&forged_body, huge, &forged, T0),
+            Err(PushRefused::Denied(AuthError::WrongKey(_)))
+        ));
+        assert_eq!(
+            m.handle_signed_push(&forged_body, huge, &Received::default(), T0),
+            Err(PushRefused::Denied(AuthError::Missing))
+        );
+        // Genesis's own signature, on another body or another version.
+        assert!(
+            m.handle_signed_push(&forged_body, Some(3), &signature, T0)
+                .is_err()
+        );
+        assert!(m.handle_signed_push(&body, huge, &signature, T0).is_err());
+        // Genesis's own push, replayed after the window.
+        let late = T0 + Duration::from_secs(61);
+        assert!(matches!(
+            m.handle_signed_push(&body, Some(3), &signature, late),
+            Err(PushRefused::Denied(AuthError::Stale { .. }))
+        ));
+        assert_eq!(
+            m.list_version(),
+            Some(3),
+            "no forged version poisoned the view"
+        );
+        assert_eq!(m.view().values().next().map(|p| p.uri.clone()), uri_before);
+
+        // The next real push still applies.
+        let (body, signature) = genesis.push(&[entry("PeerB", ""), entry("PeerC", "")], 4, late);
+        assert_eq!(
+            m.handle_signed_push(&body, Some(4), &signature, late),
+            Ok(())
+        );
+        assert_eq!(view_names(&m), ["PeerB", "PeerC"]);
+    }
+
+    #[test]
+    fn without_a_known_genesis_key_no_push_is_taken() {
+        let genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        let (body, signature) = genesis.push(&[entry("PeerB", "")], 1, T0);
+        assert_eq!(
+            m.handle_signed_push(&body, Some(1), &signature, T0),
+            Err(PushRefused::NoKey)
+        );
+        // A configured key needs no registration first.
+        let mut config = keyed_config();
+        config.genesis_key = Some(genesis.identity.public());
+        let mut m = Membership::new(Some(config), "h1".into());
+        assert_eq!(m.handle_signed_push(&body, Some(1), &signature, T0), Ok(()));
+        assert_eq!(view_names(&m), ["PeerB"]);
+    }
+
+    #[test]
+    fn a_configured_genesis_key_refuses_a_registration_answer_of_another_key() {
+        let mut impostor = Genesis::new();
+        impostor.identity = Identity::from_seed([0x66; 32]);
+        let mut config = keyed_config();
+        config.genesis_key = Some(Genesis::new().identity.public());
+        let mut m = Membership::new(Some(config), "h1".into());
+        join(&mut m, &mut impostor, T0);
+        assert!(matches!(
+            m.state(),
+            State::Failed(FailReason::Unauthentic(_))
+        ));
+        assert!(matches!(
+            events(&mut m).as_slice(),
+            [Event::Failed(FailReason::Unauthentic(_))]
+        ));
+    }
+
+    #[test]
+    fn only_a_signed_newer_version_on_pings_fetches_the_list_and_only_a_signed_list_is_taken() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        join(&mut m, &mut genesis, T0);
+        let id = m.id().expect("registered");
+        let (body, signature) = genesis.push(&[entry("PeerB", "")], 1, T0);
+        m.handle_signed_push(&body, Some(1), &signature, T0)
+            .expect("taken");
+        let mut now = T0;
+        let mut ping = |m: &mut Membership, answer: Answer| {
+            // The first ping went at registration; later ones when due.
+            if let Some(at) = m.poll_timeout() {
+                now = at;
+                m.handle_timeout(now);
+            }
+            let _ = transmits(m);
+            m.handle_ping_answer(Ok(answer), now);
+            transmits(m)
+        };
+        // Unsigned (or forged) versions never make it fetch.
+        for _ in 0..3 {
+            let unsigned = Answer {
+                version: Some(u64::MAX),
+                ..Answer::default()
+            };
+            assert!(ping(&mut m, unsigned).is_empty());
+        }
+        // A version signed with the session key does, at the second ping that tells it.
+        for _ in 0..3 {
+            genesis.registry.handle_ping(id, "h1", T0).expect("known");
+        }
+        let signed = |genesis: &Genesis| Answer {
+            signature: (&genesis.registry.sign_ping_answer(id, T0).expect("keyed")).into(),
+            version: Some(genesis.registry.version()),
+            ..Answer::default()
+        };
+        assert!(ping(&mut m, signed(&genesis)).is_empty());
+        assert_eq!(ping(&mut m, signed(&genesis)), [Request::FetchPeers]);
+
+        // A forged list is not taken, the real one is.
+        let peers: Vec<Peer> = vec![Peer {
+            id: PeerId(uuid::Uuid::from_u128(9)),
+            peer_name: PeerName::new("PeerD").expect("name"),
+            peer_uri: PeerUri::new("http://peerd.local").expect("uri"),
+            last_contact_at: T0,
+            schema_hash: Default::default(),
+        }];
+        let body = serde_json::to_vec(&peers).expect("json");
+        let version = Some(genesis.registry.version());
+        let message = Message::response(&body).with_version(version);
+        let forged = Answer {
+            signature: (&Identity::from_seed([0x66; 32]).sign(&message, T0)).into(),
+            body: body.clone(),
+            version,
+            ..Answer::default()
+        };
+        m.handle_peers_answer(Ok(forged), T0);
+        assert_eq!(view_names(&m), ["PeerB"]);
+        assert!(ping(&mut m, signed(&genesis)).is_empty());
+        assert_eq!(
+            ping(&mut m, signed(&genesis)),
+            [Request::FetchPeers],
+            "fetches again"
+        );
+        let real = Answer {
+            signature: (&genesis.identity.sign(&message, T0)).into(),
+            body,
+            version,
+            ..Answer::default()
+        };
+        m.handle_peers_answer(Ok(real), T0);
+        assert_eq!(view_names(&m), ["PeerD"]);
+        assert_eq!(m.list_version(), version);
+    }
+
+    #[test]
+    fn a_keyless_peer_signs_nothing() {
+        let mut m = Membership::new(Some(config()), "h1".into());
+        m.handle_start(T0);
+        let requests = transmits(&mut m);
+        assert_eq!(m.sign_request(&requests[0], b"{}", T0), None);
+        let _ = GenesisPush::Full(Vec::new());
+    }
+}

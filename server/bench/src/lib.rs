@@ -101,14 +101,33 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// One request of [`post_signed_workers`]: URL, JSON body and extra headers.
+pub type Post = (String, Bytes, Vec<(&'static str, String)>);
+
+/// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`:
+/// [`post_signed_workers`] without extra headers.
+pub async fn post_workers(
+    client: &reqwest::Client,
+    requests: Arc<[(String, Bytes)]>,
+    workers: usize,
+    duration: Duration,
+    period: Option<Duration>,
+) -> Load {
+    let requests: Arc<[Post]> = requests
+        .iter()
+        .map(|(url, body)| (url.clone(), body.clone(), Vec::new()))
+        .collect();
+    post_signed_workers(client, requests, workers, duration, period).await
+}
+
 /// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`.
 ///
 /// Worker `w` sends requests `w`, `w + workers`, … in turn: the next as soon
 /// as one is answered (closed loop), or at each tick of `period` (paced; the
 /// workers' first ticks are spread over one period).
-pub async fn post_workers(
+pub async fn post_signed_workers(
     client: &reqwest::Client,
-    requests: Arc<[(String, Bytes)]>,
+    requests: Arc<[Post]>,
     workers: usize,
     duration: Duration,
     period: Option<Duration>,
@@ -132,16 +151,17 @@ pub async fn post_workers(
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
                     }
-                    let (url, body) = &requests[k % requests.len()];
+                    let (url, body, headers) = &requests[k % requests.len()];
                     k += workers;
                     let sent = Instant::now();
-                    let ok = match client
+                    let mut request = client
                         .post(url)
                         .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
+                        .body(body.clone());
+                    for (name, value) in headers {
+                        request = request.header(*name, value);
+                    }
+                    let ok = match request.send().await {
                         Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                         _ => false,
                     };

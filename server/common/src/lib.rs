@@ -1,6 +1,8 @@
 //! What both servers share on the HTTP side: the error type every handler
 //! returns, start-up (tracing, the `listening on` line) and graceful shutdown.
 
+pub mod keys;
+
 use std::net::SocketAddr;
 
 use axum::Json;

@@ -38,6 +38,8 @@ impl Drop for Member {
 /// A three-member etcd cluster on loopback, in `dir`.
 struct Cluster {
     members: Vec<Member>,
+    /// The genesis key every replica is given.
+    key_file: std::path::PathBuf,
 }
 
 impl Cluster {
@@ -82,7 +84,10 @@ impl Cluster {
                 Member { child, client_url }
             })
             .collect();
-        let cluster = Self { members };
+        let cluster = Self {
+            members,
+            key_file: dir.join("genesis.key"),
+        };
         let client = reqwest::Client::new();
         for member in &cluster.members {
             poll(SETTLE, "an etcd member is healthy", || async {
@@ -104,6 +109,8 @@ impl Cluster {
         let mut command = genesis_command("127.0.0.1:0");
         command
             .args(["--etcd", &self.endpoints()])
+            .arg("--key-file")
+            .arg(&self.key_file)
             .args(["--peer-timeout", "3s", "--replica-ttl", "2s"])
             .args(["--broadcast-delay", "5ms"]);
         spawn(command)

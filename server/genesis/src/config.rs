@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ipnet::IpNet;
+use plexus_core::auth::{Authority, Identity};
 use plexus_core::registry::RegistryConfig;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
@@ -119,6 +120,25 @@ pub struct Args {
     #[arg(long, env = "PLEXUS_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub etcd_timeout: Duration,
 
+    /// File of genesis's Ed25519 key (one line: the base64 of its 32-byte
+    /// seed; made with mode 0600 if absent; refused if others may read it).
+    /// Genesis signs every peer list it pushes or answers with it, and
+    /// derives the secret that binds names to peers' keys from it.
+    /// Default: `genesis.key` in the --state folder (`FILE.key` beside a
+    /// --state file); without --state either, a new key in memory at each start.
+    #[arg(long, env = "PLEXUS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Refuse (403) registrations that prove no key: only Plexus peers that
+    /// sign their registration may join (original clients cannot).
+    #[arg(long, env = "PLEXUS_REQUIRE_KEYS")]
+    pub require_keys: bool,
+
+    /// How far a request signature's `created` may be from genesis's clock,
+    /// either way; older (replayed) or future ones get 403.
+    #[arg(long, env = "PLEXUS_SIGNATURE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub signature_max_age: Duration,
+
     /// Request bodies larger than this many bytes get 413.
     #[arg(long, env = "PLEXUS_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -139,6 +159,22 @@ impl Args {
             peer_timeout: self.peer_timeout,
         })
     }
+
+    /// Where genesis's key is kept: `--key-file`, else beside the `--state`
+    /// store; `None`: in memory only.
+    pub fn key_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.key_file {
+            return Some(path.clone());
+        }
+        let state = self.state.as_ref()?;
+        Some(if state.is_dir() {
+            state.join("genesis.key")
+        } else {
+            let mut name = state.clone().into_os_string();
+            name.push(".key");
+            PathBuf::from(name)
+        })
+    }
 }
 
 /// What a running genesis needs to know, resolved from [`Args`].
@@ -146,6 +182,9 @@ impl Args {
 pub struct Settings {
     /// The registry's own configuration.
     pub registry: RegistryConfig,
+    /// Genesis's key pair: it signs pushes and lists, and the registry's
+    /// [`Authority`] derives from it (set both with [`Settings::set_identity`]).
+    pub identity: Identity,
     /// The join token, if any.
     pub join_token: Option<String>,
     /// Every range a peer URI may not point into (the always-denied ones included).
@@ -173,8 +212,12 @@ impl Settings {
     /// Settings with the defaults of the command line and `contextionary`.
     pub fn new(contextionary: Contextionary) -> Self {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let identity = plexus_server::keys::random_identity();
+        let mut registry = RegistryConfig::new(contextionary, seed);
+        registry.authority = Authority::of(&identity);
         Self {
-            registry: RegistryConfig::new(contextionary, seed),
+            registry,
+            identity,
             join_token: None,
             deny: always_denied(),
             probe_timeout: Duration::from_secs(2),
@@ -182,6 +225,14 @@ impl Settings {
             broadcast_concurrency: 256,
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+impl Settings {
+    /// Genesis's key pair, and the registry's authority derived from it.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.registry.authority = Authority::of(&identity);
+        self.identity = identity;
     }
 }
 
@@ -195,6 +246,8 @@ impl From<&Args> for Settings {
         settings.registry.hold_limit = args.hold_limit.unwrap_or(args.peer_timeout);
         settings.registry.broadcast_delay = args.broadcast_delay;
         settings.registry.round_wait = args.round_wait;
+        settings.registry.require_keys = args.require_keys;
+        settings.registry.max_signature_age = args.signature_max_age;
         settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
         settings.deny.extend(args.deny_cidr.iter().copied());
         settings.probe_timeout = args.probe_timeout;

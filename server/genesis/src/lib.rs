@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use futures::StreamExt as _;
 use plexus_core::Timestamp;
+use plexus_core::auth::{Message, SignatureHeaders};
 use plexus_core::registry::{Broadcast, Registry};
 use plexus_core::wire::{ChangeKind, PEERS_VERSION_HEADER, PeerChange};
 use tokio::sync::{Notify, broadcast, watch};
@@ -301,9 +302,9 @@ impl Genesis {
 
     /// Sends one broadcast round, concurrently, each with its own timeout.
     ///
-    /// Each body is serialised once per round: the whole list (only if some
-    /// peer gets it) and the round's delta (only if some peer asked for
-    /// deltas). A broadcast still unsent when the registry calls it
+    /// Each body is serialised and signed once per round: the whole list
+    /// (only if some peer gets it) and the round's delta (only if some peer
+    /// asked for deltas). A broadcast still unsent when the registry calls it
     /// superseded ([`Registry::is_superseded`]) is skipped.
     async fn send_round(self: Arc<Self>, round: Vec<Broadcast>) {
         let Some(first) = round.first() else { return };
@@ -326,11 +327,18 @@ impl Genesis {
                 return;
             }
         };
+        let signed_at = now();
+        let sign = |body: Bytes| {
+            let message = Message::push(Some(version), &body);
+            let signature = Arc::new(self.settings.identity.sign(&message, signed_at));
+            (body, signature)
+        };
+        let (full, delta) = (full.map(sign), delta.map(sign));
         tracing::debug!(
             version,
             peers = round.len(),
-            full_bytes = full.as_ref().map_or(0, Bytes::len),
-            delta_bytes = delta.as_ref().map_or(0, Bytes::len),
+            full_bytes = full.as_ref().map_or(0, |(b, _)| b.len()),
+            delta_bytes = delta.as_ref().map_or(0, |(b, _)| b.len()),
             "broadcast round"
         );
         let stopped = self.stopped();
@@ -344,8 +352,8 @@ impl Genesis {
                     full.clone()
                 };
                 async move {
-                    if let Some(body) = body {
-                        this.send_one(b, body).await;
+                    if let Some((body, signature)) = body {
+                        this.send_one(b, body, &signature).await;
                     }
                 }
             },
@@ -360,7 +368,7 @@ impl Genesis {
         }
     }
 
-    async fn send_one(&self, broadcast: Broadcast, body: Bytes) {
+    async fn send_one(&self, broadcast: Broadcast, body: Bytes, signature: &SignatureHeaders) {
         if self.lock().is_superseded(&broadcast) {
             metrics::inc(&self.metrics.broadcasts_superseded);
             return;
@@ -372,8 +380,10 @@ impl Genesis {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(PEERS_VERSION_HEADER, broadcast.version)
             .body(body);
-        if let Some(token) = &self.settings.join_token {
-            request = request.bearer_auth(token);
+        // Signed by genesis: the join token is not needed (nor sent) to
+        // authenticate a push.
+        for (name, value) in signature.pairs() {
+            request = request.header(name, value);
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => {
@@ -393,7 +403,23 @@ impl Genesis {
 
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let settings = Settings::from(&args);
+    let mut settings = Settings::from(&args);
+    match args.key_path() {
+        Some(path) => {
+            let (identity, made) = plexus_server::keys::load_or_create(&path)?;
+            if made {
+                tracing::info!(file = %path.display(), "made a new genesis key");
+            }
+            settings.set_identity(identity);
+        }
+        None if !args.etcd.is_empty() => tracing::warn!(
+            "--etcd without --key-file: this replica's key lives in memory; give every replica the same --key-file, or keyed peers registered at one are refused (403) by the others"
+        ),
+        None => tracing::info!(
+            "no --key-file and no --state: genesis's key lives in memory; after a restart peers pin the new one when they register again"
+        ),
+    }
+    tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
     let genesis = match args.etcd_config() {
         Some(config) => {
             let replication = Replication::connect(config).await?;

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::registry::{PingOutcome, RegisterError, UnknownPeer};
+use plexus_core::auth::{self, Message};
+use plexus_core::registry::{CallRefused, PingOutcome, RegisterError, UnknownPeer};
 
 use super::etcd::Replication;
 use plexus_core::wire::{
@@ -29,6 +30,7 @@ use super::metrics::{Gauges, inc};
 use super::ssrf::{UriRefusal, check_uri};
 use super::store::Committed;
 use super::{Genesis, now};
+use plexus_server::keys;
 use plexus_server::{AppError, json_errors};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -39,8 +41,20 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .expose_headers([HeaderName::from_static(PEERS_VERSION_HEADER)]);
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(auth::SIGNATURE_INPUT),
+            HeaderName::from_static(auth::SIGNATURE),
+            HeaderName::from_static(auth::CONTENT_DIGEST),
+        ])
+        .expose_headers([
+            HeaderName::from_static(PEERS_VERSION_HEADER),
+            HeaderName::from_static(auth::SIGNATURE_INPUT),
+            HeaderName::from_static(auth::SIGNATURE),
+            HeaderName::from_static(auth::CONTENT_DIGEST),
+            HeaderName::from_static(auth::SESSION_KEY_HEADER),
+        ]);
     Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
@@ -128,6 +142,12 @@ async fn register_inner(
     body: &[u8],
 ) -> Result<Response, AppError> {
     authorize(genesis, headers)?;
+    // A signed registration proves a key, which then holds the name.
+    let key = genesis
+        .settings
+        .registry
+        .authenticate_register(&keys::received(headers), body, now())
+        .map_err(forbidden)?;
     let update: PeerUpdate = parse(body)?;
     // Resolving a name is bounded like the probe that follows it.
     let checked = tokio::time::timeout(
@@ -149,7 +169,16 @@ async fn register_inner(
     let deltas = headers
         .get(DELTAS_HEADER)
         .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
-    let probe = genesis.lock().begin_register(update).with_deltas(deltas);
+    let probe = genesis
+        .lock()
+        .begin_register(update)
+        .with_deltas(deltas)
+        .with_key(key);
+    // A name held by another key is refused before any probe.
+    genesis
+        .lock()
+        .check_register(&probe)
+        .map_err(register_error)?;
     let reached = match genesis
         .http
         .get(&probe.url)
@@ -165,29 +194,78 @@ async fn register_inner(
         )),
         Err(e) => Err(plexus_server::error_chain(&e)),
     };
-    if let Some(replication) = genesis.replication() {
-        let admission = genesis
-            .lock()
-            .admit(probe, reached, now())
-            .map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
+    let (response, session) = if let Some(replication) = genesis.replication() {
+        // A replica writes the registration to etcd; its mirror lists it
+        // when etcd reports the write.
+        let (admission, session) = {
+            let mut registry = genesis.lock();
+            let admission = registry
+                .admit(probe, reached, now())
+                .map_err(register_error)?;
+            let session = registry.session_key(admission.peer.peer.id);
+            (admission, session)
+        };
         replication
             .register(&admission.peer, admission.replaces)
             .await
             .map_err(etcd_unavailable)?;
-        inc(&genesis.metrics.registrations);
-        return Ok(Json(admission.response).into_response());
-    }
-    let (response, saved) = {
-        let mut registry = genesis.lock();
-        let response = registry.complete_register(probe, reached, now());
-        let saved = genesis.publish(&mut registry, true);
-        (response, saved)
+        (admission.response, session)
+    } else {
+        let (response, saved) = {
+            let mut registry = genesis.lock();
+            let response = registry.complete_register(probe, reached, now()).map(|r| {
+                let session = registry.session_key(r.peer.id);
+                (r, session)
+            });
+            let saved = genesis.publish(&mut registry, true);
+            (response, saved)
+        };
+        let response = response.map_err(register_error)?;
+        committed(saved).await?;
+        response
     };
-    // Every refusal of the registry is "genesis cannot reach the peer": 400.
-    let response = response.map_err(|e: RegisterError| AppError::bad_request(e.to_string()))?;
-    committed(saved).await?;
     inc(&genesis.metrics.registrations);
-    Ok(Json(response).into_response())
+    // Signed by genesis, so that a peer can pin its key; a keyed
+    // registration gets its session key.
+    let body = serde_json::to_vec(&response).map_err(AppError::internal)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let signature = genesis
+        .settings
+        .identity
+        .sign(&Message::response(&body), now());
+    keys::insert(&mut headers, &signature);
+    if let Some(session) = session
+        && let Ok(value) = HeaderValue::from_str(&session.to_string())
+    {
+        headers.insert(HeaderName::from_static(auth::SESSION_KEY_HEADER), value);
+    }
+    Ok((headers, body).into_response())
+}
+
+/// 400 when genesis cannot reach the peer, 403 when the name is held by
+/// another key or a key is required.
+fn register_error(e: RegisterError) -> AppError {
+    match e {
+        RegisterError::Unreachable { .. } => AppError::bad_request(e.to_string()),
+        _ => forbidden(e),
+    }
+}
+
+/// 403 for a refused signature or name.
+fn forbidden(e: impl std::fmt::Display) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, e.to_string())
+}
+
+/// 404 for an unknown peer, 403 for a keyed one without its signature.
+fn call_refused(e: CallRefused) -> AppError {
+    match e {
+        CallRefused::Unknown(unknown) => AppError::not_found(unknown.to_string()),
+        denied => forbidden(denied),
+    }
 }
 
 /// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.
@@ -196,35 +274,65 @@ async fn ping(
     Path(id): Path<PeerId>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, AppError> {
+) -> Result<Response, AppError> {
     authorize(&genesis, &headers)?;
     let ping: PeerPing = if body.iter().all(u8::is_ascii_whitespace) {
         PeerPing::default()
     } else {
         parse(&body)?
     };
+    let received = keys::received(&headers);
     if let Some(replication) = genesis.replication() {
+        genesis
+            .lock()
+            .check_signed_ping(id, &received, &body, now())
+            .map_err(call_refused)?;
         let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
         if !known {
             inc(&genesis.metrics.pings_unknown);
             return Err(AppError::not_found(UnknownPeer(id).to_string()));
         }
         inc(&genesis.metrics.pings);
-        return Ok(StatusCode::OK);
+        let (version, signature) = {
+            let registry = genesis.lock();
+            (registry.version(), registry.sign_ping_answer(id, now()))
+        };
+        let mut headers = HeaderMap::new();
+        let (name, value) = version_header(version);
+        headers.insert(name, value);
+        if let Some(signature) = signature {
+            keys::insert(&mut headers, &signature);
+        }
+        return Ok((StatusCode::OK, headers).into_response());
     }
-    let (result, saved) = {
+    let (result, saved, version, signature) = {
         let mut registry = genesis.lock();
-        let result = registry.handle_ping(id, &ping.schema_hash, now());
+        let now = now();
+        let result = registry.handle_signed_ping(id, &ping.schema_hash, &received, &body, now);
         let saved = genesis.publish(&mut registry, true);
-        (result, saved)
+        // The list version, signed for a keyed peer: it fetches the list
+        // when it sees it is behind.
+        let signature = result
+            .is_ok()
+            .then(|| registry.sign_ping_answer(id, now))
+            .flatten();
+        (result, saved, registry.version(), signature)
     };
-    if let Err(unknown) = result {
-        inc(&genesis.metrics.pings_unknown);
-        return Err(AppError::not_found(unknown.to_string()));
+    if let Err(refused) = result {
+        if matches!(refused, CallRefused::Unknown(_)) {
+            inc(&genesis.metrics.pings_unknown);
+        }
+        return Err(call_refused(refused));
     }
     committed(saved).await?;
     inc(&genesis.metrics.pings);
-    Ok(StatusCode::OK)
+    let mut headers = HeaderMap::new();
+    let (name, value) = version_header(version);
+    headers.insert(name, value);
+    if let Some(signature) = signature {
+        keys::insert(&mut headers, &signature);
+    }
+    Ok((StatusCode::OK, headers).into_response())
 }
 
 /// `DELETE /peers/{peerId}`.
@@ -234,7 +342,12 @@ async fn leave(
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
+    let received = keys::received(&headers);
     if let Some(replication) = genesis.replication() {
+        genesis
+            .lock()
+            .check_signed_leave(id, &received, now())
+            .map_err(call_refused)?;
         return if replication.remove(id).await.map_err(etcd_unavailable)? {
             Ok(StatusCode::NO_CONTENT)
         } else {
@@ -243,11 +356,11 @@ async fn leave(
     }
     let (result, saved) = {
         let mut registry = genesis.lock();
-        let result = registry.handle_leave(id, now());
+        let result = registry.handle_signed_leave(id, &received, now());
         let saved = genesis.publish(&mut registry, true);
         (result, saved)
     };
-    result.map_err(|unknown| AppError::not_found(unknown.to_string()))?;
+    result.map_err(call_refused)?;
     committed(saved).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -308,7 +421,8 @@ fn version_header(version: u64) -> (HeaderName, HeaderValue) {
     )
 }
 
-/// `GET /peers`: the original `[Peer]` array, and the list version in a header.
+/// `GET /peers`: the original `[Peer]` array, the list version in a
+/// header, and genesis's signature over both.
 async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError> {
     let (body, version) = {
         let registry = genesis.lock();
@@ -318,17 +432,17 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
             registry.version(),
         )
     };
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            version_header(version),
-        ],
-        body,
-    )
-        .into_response())
+    let message = Message::response(&body).with_version(Some(version));
+    let signature = genesis.settings.identity.sign(&message, now());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (name, value) = version_header(version);
+    headers.insert(name, value);
+    keys::insert(&mut headers, &signature);
+    Ok((headers, body).into_response())
 }
 
 /// The first event of the watch stream, and the one sent again whenever a
@@ -413,7 +527,8 @@ async fn watch(
 async fn healthz(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
     let registry = genesis.lock();
     Json(
-        serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version()}),
+        serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version(),
+                           "key": genesis.settings.identity.public().to_string()}),
     )
 }
 

@@ -76,9 +76,19 @@ pub struct Args {
     /// Mean time between pings to genesis (e.g. 10s, 500ms).
     #[arg(long, env = "PLEXUS_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub ping_interval: Duration,
-    /// The network's join token: sent to genesis, and required on `PUT /p2p/genesis`.
+    /// The network's join token, sent to genesis with each call (pushes
+    /// from genesis are checked by genesis's signature, not by the token).
     #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Genesis's public key (`genesis_key` in the config file): pushes and
+    /// lists are taken only when signed by it. Absent: the key that signs
+    /// genesis's registration answer is pinned at each registration.
+    #[arg(long, env = "PLEXUS_GENESIS_KEY")]
+    pub genesis_key: Option<String>,
+    /// How far a signature's `created` may be from this peer's clock, either
+    /// way; older (replayed) or future pushes get 403.
+    #[arg(long, env = "PLEXUS_SIGNATURE_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub signature_max_age: Duration,
     /// How long each peer asked by a Network query may take to answer.
     #[arg(long, env = "PLEXUS_QUERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub query_timeout: Duration,
@@ -106,6 +116,7 @@ impl Args {
             genesis_url: self.genesis_url.clone(),
             public_url: self.public_url.clone(),
             peer_name: self.peer_name.clone(),
+            genesis_key: self.genesis_key.clone(),
         };
         let block = config::network_block(
             file.as_ref().map(|(p, f)| (*p, f)),
@@ -124,6 +135,10 @@ impl Args {
                     self.join_token.clone(),
                     self.query_timeout,
                 )
+                .map(|mut settings| {
+                    settings.signature_max_age = self.signature_max_age;
+                    settings
+                })
             })
             .transpose()
     }
@@ -157,9 +172,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("listening on {local}, which other peers cannot dial: set --public-url")
         }
     };
+    // The peer's key: made on first start, kept beside its database.
+    let key_file = args.data_dir()?.join("peer.key");
+    let (identity, made) = plexus_server::keys::load_or_create(&key_file)?;
+    if made {
+        tracing::info!(file = %key_file.display(), key = %identity.public(), "made the peer's key");
+    }
     let http = network::http_client();
     let (task, handle) = network::start(
-        network::Settings::new(&settings, public_uri),
+        network::Settings::new(&settings, public_uri, identity),
         db.clone(),
         http,
     );

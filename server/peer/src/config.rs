@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use plexus_core::auth::PublicKey;
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::wire::Contextionary;
 use serde::Deserialize;
@@ -45,6 +46,11 @@ pub struct NetworkBlock {
     /// This peer's name in the network.
     #[serde(default)]
     pub peer_name: Option<String>,
+    /// Genesis's public key (the unpadded base64url of its 32 bytes, as
+    /// `/healthz` and genesis's log show it). Absent: the key that signs
+    /// genesis's registration answer is pinned.
+    #[serde(default)]
+    pub genesis_key: Option<String>,
 }
 
 /// `"genesis_url": "http://a"` or `["http://a", "http://b"]`.
@@ -115,6 +121,8 @@ pub struct Overrides {
     pub public_url: Option<String>,
     /// `--peer-name`.
     pub peer_name: Option<String>,
+    /// `--genesis-key`.
+    pub genesis_key: Option<String>,
 }
 
 /// Everything the network layer needs, resolved and checked.
@@ -133,6 +141,10 @@ pub struct NetworkSettings {
     pub ping_interval: Duration,
     /// The network's join token, if it has one.
     pub join_token: Option<String>,
+    /// Genesis's public key, when configured.
+    pub genesis_key: Option<PublicKey>,
+    /// How far a signature's `created` may be from this peer's clock.
+    pub signature_max_age: Duration,
     /// How long each peer of a Network query may take to answer.
     pub query_timeout: Duration,
 }
@@ -194,6 +206,7 @@ pub fn network_block(
     pick(&overrides.genesis_url, &mut block.genesis_url);
     pick(&overrides.public_url, &mut block.public_url);
     pick(&overrides.peer_name, &mut block.peer_name);
+    pick(&overrides.genesis_key, &mut block.genesis_key);
     Ok(Some(block))
 }
 
@@ -238,6 +251,16 @@ pub fn settings(
             })
         })
         .transpose()?;
+    let genesis_key = block
+        .genesis_key
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| {
+            k.parse::<PublicKey>().map_err(|e| ConfigError::Invalid {
+                field: "genesis_key",
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
     if ping_interval.is_zero() {
         return Err(ConfigError::Invalid {
             field: "ping interval",
@@ -251,6 +274,8 @@ pub fn settings(
         contextionary,
         ping_interval,
         join_token: join_token.filter(|t| !t.is_empty()),
+        genesis_key,
+        signature_max_age: plexus_core::auth::DEFAULT_MAX_AGE,
         query_timeout,
     })
 }
@@ -331,6 +356,7 @@ mod tests {
             genesis_url: Some("http://g:1".into()),
             public_url: None,
             peer_name: Some("bad-name".into()),
+            genesis_key: None,
         };
         let err = settings(
             bad_name,
@@ -355,6 +381,37 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("--peer-name"), "{err}");
         assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn genesis_key_comes_from_the_file_or_the_flag_and_is_checked() {
+        let key = plexus_core::auth::Identity::from_seed([3; 32]).public();
+        let text = format!(
+            r#"{{ "environments": [{{ "name": "default", "network": {{
+                "genesis_url": "http://g:1", "peer_name": "A", "genesis_key": "{key}" }} }}] }}"#
+        );
+        let config = parse_file(Path::new("p.json"), &text).unwrap();
+        let contextionary = Contextionary {
+            url: "u".into(),
+            hash: "sha256:x".parse().unwrap(),
+        };
+        let resolve = |overrides: &Overrides| {
+            let block = network_block(Some((Path::new("p.json"), &config)), "default", overrides)
+                .unwrap()
+                .unwrap();
+            let one = Duration::from_secs(1);
+            settings(block, contextionary.clone(), one, None, one)
+        };
+        assert_eq!(
+            resolve(&Overrides::default()).unwrap().genesis_key,
+            Some(key)
+        );
+        let bad = Overrides {
+            genesis_key: Some("not-a-key".into()),
+            ..Overrides::default()
+        };
+        let err = resolve(&bad).unwrap_err();
+        assert!(err.to_string().contains("genesis_key"), "{err}");
     }
 
     #[test]

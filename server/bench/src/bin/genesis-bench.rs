@@ -26,9 +26,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, put};
 use clap::Parser;
-use plexus_bench::{GenesisProcess, Load, post_workers, sibling_genesis};
+use plexus_bench::{
+    GenesisProcess, Load, Post, post_signed_workers, post_workers, sibling_genesis,
+};
+use plexus_core::Timestamp;
+use plexus_core::auth::{Identity, Message, SESSION_KEY_HEADER, SessionKey};
 use plexus_core::time::parse_duration;
-use plexus_core::wire::{PeerId, PeerRegistrationResponse};
+use plexus_core::wire::{PeerId, PeerRegistrationResponse, REGISTER_PATH, ping_path};
 
 /// Load on plexus-genesis: registrations, pings/s, latency and memory.
 #[derive(Parser, Debug)]
@@ -82,6 +86,119 @@ struct Args {
     /// in a network whose peers share one schema).
     #[arg(long, default_value = "")]
     schema_hash: String,
+    /// Also register this many peers that own their names (named `K0`,
+    /// `K1`, …): each signs its registration with its own Ed25519 key and
+    /// signs its pings with its session key. The reqwest closed loop then
+    /// runs `--rounds` times over the keyless peers and the keyed ones in
+    /// turn, and prints both rates and their ratio. `wrk` pings only the
+    /// keyless peers (its Lua cannot sign).
+    #[arg(long, default_value_t = 0)]
+    keyed_peers: usize,
+    /// Rounds of the keyless-then-keyed closed loops (with --keyed-peers).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+fn wall_clock() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// Registers `count` peers named `{prefix}{i}` at `sink_url`, keyed or not,
+/// with `concurrency` workers: their ids, and the session keys of keyed ones.
+async fn register_all(
+    client: &reqwest::Client,
+    base: &str,
+    sink_url: &str,
+    (prefix, count, keyed): (&'static str, usize, bool),
+    concurrency: usize,
+    deltas: bool,
+) -> anyhow::Result<Vec<(PeerId, Option<SessionKey>)>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let url = format!("{base}{REGISTER_PATH}");
+            let sink_url = sink_url.to_owned();
+            let next = Arc::clone(&next);
+            let total = count as u64;
+            let deltas = if deltas { "1" } else { "0" };
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, anyhow::Error>(ids);
+                    }
+                    let body = serde_json::to_vec(
+                        &serde_json::json!({"peerName": format!("{prefix}{i}"), "peerUri": sink_url}),
+                    )?;
+                    let mut request = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("x-plexus-deltas", deltas);
+                    if keyed {
+                        let mut seed = [7u8; 32];
+                        seed[..8].copy_from_slice(&i.to_le_bytes());
+                        let message = Message::request("POST", REGISTER_PATH, &body);
+                        let signature = Identity::from_seed(seed).sign(&message, wall_clock());
+                        for (name, value) in signature.pairs() {
+                            request = request.header(name, value);
+                        }
+                    }
+                    let response = request.body(body).send().await?;
+                    if !response.status().is_success() {
+                        bail!(
+                            "registration {prefix}{i}: {} {}",
+                            response.status(),
+                            response.text().await.unwrap_or_default()
+                        );
+                    }
+                    let session = response
+                        .headers()
+                        .get(SESSION_KEY_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<SessionKey>().ok());
+                    if keyed && session.is_none() {
+                        bail!("registration {prefix}{i}: no session key in the answer");
+                    }
+                    let id = response.json::<PeerRegistrationResponse>().await?.peer.id;
+                    ids.push((id, session));
+                }
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(count);
+    for task in tasks {
+        ids.extend(task.await??);
+    }
+    Ok(ids)
+}
+
+/// The pings of `peers`, each signed now with its session key (if any).
+fn pings(base: &str, peers: &[(PeerId, Option<SessionKey>)], schema_hash: &str) -> Arc<[Post]> {
+    let now = wall_clock();
+    let body = Bytes::from(serde_json::json!({ "schemaHash": schema_hash }).to_string());
+    peers
+        .iter()
+        .map(|(id, session)| {
+            let path = ping_path(*id);
+            let headers = session
+                .as_ref()
+                .map(|key| {
+                    let signature = key.sign(&Message::request("POST", &path, &body), now);
+                    signature
+                        .pairs()
+                        .iter()
+                        .map(|(name, value)| (*name, (*value).to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (format!("{base}{path}"), body.clone(), headers)
+        })
+        .collect()
 }
 
 /// Runs `wrk` against the ping endpoint of every registered peer in turn.
@@ -167,50 +284,30 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 
     // Register.
     let start = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..args.register_concurrency)
-        .map(|_| {
-            let client = client.clone();
-            let url = format!("{}/peers/register", genesis.url);
-            let sink_url = sink_url.clone();
-            let next = Arc::clone(&next);
-            let total = args.peers as u64;
-            let deltas = if args.deltas { "1" } else { "0" };
-            tokio::spawn(async move {
-                let mut ids = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return Ok::<_, anyhow::Error>(ids);
-                    }
-                    let body =
-                        serde_json::json!({"peerName": format!("P{i}"), "peerUri": sink_url});
-                    let response = client
-                        .post(&url)
-                        .header("x-plexus-deltas", deltas)
-                        .json(&body)
-                        .send()
-                        .await?;
-                    if !response.status().is_success() {
-                        bail!(
-                            "registration {i}: {} {}",
-                            response.status(),
-                            response.text().await.unwrap_or_default()
-                        );
-                    }
-                    ids.push(response.json::<PeerRegistrationResponse>().await?.peer.id);
-                }
-            })
-        })
-        .collect();
-    let mut ids = Vec::with_capacity(args.peers);
-    for task in tasks {
-        ids.extend(task.await??);
-    }
+    let plain = register_all(
+        &client,
+        &genesis.url,
+        &sink_url,
+        ("P", args.peers, false),
+        args.register_concurrency,
+        args.deltas,
+    )
+    .await?;
+    let keyed = register_all(
+        &client,
+        &genesis.url,
+        &sink_url,
+        ("K", args.keyed_peers, true),
+        args.register_concurrency,
+        args.deltas,
+    )
+    .await?;
+    let ids: Vec<PeerId> = plain.iter().chain(&keyed).map(|(id, _)| *id).collect();
     let registering = start.elapsed();
     println!(
-        "registered {} peers in {:.2}s ({:.0}/s), broadcast-delay {}, deltas {}",
+        "registered {} peers ({} keyed) in {:.2}s ({:.0}/s), broadcast-delay {}, deltas {}",
         ids.len(),
+        keyed.len(),
         registering.as_secs_f64(),
         ids.len() as f64 / registering.as_secs_f64(),
         args.broadcast_delay,
@@ -308,7 +405,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.wrk_threads > 0 {
-        run_wrk(&args, &genesis.url, &ids)?;
+        let plain_ids: Vec<PeerId> = plain.iter().map(|(id, _)| *id).collect();
+        run_wrk(&args, &genesis.url, &plain_ids)?;
         let pings = client
             .get(format!("{}/metrics", genesis.url))
             .send()
@@ -324,6 +422,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     if args.no_reqwest {
         return Ok(());
+    }
+    if !keyed.is_empty() {
+        return compare_keys(&args, &client, &genesis.url, &plain, &keyed).await;
     }
     let pings: Arc<[(String, Bytes)]> = ids
         .iter()
@@ -355,6 +456,50 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 }
 
 const WARM_UP: Duration = Duration::from_millis(500);
+
+/// Closed loops over the keyless peers and the keyed ones in turn,
+/// `--rounds` times: both rates and the median of their ratios.
+async fn compare_keys(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    plain: &[(PeerId, Option<SessionKey>)],
+    keyed: &[(PeerId, Option<SessionKey>)],
+) -> anyhow::Result<()> {
+    let workers = args.concurrency;
+    let mut ratios = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let mut rates = Vec::new();
+        for (what, peers) in [("keyless", plain), ("keyed", keyed)] {
+            if peers.is_empty() {
+                continue;
+            }
+            // Signed now, so that every signature is fresh for the phase.
+            let requests = pings(base, peers, &args.schema_hash);
+            let _ =
+                post_signed_workers(client, Arc::clone(&requests), workers, WARM_UP, None).await;
+            let load = post_signed_workers(client, requests, workers, args.duration, None).await;
+            println!(
+                "round {round}: closed loop, {workers} workers, {what} ({} peers): {:.0} pings/s, {}",
+                peers.len(),
+                load.ops_per_s,
+                summary(&load)
+            );
+            rates.push(load.ops_per_s);
+        }
+        if let [keyless, keyed] = rates[..] {
+            ratios.push(keyed / keyless);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        println!(
+            "keyed / keyless pings/s, median of {} rounds: {median:.3}",
+            ratios.len()
+        );
+    }
+    Ok(())
+}
 
 fn summary(load: &Load) -> String {
     format!(

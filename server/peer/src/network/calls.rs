@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use plexus_core::membership::{CallError, Request};
+use plexus_core::auth::{self, Received, SignatureHeaders};
+use plexus_core::membership::{Answer, CallError, Request};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{
-    DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerListEntry, PeerRegistrationResponse,
-};
+use plexus_core::wire::{DELTAS_HEADER, PEERS_VERSION_HEADER};
 use plexus_server::error_chain;
 use reqwest::{RequestBuilder, Response, StatusCode};
 
@@ -18,14 +17,14 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The answer of one [`Request`], ready for the matching `handle_*_response`.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Of [`Request::Register`].
-    Register(Result<PeerRegistrationResponse, CallError>),
-    /// Of [`Request::Ping`]: the list version genesis told, if any.
-    Ping(Result<Option<u64>, CallError>),
+    /// Of [`Request::Register`]: the answer as it came, for the core to check.
+    Register(Result<Answer, CallError>),
+    /// Of [`Request::Ping`]: its (signed) list version.
+    Ping(Result<Answer, CallError>),
     /// Of [`Request::Leave`].
     Leave(Result<(), CallError>),
-    /// Of [`Request::FetchPeers`].
-    Peers(Result<(Vec<PeerListEntry>, Option<u64>), CallError>),
+    /// Of [`Request::FetchPeers`]: the signed list.
+    Peers(Result<Answer, CallError>),
     /// Of [`Request::DownloadSchema`].
     Schema {
         /// The remote peer.
@@ -90,6 +89,36 @@ async fn success(result: reqwest::Result<Response>) -> Result<Response, CallErro
     }
 }
 
+/// The body a request to genesis carries: what its signature covers.
+pub fn body(request: &Request) -> Vec<u8> {
+    let json = match request {
+        Request::Register(update) => serde_json::to_vec(update),
+        Request::Ping { body, .. } => serde_json::to_vec(body),
+        Request::Leave { .. } | Request::FetchPeers | Request::DownloadSchema { .. } => {
+            return Vec::new();
+        }
+    };
+    json.unwrap_or_default()
+}
+
+/// An answer of genesis with what the core checks: body, version, signature.
+async fn answer(response: Response) -> Result<Answer, CallError> {
+    let headers = response.headers();
+    let version = version(&response);
+    let signature = Received::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
+    let session_key = headers
+        .get(auth::SESSION_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.bytes().await.map_err(|e| transport(&e))?.to_vec();
+    Ok(Answer {
+        body,
+        version,
+        signature,
+        session_key,
+    })
+}
+
 fn version(response: &Response) -> Option<u64> {
     response
         .headers()
@@ -107,61 +136,59 @@ async fn json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, C
         .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))
 }
 
-/// Performs `request` and returns its outcome; never fails, never hangs
+/// Performs `request`, sent with `body` (see [`body`]) and `signature`
+/// (made by the core), and returns its outcome; never fails, never hangs
 /// longer than [`CALL_TIMEOUT`].
 pub async fn perform(
     http: &reqwest::Client,
     genesis: &Genesis,
     replica: usize,
     request: Request,
+    body: Vec<u8>,
+    signature: Option<SignatureHeaders>,
 ) -> Outcome {
-    let base = genesis.base(replica);
+    let call = |method: &str, path: &str| {
+        let mut call = genesis
+            .with_auth(http.request(
+                method.parse().unwrap_or(reqwest::Method::GET),
+                genesis.base(replica).join(path),
+            ))
+            .timeout(CALL_TIMEOUT);
+        if !body.is_empty() {
+            call = call
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        for (name, value) in signature.iter().flat_map(SignatureHeaders::pairs) {
+            call = call.header(name, value);
+        }
+        call
+    };
+    let (method, path) = request.method_and_path();
     match request {
-        Request::Register(update) => {
-            let call = genesis
-                .with_auth(http.post(base.join("/peers/register")))
-                // Plexus peers take deltas; the original's peers get whole lists.
-                .header(DELTAS_HEADER, "1")
-                .json(&update)
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await;
-            let result = match success(call).await {
-                Ok(response) => json(response).await,
+        Request::Register(_) => {
+            // Plexus peers take deltas; the original's peers get whole lists.
+            let sent = call(method, &path).header(DELTAS_HEADER, "1").send().await;
+            let result = match success(sent).await {
+                Ok(response) => answer(response).await,
                 Err(e) => Err(e),
             };
             Outcome::Register(result)
         }
-        Request::Ping { id, body } => {
-            let call = genesis
-                .with_auth(http.post(base.join(&format!("/peers/{id}/ping"))))
-                .json(&body)
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await;
-            Outcome::Ping(success(call).await.map(|r| version(&r)))
+        Request::Ping { .. } => {
+            let result = match success(call(method, &path).send().await).await {
+                Ok(response) => answer(response).await,
+                Err(e) => Err(e),
+            };
+            Outcome::Ping(result)
         }
-        Request::Leave { id } => {
-            let call = genesis
-                .with_auth(http.delete(base.join(&format!("/peers/{id}"))))
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await;
-            Outcome::Leave(success(call).await.map(|_| ()))
+        Request::Leave { .. } => {
+            let sent = call(method, &path).send().await;
+            Outcome::Leave(success(sent).await.map(|_| ()))
         }
         Request::FetchPeers => {
-            let call = genesis
-                .with_auth(http.get(base.join("/peers")))
-                .timeout(CALL_TIMEOUT)
-                .send()
-                .await;
-            let result = match success(call).await {
-                Ok(response) => {
-                    let v = version(&response);
-                    json::<Vec<Peer>>(response)
-                        .await
-                        .map(|peers| (peers.iter().map(Peer::to_entry).collect(), v))
-                }
+            let result = match success(call(method, &path).send().await).await {
+                Ok(response) => answer(response).await,
                 Err(e) => Err(e),
             };
             Outcome::Peers(result)

@@ -16,13 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use plexus_core::Timestamp;
-use plexus_core::membership::{Event, FailReason, Membership, MembershipConfig, Request, State};
+use plexus_core::auth::{Identity, Received};
+use plexus_core::membership::{
+    Event, FailReason, Membership, MembershipConfig, PushRefused, Request, State,
+};
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{GenesisPush, PeerId};
+use plexus_core::wire::PeerId;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use calls::{Genesis, Outcome, perform};
 
@@ -46,8 +50,18 @@ fn random_seed() -> u64 {
 /// A message to the membership task.
 #[derive(Debug)]
 pub enum Input {
-    /// `PUT /p2p/genesis`: the whole list or a delta, and its version.
-    Push(GenesisPush, Option<u64>),
+    /// `PUT /p2p/genesis` as it came: the core checks genesis's signature
+    /// and answers whether it took the push.
+    Push {
+        /// The body: the whole list or a delta.
+        body: Bytes,
+        /// Its `x-plexus-peers-version`.
+        version: Option<u64>,
+        /// Its signature headers.
+        signature: Received,
+        /// Where the verdict goes.
+        reply: oneshot::Sender<Result<(), PushRefused>>,
+    },
     /// The peer is stopping: deregister.
     Shutdown,
     /// The answer of a request the task sent.
@@ -135,12 +149,20 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings from the resolved configuration, with the URI the peer is reachable at.
-    pub fn new(config: &crate::config::NetworkSettings, public_uri: PeerUri) -> Self {
+    /// Settings from the resolved configuration, with the URI the peer is
+    /// reachable at and its key pair.
+    pub fn new(
+        config: &crate::config::NetworkSettings,
+        public_uri: PeerUri,
+        identity: Identity,
+    ) -> Self {
         let mut membership = MembershipConfig::new(config.name.clone(), public_uri, random_seed());
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
         membership.genesis_replicas = config.genesis.len();
+        membership.identity = Some(identity);
+        membership.genesis_key = config.genesis_key;
+        membership.max_signature_age = config.signature_max_age;
         Settings {
             membership,
             genesis: Genesis {
@@ -157,8 +179,6 @@ impl Settings {
 pub struct NetworkHandle {
     inputs: mpsc::Sender<Input>,
     view: watch::Receiver<Arc<View>>,
-    /// The join token `PUT /p2p/genesis` must carry, if any.
-    pub join_token: Option<String>,
     /// The client for Network queries.
     pub http: reqwest::Client,
     /// How long each peer of a Network query may take.
@@ -223,7 +243,6 @@ pub fn start(
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
         view: view_rx,
-        join_token: settings.genesis.token.clone(),
         http: http.clone(),
         query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
@@ -293,13 +312,24 @@ impl Task {
         let now = now();
         let m = &mut self.membership;
         match input {
-            Input::Push(push, version) => m.handle_genesis_push(push, version, now),
+            Input::Push {
+                body,
+                version,
+                signature,
+                reply,
+            } => {
+                let verdict = m.handle_signed_push(&body, version, &signature, now);
+                if let Err(refused) = &verdict {
+                    tracing::warn!(%refused, "refused a push");
+                }
+                let _ = reply.send(verdict);
+            }
             Input::Shutdown => m.handle_shutdown(now),
             Input::Outcome(outcome) => match outcome {
-                Outcome::Register(r) => m.handle_register_response(r, now),
-                Outcome::Ping(r) => m.handle_ping_response(r, now),
+                Outcome::Register(r) => m.handle_register_answer(r, now),
+                Outcome::Ping(r) => m.handle_ping_answer(r, now),
                 Outcome::Leave(r) => m.handle_leave_response(r, now),
-                Outcome::Peers(r) => m.handle_peers_response(r, now),
+                Outcome::Peers(r) => m.handle_peers_answer(r, now),
                 Outcome::Schema { peer, hash, result } => {
                     m.handle_schema_response(&peer, &hash, result, now)
                 }
@@ -316,9 +346,12 @@ impl Task {
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
+            // The core signs what it asked for; the task only sends it.
+            let body = calls::body(&request);
+            let signature = self.membership.sign_request(&request, &body, now());
             let replica = self.membership.genesis();
             tokio::spawn(async move {
-                let outcome = perform(&http, &genesis, replica, request).await;
+                let outcome = perform(&http, &genesis, replica, request, body, signature).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }

@@ -7,7 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use plexus_core::wire::{AUTHORIZATION, GenesisPush, PEERS_VERSION_HEADER};
+use plexus_core::membership::PushRefused;
+use plexus_core::wire::PEERS_VERSION_HEADER;
+use plexus_server::keys;
+use tokio::sync::oneshot;
 
 use super::{Input, NetworkHandle, View};
 use plexus_server::AppError;
@@ -38,64 +41,37 @@ async fn view(State(handle): State<NetworkHandle>) -> Json<View> {
     Json(View::clone(&handle.view()))
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time.
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `PUT /p2p/genesis`: the whole peer list, with its version in a header.
+/// `PUT /p2p/genesis`: the whole peer list or a delta, with its version in
+/// a header, taken only when genesis signed it (403 otherwise, and the
+/// peer's view stays as it was).
 async fn peer_list(
     State(handle): State<NetworkHandle>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
-    if let Some(token) = &handle.join_token
-        && !authorized(&headers, token)
-    {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "the network's join token is missing or wrong",
-        ));
-    }
-    // serde_json does not check the UTF-8 of a field it skips: check it all first.
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| AppError::bad_request(format!("body is not UTF-8: {e}")))?;
-    let push: GenesisPush = serde_json::from_str(text)
-        .map_err(|e| AppError::unprocessable(format!("invalid peer list or delta: {e}")))?;
     let version = headers
         .get(PEERS_VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    if handle.send(Input::Push(push, version)).await {
-        Ok(StatusCode::OK)
-    } else {
-        Err(AppError::new(
+    let (reply, verdict) = oneshot::channel();
+    let input = Input::Push {
+        body,
+        version,
+        signature: keys::received(&headers),
+        reply,
+    };
+    let leaving = || {
+        AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this peer is leaving the network",
-        ))
+        )
+    };
+    if !handle.send(input).await {
+        return Err(leaving());
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_token_must_match_exactly() {
-        let mut headers = HeaderMap::new();
-        assert!(!authorized(&headers, "s3cret"));
-        headers.insert(AUTHORIZATION, "Bearer s3cret".parse().expect("header"));
-        assert!(authorized(&headers, "s3cret"));
-        assert!(!authorized(&headers, "s3cre"));
-        headers.insert(AUTHORIZATION, "Basic s3cret".parse().expect("header"));
-        assert!(!authorized(&headers, "s3cret"));
+    match verdict.await.map_err(|_| leaving())? {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(refused @ PushRefused::Invalid(_)) => Err(AppError::unprocessable(refused.to_string())),
+        Err(refused) => Err(AppError::new(StatusCode::FORBIDDEN, refused.to_string())),
     }
 }

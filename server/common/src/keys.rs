@@ -1,0 +1,128 @@
+//! Key files, and the signature headers of HTTP messages.
+//!
+//! A key file holds the 32-byte seed of an Ed25519 key pair as one line of
+//! base64. It is created with owner-only permissions (0600) on first start,
+//! from the operating system's randomness, and reused afterwards; a key file
+//! that others may read is refused, as ssh refuses a private key.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::Context as _;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use plexus_core::auth::{Identity, Received, SignatureHeaders};
+
+/// A key pair drawn from the operating system's randomness.
+pub fn random_identity() -> Identity {
+    let mut seed = [0u8; 32];
+    // Only fails on a system without a random source, where nothing is safe.
+    getrandom::fill(&mut seed).expect("the operating system gives random bytes");
+    Identity::from_seed(seed)
+}
+
+/// The key pair kept at `path`, made (and saved with mode 0600) if the file
+/// does not exist yet. The flag tells whether it was made now.
+pub fn load_or_create(path: &Path) -> anyhow::Result<(Identity, bool)> {
+    match load(path) {
+        Ok(identity) => return Ok((identity, false)),
+        Err(e) if path.exists() => return Err(e),
+        Err(_) => {}
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the folder of key file {}", path.display()))?;
+    }
+    let identity = random_identity();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    let mut file = match file {
+        Ok(file) => file,
+        // Another process made it meanwhile: use that one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return load(path).map(|i| (i, false));
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create key file {}", path.display()));
+        }
+    };
+    writeln!(file, "{}", STANDARD.encode(identity.seed()))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write key file {}", path.display()))?;
+    Ok((identity, true))
+}
+
+/// The key pair kept at `path`.
+pub fn load(path: &Path) -> anyhow::Result<Identity> {
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "key file {} may be read by others (mode {mode:o}): make it owner-only with chmod 600",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let seed: [u8; 32] = STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| {
+            format!(
+                "key file {} does not hold a key (one line: the base64 of a 32-byte Ed25519 seed)",
+                path.display()
+            )
+        })?;
+    Ok(Identity::from_seed(seed))
+}
+
+/// The signature headers of a received message.
+pub fn received(headers: &HeaderMap) -> Received {
+    Received::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+}
+
+/// Adds `signature` to `headers`.
+pub fn insert(headers: &mut HeaderMap, signature: &SignatureHeaders) {
+    for (name, value) in signature.pairs() {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_made_once_owner_only_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("peer.key");
+        let (made, created) = load_or_create(&path).expect("made");
+        assert!(created);
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (again, created) = load_or_create(&path).expect("loaded");
+        assert!(!created);
+        assert_eq!(again.public(), made.public());
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = load_or_create(&path).expect_err("readable by others");
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+
+        let garbage = dir.path().join("bad.key");
+        std::fs::write(&garbage, "not a key").expect("write");
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(
+            load_or_create(&garbage).is_err(),
+            "a bad key file is never replaced"
+        );
+    }
+}
