@@ -828,6 +828,20 @@ impl Registry {
         registry
     }
 
+    /// A mirror holding `peers` at `version`, as a replica loads them at
+    /// start: they are not changes, so nothing is pushed for them (a peer
+    /// this replica owns already has the list, or finds its gap itself).
+    pub fn mirror_restore(
+        config: RegistryConfig,
+        peers: Vec<SavedPeer>,
+        version: u64,
+        now: Timestamp,
+    ) -> Self {
+        let mut registry = Self::restore(config, peers, version, now);
+        registry.mirror = true;
+        registry
+    }
+
     /// Whether this registry mirrors a shared list.
     pub fn is_mirror(&self) -> bool {
         self.mirror

@@ -294,3 +294,28 @@ fn when_a_replica_dies_the_survivors_take_over_exactly_its_peers() {
     let _ = a.handle_live(["r-c".to_string()], peers.clone());
     assert!(a.live().contains("r-a") && a.me() == "r-a");
 }
+
+#[test]
+fn a_replica_that_loads_the_list_at_start_pushes_nothing_for_it() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    for name in ["A1", "B2"] {
+        register(&mut a, &mut store, name, T0);
+    }
+    store.feed(&mut a, 0, T0);
+    let saved: Vec<SavedPeer> = a
+        .peers()
+        .map(|p| SavedPeer {
+            peer: p.clone(),
+            deltas: true,
+        })
+        .collect();
+    let mut b = Registry::mirror_restore(config(2), saved, store.revision, T0);
+    assert_eq!(listing(&a), listing(&b));
+    assert_eq!(b.version(), store.revision);
+    assert!(b.is_mirror());
+    b.handle_timeout(T0 + Duration::from_secs(60));
+    assert!(b.poll_transmit().is_none(), "no round for loaded peers");
+    assert!(b.poll_event().is_none());
+    assert_eq!(b.len(), 2, "and no eviction");
+}

@@ -89,10 +89,24 @@ impl Genesis {
         settings: Settings,
         replication: Replication,
     ) -> anyhow::Result<Arc<Self>> {
-        let registry = Registry::mirror(settings.registry.clone(), now());
+        let (loaded, at) = replication.load(Vec::new).await?;
+        let peers: Vec<_> = loaded
+            .into_iter()
+            .filter_map(|applied| match applied {
+                Applied::Put { saved, .. } => Some(saved),
+                Applied::Removed { .. } => None,
+            })
+            .collect();
+        tracing::info!(
+            peers = peers.len(),
+            revision = at,
+            "loaded the peer list from etcd"
+        );
+        let registry = Registry::mirror_restore(settings.registry.clone(), peers, at, now());
         let replication = Arc::new(replication);
         let genesis = Self::build(settings, registry, None, Some(Arc::clone(&replication)))?;
-        let from = genesis.load(&replication).await?;
+        genesis.apply(&replication, Vec::new(), true);
+        let from = at + 1;
         tokio::spawn(Arc::clone(&replication).keep_alive_loop());
         tokio::spawn(Arc::clone(&genesis).follow(replication, from));
         tokio::spawn(Arc::clone(&genesis).drive());
@@ -131,8 +145,9 @@ impl Genesis {
         self.replication.as_ref()
     }
 
-    /// Loads the whole list from etcd into the mirror (at start, and after
-    /// etcd compacted past the watch): returns the revision to watch from.
+    /// Loads the whole list from etcd into the mirror again (after etcd
+    /// compacted past the watch): applies the difference; returns the
+    /// revision to watch from.
     async fn load(&self, replication: &Replication) -> anyhow::Result<u64> {
         let (applied, at) = replication
             .load(|| self.lock().peers().map(|p| p.id).collect())
