@@ -16,6 +16,7 @@ pub mod network;
 pub mod object;
 pub mod registry;
 pub mod relay;
+pub mod replica;
 pub mod schema;
 pub mod time;
 pub mod wire;

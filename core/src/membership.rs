@@ -41,6 +41,9 @@ pub struct MembershipConfig {
     pub retry_max: Duration,
     /// Seed of the jitter, so that tests are reproducible.
     pub seed: u64,
+    /// How many genesis replicas the peer was given (at least 1). Calls go
+    /// to [`Membership::genesis`]; when one fails to answer, the next.
+    pub genesis_replicas: usize,
     /// The peer's key pair: it signs its registration with it, so that
     /// genesis binds its name to it. `None`: a keyless peer, as the original.
     pub identity: Option<Identity>,
@@ -62,6 +65,7 @@ impl MembershipConfig {
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             seed,
+            genesis_replicas: 1,
             identity: None,
             genesis_key: None,
             max_signature_age: auth::DEFAULT_MAX_AGE,
@@ -288,6 +292,10 @@ pub struct Membership {
     pending_failure: Option<FailReason>,
     transmits: VecDeque<Request>,
     events: VecDeque<Event>,
+    /// The genesis replica that calls go to, an index into the peer's list.
+    genesis: usize,
+    /// Replicas moved past since a call last got an answer.
+    failovers: usize,
 }
 
 impl Membership {
@@ -316,7 +324,37 @@ impl Membership {
             pending_failure: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            genesis: 0,
+            failovers: 0,
         }
+    }
+
+    /// The genesis replica (an index into the list the peer was given) that
+    /// the next call goes to.
+    pub fn genesis(&self) -> usize {
+        self.genesis
+    }
+
+    /// A call got no answer (transport failure or 5xx): move to the next
+    /// replica. Returns whether that replica is worth trying at once: not
+    /// when every replica failed since the last answer (then the usual
+    /// schedule applies, so a network without genesis is not hammered).
+    fn fail_over(&mut self) -> bool {
+        let replicas = self
+            .config
+            .as_ref()
+            .map_or(1, |c| c.genesis_replicas.max(1));
+        if replicas == 1 {
+            return false;
+        }
+        self.genesis = (self.genesis + 1) % replicas;
+        self.failovers += 1;
+        self.failovers < replicas
+    }
+
+    /// A call got an answer from the current replica.
+    fn answered(&mut self) {
+        self.failovers = 0;
     }
 
     // ---- getters ----
@@ -519,6 +557,7 @@ impl Membership {
         let Some(config) = &self.config else { return };
         match result {
             Ok(response) => {
+                self.failovers = 0;
                 if let Some(ours) = &config.contextionary
                     && ours.hash != response.contextionary.hash
                 {
@@ -551,6 +590,11 @@ impl Membership {
             Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
             Err(CallError::Invalid(message)) => self.fail(FailReason::Refused(message)),
             Err(CallError::Unreachable(_) | CallError::NotFound | CallError::Transport(_)) => {
+                if matches!(result, Err(CallError::Transport(_))) {
+                    let _ = self.fail_over();
+                } else {
+                    self.answered();
+                }
                 let delay = self.backoff(attempt);
                 self.state = State::Registering {
                     attempt: attempt.saturating_add(1),
@@ -583,10 +627,19 @@ impl Membership {
             // unless genesis heard an outdated schema hash.
             ok_or_transport => {
                 let outdated = ok_or_transport.is_ok() && self.pinged_hash != self.schema_hash;
+                // A replica that does not answer: the next one holds the
+                // same registration, so ping it (at once) rather than register.
+                let retry_now = match &ok_or_transport {
+                    Err(_) => self.fail_over(),
+                    Ok(_) => {
+                        self.answered();
+                        false
+                    }
+                };
                 if let Ok(Some(version)) = ok_or_transport {
                     self.check_version(version);
                 }
-                let next_ping = if outdated {
+                let next_ping = if outdated || retry_now {
                     now
                 } else {
                     now + self.next_interval()
@@ -620,8 +673,15 @@ impl Membership {
         now: Timestamp,
     ) {
         self.fetching = false;
-        if let Ok((list, version)) = result {
-            self.handle_peer_list(list, version, now);
+        match result {
+            Ok((list, version)) => {
+                self.answered();
+                self.handle_peer_list(list, version, now);
+            }
+            Err(CallError::Transport(_)) => {
+                let _ = self.fail_over();
+            }
+            Err(_) => {}
         }
     }
 

@@ -276,6 +276,9 @@ pub struct Registry {
     hashes: Hashes,
     transmits: VecDeque<Broadcast>,
     events: VecDeque<PeerChange>,
+    /// A replica's mirror of a shared store ([`Registry::mirror`]): the
+    /// store evicts, the registry never does, and versions come from it.
+    mirror: bool,
 }
 
 impl Registry {
@@ -314,6 +317,7 @@ impl Registry {
             hashes: Hashes::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            mirror: false,
         };
         for SavedPeer { mut peer, deltas } in peers {
             peer.schema_hash = registry.hashes.intern(&peer.schema_hash);
@@ -480,6 +484,19 @@ impl Registry {
         if !self.peers.contains_key(&id) {
             return Err(UnknownPeer(id).into());
         }
+        self.verify_session(id, message, received, now)
+    }
+
+    /// 403 for a keyed id whose call does not carry its session's
+    /// signature; a keyless id needs none (`None`). The session key derives
+    /// from the id alone, so this needs no record of the peer.
+    fn verify_session(
+        &self,
+        id: PeerId,
+        message: &Message<'_>,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<Option<SessionKey>, CallRefused> {
         if !Authority::is_keyed(id) {
             return Ok(None);
         }
@@ -545,17 +562,7 @@ impl Registry {
         {
             self.changed(ChangeKind::Left, peer, now);
         }
-        // Never an id in use: a restored registry may share its seed with the one that saved.
-        let id = loop {
-            let random = self.rng.u128(..);
-            let id = match &probe.key {
-                Some(key) => self.config.authority.keyed_id(random, key),
-                None => PeerId(uuid::Builder::from_random_bytes(random.to_le_bytes()).into_uuid()),
-            };
-            if !self.peers.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = self.new_id(probe.key.as_ref());
         let peer = Peer {
             id,
             peer_name: probe.update.peer_name,
@@ -606,7 +613,7 @@ impl Registry {
 
     /// Evicts silent peers and starts a due broadcast round.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if !self.is_holding(now) {
+        if !self.mirror && !self.is_holding(now) {
             while let Some(&(_, id)) = self.by_contact.first() {
                 if self.earliest_deadline().is_none_or(|d| d > now) {
                     break;
@@ -660,14 +667,17 @@ impl Registry {
     /// the next broadcast round and the next eviction (past any hold).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let eviction = self.earliest_deadline().map(|deadline| {
-            let (start, end) = self.hold_window();
-            if start <= deadline && deadline < end {
-                end
-            } else {
-                deadline
-            }
-        });
+        let eviction = self
+            .earliest_deadline()
+            .filter(|_| !self.mirror)
+            .map(|deadline| {
+                let (start, end) = self.hold_window();
+                if start <= deadline && deadline < end {
+                    end
+                } else {
+                    deadline
+                }
+            });
         match (eviction, self.next_round()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -754,8 +764,28 @@ impl Registry {
         Some(peer)
     }
 
+    /// A fresh id, never one in use (a restored registry may share its seed
+    /// with the one that saved): keyed when the registration proved `key`.
+    fn new_id(&mut self, key: Option<&PublicKey>) -> PeerId {
+        loop {
+            let random = self.rng.u128(..);
+            let id = match key {
+                Some(key) => self.config.authority.keyed_id(random, key),
+                None => PeerId(uuid::Builder::from_random_bytes(random.to_le_bytes()).into_uuid()),
+            };
+            if !self.peers.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
     fn changed(&mut self, kind: ChangeKind, peer: Peer, now: Timestamp) {
-        self.version += 1;
+        let version = self.version + 1;
+        self.changed_at(kind, peer, version, now);
+    }
+
+    fn changed_at(&mut self, kind: ChangeKind, peer: Peer, version: u64, now: Timestamp) {
+        self.version = version;
         self.round_changes.entry(peer.id).or_insert(false);
         self.events.push_back(PeerChange {
             version: self.version,
@@ -763,6 +793,229 @@ impl Registry {
             peer,
         });
         if self.broadcast_due.is_none() {
+            self.broadcast_due = Some(now + self.config.broadcast_delay);
+        }
+    }
+}
+
+/// A registration a replica admitted ([`Registry::admit`]): it writes it to
+/// the shared store, and the list changes when the store's change comes
+/// back ([`Registry::apply_upsert`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The peer as it is to be stored (its new id, or the id a key keeps).
+    pub peer: SavedPeer,
+    /// The registration of the same name that the new one replaces: the
+    /// replica removes it from the store first.
+    pub replaces: Option<PeerId>,
+    /// The answer to the registering peer.
+    pub response: PeerRegistrationResponse,
+}
+
+/// What a replica does with a ping ([`Registry::ping_outcome`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PingOutcome {
+    /// Nothing changed: only keep the registration's lease alive.
+    KeepAlive,
+    /// The schema hash changed: write the peer, then keep its lease alive.
+    Write(SavedPeer),
+}
+
+/// Replicas: several genesis processes share one list kept in a store
+/// (etcd) that orders changes (its revision is the list version) and
+/// evicts (a lease per registration). Each replica holds a mirror of that
+/// list, fed by the store's changes in order; calls that change the list
+/// are decided here, written to the store by the shell, and applied when
+/// the store reports them, so that every replica applies the same changes
+/// in the same order, with the same versions.
+impl Registry {
+    /// An empty mirror of a shared list: it never evicts (the store does)
+    /// and takes its versions from the store.
+    pub fn mirror(config: RegistryConfig, now: Timestamp) -> Self {
+        let mut registry = Self::new(config, now);
+        registry.mirror = true;
+        registry
+    }
+
+    /// A mirror holding `peers` at `version`, as a replica loads them at
+    /// start: they are not changes, so nothing is pushed for them (a peer
+    /// this replica owns already has the list, or finds its gap itself).
+    pub fn mirror_restore(
+        config: RegistryConfig,
+        peers: Vec<SavedPeer>,
+        version: u64,
+        now: Timestamp,
+    ) -> Self {
+        let mut registry = Self::restore(config, peers, version, now);
+        registry.mirror = true;
+        registry
+    }
+
+    /// Whether this registry mirrors a shared list.
+    pub fn is_mirror(&self) -> bool {
+        self.mirror
+    }
+
+    /// A replica's `complete_register`: the same checks, and the peer to
+    /// write with its id, but the list does not change until the store
+    /// reports the write. A key registering its name again at the same URI
+    /// keeps its id, as in [`Registry::complete_register`].
+    pub fn admit(
+        &mut self,
+        probe: Probe,
+        reached: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<Admission, RegisterError> {
+        self.check_register(&probe)?;
+        if let Err(reason) = reached {
+            return Err(RegisterError::Unreachable {
+                url: probe.url,
+                reason,
+            });
+        }
+        let old = self.by_name.get(&probe.update.peer_name).copied();
+        let kept = old.filter(|&old| {
+            probe.key.as_ref().is_some_and(|key| {
+                self.config.authority.holds(old, key)
+                    && self
+                        .peers
+                        .get(&old)
+                        .is_some_and(|p| p.peer_uri == probe.update.peer_uri)
+            })
+        });
+        let id = match kept {
+            Some(id) => id,
+            None => self.new_id(probe.key.as_ref()),
+        };
+        let peer = Peer {
+            id,
+            peer_name: probe.update.peer_name,
+            peer_uri: probe.update.peer_uri,
+            last_contact_at: now,
+            schema_hash: self.hashes.intern(""),
+        };
+        Ok(Admission {
+            replaces: old.filter(|_| kept.is_none()),
+            response: PeerRegistrationResponse {
+                peer: peer.clone(),
+                contextionary: self.config.contextionary.clone(),
+            },
+            peer: SavedPeer {
+                peer,
+                deltas: probe.deltas,
+            },
+        })
+    }
+
+    /// A replica's check of a ping's signature (before [`Registry::ping_outcome`]):
+    /// as [`Registry::handle_signed_ping`] checks it, whether or not the
+    /// mirror holds the id yet (it may have been registered a moment ago at
+    /// another replica).
+    pub fn check_signed_ping(
+        &self,
+        id: PeerId,
+        received: &Received,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = ping_path(id);
+        self.verify_session(id, &Message::request("POST", &path, body), received, now)
+            .map(drop)
+    }
+
+    /// A replica's check of a leave's signature, as [`Registry::handle_signed_leave`] checks it.
+    pub fn check_signed_leave(
+        &self,
+        id: PeerId,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        let path = leave_path(id);
+        self.verify_session(id, &Message::request("DELETE", &path, b""), received, now)
+            .map(drop)
+    }
+
+    /// A replica's `handle_ping`: whether the ping changes the stored peer.
+    pub fn ping_outcome(&self, id: PeerId, schema_hash: &str) -> Result<PingOutcome, UnknownPeer> {
+        let peer = self.peers.get(&id).ok_or(UnknownPeer(id))?;
+        if *peer.schema_hash == *schema_hash {
+            return Ok(PingOutcome::KeepAlive);
+        }
+        let mut peer = peer.clone();
+        peer.schema_hash = SchemaHash::from(schema_hash);
+        Ok(PingOutcome::Write(SavedPeer {
+            deltas: self.wants_deltas.contains(&id),
+            peer,
+        }))
+    }
+
+    /// The store wrote `saved` at `version`. `registered` tells a
+    /// registration (the peer is told the whole list, even if its id was
+    /// kept) from a later write (a changed schema hash). A registration of a
+    /// name held by another id replaces it, as it does in one genesis. A
+    /// write that changes nothing in the list changes no version.
+    pub fn apply_upsert(
+        &mut self,
+        saved: SavedPeer,
+        registered: bool,
+        version: u64,
+        now: Timestamp,
+    ) {
+        let SavedPeer { mut peer, deltas } = saved;
+        peer.schema_hash = self.hashes.intern(&peer.schema_hash);
+        if deltas {
+            self.wants_deltas.insert(peer.id);
+        } else {
+            self.wants_deltas.remove(&peer.id);
+        }
+        if let Some(current) = self.peers.get_mut(&peer.id) {
+            let changed =
+                current.schema_hash != peer.schema_hash || current.peer_uri != peer.peer_uri;
+            if !changed && !registered {
+                return;
+            }
+            current.schema_hash = peer.schema_hash;
+            current.peer_uri = peer.peer_uri;
+            let current = current.clone();
+            let kind = if registered {
+                self.round_changes.insert(current.id, true);
+                ChangeKind::Joined
+            } else {
+                ChangeKind::Updated
+            };
+            self.changed_at(kind, current, version.max(self.version), now);
+            return;
+        }
+        if let Some(old) = self.by_name.get(&peer.peer_name).copied()
+            && let Some(gone) = self.remove(old)
+        {
+            self.changed_at(ChangeKind::Left, gone, version.max(self.version), now);
+        }
+        let id = peer.id;
+        self.insert(peer.clone());
+        self.changed_at(ChangeKind::Joined, peer, version.max(self.version), now);
+        self.round_changes.insert(id, true);
+    }
+
+    /// The store removed the peer `id` at `version`: it left, or its lease
+    /// ran out (evicted). An id the mirror does not hold changes nothing.
+    pub fn apply_removal(&mut self, id: PeerId, kind: ChangeKind, version: u64, now: Timestamp) {
+        if let Some(peer) = self.remove(id) {
+            self.changed_at(kind, peer, version.max(self.version), now);
+        }
+    }
+
+    /// These peers get the whole list in the next round (a replica took
+    /// them over from one that died, and cannot know what it had sent).
+    pub fn push_whole_list(&mut self, ids: impl IntoIterator<Item = PeerId>, now: Timestamp) {
+        let mut any = false;
+        for id in ids {
+            if self.peers.contains_key(&id) {
+                self.round_changes.insert(id, true);
+                any = true;
+            }
+        }
+        if any && self.broadcast_due.is_none() {
             self.broadcast_due = Some(now + self.config.broadcast_delay);
         }
     }

@@ -448,6 +448,75 @@ fn a_round_older_than_the_view_is_ignored_until_the_peer_registers_again() {
     assert_eq!(m.view().len(), 1);
 }
 
+#[test]
+fn a_replica_that_fails_is_left_for_the_next_with_the_same_registration() {
+    let mut cfg = config();
+    cfg.genesis_replicas = 3;
+    let mut m = Membership::new(Some(cfg), "h".into());
+    registered(&mut m, 1);
+    assert_eq!(m.genesis(), 0);
+    let _ = transmits(&mut m);
+    let t = T0 + Duration::from_secs(10);
+    m.handle_ping_response(Err(CallError::Transport("refused".into())), t);
+    // The next replica is pinged at once, with the same id: no registration.
+    assert_eq!(m.genesis(), 1);
+    let sent = transmits(&mut m);
+    assert!(
+        matches!(sent.as_slice(), [Request::Ping { id, .. }] if *id == PeerId(uuid::Uuid::from_u128(1))),
+        "{sent:?}"
+    );
+    // It answers: the peer stays with it, on the usual schedule.
+    m.handle_ping_response(Ok(None), t);
+    assert_eq!(m.genesis(), 1);
+    assert!(transmits(&mut m).is_empty());
+    assert_eq!(m.id(), Some(PeerId(uuid::Uuid::from_u128(1))));
+    // It does not hold the registration (404): register again, there.
+    m.handle_ping_response(Err(CallError::NotFound), t);
+    assert!(matches!(
+        transmits(&mut m).as_slice(),
+        [Request::Register(_)]
+    ));
+    assert_eq!(m.genesis(), 1);
+}
+
+#[test]
+fn when_every_replica_fails_pings_keep_their_schedule() {
+    let mut cfg = config();
+    cfg.genesis_replicas = 2;
+    let mut m = Membership::new(Some(cfg), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    let t = T0 + Duration::from_secs(10);
+    m.handle_ping_response(Err(CallError::Transport("down".into())), t);
+    assert_eq!(transmits(&mut m).len(), 1, "the other replica at once");
+    m.handle_ping_response(Err(CallError::Transport("down".into())), t);
+    assert_eq!(m.genesis(), 0, "round the list");
+    assert!(
+        transmits(&mut m).is_empty(),
+        "then the usual interval, not a spin"
+    );
+    let next = m.poll_timeout().expect("a next ping");
+    assert!(next > t + Duration::from_secs(5), "{next:?}");
+    // A registration that gets no answer moves on too.
+    let mut cfg = config();
+    cfg.genesis_replicas = 2;
+    let mut fresh = Membership::new(Some(cfg), "h".into());
+    fresh.handle_start(T0);
+    let _ = transmits(&mut fresh);
+    fresh.handle_register_response(Err(CallError::Transport("down".into())), T0);
+    assert_eq!(fresh.genesis(), 1);
+}
+
+#[test]
+fn a_single_genesis_never_moves() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Err(CallError::Transport("down".into())), T0);
+    assert_eq!(m.genesis(), 0);
+    assert!(transmits(&mut m).is_empty());
+}
+
 // ---- keys: a peer that owns its name and trusts only genesis's signature ----
 
 mod keys {

@@ -11,7 +11,8 @@ use plexus_core::time::parse_duration;
 #[derive(Debug, Parser)]
 #[command(name = "plexus-dash", version, about)]
 pub struct Args {
-    /// The genesis server to watch.
+    /// The genesis server to watch, or its replicas comma-separated (when
+    /// one fails, the next is watched).
     #[arg(long, env = "PLEXUS_GENESIS", default_value = "http://127.0.0.1:8111")]
     pub genesis: String,
     /// The peer that Network queries go through (default: the selected peer).

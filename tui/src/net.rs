@@ -47,21 +47,45 @@ struct WatchSnapshot {
     peers: Vec<Peer>,
 }
 
+/// The genesis URLs of `--genesis`: one, or replicas comma-separated.
+pub fn replicas(genesis: &str) -> Vec<String> {
+    let urls: Vec<String> = genesis
+        .split(',')
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
+    if urls.is_empty() {
+        vec![genesis.to_owned()]
+    } else {
+        urls
+    }
+}
+
 /// Follows genesis forever: its watch stream when it can, polling otherwise.
-/// Ends when the receiving side of `tx` is gone.
+/// With several replicas (`a,b`), a replica that fails is left for the next
+/// one. Ends when the receiving side of `tx` is gone.
 pub async fn watch_genesis(client: reqwest::Client, genesis: String, tx: UnboundedSender<Message>) {
-    let genesis = genesis.trim_end_matches('/').to_owned();
+    let replicas = replicas(&genesis);
+    let mut current = 0;
     loop {
-        let polls = match follow_stream(&client, &genesis, &tx).await {
+        let genesis = &replicas[current % replicas.len()];
+        let polls = match follow_stream(&client, genesis, &tx).await {
             StreamEnd::Closed => return,
             StreamEnd::NotSupported => 30,
+            // The next replica at once, until every one failed in a row.
+            StreamEnd::Failed(reason) if (current + 1) % replicas.len() != 0 => {
+                tracing::info!(%reason, %genesis, "watch stream failed; trying the next replica");
+                current += 1;
+                continue;
+            }
             StreamEnd::Failed(reason) => {
                 tracing::info!(%reason, "watch stream failed; polling");
+                current += 1;
                 3
             }
         };
         for _ in 0..polls {
-            let message = match fetch_peers(&client, &genesis).await {
+            let message = match fetch_peers(&client, genesis).await {
                 Ok((version, peers)) => Message::Snapshot {
                     version,
                     peers,

@@ -120,3 +120,41 @@ async fn follows_the_stream_then_polls_then_reports_genesis_away() {
     assert!(saw_disconnected, "genesis away is reported");
     task.abort();
 }
+
+#[tokio::test]
+async fn with_replicas_a_dead_one_is_left_for_the_next() {
+    // The first replica refuses connections; the second serves the stream.
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let live = fake_genesis(Arc::new(AtomicBool::new(false)));
+    assert_eq!(
+        plexus_tui::net::replicas(&format!("{dead}/, {live}")),
+        vec![dead.clone(), live.clone()]
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(watch_genesis(
+        reqwest::Client::new(),
+        format!("{dead},{live}"),
+        tx,
+    ));
+    // The failed connection is reported, then the other replica's stream follows.
+    let mut snapshot = None;
+    for _ in 0..5 {
+        let message = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Message::Snapshot { source, .. } = message {
+            snapshot = Some(source);
+            break;
+        }
+    }
+    assert_eq!(
+        snapshot,
+        Some(Source::Watch),
+        "the live replica's watch stream"
+    );
+    task.abort();
+}

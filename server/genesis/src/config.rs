@@ -125,6 +125,33 @@ pub struct Args {
     #[arg(long, env = "PLEXUS_STATE")]
     pub state: Option<PathBuf>,
 
+    /// Client URLs of an etcd cluster (comma-separated): the peer list lives
+    /// in etcd, and any number of genesis replicas given the same cluster
+    /// (and the same --etcd-prefix and key) serve the same network. Pings
+    /// keep a lease per registration alive; eviction is the lease running
+    /// out. Not with --state.
+    #[arg(
+        long,
+        env = "PLEXUS_ETCD",
+        value_delimiter = ',',
+        conflicts_with = "state"
+    )]
+    pub etcd: Vec<String>,
+
+    /// Prefix of every key genesis keeps in etcd: one network per prefix.
+    #[arg(long, env = "PLEXUS_ETCD_PREFIX", default_value = "/plexus/")]
+    pub etcd_prefix: String,
+
+    /// TTL of a replica's own lease in etcd: a replica that dies hands its
+    /// share of pushes to the others within about this long.
+    #[arg(long, env = "PLEXUS_REPLICA_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub replica_ttl: Duration,
+
+    /// Timeout of each call to etcd (503 when a registration or leave cannot
+    /// be written within it).
+    #[arg(long, env = "PLEXUS_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub etcd_timeout: Duration,
+
     /// File of genesis's Ed25519 key (one line: the base64 of its 32-byte
     /// seed; made with mode 0600 if absent; refused if others may read it).
     /// Genesis signs every peer list it pushes or answers with it, and
@@ -158,6 +185,17 @@ pub struct Args {
 }
 
 impl Args {
+    /// How to reach etcd, with --etcd.
+    pub fn etcd_config(&self) -> Option<crate::etcd::EtcdConfig> {
+        (!self.etcd.is_empty()).then(|| crate::etcd::EtcdConfig {
+            endpoints: self.etcd.clone(),
+            prefix: self.etcd_prefix.clone(),
+            replica_ttl: self.replica_ttl,
+            timeout: self.etcd_timeout,
+            peer_timeout: self.peer_timeout,
+        })
+    }
+
     /// Where genesis's key is kept: `--key-file`, else beside the `--state`
     /// store; `None`: in memory only.
     pub fn key_path(&self) -> Option<PathBuf> {

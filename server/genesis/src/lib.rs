@@ -13,6 +13,7 @@
 //! See `docs/genesis.md` for the HTTP and SSE shapes.
 
 mod config;
+pub mod etcd;
 mod metrics;
 pub mod relay;
 mod routes;
@@ -30,6 +31,7 @@ use plexus_core::wire::{ChangeKind, PEERS_VERSION_HEADER, PeerChange};
 use tokio::sync::{Notify, broadcast, watch};
 
 pub use self::config::{Args, Settings};
+use self::etcd::{Applied, Replication};
 pub use self::metrics::Metrics;
 pub use self::routes::app;
 use self::store::{Change, Committed, Store, Writer};
@@ -55,6 +57,8 @@ pub struct Genesis {
     /// The guarded client of the probe and the pushes.
     outbound: plexus_server::outbound::Outbound,
     shutdown: watch::Sender<bool>,
+    /// With `--etcd`: the link to the shared list; the registry mirrors it.
+    replication: Option<Arc<Replication>>,
 }
 
 impl Genesis {
@@ -70,6 +74,48 @@ impl Genesis {
             }
             None => Registry::new(settings.registry.clone(), now),
         };
+        let genesis = Self::build(settings, registry, store.map(Writer::spawn), None)?;
+        tokio::spawn(Arc::clone(&genesis).drive());
+        Ok(genesis)
+    }
+
+    /// Starts a replica whose list lives in etcd: loads it, then follows
+    /// etcd's changes, keeps its own lease and the peers' alive, and pushes
+    /// to its share of the peers (call inside a tokio runtime).
+    pub async fn start_replica(
+        settings: Settings,
+        replication: Replication,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (loaded, at) = replication.load(Vec::new).await?;
+        let peers: Vec<_> = loaded
+            .into_iter()
+            .filter_map(|applied| match applied {
+                Applied::Put { saved, .. } => Some(saved),
+                Applied::Removed { .. } => None,
+            })
+            .collect();
+        tracing::info!(
+            peers = peers.len(),
+            revision = at,
+            "loaded the peer list from etcd"
+        );
+        let registry = Registry::mirror_restore(settings.registry.clone(), peers, at, now());
+        let replication = Arc::new(replication);
+        let genesis = Self::build(settings, registry, None, Some(Arc::clone(&replication)))?;
+        genesis.apply(&replication, Vec::new(), true);
+        let from = at + 1;
+        tokio::spawn(Arc::clone(&replication).keep_alive_loop());
+        tokio::spawn(Arc::clone(&genesis).follow(replication, from));
+        tokio::spawn(Arc::clone(&genesis).drive());
+        Ok(genesis)
+    }
+
+    fn build(
+        settings: Settings,
+        registry: Registry,
+        writer: Option<Writer>,
+        replication: Option<Arc<Replication>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let outbound = plexus_server::outbound::Outbound::new(
             settings.guard.clone(),
             settings.max_answer_bytes,
@@ -77,18 +123,96 @@ impl Genesis {
             concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")),
         )?;
         let (changes, _) = broadcast::channel(settings.watch_buffer);
-        let genesis = Arc::new(Self {
+        Ok(Arc::new(Self {
             registry: Mutex::new(registry),
             settings,
             metrics: Metrics::default(),
             wake: Notify::new(),
             changes,
-            writer: store.map(Writer::spawn),
+            writer,
             outbound,
             shutdown: watch::channel(false).0,
-        });
-        tokio::spawn(Arc::clone(&genesis).drive());
-        Ok(genesis)
+            replication,
+        }))
+    }
+
+    /// The link to etcd, when this genesis is a replica.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.as_ref()
+    }
+
+    /// Loads the whole list from etcd into the mirror again (after etcd
+    /// compacted past the watch): applies the difference; returns the
+    /// revision to watch from.
+    async fn load(&self, replication: &Replication) -> anyhow::Result<u64> {
+        let (applied, at) = replication
+            .load(|| self.lock().peers().map(|p| p.id).collect())
+            .await?;
+        tracing::info!(
+            peers = applied.len(),
+            revision = at,
+            "loaded the peer list from etcd"
+        );
+        self.apply(replication, applied, true);
+        Ok(at + 1)
+    }
+
+    /// Applies etcd's changes to the mirror, in order, and hands the
+    /// registry the peers this replica takes over when the replicas changed.
+    fn apply(&self, replication: &Replication, applied: Vec<Applied>, replicas_changed: bool) {
+        let now = now();
+        let mut registry = self.lock();
+        for change in applied {
+            match change {
+                Applied::Put {
+                    saved,
+                    registered,
+                    revision,
+                } => registry.apply_upsert(saved, registered, revision, now),
+                Applied::Removed { id, kind, revision } => {
+                    registry.apply_removal(id, kind, revision, now)
+                }
+            }
+        }
+        if replicas_changed {
+            let taken = replication.takeover(registry.peers().map(|p| p.id).collect::<Vec<_>>());
+            if !taken.is_empty() {
+                tracing::info!(
+                    peers = taken.len(),
+                    replicas = replication.live_replicas(),
+                    "took over peers of a replica that left; they get the whole list"
+                );
+                registry.push_whole_list(taken, now);
+            }
+        }
+        let _ = self.publish(&mut registry, false);
+        self.wake.notify_one();
+    }
+
+    /// Follows etcd's changes from revision `from` for as long as the
+    /// process runs: a broken watch resumes where it stopped, a compacted
+    /// one loads the list again.
+    async fn follow(self: Arc<Self>, replication: Arc<Replication>, mut from: u64) {
+        let stopped = self.stopped();
+        tokio::pin!(stopped);
+        loop {
+            let watched = replication.watch(from, |applied, replicas_changed| {
+                self.apply(&replication, applied, replicas_changed)
+            });
+            let next = tokio::select! {
+                next = watched => next,
+                () = &mut stopped => return,
+            };
+            match next {
+                Ok(Some(next)) => from = next,
+                Ok(None) => match self.load(&replication).await {
+                    Ok(next) => from = next,
+                    Err(e) => tracing::warn!(error = %e, "cannot load the list from etcd"),
+                },
+                Err(e) => tracing::warn!(error = %e, from, "etcd watch lost; resuming"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The settings it runs with.
@@ -155,6 +279,21 @@ impl Genesis {
                     std::iter::from_fn(|| registry.poll_transmit()).collect();
                 let deadline = registry.poll_timeout().map(|at| at.saturating_since(now));
                 (round, deadline)
+            };
+            // A replica pushes to its share of the peers only.
+            let round = match &self.replication {
+                Some(replication) if !round.is_empty() => {
+                    let version = round[0].version;
+                    let mine: Vec<Broadcast> = round
+                        .into_iter()
+                        .filter(|b| replication.owns(b.to))
+                        .collect();
+                    if mine.is_empty() {
+                        self.lock().handle_round_sent(version, now());
+                    }
+                    mine
+                }
+                _ => round,
             };
             if !round.is_empty() {
                 tokio::spawn(Arc::clone(&self).send_round(round));
@@ -287,18 +426,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             settings.set_identity(identity);
         }
+        None if !args.etcd.is_empty() => tracing::warn!(
+            "--etcd without --key-file: this replica's key lives in memory; give every replica the same --key-file, or keyed peers registered at one are refused (403) by the others"
+        ),
         None => tracing::info!(
             "no --key-file and no --state: genesis's key lives in memory; after a restart peers pin the new one when they register again"
         ),
     }
     tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
-    let store = args.state.as_deref().map(Store::open).transpose()?;
-    if store.is_none() {
-        tracing::info!(
-            "no --state: the peer list lives in memory; after a restart peers register again on their next ping's 404"
-        );
-    }
-    let genesis = Genesis::start(settings, store)?;
+    let genesis = match args.etcd_config() {
+        Some(config) => {
+            let replication = Replication::connect(config).await?;
+            tracing::info!(replica = %replication.me(), etcd = ?args.etcd, "the peer list lives in etcd");
+            Genesis::start_replica(settings, replication).await?
+        }
+        None => {
+            let store = args.state.as_deref().map(Store::open).transpose()?;
+            if store.is_none() {
+                tracing::info!(
+                    "no --state: the peer list lives in memory; after a restart peers register again on their next ping's 404"
+                );
+            }
+            Genesis::start(settings, store)?
+        }
+    };
     let (listener, _) = plexus_server::bind(args.listen).await?;
     let signalled = {
         let genesis = Arc::clone(&genesis);

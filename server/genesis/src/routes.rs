@@ -13,7 +13,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use plexus_core::auth::{self, Message};
-use plexus_core::registry::{CallRefused, RegisterError};
+use plexus_core::registry::{CallRefused, PingOutcome, RegisterError, UnknownPeer};
+
+use super::etcd::Replication;
 use plexus_core::wire::{
     DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
 };
@@ -188,17 +190,36 @@ async fn register_inner(
             Err("it is unreachable".to_owned())
         }
     };
-    let (response, saved) = {
-        let mut registry = genesis.lock();
-        let response = registry.complete_register(probe, reached, now()).map(|r| {
-            let session = registry.session_key(r.peer.id);
-            (r, session)
-        });
-        let saved = genesis.publish(&mut registry, true);
-        (response, saved)
+    let (response, session) = if let Some(replication) = genesis.replication() {
+        // A replica writes the registration to etcd; its mirror lists it
+        // when etcd reports the write.
+        let (admission, session) = {
+            let mut registry = genesis.lock();
+            let admission = registry
+                .admit(probe, reached, now())
+                .map_err(register_error)?;
+            let session = registry.session_key(admission.peer.peer.id);
+            (admission, session)
+        };
+        replication
+            .register(&admission.peer, admission.replaces)
+            .await
+            .map_err(etcd_unavailable)?;
+        (admission.response, session)
+    } else {
+        let (response, saved) = {
+            let mut registry = genesis.lock();
+            let response = registry.complete_register(probe, reached, now()).map(|r| {
+                let session = registry.session_key(r.peer.id);
+                (r, session)
+            });
+            let saved = genesis.publish(&mut registry, true);
+            (response, saved)
+        };
+        let response = response.map_err(register_error)?;
+        committed(saved).await?;
+        response
     };
-    let (response, session) = response.map_err(register_error)?;
-    committed(saved).await?;
     inc(&genesis.metrics.registrations);
     // Signed by genesis, so that a peer can pin its key; a keyed
     // registration gets its session key.
@@ -262,6 +283,29 @@ async fn ping(
         .check_schema_hash(&ping.schema_hash)
         .map_err(|e| AppError::unprocessable(e.to_string()))?;
     let received = keys::received(&headers);
+    if let Some(replication) = genesis.replication() {
+        genesis
+            .lock()
+            .check_signed_ping(id, &received, &body, now())
+            .map_err(call_refused)?;
+        let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
+        if !known {
+            inc(&genesis.metrics.pings_unknown);
+            return Err(AppError::not_found(UnknownPeer(id).to_string()));
+        }
+        inc(&genesis.metrics.pings);
+        let (version, signature) = {
+            let registry = genesis.lock();
+            (registry.version(), registry.sign_ping_answer(id, now()))
+        };
+        let mut headers = HeaderMap::new();
+        let (name, value) = version_header(version);
+        headers.insert(name, value);
+        if let Some(signature) = signature {
+            keys::insert(&mut headers, &signature);
+        }
+        return Ok((StatusCode::OK, headers).into_response());
+    }
     let (result, saved, version) = {
         let mut registry = genesis.lock();
         let now = now();
@@ -299,6 +343,17 @@ async fn leave(
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
     let received = keys::received(&headers);
+    if let Some(replication) = genesis.replication() {
+        genesis
+            .lock()
+            .check_signed_leave(id, &received, now())
+            .map_err(call_refused)?;
+        return if replication.remove(id).await.map_err(etcd_unavailable)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(AppError::not_found(UnknownPeer(id).to_string()))
+        };
+    }
     let (result, saved) = {
         let mut registry = genesis.lock();
         let result = registry.handle_signed_leave(id, &received, now());
@@ -308,6 +363,55 @@ async fn leave(
     result.map_err(call_refused)?;
     committed(saved).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 503 for a call to etcd that failed: the replica cannot serve it now;
+/// the peer retries, here or at another replica.
+fn etcd_unavailable(e: anyhow::Error) -> AppError {
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the shared registry (etcd) is unavailable: {e:#}"),
+    )
+}
+
+/// A ping at a replica: one keep-alive of the registration's lease, and a
+/// write only when the schema hash changed. An id the mirror does not hold
+/// yet (registered a moment ago at another replica) is looked up in etcd
+/// before the peer is told to register again. `false`: unknown.
+async fn replica_ping(
+    genesis: &Genesis,
+    replication: &Replication,
+    id: PeerId,
+    schema_hash: &str,
+) -> Result<bool, AppError> {
+    let outcome = genesis.lock().ping_outcome(id, schema_hash);
+    match outcome {
+        Ok(PingOutcome::KeepAlive) => {
+            Ok(replication.keep_alive(id)
+                || replica_ping_stored(replication, id, schema_hash).await?)
+        }
+        Ok(PingOutcome::Write(saved)) => {
+            let written = replication.write(&saved).await.map_err(etcd_unavailable)?;
+            Ok(written && replication.keep_alive(id))
+        }
+        Err(UnknownPeer(_)) => replica_ping_stored(replication, id, schema_hash).await,
+    }
+}
+
+async fn replica_ping_stored(
+    replication: &Replication,
+    id: PeerId,
+    schema_hash: &str,
+) -> Result<bool, AppError> {
+    let Some((mut saved, lease)) = replication.fetch(id).await.map_err(etcd_unavailable)? else {
+        return Ok(false);
+    };
+    if *saved.peer.schema_hash != *schema_hash {
+        saved.peer.schema_hash = schema_hash.into();
+        replication.write(&saved).await.map_err(etcd_unavailable)?;
+    }
+    replication.keep_alive_lease(lease);
+    Ok(true)
 }
 
 fn version_header(version: u64) -> (HeaderName, HeaderValue) {

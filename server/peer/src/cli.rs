@@ -56,7 +56,10 @@ pub struct Args {
     /// Which environment of the config file to use.
     #[arg(long, env = "PLEXUS_ENVIRONMENT", default_value = "default")]
     pub environment: String,
-    /// Genesis's URL (overrides the config file; alone, it is enough to join a network).
+    /// Genesis's URL, or its replicas' URLs comma-separated (overrides the
+    /// config file; alone, it is enough to join a network). When a replica
+    /// does not answer, the peer moves to the next one and keeps its
+    /// registration.
     #[arg(long, env = "PLEXUS_GENESIS_URL")]
     pub genesis_url: Option<String>,
     /// The URL where genesis and other peers reach this peer

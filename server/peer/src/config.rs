@@ -36,8 +36,9 @@ pub struct Environment {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkBlock {
-    /// Where genesis listens.
-    #[serde(default)]
+    /// Where genesis listens: one URL, or a list of replicas (kept here
+    /// comma-separated, as `--genesis-url` takes them).
+    #[serde(default, deserialize_with = "one_or_many")]
     pub genesis_url: Option<String>,
     /// Where genesis and other peers reach this peer.
     #[serde(default)]
@@ -50,6 +51,20 @@ pub struct NetworkBlock {
     /// genesis's registration answer is pinned.
     #[serde(default)]
     pub genesis_key: Option<String>,
+}
+
+/// `"genesis_url": "http://a"` or `["http://a", "http://b"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|urls| match urls {
+        OneOrMany::One(url) => url,
+        OneOrMany::Many(urls) => urls.join(","),
+    }))
 }
 
 /// Why the configuration cannot be used.
@@ -113,8 +128,9 @@ pub struct Overrides {
 /// Everything the network layer needs, resolved and checked.
 #[derive(Clone, Debug)]
 pub struct NetworkSettings {
-    /// Genesis's base URL.
-    pub genesis: PeerUri,
+    /// Genesis's base URL, or its replicas' (tried in order, moving on
+    /// when one does not answer).
+    pub genesis: Vec<PeerUri>,
     /// This peer's public URL; `None`: the address it listens on.
     pub public_uri: Option<PeerUri>,
     /// This peer's name.
@@ -205,11 +221,20 @@ pub fn settings(
     let genesis = block
         .genesis_url
         .ok_or(ConfigError::Missing("genesis_url (--genesis-url)"))?;
-    let genesis =
-        PeerUri::new(genesis.trim_end_matches('/')).map_err(|e| ConfigError::Invalid {
-            field: "genesis_url",
-            reason: e.to_string(),
-        })?;
+    let genesis = genesis
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            PeerUri::new(url.trim_end_matches('/')).map_err(|e| ConfigError::Invalid {
+                field: "genesis_url",
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if genesis.is_empty() {
+        return Err(ConfigError::Missing("genesis_url (--genesis-url)"));
+    }
     let name = block
         .peer_name
         .ok_or(ConfigError::Missing("peer_name (--peer-name)"))?;
@@ -387,5 +412,68 @@ mod tests {
         };
         let err = resolve(&bad).unwrap_err();
         assert!(err.to_string().contains("genesis_key"), "{err}");
+    }
+
+    #[test]
+    fn genesis_url_is_a_string_or_a_list_of_replicas() {
+        let contextionary = Contextionary {
+            url: "u".into(),
+            hash: "sha256:x".parse().unwrap(),
+        };
+        let listed = r#"{ "environments": [ { "name": "default", "network": {
+            "genesis_url": ["http://g1:8111/", "http://g2:8111"], "peer_name": "PeerA" } } ] }"#;
+        let config = parse_file(Path::new("p.json"), listed).unwrap();
+        let block = network_block(
+            Some((Path::new("p.json"), &config)),
+            "default",
+            &Overrides::default(),
+        )
+        .unwrap()
+        .unwrap();
+        let resolve = |block: NetworkBlock| {
+            settings(
+                block,
+                contextionary.clone(),
+                Duration::from_secs(1),
+                None,
+                Duration::from_secs(1),
+            )
+        };
+        let genesis: Vec<String> = resolve(block)
+            .unwrap()
+            .genesis
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(genesis, ["http://g1:8111", "http://g2:8111"]);
+        // The flag's form: comma-separated.
+        let flag = NetworkBlock {
+            genesis_url: Some("http://g1:1, http://g2:2".into()),
+            peer_name: Some("PeerA".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve(flag).unwrap().genesis.len(), 2);
+        let bad = NetworkBlock {
+            genesis_url: Some("http://g1:1,not a url".into()),
+            peer_name: Some("PeerA".into()),
+            ..Default::default()
+        };
+        assert!(
+            resolve(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("genesis_url")
+        );
+        let empty = NetworkBlock {
+            genesis_url: Some(",".into()),
+            peer_name: Some("PeerA".into()),
+            ..Default::default()
+        };
+        assert!(
+            resolve(empty)
+                .unwrap_err()
+                .to_string()
+                .contains("--genesis-url")
+        );
     }
 }

@@ -12,6 +12,12 @@
 //!   with broadcasts off, restarts genesis from its `--state`, registers one
 //!   more peer and prints when every fake peer's view held it:
 //!   `{"joins": [{"join_ms_max", "join_ms_p50", "seen"}], "rss_kib"}`.
+//! * `plexus-load replicas --peers N` starts its own one-member etcd and, in
+//!   one run, measures registrations/s and pings/s of one in-memory genesis,
+//!   one replica on etcd and two replicas on etcd (registrations and pings
+//!   split between them), the memory per peer of a genesis and of a replica,
+//!   and a join reaching N fake peers' views with two replicas (bootstrapped
+//!   with broadcasts off, then restarted). One JSON line.
 //! * `pings --rss-pid PID` adds the `VmRSS` of that process, in KiB, after
 //!   the registrations.
 //!
@@ -85,6 +91,22 @@ enum Cmd {
         /// Joins measured, one after the other.
         #[arg(long, default_value_t = 1)]
         joins: usize,
+    },
+    /// One genesis in memory, one replica on etcd, two replicas on etcd,
+    /// side by side (starts its own etcd: `etcd` must be on the PATH).
+    Replicas {
+        /// The plexus-genesis binary (default: next to this one).
+        #[arg(long)]
+        genesis_bin: Option<PathBuf>,
+        /// Fake peers registered in each setup (and joined in the last).
+        #[arg(long, default_value_t = 10_000)]
+        peers: usize,
+        /// Concurrent ping workers.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Length of each measured ping phase.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
     },
 }
 
@@ -359,6 +381,259 @@ async fn join(
     Ok(())
 }
 
+/// A one-member etcd on free loopback ports, killed when dropped.
+struct Etcd {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_etcd(client: &reqwest::Client) -> anyhow::Result<Etcd> {
+    let dir = tempfile::tempdir()?;
+    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let url = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let child = std::process::Command::new("etcd")
+        .args(["--name", "bench", "--log-level", "error"])
+        .arg("--data-dir")
+        .arg(dir.path().join("etcd"))
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("bench={peer}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start etcd (Debian's etcd-server)")?;
+    let etcd = Etcd {
+        child,
+        url,
+        _dir: dir,
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(r) = client.get(format!("{}/health", etcd.url)).send().await
+            && r.status().is_success()
+        {
+            return Ok(etcd);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("etcd did not become healthy")
+}
+
+/// Registers `range` split over `genesis` (a contiguous share each, all
+/// at once); returns each id with the replica that registered it, and
+/// registrations/s.
+async fn register_split(
+    client: &reqwest::Client,
+    genesis: &[String],
+    fakes: &str,
+    range: std::ops::Range<usize>,
+    prefix: &str,
+) -> anyhow::Result<(Vec<(usize, String)>, f64)> {
+    let started = Instant::now();
+    let (count, n) = (range.len(), genesis.len());
+    let shares = genesis.iter().enumerate().map(|(k, url)| {
+        let share = range.start + k * count / n..range.start + (k + 1) * count / n;
+        async move {
+            let ids = register(client, url, fakes, share, prefix).await?;
+            anyhow::Ok(ids.into_iter().map(|id| (k, id)).collect::<Vec<_>>())
+        }
+    });
+    let ids: Vec<(usize, String)> = futures::future::try_join_all(shares)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((ids, count as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Registrations/s, pings/s and memory per peer of one setup.
+async fn setup_load(
+    client: &reqwest::Client,
+    label: &str,
+    genesis: &[GenesisProcess],
+    peers: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Value> {
+    let (fakes_url, _fakes) = start_fakes().await?;
+    let urls: Vec<String> = genesis.iter().map(|g| g.url.clone()).collect();
+    let rss_before = genesis[0].rss_kib()?;
+    let (ids, registrations_per_s) =
+        register_split(client, &urls, &fakes_url, 0..peers, "F").await?;
+    // Let the replicas' mirrors catch up before the memory is read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = genesis[0].rss_kib()?;
+    let requests: Arc<[(String, Bytes)]> = ids
+        .iter()
+        .map(|(k, id)| {
+            (
+                format!("{}/peers/{id}/ping", urls[*k]),
+                Bytes::from_static(br#"{"schemaHash":""}"#),
+            )
+        })
+        .collect();
+    let _ = post_workers(
+        client,
+        Arc::clone(&requests),
+        concurrency,
+        Duration::from_millis(500),
+        None,
+    )
+    .await;
+    let load = post_workers(client, requests, concurrency, duration, None).await;
+    let bytes_per_peer = (rss_after.saturating_sub(rss_before) * 1024) as f64 / peers as f64;
+    let result = json!({
+        "setup": label,
+        "registrations_per_s": registrations_per_s.round(),
+        "pings_per_s": load.ops_per_s.round(),
+        "ping_p50_ms": (load.percentile_ms(50.0) * 1000.0).round() / 1000.0,
+        "ping_errors": load.errors,
+        "bytes_per_peer": bytes_per_peer.round(),
+    });
+    eprintln!("{result}");
+    Ok(result)
+}
+
+async fn replicas(
+    genesis_bin: Option<PathBuf>,
+    peers: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let binary = genesis_bin.map_or_else(sibling_genesis, Ok)?;
+    let client = client()?;
+    let etcd = start_etcd(&client).await?;
+    let key = tempfile::tempdir()?;
+    let key_file = key.path().join("genesis.key");
+    let key_file = key_file.to_str().context("temporary folder name")?;
+    // Broadcasts off while measuring registrations and pings: a round to
+    // N peers per registration would measure the fakes, not genesis.
+    let replica = |prefix: &str, delay: &str| {
+        GenesisProcess::start(
+            &binary,
+            &[
+                "--etcd",
+                &etcd.url,
+                "--etcd-prefix",
+                prefix,
+                "--key-file",
+                key_file,
+                "--broadcast-delay",
+                delay,
+            ],
+        )
+    };
+    let mut results = Vec::new();
+    let memory = GenesisProcess::start(&binary, &["--broadcast-delay", "1h"])?;
+    results.push(setup_load(&client, "memory", &[memory], peers, concurrency, duration).await?);
+    let one = replica("/one/", "1h")?;
+    results.push(
+        setup_load(
+            &client,
+            "etcd, 1 replica",
+            &[one],
+            peers,
+            concurrency,
+            duration,
+        )
+        .await?,
+    );
+    let two = [replica("/two/", "1h")?, replica("/two/", "1h")?];
+    results.push(
+        setup_load(
+            &client,
+            "etcd, 2 replicas",
+            &two,
+            peers,
+            concurrency,
+            duration,
+        )
+        .await?,
+    );
+    drop(two);
+
+    // A join reaching every fake peer's view, with two replicas: bootstrap
+    // with broadcasts off, restart both (they load the list from etcd and
+    // push nothing for it), then join one more.
+    let (fakes_url, fakes) = start_fakes().await?;
+    let boot = [replica("/join/", "1h")?, replica("/join/", "1h")?];
+    let urls: Vec<String> = boot.iter().map(|g| g.url.clone()).collect();
+    register_split(&client, &urls, &fakes_url, 0..peers, "F").await?;
+    drop(boot);
+    let live = [replica("/join/", "10ms")?, replica("/join/", "10ms")?];
+    // Each replica sees the other (its lease) before the join is measured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let name = format!("Newcomer{peers}");
+    if let Ok(mut watch) = fakes.watch.lock() {
+        *watch = Some(name);
+    }
+    fakes.watching.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    register(
+        &client,
+        &live[0].url,
+        &fakes_url,
+        peers..peers + 1,
+        "Newcomer",
+    )
+    .await?;
+    while fakes.seen_count.load(Ordering::Relaxed) < peers
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut times: Vec<f64> = fakes
+        .seen
+        .lock()
+        .map(|s| {
+            s.iter()
+                .filter(|(i, _)| **i < peers)
+                .map(|(_, t)| t.duration_since(start).as_secs_f64() * 1000.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    times.sort_by(f64::total_cmp);
+    let join = json!({
+        "peers": peers,
+        "seen": times.len(),
+        "join_ms_p50": percentile(&times, 50.0).round(),
+        "join_ms_max": times.last().copied().unwrap_or(f64::NAN).round(),
+    });
+    eprintln!("join with two replicas: {join}");
+    println!(
+        "{}",
+        json!({ "setups": results, "join_two_replicas": join })
+    );
+    drop(live);
+    drop(etcd);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -380,6 +655,12 @@ fn main() -> anyhow::Result<()> {
                 peers,
                 joins,
             } => join(genesis_bin, &broadcast_delay, peers, joins).await,
+            Cmd::Replicas {
+                genesis_bin,
+                peers,
+                concurrency,
+                duration,
+            } => replicas(genesis_bin, peers, concurrency, duration).await,
         }
     })
 }

@@ -41,13 +41,18 @@ pub enum Outcome {
 /// Where genesis is and how to authenticate to it.
 #[derive(Clone, Debug)]
 pub struct Genesis {
-    /// Its base URL.
-    pub base: PeerUri,
+    /// Its base URL, or its replicas' ([`Genesis::base`] picks one).
+    pub bases: Vec<PeerUri>,
     /// The join token, sent as `Authorization: Bearer`.
     pub token: Option<String>,
 }
 
 impl Genesis {
+    /// The base URL of replica `index` (the membership machine's choice).
+    pub fn base(&self, index: usize) -> &PeerUri {
+        &self.bases[index % self.bases.len().max(1)]
+    }
+
     fn with_auth(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -136,6 +141,7 @@ pub async fn perform(
     http: &reqwest::Client,
     peers: &Peers,
     genesis: &Genesis,
+    replica: usize,
     request: Request,
     body: Vec<u8>,
     signature: Option<SignatureHeaders>,
@@ -144,7 +150,7 @@ pub async fn perform(
         let mut call = genesis
             .with_auth(http.request(
                 method.parse().unwrap_or(reqwest::Method::GET),
-                genesis.base.join(path),
+                genesis.base(replica).join(path),
             ))
             .timeout(CALL_TIMEOUT);
         if !body.is_empty() {

@@ -159,13 +159,14 @@ impl Settings {
         let mut membership = MembershipConfig::new(config.name.clone(), public_uri, random_seed());
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
+        membership.genesis_replicas = config.genesis.len();
         membership.identity = Some(identity);
         membership.genesis_key = config.genesis_key;
         membership.max_signature_age = config.signature_max_age;
         Settings {
             membership,
             genesis: Genesis {
-                base: config.genesis.clone(),
+                bases: config.genesis.clone(),
                 token: config.join_token.clone(),
             },
             query_timeout: config.query_timeout,
@@ -376,8 +377,10 @@ impl Task {
             // The core signs what it asked for; the task only sends it.
             let body = calls::body(&request);
             let signature = self.membership.sign_request(&request, &body, now());
+            let replica = self.membership.genesis();
             tokio::spawn(async move {
-                let outcome = perform(&http, &peers, &genesis, request, body, signature).await;
+                let outcome =
+                    perform(&http, &peers, &genesis, replica, request, body, signature).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }
@@ -385,7 +388,7 @@ impl Task {
         while let Some(event) = self.membership.poll_event() {
             match event {
                 Event::Registered(id) => {
-                    tracing::info!(%id, genesis = %self.genesis.base, "registered")
+                    tracing::info!(%id, genesis = %self.genesis.base(self.membership.genesis()), "registered")
                 }
                 Event::ViewChanged => tracing::debug!("view of the network changed"),
                 Event::Left => {
@@ -432,7 +435,7 @@ impl Task {
             state: state_name(m.state()),
             name: Some(self.name.clone()),
             id: m.id(),
-            genesis: Some(self.genesis.base.clone()),
+            genesis: Some(self.genesis.base(m.genesis()).clone()),
             list_version: m.list_version(),
             peers,
             schemas: self

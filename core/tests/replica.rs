@@ -1,0 +1,321 @@
+//! Replicas sharing one list through a store: the mirror of each replica is
+//! fed the store's changes in order (as etcd's watch does), with the store's
+//! revisions as versions; pushes are split by rendezvous hashing. Driven
+//! with events and virtual instants.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plexus_core::registry::{PingOutcome, Registry, RegistryConfig, SavedPeer};
+use plexus_core::replica::{Replicas, owner};
+use plexus_core::wire::{ChangeKind, Contextionary, PeerId, PeerUpdate};
+use plexus_core::{PeerName, PeerUri, Timestamp};
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn config(seed: u64) -> RegistryConfig {
+    let contextionary = Contextionary {
+        url: "http://contextionary.example/c.bin".into(),
+        hash: "sha256:abc".parse().expect("hash"),
+    };
+    let mut config = RegistryConfig::new(contextionary, seed);
+    config.peer_timeout = Duration::from_secs(3);
+    config.broadcast_delay = Duration::from_millis(10);
+    config
+}
+
+fn update(name: &str) -> PeerUpdate {
+    PeerUpdate {
+        peer_name: PeerName::new(name).expect("name"),
+        peer_uri: PeerUri::new(format!("http://{}.local:8080", name.to_lowercase())).expect("uri"),
+    }
+}
+
+/// A store as etcd is to the replicas: an ordered log of writes and removals
+/// with increasing revisions (other keys take revisions too, so gaps occur).
+#[derive(Default)]
+struct Store {
+    revision: u64,
+    log: Vec<(u64, Write)>,
+}
+
+#[derive(Clone)]
+enum Write {
+    Put(SavedPeer, bool),
+    Remove(PeerId, ChangeKind),
+}
+
+impl Store {
+    fn write(&mut self, write: Write) {
+        // Another key (a replica's lease, a leave marker) took a revision too.
+        self.revision += 2;
+        self.log.push((self.revision, write));
+    }
+
+    /// Feeds the log from `from` on to `mirror`; returns where it stopped.
+    fn feed(&self, mirror: &mut Registry, from: usize, now: Timestamp) -> usize {
+        for (revision, write) in &self.log[from..] {
+            match write.clone() {
+                Write::Put(saved, registered) => {
+                    mirror.apply_upsert(saved, registered, *revision, now)
+                }
+                Write::Remove(id, kind) => mirror.apply_removal(id, kind, *revision, now),
+            }
+        }
+        self.log.len()
+    }
+}
+
+/// Registers `name` through `replica` and writes the outcome to `store` as
+/// the shell does: the replaced registration first, then the new one.
+fn register(replica: &mut Registry, store: &mut Store, name: &str, now: Timestamp) -> PeerId {
+    let probe = replica.begin_register(update(name)).with_deltas(true);
+    let admission = replica.admit(probe, Ok(()), now).expect("admitted");
+    if let Some(old) = admission.replaces {
+        store.write(Write::Remove(old, ChangeKind::Left));
+    }
+    let id = admission.peer.peer.id;
+    store.write(Write::Put(admission.peer, true));
+    id
+}
+
+fn listing(registry: &Registry) -> Vec<(String, PeerId)> {
+    registry
+        .peers()
+        .map(|p| (p.peer_name.to_string(), p.id))
+        .collect()
+}
+
+fn events(registry: &mut Registry) -> Vec<(ChangeKind, String, u64)> {
+    std::iter::from_fn(|| registry.poll_event())
+        .map(|e| (e.kind, e.peer.peer_name.to_string(), e.version))
+        .collect()
+}
+
+#[test]
+fn two_replicas_fed_the_same_changes_list_the_same_peers_ids_and_versions() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let mut b = Registry::mirror(config(2), T0);
+    register(&mut a, &mut store, "Alpha", T0);
+    register(&mut b, &mut store, "Beta", T0);
+    // Nothing is listed until the store reports the write.
+    assert!(a.is_empty() && b.is_empty());
+    store.feed(&mut a, 0, T0);
+    store.feed(&mut b, 0, T0);
+    assert_eq!(listing(&a), listing(&b));
+    assert_eq!(listing(&a).len(), 2);
+    assert_eq!(a.version(), store.revision);
+    assert_eq!(b.version(), store.revision);
+    let ea = events(&mut a);
+    assert_eq!(ea, events(&mut b));
+    assert_eq!(
+        ea.iter().map(|e| e.2).collect::<Vec<_>>(),
+        vec![2, 4],
+        "versions are the store's revisions, gaps included"
+    );
+}
+
+#[test]
+fn a_name_registered_again_at_another_replica_replaces_the_old_id_everywhere() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let mut b = Registry::mirror(config(2), T0);
+    let first = register(&mut a, &mut store, "Alpha", T0);
+    let mut fed = store.feed(&mut a, 0, T0);
+    store.feed(&mut b, 0, T0);
+    let second = register(&mut b, &mut store, "Alpha", T0);
+    assert_ne!(first, second);
+    store.feed(&mut a, fed, T0);
+    fed = store.feed(&mut b, fed, T0);
+    assert_eq!(listing(&a), vec![("Alpha".to_string(), second)]);
+    assert_eq!(listing(&a), listing(&b));
+    let kinds: Vec<ChangeKind> = events(&mut a).into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        kinds,
+        vec![ChangeKind::Joined, ChangeKind::Left, ChangeKind::Joined]
+    );
+    assert_eq!(fed, store.log.len());
+}
+
+#[test]
+fn a_mirror_never_evicts_by_itself_the_store_does() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let id = register(&mut a, &mut store, "Alpha", T0);
+    store.feed(&mut a, 0, T0);
+    let _ = events(&mut a);
+    let late = T0 + Duration::from_secs(3600);
+    a.handle_timeout(late);
+    assert_eq!(a.len(), 1, "a silent peer stays until its lease runs out");
+    // The round of the join is all that is left to do; then nothing.
+    while a.poll_transmit().is_some() {}
+    a.handle_round_sent(a.version(), late);
+    assert_eq!(a.poll_timeout(), None);
+    store.write(Write::Remove(id, ChangeKind::Evicted));
+    store.feed(&mut a, 1, late);
+    assert!(a.is_empty());
+    assert_eq!(
+        events(&mut a),
+        vec![(ChangeKind::Evicted, "Alpha".to_string(), store.revision)]
+    );
+}
+
+#[test]
+fn a_ping_that_changes_nothing_only_keeps_the_lease_alive() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let id = register(&mut a, &mut store, "Alpha", T0);
+    store.feed(&mut a, 0, T0);
+    let _ = events(&mut a);
+    assert_eq!(a.ping_outcome(id, ""), Ok(PingOutcome::KeepAlive));
+    let Ok(PingOutcome::Write(saved)) = a.ping_outcome(id, "sha256:new") else {
+        panic!("a new schema hash is written");
+    };
+    assert!(saved.deltas, "the write keeps the peer's choice of deltas");
+    assert_eq!(&*saved.peer.schema_hash, "sha256:new");
+    // Asking changes nothing: the mirror still has the old hash.
+    assert_eq!(&*a.peer(id).expect("listed").schema_hash, "");
+    store.write(Write::Put(saved.clone(), false));
+    store.feed(&mut a, 1, T0);
+    assert_eq!(
+        events(&mut a),
+        vec![(ChangeKind::Updated, "Alpha".to_string(), store.revision)]
+    );
+    // The same write again (a second replica's ping raced) is no change.
+    store.write(Write::Put(saved, false));
+    store.feed(&mut a, 2, T0);
+    assert!(events(&mut a).is_empty());
+    assert!(a.ping_outcome(PeerId(uuid::Uuid::nil()), "").is_err());
+}
+
+#[test]
+fn a_joined_peer_gets_the_whole_list_and_the_others_a_delta() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let first = register(&mut a, &mut store, "Alpha", T0);
+    let fed = store.feed(&mut a, 0, T0);
+    a.handle_timeout(T0 + Duration::from_millis(10));
+    let round: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+    assert_eq!(round.len(), 1);
+    a.handle_round_sent(round[0].version, T0);
+    let second = register(&mut a, &mut store, "Beta", T0);
+    store.feed(&mut a, fed, T0);
+    a.handle_timeout(T0 + Duration::from_millis(30));
+    let round: BTreeMap<PeerId, bool> = std::iter::from_fn(|| a.poll_transmit())
+        .map(|b| (b.to, b.delta.is_some()))
+        .collect();
+    assert_eq!(round, BTreeMap::from([(first, true), (second, false)]));
+}
+
+#[test]
+fn peers_taken_over_get_the_whole_list_in_the_next_round() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let ids: Vec<PeerId> = ["A1", "B2", "C3"]
+        .iter()
+        .map(|n| register(&mut a, &mut store, n, T0))
+        .collect();
+    store.feed(&mut a, 0, T0);
+    a.handle_timeout(T0 + Duration::from_millis(10));
+    let version = a.poll_transmit().expect("a round").version;
+    while a.poll_transmit().is_some() {}
+    a.handle_round_sent(version, T0);
+    a.push_whole_list([ids[1]], T0 + Duration::from_secs(1));
+    a.handle_timeout(T0 + Duration::from_secs(2));
+    let round: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+    let to_taken = round.iter().find(|b| b.to == ids[1]).expect("pushed");
+    assert!(to_taken.delta.is_none(), "the whole list, not a delta");
+    assert_eq!(to_taken.list.len(), 3);
+    assert_eq!(
+        to_taken.version, version,
+        "no change: the same version again"
+    );
+}
+
+fn ids(n: u128) -> Vec<PeerId> {
+    (0..n)
+        .map(|i| PeerId(uuid::Uuid::from_u128(i * 7919 + 13)))
+        .collect()
+}
+
+#[test]
+fn rendezvous_splits_peers_evenly_and_a_dead_replica_moves_only_its_own() {
+    let peers = ids(3000);
+    let three = ["r-a", "r-b", "r-c"];
+    let mut counts = BTreeMap::new();
+    for &peer in &peers {
+        *counts
+            .entry(owner(peer, three).expect("owner"))
+            .or_insert(0) += 1;
+    }
+    for (replica, count) in &counts {
+        assert!(
+            (800..1200).contains(count),
+            "{replica} owns {count} of 3000"
+        );
+    }
+    for &peer in &peers {
+        let before = owner(peer, three).expect("owner");
+        let after = owner(peer, ["r-a", "r-c"]).expect("owner");
+        if before != "r-b" {
+            assert_eq!(before, after, "a peer of a live replica stays with it");
+        }
+    }
+}
+
+#[test]
+fn when_a_replica_dies_the_survivors_take_over_exactly_its_peers() {
+    let peers = ids(500);
+    let all = || ["r-a", "r-b", "r-c"].map(String::from);
+    let mut a = Replicas::new("r-a");
+    let mut c = Replicas::new("r-c");
+    // Alone, a replica owns every peer; it learns of the others.
+    assert!(peers.iter().all(|&p| a.owns(p)));
+    assert_eq!(a.handle_live(all(), peers.clone()), Vec::<PeerId>::new());
+    assert!(c.handle_live(all(), peers.clone()).is_empty());
+    let of_b: Vec<PeerId> = peers
+        .iter()
+        .copied()
+        .filter(|&p| owner(p, ["r-a", "r-b", "r-c"]) == Some("r-b"))
+        .collect();
+    assert!(!of_b.is_empty());
+    let survivors = || ["r-a", "r-c"].map(String::from);
+    let mut taken = a.handle_live(survivors(), peers.clone());
+    taken.extend(c.handle_live(survivors(), peers.clone()));
+    taken.sort();
+    assert_eq!(taken, of_b, "every peer of the dead one, once");
+    // Every peer has exactly one pusher among the survivors.
+    assert!(peers.iter().all(|&p| a.owns(p) != c.owns(p)));
+    // The same set again takes nothing over.
+    assert!(a.handle_live(survivors(), peers.clone()).is_empty());
+    // A replica that the store lost sight of still counts itself live.
+    assert!(a.live().contains("r-a"));
+    let _ = a.handle_live(["r-c".to_string()], peers.clone());
+    assert!(a.live().contains("r-a") && a.me() == "r-a");
+}
+
+#[test]
+fn a_replica_that_loads_the_list_at_start_pushes_nothing_for_it() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    for name in ["A1", "B2"] {
+        register(&mut a, &mut store, name, T0);
+    }
+    store.feed(&mut a, 0, T0);
+    let saved: Vec<SavedPeer> = a
+        .peers()
+        .map(|p| SavedPeer {
+            peer: p.clone(),
+            deltas: true,
+        })
+        .collect();
+    let mut b = Registry::mirror_restore(config(2), saved, store.revision, T0);
+    assert_eq!(listing(&a), listing(&b));
+    assert_eq!(b.version(), store.revision);
+    assert!(b.is_mirror());
+    b.handle_timeout(T0 + Duration::from_secs(60));
+    assert!(b.poll_transmit().is_none(), "no round for loaded peers");
+    assert!(b.poll_event().is_none());
+    assert_eq!(b.len(), 2, "and no eviction");
+}

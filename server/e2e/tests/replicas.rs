@@ -1,0 +1,354 @@
+//! Genesis replicas sharing their registry through a real three-member etcd
+//! cluster on loopback, started by each test (ports from the OS). Needs
+//! Debian's `etcd-server` (scripts/setup.sh installs it): without an `etcd`
+//! on the PATH these tests fail, they do not pass silently.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Proc, free_port, genesis_command, get, peer_command, poll, spawn, view_of};
+
+const SETTLE: Duration = Duration::from_secs(10);
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One etcd member, killed when dropped.
+struct Member {
+    child: Child,
+    client_url: String,
+}
+
+impl Member {
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A three-member etcd cluster on loopback, in `dir`.
+struct Cluster {
+    members: Vec<Member>,
+    /// The genesis key every replica is given.
+    key_file: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn start(dir: &Path) -> Self {
+        let found = Command::new("etcd")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "these tests need etcd on the PATH (Debian's etcd-server; scripts/setup.sh installs it)"
+        );
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let client_url = format!("http://127.0.0.1:{client}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let child = Command::new("etcd")
+                    .args(["--name", &format!("e{i}")])
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("e{i}")))
+                    .args(["--listen-client-urls", &client_url])
+                    .args(["--advertise-client-urls", &client_url])
+                    .args(["--listen-peer-urls", &peer_url])
+                    .args(["--initial-advertise-peer-urls", &peer_url])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--log-level", "error"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start etcd");
+                Member { child, client_url }
+            })
+            .collect();
+        let cluster = Self {
+            members,
+            key_file: dir.join("genesis.key"),
+        };
+        let client = reqwest::Client::new();
+        for member in &cluster.members {
+            poll(SETTLE, "an etcd member is healthy", || async {
+                let health = get(&client, &format!("{}/health", member.client_url)).await?;
+                (health["health"] == "true").then_some(())
+            })
+            .await;
+        }
+        cluster
+    }
+
+    fn endpoints(&self) -> String {
+        let urls: Vec<&str> = self.members.iter().map(|m| m.client_url.as_str()).collect();
+        urls.join(",")
+    }
+
+    /// A genesis replica on this cluster.
+    fn replica(&self) -> Proc {
+        let mut command = genesis_command("127.0.0.1:0");
+        command
+            .args(["--etcd", &self.endpoints()])
+            .arg("--key-file")
+            .arg(&self.key_file)
+            .args(["--peer-timeout", "3s", "--replica-ttl", "2s"])
+            .args(["--broadcast-delay", "5ms"]);
+        spawn(command)
+    }
+}
+
+/// A peer named `name` registered through `genesis_urls` (comma-separated).
+fn peer(genesis_urls: &str, name: &str, dir: &Path) -> Proc {
+    spawn(peer_command(
+        genesis_urls,
+        name,
+        free_port(),
+        &dir.join(name),
+    ))
+}
+
+/// (name, id) of every peer `genesis` lists, by name.
+async fn listing(client: &reqwest::Client, genesis: &Proc) -> Option<Vec<(String, String)>> {
+    let peers = get(client, &genesis.at("/peers")).await?;
+    let mut listed: Vec<(String, String)> = peers
+        .as_array()?
+        .iter()
+        .map(|p| {
+            (
+                p["peerName"].as_str().unwrap_or_default().to_owned(),
+                p["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    Some(listed)
+}
+
+fn names(listed: &[(String, String)]) -> Vec<&str> {
+    listed.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// Waits until every replica lists exactly `expected` names, with the same ids.
+async fn all_list(
+    client: &reqwest::Client,
+    replicas: &[&Proc],
+    expected: &[&str],
+    limit: Duration,
+) -> Vec<(String, String)> {
+    poll(
+        limit,
+        &format!("every replica lists {expected:?}"),
+        || async {
+            let first = listing(client, replicas[0]).await?;
+            if names(&first) != expected {
+                return None;
+            }
+            for other in &replicas[1..] {
+                if listing(client, other).await? != first {
+                    return None;
+                }
+            }
+            Some(first)
+        },
+    )
+    .await
+}
+
+/// Waits until the peer at `url` sees each of `others` (itself aside).
+async fn sees(client: &reqwest::Client, url: &str, others: &[&str], limit: Duration) {
+    let own = get(client, &format!("{url}/v1/network/peers")).await;
+    let own = own
+        .as_ref()
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or_default();
+    poll(limit, &format!("{url} sees {others:?}"), || async {
+        for other in others.iter().filter(|o| **o != own) {
+            view_of(client, url, other).await?;
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_list_the_same_peers_push_to_all_and_sigterm_leaves_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(dir.path()).await;
+    let a = cluster.replica();
+    let b = cluster.replica();
+    let p1 = peer(&a.url, "PeerOne", dir.path());
+    let p2 = peer(&b.url, "PeerTwo", dir.path());
+    let listed = all_list(&client, &[&a, &b], &["PeerOne", "PeerTwo"], SETTLE).await;
+    assert!(listed.iter().all(|(_, id)| !id.is_empty()));
+
+    // A registration at one replica is listed by the other within 1 s.
+    let p3 = peer(&a.url, "PeerThree", dir.path());
+    poll(SETTLE, "A lists PeerThree", || async {
+        names(&listing(&client, &a).await?)
+            .contains(&"PeerThree")
+            .then_some(())
+    })
+    .await;
+    let start = Instant::now();
+    all_list(
+        &client,
+        &[&b, &a],
+        &["PeerOne", "PeerThree", "PeerTwo"],
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!("listed by the other replica after {:?}", start.elapsed());
+
+    // Each peer is pushed the others, whichever replica owns it.
+    for p in [&p1, &p2, &p3] {
+        sees(
+            &client,
+            &p.url,
+            &["PeerOne", "PeerTwo", "PeerThree"],
+            SETTLE,
+        )
+        .await;
+    }
+
+    // The watch stream of either replica carries the same list.
+    let version_a = client.get(a.at("/peers")).send().await.unwrap();
+    let version_b = client.get(b.at("/peers")).send().await.unwrap();
+    assert_eq!(
+        version_a.headers().get("x-plexus-peers-version"),
+        version_b.headers().get("x-plexus-peers-version"),
+        "the same list has the same version at every replica"
+    );
+
+    // Peers stopped with SIGTERM leave every replica's list, at once.
+    for p in [&p1, &p2, &p3] {
+        p.terminate();
+    }
+    all_list(&client, &[&a, &b], &[], PEER_TIMEOUT / 2).await;
+}
+
+#[tokio::test]
+async fn a_killed_replica_evicts_no_live_peer_and_the_survivor_takes_over_its_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(dir.path()).await;
+    let mut a = cluster.replica();
+    let b = cluster.replica();
+    // The peers register and ping through A, then B; about half of them
+    // are pushed to by A.
+    let both = format!("{},{}", a.url, b.url);
+    let peers: Vec<Proc> = ["PeerA1", "PeerA2", "PeerA3", "PeerA4"]
+        .iter()
+        .map(|n| peer(&both, n, dir.path()))
+        .collect();
+    let expected = ["PeerA1", "PeerA2", "PeerA3", "PeerA4"];
+    let before = all_list(&client, &[&a, &b], &expected, SETTLE).await;
+    for p in &peers {
+        sees(&client, &p.url, &expected, SETTLE).await;
+    }
+    a.kill9();
+    // A peer joining through the survivor reaches every other peer, those
+    // that A pushed to included, once B has taken them over.
+    let late = peer(&b.url, "PeerLate", dir.path());
+    for p in &peers {
+        sees(&client, &p.url, &["PeerLate"], SETTLE).await;
+    }
+    sees(&client, &late.url, &expected, SETTLE).await;
+    // No live peer is evicted: past a whole peer timeout, all are listed,
+    // with the ids they had: they moved to B without registering again.
+    tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
+    let listed = listing(&client, &b).await.unwrap();
+    assert_eq!(
+        names(&listed),
+        ["PeerA1", "PeerA2", "PeerA3", "PeerA4", "PeerLate"]
+    );
+    assert!(
+        before.iter().all(|entry| listed.contains(entry)),
+        "same ids"
+    );
+    for p in &peers {
+        let view = get(&client, &p.at("/v1/network/peers")).await.unwrap();
+        assert_eq!(view["genesis"], b.url.as_str(), "{view}");
+    }
+}
+
+#[tokio::test]
+async fn an_etcd_member_killed_changes_nothing_and_a_killed_peer_is_evicted_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut cluster = Cluster::start(dir.path()).await;
+    let a = cluster.replica();
+    let b = cluster.replica();
+    let p1 = peer(&a.url, "PeerOne", dir.path());
+    let mut p2 = peer(&b.url, "PeerTwo", dir.path());
+    let before = all_list(&client, &[&a, &b], &["PeerOne", "PeerTwo"], SETTLE).await;
+
+    cluster.members[0].kill9();
+    // Registrations, pings and pushes go on through the other members.
+    let p3 = peer(&b.url, "PeerThree", dir.path());
+    let after = all_list(
+        &client,
+        &[&a, &b],
+        &["PeerOne", "PeerThree", "PeerTwo"],
+        SETTLE,
+    )
+    .await;
+    assert!(before.iter().all(|entry| after.contains(entry)), "same ids");
+    sees(&client, &p1.url, &["PeerThree"], SETTLE).await;
+    sees(&client, &p3.url, &["PeerOne", "PeerTwo"], SETTLE).await;
+
+    // A killed peer is evicted by every replica within peer timeout + 2 s.
+    p2.kill9();
+    let start = Instant::now();
+    all_list(
+        &client,
+        &[&a, &b],
+        &["PeerOne", "PeerThree"],
+        PEER_TIMEOUT + Duration::from_secs(2),
+    )
+    .await;
+    eprintln!("evicted after {:?}", start.elapsed());
+    let view = get(&client, &b.at("/peers")).await.unwrap();
+    assert_eq!(view.as_array().map(Vec::len), Some(2), "{view}");
+}
+
+#[tokio::test]
+async fn a_restarted_replica_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(dir.path()).await;
+    let a = cluster.replica();
+    let mut b = cluster.replica();
+    let p1 = peer(&a.url, "PeerOne", dir.path());
+    all_list(&client, &[&a, &b], &["PeerOne"], SETTLE).await;
+    b.kill9();
+    let p2 = peer(&a.url, "PeerTwo", dir.path());
+    p1.terminate();
+    let expected = all_list(&client, &[&a], &["PeerTwo"], SETTLE).await;
+    let b = cluster.replica();
+    let caught_up = all_list(&client, &[&b, &a], &["PeerTwo"], SETTLE).await;
+    assert_eq!(caught_up, expected, "the same peer with the same id");
+    let watched: Value = get(&client, &b.at("/peers")).await.unwrap();
+    assert_eq!(watched[0]["peerName"], "PeerTwo");
+    drop(p2);
+}
