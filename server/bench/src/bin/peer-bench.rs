@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use plexus_bench::percentile;
-use plexus_peer::graphql::GraphQLRequest;
+use plexus_peer::GraphQLRequest;
 use plexus_peer::{NewObject, PeerDb};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -360,8 +360,8 @@ async fn local_bench() -> anyhow::Result<()> {
         let db = db.clone();
         async move {
             let answer = db.graphql(GraphQLRequest::new(query), None).await;
-            if !answer.errors.is_empty() {
-                bail!("errors: {:?}", answer.errors);
+            if let Some(errors) = answer.body.get("errors") {
+                bail!("errors: {errors}");
             }
             Ok(answer)
         }
@@ -373,11 +373,11 @@ async fn local_bench() -> anyhow::Result<()> {
         let start = Instant::now();
         let answer = run(scan.clone()).await?;
         samples.push(start.elapsed());
-        let found = answer.data.as_ref().and_then(|d| {
-            d.pointer("/Local/Get/Things/City")
-                .and_then(Value::as_array)
-                .map(Vec::len)
-        });
+        let found = answer
+            .body
+            .pointer("/data/Local/Get/Things/City")
+            .and_then(Value::as_array)
+            .map(Vec::len);
         if found != Some(1) {
             bail!("the scan found {found:?} objects");
         }
