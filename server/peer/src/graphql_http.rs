@@ -63,11 +63,14 @@ fn negotiate(headers: &HeaderMap, html: bool) -> Option<Media> {
     best.map(|(_, m)| m)
 }
 
+/// A refused HTTP request: the GraphQL `errors` list, and the project's
+/// `{"error": {"message"}}` beside it, so either kind of client reads it.
 fn error_response(status: StatusCode, media: Media, message: impl Into<String>) -> Response {
+    let message = message.into();
     body_response(
         status,
         media,
-        &json!({ "errors": [{ "message": message.into() }] }),
+        &json!({ "errors": [{ "message": message }], "error": { "message": message } }),
     )
 }
 
