@@ -218,7 +218,7 @@ fn class_field(side: &Side, kind: Kind, class: &Class) -> Field {
             let (schema, name) = (schema.clone(), class.class.clone());
             Field::new(&class.class, ty, move |ctx| {
                 let (schema, name) = (schema.clone(), name.clone());
-                FieldFuture::new(async move {
+                crate::caught!(ctx, {
                     let data = ctx.data::<RequestData>()?;
                     let (limit, filter) = arguments(&ctx, &schema, &name)?;
                     let objects = data
@@ -284,7 +284,7 @@ fn reference(name: &str, ty: TypeRef, members: Vec<String>) -> Field {
     let key = name.to_owned();
     Field::new(name, ty, move |ctx| {
         let (key, members) = (key.clone(), members.clone());
-        FieldFuture::new(async move {
+        crate::caught!(ctx, {
             let o = ctx.parent_value.try_downcast_ref::<Obj>()?;
             let Some(value) = o.schema.get(&key).filter(|v| !v.is_null()) else {
                 return Ok(None);
@@ -326,7 +326,7 @@ pub(crate) fn data_field(name: &str, ty: TypeRef) -> Field {
     let name_owned = name.to_owned();
     Field::new(name, ty, move |ctx| {
         let name = name_owned.clone();
-        FieldFuture::new(async move {
+        crate::caught!(ctx, {
             let parent = ctx.parent_value;
             if let Some(o) = parent.downcast_ref::<Obj>() {
                 if name == "uuid" {

@@ -173,6 +173,37 @@ impl Answer {
     }
 }
 
+/// A resolver's body whose error becomes a field error at its path (the
+/// field is `null`, the rest of the answer stands): async-graphql 7.0's
+/// dynamic schema would otherwise drop the whole `data`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! caught {
+    ($ctx:ident, $body:block) => {
+        async_graphql::dynamic::FieldFuture::new(async move {
+            let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>> =
+                async { $body }.await;
+            Ok($crate::field_error(&$ctx, result))
+        })
+    };
+}
+
+/// The value of a resolver's `result`; an error is added to the answer at
+/// the field's path, and the field is `null`.
+pub(crate) fn field_error(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+    result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>>,
+) -> Option<async_graphql::dynamic::FieldValue<'static>> {
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            let error = e.into_server_error(ctx.ctx.item.pos);
+            ctx.ctx.add_error(ctx.ctx.set_error_path(error));
+            None
+        }
+    }
+}
+
 /// What a resolver reads from the request.
 pub(crate) struct RequestData {
     pub(crate) source: Arc<dyn Source>,

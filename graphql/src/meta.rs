@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_graphql::Error;
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, TypeRef};
+use async_graphql::dynamic::{Field, FieldValue, Object, TypeRef};
 use plexus_core::object::Object as Obj;
 use plexus_core::schema::{Class, DataType, Kind, Schema};
 use serde_json::{Map, Value, json};
@@ -74,7 +74,7 @@ pub(crate) fn class_field(name: &str, ty: TypeRef, kind: Kind, schema: Arc<Schem
     let class = name.to_owned();
     Field::new(name, ty, move |ctx| {
         let (schema, class) = (schema.clone(), class.clone());
-        FieldFuture::new(async move {
+        crate::caught!(ctx, {
             let data = ctx.data::<RequestData>()?;
             let (_, filter) = arguments(&ctx, &schema, &class)?;
             let max = data.limits.max_meta_objects;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Error;
-use async_graphql::dynamic::{Field, FieldFuture, FieldValue, ResolverContext, TypeRef};
+use async_graphql::dynamic::{Field, FieldValue, ResolverContext, TypeRef};
 use futures::lock::Mutex;
 use serde_json::{Map, Value};
 
@@ -114,13 +114,10 @@ async fn ask(data: &RequestData, remote: &Arc<dyn Asker>) -> Merged {
 /// The `Network` root field.
 pub(crate) fn root_field() -> Field {
     Field::new("Network", TypeRef::named("WeaviateNetworkObj"), |ctx| {
-        FieldFuture::new(async move {
+        crate::caught!(ctx, {
             let data = ctx.data::<RequestData>()?;
             let Some(remote) = &data.remote else {
-                let pos = ctx.ctx.item.pos;
-                let error = async_graphql::ServerError::new(NO_NETWORK, Some(pos));
-                ctx.ctx.add_error(ctx.ctx.set_error_path(error));
-                return Ok(None);
+                return Err(Error::new(NO_NETWORK));
             };
             let merged = data.network.get(data, remote).await;
             if let Some(failure) = &merged.failure {
@@ -148,7 +145,7 @@ pub(crate) fn error_at(ctx: &ResolverContext<'_>) -> Option<Error> {
 pub(crate) fn reference(name: &str, ty: TypeRef, peer: String) -> Field {
     Field::new(name, ty, move |ctx| {
         let peer = peer.clone();
-        FieldFuture::new(async move {
+        crate::caught!(ctx, {
             let parent = ctx.parent_value.try_downcast_ref::<Remote>()?;
             let key = ctx.ctx.item.node.response_key().node.as_str();
             let Some(Value::Array(items)) = parent.0.get(key) else {

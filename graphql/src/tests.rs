@@ -383,3 +383,19 @@ fn network_without_a_remote_is_a_field_error() {
         "Amsterdam"
     );
 }
+
+#[test]
+fn a_failing_field_is_null_with_its_path_and_the_rest_stands() {
+    let a = run(
+        &engine(),
+        "{ Local { Get { Things { ok: City(limit: 1) { name } bad: City(where: {operator: Equal, path: [\"population\"], valueString: \"x\"}) { name } } } } }",
+    );
+    assert!(!a.request_error, "{}", a.body);
+    let things = &a.body["data"]["Local"]["Get"]["Things"];
+    assert_eq!(things["ok"], json!([{"name": "Amsterdam"}]));
+    assert_eq!(things["bad"], Value::Null);
+    assert_eq!(
+        a.body["errors"][0]["path"],
+        json!(["Local", "Get", "Things", "bad"])
+    );
+}

@@ -128,9 +128,12 @@ pub struct PeerDb {
     /// the old one drops with its last request.
     engine: watch::Sender<Arc<Engine>>,
     /// The peer's name and the remote schemas it holds (with its own), once in a network.
-    network: std::sync::Mutex<(Option<PeerName>, BTreeMap<PeerName, Arc<Schema>>)>,
+    network: std::sync::Mutex<HeldSchemas>,
     settings: GraphQLSettings,
 }
+
+/// This peer's name in a network, and the schemas of the peers it holds.
+type HeldSchemas = (Option<PeerName>, BTreeMap<PeerName, Arc<Schema>>);
 
 /// How the GraphQL engine is bounded (see docs/peer.md for the flags).
 #[derive(Clone, Debug, PartialEq)]
