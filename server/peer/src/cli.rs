@@ -116,6 +116,9 @@ pub struct GraphQLArgs {
     /// How long one query may run before it is cancelled (e.g. 10s).
     #[arg(long, env = "PLEXUS_GRAPHQL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub graphql_timeout: Duration,
+    /// How many queries run at once, off the async workers [default: the machine's cores].
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_RUNNING")]
+    pub graphql_max_running: Option<usize>,
 }
 
 impl GraphQLArgs {
@@ -132,6 +135,9 @@ impl GraphQLArgs {
             },
             max_answer_bytes: self.graphql_max_answer_bytes,
             timeout: self.graphql_timeout,
+            max_running: self
+                .graphql_max_running
+                .unwrap_or_else(super::default_max_running),
         }
     }
 }

@@ -130,6 +130,8 @@ pub struct PeerDb {
     /// The peer's name and the remote schemas it holds (with its own), once in a network.
     network: std::sync::Mutex<HeldSchemas>,
     settings: GraphQLSettings,
+    /// Queries running at once on the blocking pool.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// This peer's name in a network, and the schemas of the peers it holds.
@@ -144,6 +146,8 @@ pub struct GraphQLSettings {
     pub max_answer_bytes: usize,
     /// How long one query may run before it is cancelled.
     pub timeout: std::time::Duration,
+    /// How many queries run at once (the others wait, within their time).
+    pub max_running: usize,
 }
 
 impl Default for GraphQLSettings {
@@ -152,8 +156,15 @@ impl Default for GraphQLSettings {
             limits: Limits::default(),
             max_answer_bytes: 16 * 1024 * 1024,
             timeout: std::time::Duration::from_secs(10),
+            max_running: default_max_running(),
         }
     }
+}
+
+/// The default of `--graphql-max-running`: the machine's cores, so the
+/// async workers that answer pings always get their turn.
+pub fn default_max_running() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
 }
 
 /// The engine reads a request's objects from one redb snapshot, and stops
@@ -278,6 +289,7 @@ impl PeerDb {
             hash,
             engine,
             network: std::sync::Mutex::new((None, BTreeMap::new())),
+            running: Arc::new(tokio::sync::Semaphore::new(settings.max_running.max(1))),
             settings,
         })
     }
@@ -567,7 +579,17 @@ impl PeerDb {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel = CancelOnDrop(cancelled.clone());
         let flag = cancelled.clone();
+        let timeout = self.settings.timeout;
+        let started = tokio::time::Instant::now();
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
+        else {
+            return Answer::refused(format!(
+                "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
+            ));
+        };
         let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let snapshot = store.snapshot()?;
             let source = Arc::new(SnapshotSource {
                 snapshot,
@@ -577,8 +599,7 @@ impl PeerDb {
                 engine.execute(request, source, remote),
             ))
         });
-        let timeout = self.settings.timeout;
-        match tokio::time::timeout(timeout, task).await {
+        match tokio::time::timeout_at(started + timeout, task).await {
             Ok(Ok(Ok(answer))) => answer,
             Ok(Ok(Err(e))) => {
                 tracing::error!(error = %e, "GraphQL query failed");
