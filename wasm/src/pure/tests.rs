@@ -137,7 +137,7 @@ fn a_peer_without_a_schema_becomes_a_per_peer_error_beside_the_others_data() {
     assert_eq!(plan.queries.len(), 1);
     assert_eq!(plan.queries[0].peer.as_str(), "PeerA");
     assert_eq!(unreachable.len(), 1);
-    let a = json!({"data": {"Local": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
+    let a = json!({"data": {"q0": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
     let response = finish(&plan, vec![Ok(a)], &unreachable);
     assert_eq!(
         response["data"]["Network"]["Get"]["PeerA"]["Things"]["City"][0]["name"],
