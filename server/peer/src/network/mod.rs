@@ -137,7 +137,7 @@ pub struct Settings {
 }
 
 /// The default of `--network-max-in-flight`.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl Settings {
     /// Settings from the resolved configuration, with the URI the peer is reachable at.
