@@ -1,22 +1,19 @@
-//! GraphQL pieces shared by every Plexus query path: the error shape, parsing
-//! into an operation with its variables substituted and its named fragments
-//! inlined, and the check of a `Get` selection against a schema.
-//!
-//! The peer's Local executor and the Network planner both use these, so a
-//! query is judged by the same rules on a peer, in the dashboard and in the
-//! browser.
+//! GraphQL pieces shared by every Plexus query path: the error shape, the
+//! `limit` rule, and parsing into an operation with its variables
+//! substituted and its named fragments inlined (for the Network planner,
+//! which runs after the engine of `plexus-graphql` validated the query and
+//! bounded its fragment expansion). Whether a query fits a schema is the
+//! engine's to judge, on the peer that answers it.
 
 use std::collections::BTreeMap;
 
 use graphql_parser::Pos;
 use graphql_parser::query::{
     Definition, Document, Field, FragmentDefinition, InlineFragment, Number, OperationDefinition,
-    Selection, SelectionSet, TypeCondition, Value,
+    Selection, SelectionSet, Value,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-
-use crate::schema::{DataType, Kind, Schema};
 
 /// The AST of a field, with owned strings.
 pub type AstField = Field<'static, String>;
@@ -269,35 +266,6 @@ pub fn value_to_json(value: &Value<'static, String>) -> Json {
     }
 }
 
-/// The fields of `set`, refusing fragments where only fields make sense.
-fn fields<'s>(
-    set: &'s AstSelectionSet,
-    path: &[String],
-    errors: &mut Vec<GraphQLError>,
-) -> Vec<&'s AstField> {
-    let mut out = Vec::new();
-    for item in &set.items {
-        match item {
-            Selection::Field(field) => out.push(field),
-            Selection::InlineFragment(f) => {
-                errors.push(GraphQLError::at(
-                    "a fragment is only allowed on a reference property",
-                    f.position,
-                    path,
-                ));
-            }
-            Selection::FragmentSpread(f) => {
-                errors.push(GraphQLError::at(
-                    "a fragment is only allowed on a reference property",
-                    f.position,
-                    path,
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// The arguments a class field of `Get` takes.
 pub const CLASS_ARGUMENTS: [&str; 2] = ["where", "limit"];
 
@@ -308,8 +276,7 @@ pub const MAX_LIMIT: usize = 10_000;
 
 /// The `limit` argument of a `Get` class field (variables resolved, as
 /// JSON): null means [`DEFAULT_LIMIT`]; otherwise an integer from 0 to
-/// [`MAX_LIMIT`]. The peer's Local executor and [`validate_get`] both judge
-/// it by this rule.
+/// [`MAX_LIMIT`]. Every engine judges it by this rule.
 pub fn parse_limit(value: &Json) -> Result<usize, String> {
     if value.is_null() {
         return Ok(DEFAULT_LIMIT);
@@ -322,179 +289,10 @@ pub fn parse_limit(value: &Json) -> Result<usize, String> {
     }
 }
 
-/// Checks the selection set of a `Get` field (`{ Things { City { name } } }`)
-/// against `schema`. `path` is the response path of that `Get` field.
-pub fn validate_get(get: &AstSelectionSet, schema: &Schema, path: &[String]) -> Vec<GraphQLError> {
-    let mut errors = Vec::new();
-    for kind_field in fields(get, path, &mut errors) {
-        let kind_path = extend(path, response_key(kind_field));
-        if kind_field.name == "__typename" {
-            continue;
-        }
-        let Some(kind) =
-            Kind::parse(&kind_field.name).filter(|k| k.graphql_field() == kind_field.name)
-        else {
-            errors.push(GraphQLError::at(
-                format!(
-                    "unknown field {:?} on Get: expected Things or Actions",
-                    kind_field.name
-                ),
-                kind_field.position,
-                &kind_path,
-            ));
-            continue;
-        };
-        for class_field in fields(&kind_field.selection_set, &kind_path, &mut errors) {
-            let class_path = extend(&kind_path, response_key(class_field));
-            if class_field.name == "__typename" {
-                continue;
-            }
-            if schema.class(kind, &class_field.name).is_none() {
-                errors.push(GraphQLError::at(
-                    format!("no {kind} class named {:?}", class_field.name),
-                    class_field.position,
-                    &class_path,
-                ));
-                continue;
-            }
-            for (name, value) in &class_field.arguments {
-                if name == "limit" {
-                    if let Err(message) = parse_limit(&value_to_json(value)) {
-                        errors.push(GraphQLError::at(message, class_field.position, &class_path));
-                    }
-                } else if !CLASS_ARGUMENTS.contains(&name.as_str()) {
-                    errors.push(GraphQLError::at(
-                        format!(
-                            "unknown argument {name:?} on class {:?}: expected where or limit",
-                            class_field.name
-                        ),
-                        class_field.position,
-                        &class_path,
-                    ));
-                }
-            }
-            validate_class_selection(
-                &class_field.selection_set,
-                schema,
-                &class_field.name,
-                &class_path,
-                &mut errors,
-            );
-        }
-    }
-    errors
-}
-
-/// Checks the properties selected on an object of `class`.
-fn validate_class_selection(
-    set: &AstSelectionSet,
-    schema: &Schema,
-    class: &str,
-    path: &[String],
-    errors: &mut Vec<GraphQLError>,
-) {
-    let Some((_, class_def)) = schema.find_class(class) else {
-        return;
-    };
-    if set.items.is_empty() {
-        errors.push(GraphQLError::at(
-            format!("select at least one property of {class:?}"),
-            set.span.0,
-            path,
-        ));
-    }
-    for field in fields(set, path, errors) {
-        let field_path = extend(path, response_key(field));
-        if matches!(field.name.as_str(), "uuid" | "__typename") {
-            continue;
-        }
-        let Some(property) = class_def.properties.iter().find(|p| p.name == field.name) else {
-            errors.push(GraphQLError::at(
-                format!("class {class:?} has no property {:?}", field.name),
-                field.position,
-                &field_path,
-            ));
-            continue;
-        };
-        match property.kind() {
-            Ok(DataType::Ref(targets)) => {
-                for item in &field.selection_set.items {
-                    let Selection::InlineFragment(InlineFragment {
-                        type_condition: Some(TypeCondition::On(target)),
-                        selection_set,
-                        position,
-                        ..
-                    }) = item
-                    else {
-                        errors.push(GraphQLError::at(
-                            format!(
-                                "reference {:?} is selected with `... on Class {{ ... }}`",
-                                field.name
-                            ),
-                            field.position,
-                            &field_path,
-                        ));
-                        continue;
-                    };
-                    if !targets.contains(target) {
-                        errors.push(GraphQLError::at(
-                            format!("reference {:?} cannot point at {target:?}", field.name),
-                            *position,
-                            &field_path,
-                        ));
-                        continue;
-                    }
-                    validate_class_selection(selection_set, schema, target, &field_path, errors);
-                }
-            }
-            Ok(DataType::GeoCoordinates) => {
-                for sub in fields(&field.selection_set, &field_path, errors) {
-                    if !matches!(sub.name.as_str(), "latitude" | "longitude") {
-                        errors.push(GraphQLError::at(
-                            format!(
-                                "geoCoordinates has latitude and longitude, not {:?}",
-                                sub.name
-                            ),
-                            sub.position,
-                            &field_path,
-                        ));
-                    }
-                }
-            }
-            _ if !field.selection_set.items.is_empty() => errors.push(GraphQLError::at(
-                format!(
-                    "property {:?} is a scalar and takes no selection",
-                    field.name
-                ),
-                field.position,
-                &field_path,
-            )),
-            _ => {}
-        }
-    }
-}
-
-fn extend(path: &[String], key: &str) -> Vec<String> {
-    let mut p = path.to_vec();
-    p.push(key.to_owned());
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn schema() -> Schema {
-        serde_json::from_value(json!({"things": {"classes": [
-            {"class": "City", "properties": [
-                {"name": "name", "dataType": ["string"]},
-                {"name": "population", "dataType": ["int"]},
-                {"name": "inCountry", "dataType": ["Country"]},
-                {"name": "location", "dataType": ["geoCoordinates"]}]},
-            {"class": "Country", "properties": [{"name": "name", "dataType": ["string"]}]}]}}))
-        .expect("schema")
-    }
 
     fn get_of(query: &str, variables: serde_json::Value) -> Result<AstSelectionSet, GraphQLError> {
         let set = prepare(query, None, variables.as_object().expect("object"))?;
@@ -515,71 +313,6 @@ mod tests {
         for bad in [json!(MAX_LIMIT + 1), json!(-1), json!(1.5), json!("3")] {
             assert!(parse_limit(&bad).is_err(), "{bad}");
         }
-        for (limit, ok) in [("10", true), ("10001", false), ("-2", false)] {
-            let query =
-                format!("{{ Local {{ Get {{ Things {{ City(limit: {limit}) {{ name }} }} }} }} }}");
-            let get = get_of(&query, json!({})).expect("parse");
-            let errors = validate_get(&get, &schema(), &["Get".to_owned()]);
-            assert_eq!(errors.is_empty(), ok, "{limit}: {errors:?}");
-            if !ok {
-                assert!(errors[0].message.contains("limit must be"), "{errors:?}");
-                assert_eq!(
-                    errors[0].path,
-                    vec![json!("Get"), json!("Things"), json!("City")]
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_valid_get_has_no_errors() {
-        let get = get_of(
-            "{ Local { Get { Things { City(limit: 2) { name uuid inCountry { ... on Country { name } } location { latitude } } } } } }",
-            json!({}),
-        )
-        .expect("parse");
-        assert_eq!(
-            validate_get(&get, &schema(), &["Local".into(), "Get".into()]),
-            []
-        );
-    }
-
-    #[test]
-    fn unknown_class_and_property_errors_carry_location_and_path() {
-        let get = get_of(
-            "{ Local { Get { Things {\n  Town { name }\n  City { mayor } } } } }",
-            json!({}),
-        )
-        .expect("parse");
-        let errors = validate_get(&get, &schema(), &["Local".into(), "Get".into()]);
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert_eq!(errors[0].locations, [Location { line: 2, column: 3 }]);
-        assert_eq!(
-            errors[0].path,
-            [json!("Local"), json!("Get"), json!("Things"), json!("Town")]
-        );
-        assert!(errors[1].message.contains("mayor"));
-        assert_eq!(errors[1].path.last(), Some(&json!("mayor")));
-    }
-
-    #[test]
-    fn references_need_a_fragment_on_a_target_class() {
-        let get = get_of(
-            "{ Local { Get { Things { City { inCountry { name } } } } } }",
-            json!({}),
-        )
-        .expect("parse");
-        assert_eq!(validate_get(&get, &schema(), &[]).len(), 1);
-        let get = get_of(
-            "{ Local { Get { Things { City { inCountry { ... on City { name } } } } } } }",
-            json!({}),
-        )
-        .expect("parse");
-        assert!(
-            validate_get(&get, &schema(), &[])[0]
-                .message
-                .contains("cannot point at")
-        );
     }
 
     #[test]

@@ -1,20 +1,29 @@
 //! The Network query planner and result merger.
 //!
 //! `{ Network { Get { PeerB { Things { City { name } } } } } }` becomes one
-//! `{ Local { Get { Things { City { name } } } } }` per named peer; the
-//! answers are merged back under `Network.Get.PeerB`, with one GraphQL error
-//! (and its path) for each peer that failed, beside the data of those that
-//! answered. Peers, the dashboard and the browser client all use this.
+//! Local query per distinct named peer: every field naming that peer (its
+//! aliases, under `Get` and `GetMeta`) goes into the same query as one
+//! aliased `Local` field each (`{ q0: Local { Get { … } } q1: Local {
+//! GetMeta { … } } }`), so a peer gets one request however often a query
+//! names it. The answers are merged back under `Network.Get.PeerB`, with one
+//! GraphQL error (and its path) for each peer that failed, beside the data
+//! of those that answered. The peers' engine validates a query before it is
+//! planned (and each peer judges its own Local query), so the planner only
+//! checks the shape and that every named peer is known. Peers, the
+//! dashboard and the browser client all use this.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-use graphql_parser::query::{Document, Field, OperationDefinition, Selection, SelectionSet};
+use graphql_parser::query::{Document, Field, OperationDefinition, Selection, SelectionSet, Text};
 use serde_json::{Map, Value as Json, json};
 
-use crate::graphql::{AstField, GraphQLError, prepare, response_key, validate_get};
+use crate::graphql::{AstField, AstSelectionSet, GraphQLError, prepare, response_key};
 use crate::names::PeerName;
 use crate::schema::Schema;
+
+/// The query forms of `Network` (and of `Local`).
+pub const FORMS: [&str; 2] = ["Get", "GetMeta"];
 
 /// One Local query to send to one peer.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,20 +32,24 @@ pub struct PeerQuery {
     pub peer: PeerName,
     /// The Local query text to `POST {peer}/v1/graphql`.
     pub query: String,
-    /// Where its answer goes in the response: `[Network key, Get key, peer key]`.
-    pub path: [String; 3],
+    /// Where each of its `q{i}` answers goes in the response:
+    /// `[Network key, form key, peer key]`, `i` being the index here.
+    pub paths: Vec<[String; 3]>,
 }
 
 /// A planned Network query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkPlan {
-    /// The queries to send, directly and in parallel.
+    /// The queries to send, one per distinct peer, in the order first named.
     pub queries: Vec<PeerQuery>,
 }
 
-/// Plans `query` (with `variables`) against the cached `schemas` of the
-/// known peers. Every root field must be `Network`; an unknown peer, class
-/// or property is an error before anything is sent.
+/// One field naming a peer: its form (`Get`), its selection, its response path.
+type Part = (String, AstSelectionSet, [String; 3]);
+
+/// Plans the `Network` root fields of `query` (with `variables`); other
+/// root fields are left to the caller. Every named peer must be a key of
+/// `schemas` (the peers whose schema is known).
 pub fn plan<S: Borrow<Schema>>(
     query: &str,
     operation_name: Option<&str>,
@@ -45,118 +58,151 @@ pub fn plan<S: Borrow<Schema>>(
 ) -> Result<NetworkPlan, Vec<GraphQLError>> {
     let root = prepare(query, operation_name, variables).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    let mut queries = Vec::new();
-    for item in &root.items {
-        let Selection::Field(network) = item else {
-            errors.push(GraphQLError::query(
-                "fragments are not allowed at the root of a Network query",
-            ));
-            continue;
-        };
-        let network_key = response_key(network).to_owned();
+    // Per peer, in the order first named: its (form, selection, path) parts.
+    let mut parts: Vec<(PeerName, Vec<Part>)> = Vec::new();
+    for network in fields(&root, &mut errors, "the root") {
         if network.name != "Network" {
-            errors.push(GraphQLError::at(
-                format!(
-                    "{:?} cannot be asked together with Network; send Local queries on their own",
-                    network.name
-                ),
-                network.position,
-                &[network_key],
-            ));
             continue;
         }
-        for item in &network.selection_set.items {
-            let Selection::Field(get) = item else {
-                errors.push(GraphQLError::query(
-                    "fragments are not allowed under Network",
-                ));
-                continue;
-            };
-            let get_key = response_key(get).to_owned();
-            if get.name != "Get" {
-                let path = [network_key.clone(), get_key];
+        let network_key = response_key(network).to_owned();
+        for form in fields(&network.selection_set, &mut errors, "Network") {
+            let form_key = response_key(form).to_owned();
+            if !FORMS.contains(&form.name.as_str()) {
                 errors.push(GraphQLError::at(
-                    format!("Network.{} is not supported: use Get", get.name),
-                    get.position,
-                    &path,
+                    format!("Network.{} is not supported: use Get or GetMeta", form.name),
+                    form.position,
+                    &[network_key.clone(), form_key],
                 ));
                 continue;
             }
-            for item in &get.selection_set.items {
-                let Selection::Field(peer_field) = item else {
-                    errors.push(GraphQLError::query(
-                        "fragments are not allowed under Network.Get",
-                    ));
-                    continue;
-                };
+            for peer_field in fields(&form.selection_set, &mut errors, "Network.Get") {
                 let path = [
                     network_key.clone(),
-                    get_key.clone(),
+                    form_key.clone(),
                     response_key(peer_field).to_owned(),
                 ];
-                match plan_peer(peer_field, schemas, &path) {
-                    Ok(q) => queries.push(q),
-                    Err(mut e) => errors.append(&mut e),
+                let peer = match PeerName::new(peer_field.name.clone()) {
+                    Ok(peer) if schemas.contains_key(&peer) => peer,
+                    _ => {
+                        let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
+                        errors.push(GraphQLError::at(
+                            format!(
+                                "unknown peer {:?} (known peers with a schema: {})",
+                                peer_field.name,
+                                known.join(", ")
+                            ),
+                            peer_field.position,
+                            &path,
+                        ));
+                        continue;
+                    }
+                };
+                let part = (form.name.clone(), peer_field.selection_set.clone(), path);
+                match parts.iter_mut().find(|(p, _)| *p == peer) {
+                    Some((_, list)) => list.push(part),
+                    None => parts.push((peer, vec![part])),
                 }
             }
         }
     }
-    if errors.is_empty() {
-        Ok(NetworkPlan { queries })
-    } else {
-        Err(errors)
-    }
-}
-
-fn plan_peer<S: Borrow<Schema>>(
-    field: &AstField,
-    schemas: &BTreeMap<PeerName, S>,
-    path: &[String; 3],
-) -> Result<PeerQuery, Vec<GraphQLError>> {
-    let unknown = || {
-        let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
-        vec![GraphQLError::at(
-            format!(
-                "unknown peer {:?} (known peers with a schema: {})",
-                field.name,
-                known.join(", ")
-            ),
-            field.position,
-            path,
-        )]
-    };
-    let peer = PeerName::new(field.name.clone()).map_err(|_| unknown())?;
-    let schema = schemas.get(&peer).ok_or_else(unknown)?;
-    let errors = validate_get(&field.selection_set, schema.borrow(), path);
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(PeerQuery {
-        peer,
-        query: local_query(&field.selection_set),
-        path: path.clone(),
-    })
+    let queries = parts
+        .into_iter()
+        .map(|(peer, list)| {
+            let mut items = Vec::new();
+            let mut paths = Vec::new();
+            for (i, (form, mut set, path)) in list.into_iter().enumerate() {
+                with_typenames(&mut set, &format!("{peer}_"));
+                items.push(Selection::Field(field(
+                    Some(format!("q{i}")),
+                    "Local",
+                    vec![Selection::Field(field(None, &form, set.items))],
+                )));
+                paths.push(path);
+            }
+            let document: Document<'static, String> = Document {
+                definitions: vec![graphql_parser::query::Definition::Operation(
+                    OperationDefinition::SelectionSet(selection_set(items)),
+                )],
+            };
+            PeerQuery {
+                peer,
+                query: document.to_string(),
+                paths,
+            }
+        })
+        .collect();
+    Ok(NetworkPlan { queries })
 }
 
-/// `{ Local { Get { <get> } } }` as text.
-fn local_query(get: &SelectionSet<'static, String>) -> String {
-    let wrap = |name: &str, set: SelectionSet<'static, String>| SelectionSet {
-        span: set.span,
-        items: vec![Selection::Field(Field {
-            position: set.span.0,
-            alias: None,
-            name: name.to_owned(),
-            arguments: Vec::new(),
-            directives: Vec::new(),
-            selection_set: set,
-        })],
-    };
-    let document: Document<'static, String> = Document {
-        definitions: vec![graphql_parser::query::Definition::Operation(
-            OperationDefinition::SelectionSet(wrap("Local", wrap("Get", get.clone()))),
-        )],
-    };
-    document.to_string()
+/// The fields of `set`: fragments were inlined by `prepare`, and only a
+/// reference's selection may hold inline fragments.
+fn fields<'s>(
+    set: &'s AstSelectionSet,
+    errors: &mut Vec<GraphQLError>,
+    under: &str,
+) -> Vec<&'s AstField> {
+    let mut out = Vec::new();
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => out.push(f),
+            _ => errors.push(GraphQLError::query(format!(
+                "fragments are not allowed under {under} of a Network query"
+            ))),
+        }
+    }
+    out
+}
+
+/// Adds `__typename` to every selection that holds inline fragments (a
+/// reference's), so the merged answer tells each object's class, and names
+/// the peer's own types in their conditions (the engine's Network types
+/// carry a `{peer}_` prefix).
+fn with_typenames(set: &mut AstSelectionSet, prefix: &str) {
+    let mut fragments = false;
+    for item in &mut set.items {
+        match item {
+            Selection::Field(f) => with_typenames(&mut f.selection_set, prefix),
+            Selection::InlineFragment(f) => {
+                fragments = true;
+                if let Some(graphql_parser::query::TypeCondition::On(name)) = &mut f.type_condition
+                    && let Some(bare) = name.strip_prefix(prefix)
+                {
+                    *name = bare.to_owned();
+                }
+                with_typenames(&mut f.selection_set, prefix);
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+    if fragments {
+        set.items
+            .push(Selection::Field(field(None, "__typename", Vec::new())));
+    }
+}
+
+fn selection_set<'a, T: Text<'a>>(items: Vec<Selection<'a, T>>) -> SelectionSet<'a, T> {
+    SelectionSet {
+        span: Default::default(),
+        items,
+    }
+}
+
+fn field(
+    alias: Option<String>,
+    name: &str,
+    items: Vec<Selection<'static, String>>,
+) -> Field<'static, String> {
+    Field {
+        position: Default::default(),
+        alias,
+        name: name.to_owned(),
+        arguments: Vec::new(),
+        directives: Vec::new(),
+        selection_set: selection_set(items),
+    }
 }
 
 /// What one peer answered to its [`PeerQuery`]: its whole GraphQL response,
@@ -169,36 +215,42 @@ pub fn merge(plan: &NetworkPlan, answers: Vec<PeerAnswer>) -> Json {
     let mut data = Map::new();
     let mut errors = Vec::new();
     for (query, answer) in plan.queries.iter().zip(answers) {
-        let [network_key, get_key, peer_key] = &query.path;
-        let value = match answer {
-            Ok(response) => {
-                for error in response
-                    .get("errors")
-                    .and_then(Json::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    errors.push(rebase_error(error, &query.path));
+        for (i, path) in query.paths.iter().enumerate() {
+            let [network_key, form_key, peer_key] = path;
+            let alias = format!("q{i}");
+            let value = match &answer {
+                Ok(response) => {
+                    for error in response
+                        .get("errors")
+                        .and_then(Json::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(e) = rebase_error(error, &alias, path) {
+                            errors.push(e);
+                        }
+                    }
+                    response
+                        .get("data")
+                        .and_then(|d| d.get(&alias))
+                        .and_then(|local| local.as_object()?.values().next().cloned())
+                        .unwrap_or(Json::Null)
                 }
-                response
-                    .pointer("/data/Local/Get")
-                    .cloned()
-                    .unwrap_or(Json::Null)
+                Err(reason) => {
+                    errors.push(json!({
+                        "message": format!("peer {} did not answer: {reason}", query.peer),
+                        "path": path,
+                    }));
+                    Json::Null
+                }
+            };
+            let network = data.entry(network_key.clone()).or_insert_with(|| json!({}));
+            let form = network
+                .as_object_mut()
+                .map(|n| n.entry(form_key.clone()).or_insert_with(|| json!({})));
+            if let Some(Json::Object(form)) = form {
+                form.insert(peer_key.clone(), value);
             }
-            Err(reason) => {
-                errors.push(json!({
-                    "message": format!("peer {} did not answer: {reason}", query.peer),
-                    "path": query.path,
-                }));
-                Json::Null
-            }
-        };
-        let network = data.entry(network_key.clone()).or_insert_with(|| json!({}));
-        let get = network
-            .as_object_mut()
-            .map(|n| n.entry(get_key.clone()).or_insert_with(|| json!({})));
-        if let Some(Json::Object(get)) = get {
-            get.insert(peer_key.clone(), value);
         }
     }
     let mut response = json!({ "data": data });
@@ -208,17 +260,24 @@ pub fn merge(plan: &NetworkPlan, answers: Vec<PeerAnswer>) -> Json {
     response
 }
 
-/// A remote peer's error, with its path moved from `Local.Get…` to
-/// `Network.Get.Peer…`; its locations refer to the Local query and are dropped.
-fn rebase_error(error: &Json, prefix: &[String; 3]) -> Json {
+/// A remote peer's error for its part `alias` (`q{i}`), with its path moved
+/// from `q{i}.Get…` to `Network.Get.Peer…`; its locations refer to the
+/// Local query and are dropped. An error without a path (the whole Local
+/// query failed) counts for every part; one of another part, for none.
+fn rebase_error(error: &Json, alias: &str, prefix: &[String; 3]) -> Option<Json> {
     let message = error
         .get("message")
         .and_then(Json::as_str)
         .unwrap_or("error");
     let remote_path = error.get("path").and_then(Json::as_array);
     let mut path: Vec<Json> = prefix.iter().map(|p| Json::String(p.clone())).collect();
-    path.extend(remote_path.into_iter().flatten().skip(2).cloned());
-    json!({ "message": message, "path": path })
+    if let Some(remote) = remote_path.filter(|p| !p.is_empty()) {
+        if remote.first().and_then(Json::as_str) != Some(alias) {
+            return None;
+        }
+        path.extend(remote.iter().skip(2).cloned());
+    }
+    Some(json!({ "message": message, "path": path }))
 }
 
 #[cfg(test)]
@@ -243,44 +302,65 @@ mod tests {
     }
 
     #[test]
-    fn plans_one_local_query_per_named_peer() {
-        let q = "{ Network { Get { PeerB { Things { City(limit: 1) { name } } } PeerC { Things { Airport { code } } } } } }";
+    fn plans_one_local_query_per_distinct_peer() {
+        let q = "{ Network { Get { PeerB { Things { City(limit: 1) { name } } } PeerC { Things { Airport { code } } } b2: PeerB { Things { City { population } } } } GetMeta { PeerB { Things { City { meta { count } } } } } } }";
         let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
-        assert_eq!(plan.queries.len(), 2);
-        assert_eq!(plan.queries[0].peer.as_str(), "PeerB");
-        let reparsed =
-            graphql_parser::parse_query::<String>(&plan.queries[0].query).expect("valid GraphQL");
-        let text = reparsed.to_string();
+        assert_eq!(plan.queries.len(), 2, "{plan:?}");
+        let b = &plan.queries[0];
+        assert_eq!(b.peer.as_str(), "PeerB");
+        assert_eq!(b.paths.len(), 3);
+        assert_eq!(
+            b.paths[1],
+            ["Network".to_owned(), "Get".into(), "b2".into()]
+        );
+        assert_eq!(b.paths[2][1], "GetMeta");
+        let text = graphql_parser::parse_query::<String>(&b.query)
+            .expect("valid GraphQL")
+            .to_string();
         assert!(
-            text.contains("Local") && text.contains("City(limit: 1)") && !text.contains("Airport"),
+            text.contains("q0: Local")
+                && text.contains("q2: Local")
+                && text.contains("GetMeta")
+                && text.contains("City(limit: 1)")
+                && !text.contains("Airport"),
             "{text}"
         );
         assert_eq!(
-            plan.queries[1].path,
-            ["Network".to_owned(), "Get".into(), "PeerC".into()]
+            plan.queries[1].paths,
+            [["Network".to_owned(), "Get".into(), "PeerC".into()]]
         );
     }
 
     #[test]
-    fn unknown_peer_class_or_property_is_refused_before_sending() {
+    fn a_thousand_aliases_of_one_peer_make_one_query() {
+        let fields: String = (0..1000)
+            .map(|i| format!("a{i}: PeerB {{ Things {{ City(limit: 1) {{ name }} }} }} "))
+            .collect();
+        let q = format!("{{ Network {{ Get {{ {fields} }} }} }}");
+        let plan = plan(&q, None, &no_vars(), &schemas()).expect("valid");
+        assert_eq!(plan.queries.len(), 1);
+        assert_eq!(plan.queries[0].paths.len(), 1000);
+    }
+
+    #[test]
+    fn references_ask_for_their_typename() {
+        let q = "{ Network { Get { PeerB { Things { City { inCountry { ... on Country { name } } } } } } } }";
+        let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
+        assert!(
+            plan.queries[0].query.contains("__typename"),
+            "{}",
+            plan.queries[0].query
+        );
+    }
+
+    #[test]
+    fn unknown_peers_and_forms_are_refused_before_sending() {
         for (q, needle) in [
             (
                 "{ Network { Get { PeerZ { Things { City { name } } } } } }",
                 "unknown peer",
             ),
-            (
-                "{ Network { Get { PeerC { Things { City { name } } } } } }",
-                "no things class",
-            ),
-            (
-                "{ Network { Get { PeerB { Things { City { mayor } } } } } }",
-                "no property",
-            ),
             ("{ Network { Fetch { PeerB { x } } } }", "not supported"),
-            (
-                "{ Local { Get { Things { City { name } } } } Network { Get { PeerB { Things { City { name } } } } } }",
-                "together",
-            ),
         ] {
             let errors = plan(q, None, &no_vars(), &schemas()).expect_err(q);
             assert!(
@@ -294,6 +374,11 @@ mod tests {
                 "{errors:?}"
             );
         }
+        let local_only = "{ Local { Get { Things { City { name } } } } }";
+        assert_eq!(
+            plan(local_only, None, &no_vars(), &schemas()).expect("Local is left alone"),
+            NetworkPlan { queries: vec![] }
+        );
     }
 
     #[test]
@@ -313,7 +398,7 @@ mod tests {
     fn merges_answers_and_reports_each_failed_peer_with_its_path() {
         let q = "{ Network { Get { PeerB { Things { City { name } } } c: PeerC { Things { Airport { code } } } } } }";
         let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
-        let b = json!({"data": {"Local": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
+        let b = json!({"data": {"q0": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
         let merged = merge(&plan, vec![Ok(b), Err("connection refused".into())]);
         assert_eq!(
             merged["data"]["Network"]["Get"]["PeerB"]["Things"]["City"][0]["name"],
@@ -334,21 +419,27 @@ mod tests {
     #[test]
     fn remote_errors_are_rebased_under_the_peer() {
         let plan = plan(
-            "{ Network { Get { PeerB { Things { City { name } } } } } }",
+            "{ Network { Get { PeerB { Things { City { name } } } x: PeerB { Things { City { name } } } } } }",
             None,
             &no_vars(),
             &schemas(),
         )
         .expect("valid");
-        let answer = json!({"data": {"Local": {"Get": {"Things": {"City": null}}}},
-                            "errors": [{"message": "boom", "locations": [{"line": 1, "column": 3}], "path": ["Local", "Get", "Things", "City"]}]});
+        let answer = json!({"data": {"q0": {"Get": {"Things": {"City": null}}}, "q1": {"Get": {"Things": {"City": []}}}},
+                            "errors": [{"message": "boom", "locations": [{"line": 1, "column": 3}], "path": ["q0", "Get", "Things", "City"]}]});
         let merged = merge(&plan, vec![Ok(answer)]);
         assert_eq!(
             merged["errors"],
             json!([{"message": "boom", "path": ["Network", "Get", "PeerB", "Things", "City"]}])
         );
-        assert!(merged.get("errors").is_some());
-        let clean = merge(&plan, vec![Ok(json!({"data": {"Local": {"Get": {}}}}))]);
+        assert_eq!(
+            merged["data"]["Network"]["Get"]["x"]["Things"]["City"],
+            json!([])
+        );
+        let clean = merge(
+            &plan,
+            vec![Ok(json!({"data": {"q0": {"Get": {}}, "q1": {"Get": {}}}}))],
+        );
         assert!(
             clean.get("errors").is_none(),
             "no errors key when all answered"

@@ -3,9 +3,10 @@
 //! `new NetworkClient(genesisUrl, {token})` lists the peers, watches the
 //! list live, fetches schemas, and runs Network queries: planned in the
 //! browser by `plexus-core` exactly as a peer plans them, sent to the peers
-//! directly and in parallel, and merged as a peer merges them. The pure
-//! helpers `validateQuery` and `schemaHash` apply the same rules as the
-//! servers. Errors reach JavaScript as `Error` objects named `PlexusError`
+//! directly and in parallel, and merged as a peer merges them. Whether a
+//! query fits a peer's classes is that peer's engine to judge (it answers
+//! with errors and paths); `validateQuery` checks what the planner checks:
+//! syntax, shape and known peers. `schemaHash` hashes as the servers do. Errors reach JavaScript as `Error` objects named `PlexusError`
 //! with a `kind`; panics (there should be none) are logged by
 //! `console_error_panic_hook`.
 //!
@@ -147,9 +148,10 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// Checks a Network query against the schemas of the peers it names
-/// (`{peerName: schema}`), by the rules a peer applies: the errors, an empty
-/// array when the query is valid. Throws (kind `invalid-input`) when
+/// Checks a Network query as the planner does: syntax, shape, and that every
+/// peer it names is among `schemas` (`{peerName: schema}`); the errors, an
+/// empty array when it can be planned. Classes and properties are judged by
+/// each named peer's GraphQL engine when the query runs. Throws (kind `invalid-input`) when
 /// `schemas` or `options` are malformed.
 #[wasm_bindgen(js_name = validateQuery, unchecked_return_type = "GraphQLError[]")]
 pub fn validate_query(

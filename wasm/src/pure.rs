@@ -109,8 +109,9 @@ pub fn parse_schemas(json: Json) -> Result<BTreeMap<PeerName, Schema>, ClientErr
     Ok(schemas)
 }
 
-/// Checks a Network query against the schemas of the peers it names, as a
-/// peer would before sending anything: the errors, none when it is valid.
+/// Checks a Network query as the planner does before sending anything
+/// (syntax, shape, known peers): the errors, none when it can be planned.
+/// Classes and properties are judged by the named peers' engines.
 pub fn validate<S: Borrow<Schema>>(
     query: &str,
     options: &ValidateOptions,

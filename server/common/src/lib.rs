@@ -77,7 +77,12 @@ pub async fn json_errors(
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            // GraphQL over HTTP's media type is JSON too.
+            let v = v.as_bytes();
+            v.starts_with(b"application/json")
+                || v.starts_with(b"application/graphql-response+json")
+        });
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
             .await

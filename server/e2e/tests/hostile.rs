@@ -477,7 +477,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
         ("POST", "/v1/schema/widgets"),
         ("DELETE", "/v1/schema/things/Nowhere"),
         ("DELETE", "/v1/schema/widgets/City"),
-        ("GET", "/v1/graphql"),
+        ("PUT", "/v1/graphql"),
         ("POST", "/p2p/ping"),
         ("GET", "/p2p/genesis"),
         ("DELETE", "/v1/network/peers"),

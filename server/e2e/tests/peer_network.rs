@@ -75,11 +75,12 @@ async fn three_peers_query_each_other_and_survive_a_dead_one() {
         ["Ada"]
     );
 
-    // Validation errors come before anything is sent: unknown peer, unknown class.
+    // The engine's validation errors come before anything is sent: unknown
+    // peer (no field of that name), unknown class.
     for (bad, needle) in [
         (
             "{ Network { Get { PeerZ { Things { City { name } } } } } }",
-            "unknown peer",
+            "\"PeerZ\"",
         ),
         (
             "{ Network { Get { PeerB { Things { Airport { name } } } } } }",

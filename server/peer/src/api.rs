@@ -9,8 +9,8 @@ use plexus_core::schema::{Class, Kind, Property, Schema};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::graphql::{GraphQLRequest, GraphQLResponse, plan::MAX_LIMIT};
 use super::{NewObject, Object, PeerState};
+use plexus_graphql::MAX_LIMIT;
 use plexus_server::AppError;
 
 /// The REST routes and `POST /v1/graphql`.
@@ -20,7 +20,10 @@ pub fn routes() -> Router<PeerState> {
         .route("/v1/schema/{kind}", post(add_class))
         .route("/v1/schema/{kind}/{class}", delete(remove_class))
         .route("/v1/schema/{kind}/{class}/properties", post(add_property))
-        .route("/v1/graphql", post(graphql))
+        .route(
+            "/v1/graphql",
+            get(super::graphql_http::get).post(super::graphql_http::post),
+        )
         .merge(super::batch::routes())
         .route("/v1/{kind}", get(list_objects).post(create_object))
         .route(
@@ -84,7 +87,7 @@ async fn list_objects(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, AppError> {
     let kind = kind(&segment)?;
-    let limit = params.limit.unwrap_or(super::graphql::plan::DEFAULT_LIMIT);
+    let limit = params.limit.unwrap_or(plexus_graphql::DEFAULT_LIMIT);
     if limit > MAX_LIMIT {
         return Err(AppError::unprocessable(format!(
             "limit must be at most {MAX_LIMIT}"
@@ -127,11 +130,4 @@ async fn delete_object(
     let kind = kind(&segment)?;
     state.db.delete_object(kind, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn graphql(
-    State(state): State<PeerState>,
-    Json(request): Json<GraphQLRequest>,
-) -> Json<GraphQLResponse> {
-    Json(state.db.graphql(request, state.network.as_deref()).await)
 }

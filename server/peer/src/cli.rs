@@ -13,7 +13,8 @@ use plexus_core::wire::{Contextionary, ContextionaryHash};
 use super::batch::{BatchLimits, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_OBJECTS};
 use super::config::{self, NetworkSettings, Overrides};
 use super::network::{self, Input, Stopped, routes as p2p};
-use super::{PeerDb, PeerState, api_routes, layers};
+use super::{GraphQLSettings, PeerDb, PeerState, api_routes, layers};
+use plexus_graphql::Limits;
 use plexus_server::outbound::{self, Guard, Outbound, OutboundArgs};
 use plexus_server::policy::PolicyArgs;
 use plexus_server::{ConnectionArgs, bind, shutdown_signal};
@@ -120,6 +121,66 @@ pub struct Args {
     /// At most this many bytes of body in one batch request.
     #[arg(long, env = "PLEXUS_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_BYTES)]
     pub batch_max_bytes: usize,
+    /// The most Local queries one Network query sends at once (one per distinct peer).
+    #[arg(long, env = "PLEXUS_NETWORK_MAX_IN_FLIGHT", default_value_t = network::DEFAULT_MAX_IN_FLIGHT)]
+    pub network_max_in_flight: usize,
+    /// The GraphQL engine's bounds.
+    #[command(flatten)]
+    pub graphql: GraphQLArgs,
+}
+
+/// The bounds of the GraphQL engine (docs/peer.md, "GraphQL").
+#[derive(Debug, Clone, clap::Args)]
+pub struct GraphQLArgs {
+    /// Deepest nesting of selections in a query.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
+    pub graphql_max_depth: usize,
+    /// Most fields in a query, every fragment expanded.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_COMPLEXITY", default_value_t = Limits::default().max_complexity)]
+    pub graphql_max_complexity: usize,
+    /// Deepest recursion of the GraphQL parser.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_RECURSIVE_DEPTH", default_value_t = Limits::default().max_recursive_depth)]
+    pub graphql_max_recursive_depth: usize,
+    /// Most aliased fields in a query, fragments expanded.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_ALIASES", default_value_t = Limits::default().max_aliases)]
+    pub graphql_max_aliases: usize,
+    /// Most objects in one answer: each `limit` weighs its value before the
+    /// query runs, and the objects are counted while it runs.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_OBJECTS", default_value_t = Limits::default().max_objects)]
+    pub graphql_max_objects: usize,
+    /// Most objects one GetMeta class reads to aggregate.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_META_OBJECTS", default_value_t = Limits::default().max_meta_objects)]
+    pub graphql_max_meta_objects: usize,
+    /// Most bytes of one GraphQL answer.
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_ANSWER_BYTES", default_value_t = GraphQLSettings::default().max_answer_bytes)]
+    pub graphql_max_answer_bytes: usize,
+    /// How long one query may run before it is cancelled (e.g. 10s).
+    #[arg(long, env = "PLEXUS_GRAPHQL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub graphql_timeout: Duration,
+    /// How many queries run at once, off the async workers [default: the machine's cores].
+    #[arg(long, env = "PLEXUS_GRAPHQL_MAX_RUNNING")]
+    pub graphql_max_running: Option<usize>,
+}
+
+impl GraphQLArgs {
+    /// The settings these flags give.
+    pub fn settings(&self) -> GraphQLSettings {
+        GraphQLSettings {
+            limits: Limits {
+                max_depth: self.graphql_max_depth,
+                max_complexity: self.graphql_max_complexity,
+                max_recursive_depth: self.graphql_max_recursive_depth,
+                max_aliases: self.graphql_max_aliases,
+                max_objects: self.graphql_max_objects,
+                max_meta_objects: self.graphql_max_meta_objects,
+            },
+            max_answer_bytes: self.graphql_max_answer_bytes,
+            timeout: self.graphql_timeout,
+            max_running: self
+                .graphql_max_running
+                .unwrap_or_else(super::default_max_running),
+        }
+    }
 }
 
 impl Args {
@@ -182,7 +243,8 @@ impl Args {
 /// Opens the database named by `args`.
 pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
     let dir = args.data_dir()?;
-    let db = tokio::task::spawn_blocking(move || PeerDb::open(&dir)).await??;
+    let settings = args.graphql.settings();
+    let db = tokio::task::spawn_blocking(move || PeerDb::open_with(&dir, settings)).await??;
     Ok(Arc::new(db.with_batch_limits(BatchLimits {
         max_objects: args.batch_max_objects,
         max_bytes: args.batch_max_bytes,
@@ -226,8 +288,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         std::time::Duration::from_secs(2),
         concat!("plexus-peer/", env!("CARGO_PKG_VERSION")),
     )?;
+    let mut network_settings = network::Settings::new(&settings, public_uri, identity);
+    network_settings.max_in_flight = args.network_max_in_flight;
     let (task, handle) = network::start(
-        network::Settings::new(&settings, public_uri, identity),
+        network_settings,
         db.clone(),
         http,
         network::Peers::new(outbound, args.max_schema_downloads),

@@ -4,7 +4,7 @@
 //!
 //! [`PeerDb`] is the database every handler shares; [`router`] builds the
 //! HTTP app. The network layer adds its routes with [`api_routes`] and
-//! [`layers`], answers `Network` queries through [`graphql::NetworkResolver`],
+//! [`layers`], answers `Network` queries through a [`plexus_graphql::Remote`],
 //! and follows schema changes with [`PeerDb::subscribe_schema`].
 
 pub mod api;
@@ -12,6 +12,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod graphql;
+pub mod graphql_http;
 pub mod index;
 pub mod network;
 pub mod object;
@@ -22,22 +23,27 @@ mod index_props;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use plexus_core::filter::Filter;
+use plexus_core::names::PeerName;
 use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaError};
+use plexus_graphql::{Engine, Limits, Remote, Source};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::{RwLock, watch};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-pub use graphql::NetworkResolver;
-use graphql::{GraphQLRequest, GraphQLResponse, ObjectSource, SourceError};
+use graphql::{GraphQLResponse, ObjectSource, SourceError};
 pub use object::Object;
+pub use plexus_graphql::{Answer, GraphQLRequest};
 use plexus_server::AppError;
 use plexus_server::policy::PolicyArgs;
 use store::{RemoveClass, Snapshot, Store, StoreError};
@@ -122,6 +128,102 @@ pub struct PeerDb {
     batch: batch::BatchLimits,
     schema: RwLock<Arc<Schema>>,
     hash: watch::Sender<String>,
+    /// The GraphQL engine of the current schema and remote schemas: each
+    /// request runs on the engine it started with; a rebuild swaps it and
+    /// the old one drops with its last request.
+    engine: watch::Sender<Arc<Engine>>,
+    /// The peer's name and the remote schemas it holds (with its own), once in a network.
+    network: std::sync::Mutex<HeldSchemas>,
+    settings: GraphQLSettings,
+    /// Queries running at once on the blocking pool.
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+/// This peer's name in a network, and the schemas of the peers it holds.
+type HeldSchemas = (Option<PeerName>, BTreeMap<PeerName, Arc<Schema>>);
+
+/// How the GraphQL engine is bounded (see docs/peer.md for the flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphQLSettings {
+    /// The engine's limits.
+    pub limits: Limits,
+    /// The most bytes of one answer.
+    pub max_answer_bytes: usize,
+    /// How long one query may run before it is cancelled.
+    pub timeout: std::time::Duration,
+    /// How many queries run at once (the others wait, within their time).
+    pub max_running: usize,
+}
+
+impl Default for GraphQLSettings {
+    fn default() -> Self {
+        GraphQLSettings {
+            limits: Limits::default(),
+            max_answer_bytes: 16 * 1024 * 1024,
+            timeout: std::time::Duration::from_secs(10),
+            max_running: default_max_running(),
+        }
+    }
+}
+
+/// The default of `--graphql-max-running`: the machine's cores, so the
+/// async workers that answer pings always get their turn.
+pub fn default_max_running() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+/// The engine reads a request's objects from one redb snapshot, and stops
+/// once the request was cancelled (timeout, or the client went away).
+struct SnapshotSource {
+    snapshot: Snapshot,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl SnapshotSource {
+    fn check(&self) -> Result<(), plexus_graphql::SourceError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(plexus_graphql::SourceError(
+                "the query was cancelled (time is up or the client went away)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Source for SnapshotSource {
+    fn query(
+        &self,
+        kind: Kind,
+        class: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, plexus_graphql::SourceError> {
+        self.check()?;
+        // The store's planner: indexes where they serve, a scan for the rest.
+        let found = self
+            .snapshot
+            .query(kind, class, filter, limit)
+            .map_err(|e| plexus_graphql::SourceError(e.to_string()))?;
+        self.check()?;
+        Ok(found)
+    }
+
+    fn get(&self, id: Uuid) -> Result<Option<Object>, plexus_graphql::SourceError> {
+        self.check()?;
+        self.snapshot
+            .get(id)
+            .map_err(|e| plexus_graphql::SourceError(e.to_string()))
+    }
+}
+
+/// Sets the flag when dropped: the request's future was dropped (client
+/// gone) or finished.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn now_ms() -> u64 {
@@ -160,14 +262,26 @@ impl PeerDb {
     /// Opens the database in `dir` (created if needed). Blocks: call it at
     /// start-up, or on `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<PeerDb, StoreError> {
+        PeerDb::open_with(dir, GraphQLSettings::default())
+    }
+
+    /// Opens the database in `dir` with these GraphQL bounds.
+    pub fn open_with(dir: &Path, settings: GraphQLSettings) -> Result<PeerDb, StoreError> {
         let store = Store::open(dir)?;
         let schema = store.load_schema()?;
         let (hash, _) = watch::channel(schema.hash());
+        let engine = build_engine(&schema, &BTreeMap::new(), &settings.limits)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (engine, _) = watch::channel(Arc::new(engine));
         Ok(PeerDb {
             store: Arc::new(store),
             batch: batch::BatchLimits::default(),
             schema: RwLock::new(Arc::new(schema)),
             hash,
+            engine,
+            network: std::sync::Mutex::new((None, BTreeMap::new())),
+            running: Arc::new(tokio::sync::Semaphore::new(settings.max_running.max(1))),
+            settings,
         })
     }
 
@@ -179,6 +293,59 @@ impl PeerDb {
     /// The bounds of one `POST /v1/batching/...` request.
     pub fn batch_limits(&self) -> batch::BatchLimits {
         self.batch
+    }
+
+    /// The GraphQL bounds.
+    pub fn graphql_settings(&self) -> &GraphQLSettings {
+        &self.settings
+    }
+
+    /// The current GraphQL engine.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.borrow().clone()
+    }
+
+    /// Rebuilds the engine for `schema` (the peer's, just changed) and the
+    /// remote schemas held.
+    fn rebuild(&self, schema: &Arc<Schema>) {
+        let remotes = {
+            let guard = self
+                .network
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (name, remotes) = &*guard;
+            let mut remotes = remotes.clone();
+            if let Some(name) = name {
+                remotes.insert(name.clone(), schema.clone());
+            }
+            remotes
+        };
+        match build_engine(schema, &remotes, &self.settings.limits) {
+            Ok(engine) => {
+                self.engine.send_replace(Arc::new(engine));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the GraphQL engine; keeping the old one")
+            }
+        }
+    }
+
+    /// Follows the network: this peer's `name` and the remote `schemas` it
+    /// holds. Rebuilds the engine when they changed.
+    pub async fn set_network(&self, name: PeerName, schemas: BTreeMap<PeerName, Arc<Schema>>) {
+        let schema = self.schema.read().await;
+        {
+            let mut guard = self
+                .network
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let next = (Some(name), schemas);
+            if *guard == next {
+                return;
+            }
+            *guard = next;
+        }
+        self.rebuild(&schema);
     }
 
     /// The current schema.
@@ -218,6 +385,7 @@ impl PeerDb {
         let saved = next.clone();
         self.blocking(move |s| s.save_schema(&saved)).await?;
         self.hash.send_replace(next.hash());
+        self.rebuild(&next);
         *guard = next;
         Ok(result)
     }
@@ -259,6 +427,7 @@ impl PeerDb {
             RemoveClass::NotEmpty => Err(PeerError::ClassNotEmpty(name.to_owned())),
             RemoveClass::Removed => {
                 self.hash.send_replace(next.hash());
+                self.rebuild(&next);
                 *guard = next;
                 Ok(())
             }
@@ -441,15 +610,66 @@ impl PeerDb {
         .await
     }
 
-    /// Answers a GraphQL request: `Local` from this peer's objects, `Network`
-    /// through `network` (an error when `None`).
+    /// Answers a GraphQL request with the engine: `Local` from one snapshot
+    /// of the store, `Network` through `remote` (an error when `None`). The
+    /// query runs on the blocking pool, off the async workers; it is
+    /// cancelled after the timeout or when this future is dropped.
     pub async fn graphql(
         &self,
         request: GraphQLRequest,
-        network: Option<&dyn NetworkResolver>,
-    ) -> GraphQLResponse {
+        remote: Option<Arc<dyn Remote>>,
+    ) -> Answer {
+        let engine = self.engine();
+        let store = self.store.clone();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(cancelled.clone());
+        let flag = cancelled.clone();
+        let timeout = self.settings.timeout;
+        let started = tokio::time::Instant::now();
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
+        else {
+            return Answer::refused(format!(
+                "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
+            ));
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let snapshot = store.snapshot()?;
+            let source = Arc::new(SnapshotSource {
+                snapshot,
+                cancelled: flag,
+            });
+            Ok::<_, StoreError>(futures::executor::block_on(
+                engine.execute(request, source, remote),
+            ))
+        });
+        match tokio::time::timeout_at(started + timeout, task).await {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %e, "GraphQL query failed");
+                Answer::refused("could not read the peer's objects")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "GraphQL task failed");
+                Answer::refused("the query failed")
+            }
+            Err(_) => Answer::refused(format!(
+                "the query ran out of time ({timeout:?}, the peer's --graphql-timeout) and was cancelled"
+            )),
+        }
+    }
+
+    /// Answers a Local request with the hand-written executor this engine
+    /// replaces; kept only so `peer-bench` can compare the two in one run.
+    pub async fn graphql_legacy(&self, request: GraphQLRequest) -> GraphQLResponse {
         let schema = self.schema().await;
-        graphql::answer(request, &schema, network, async |prepared| {
+        let request = graphql::GraphQLRequest {
+            query: request.query,
+            variables: request.variables,
+            operation_name: request.operation_name,
+        };
+        graphql::answer(request, &schema, None, async |prepared| {
             let answer = self
                 .blocking(move |s| Ok(prepared.run(&s.snapshot()?)))
                 .await;
@@ -464,14 +684,22 @@ impl PeerDb {
     }
 }
 
+fn build_engine(
+    schema: &Schema,
+    remotes: &BTreeMap<PeerName, Arc<Schema>>,
+    limits: &Limits,
+) -> Result<Engine, plexus_graphql::BuildError> {
+    Engine::build(schema, remotes, limits)
+}
+
 /// What every handler gets: the database and, once the peer is in a network,
 /// the resolver of `Network` queries.
 #[derive(Clone)]
 pub struct PeerState {
     /// The database.
     pub db: Arc<PeerDb>,
-    /// Answers `Network` queries; `None` for a stand-alone peer.
-    pub network: Option<Arc<dyn NetworkResolver>>,
+    /// Asks remote peers the Local parts of `Network` queries; `None` for a stand-alone peer.
+    pub network: Option<Arc<dyn Remote>>,
 }
 
 impl PeerState {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use plexus_bench::percentile;
-use plexus_peer::graphql::GraphQLRequest;
+use plexus_peer::GraphQLRequest;
 use plexus_peer::{NewObject, PeerDb};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -356,68 +356,17 @@ async fn local_bench() -> anyhow::Result<()> {
         LOCAL_OBJECTS as f64 / load.as_secs_f64()
     );
 
-    let run = |query: String| {
-        let db = db.clone();
-        async move {
-            let answer = db.graphql(GraphQLRequest::new(query), None).await;
-            if !answer.errors.is_empty() {
-                bail!("errors: {:?}", answer.errors);
+    for legacy in [false, true] {
+        println!(
+            "  {}:",
+            if legacy {
+                "the hand-written executor this engine replaces (PeerDb::graphql_legacy)"
+            } else {
+                "the async-graphql engine (PeerDb::graphql)"
             }
-            Ok(answer)
-        }
-    };
-    // A filter that matches one object and that no index serves (a `Like`
-    // without a literal prefix): every object is read and tested.
-    let scan = "{ Local { Get { Things { City(limit: 10, where: {operator: Like, path: [\"name\"], valueString: \"*y99999\"}) { name } } } } }".to_owned();
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        let start = Instant::now();
-        let answer = run(scan.clone()).await?;
-        samples.push(start.elapsed());
-        let found = answer.data.as_ref().and_then(|d| {
-            d.pointer("/Local/Get/Things/City")
-                .and_then(Value::as_array)
-                .map(Vec::len)
-        });
-        if found != Some(1) {
-            bail!("the scan found {found:?} objects");
-        }
+        );
+        local_figures(&db, legacy).await?;
     }
-    let m = percentile_of(&samples, 50.0);
-    println!(
-        "  full scan with a where filter: median {:>8.1} ms  = {:>9.0} objects scanned/s",
-        ms(m),
-        LOCAL_OBJECTS as f64 / m.as_secs_f64()
-    );
-    // Pages of 10 000 objects: objects answered per second.
-    let page = "{ Local { Get { Things { City(limit: 10000) { name population } } } } }".to_owned();
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        let start = Instant::now();
-        run(page.clone()).await?;
-        samples.push(start.elapsed());
-    }
-    let m = percentile_of(&samples, 50.0);
-    println!(
-        "  Get of 10 000 objects:         median {:>8.1} ms  = {:>9.0} objects answered/s",
-        ms(m),
-        10_000.0 / m.as_secs_f64()
-    );
-    // Small queries (limit 10), 4 at a time, for 3 s: queries per second.
-    let small = "{ Local { Get { Things { City(limit: 10) { name population } } } } }".to_owned();
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < Duration::from_secs(3) {
-        let batch = (0..4).map(|_| run(small.clone()));
-        for result in futures::future::join_all(batch).await {
-            result?;
-            done += 1;
-        }
-    }
-    println!(
-        "  Get with limit 10:             {:>9.0} queries/s (4 concurrent, in-process)",
-        done as f64 / start.elapsed().as_secs_f64()
-    );
     drop(db);
     Ok(())
 }
@@ -462,4 +411,74 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The Local figures over `db`, with the engine or (`legacy`) the old executor.
+async fn local_figures(db: &Arc<PeerDb>, legacy: bool) -> anyhow::Result<()> {
+    let run = |query: String| {
+        let db = db.clone();
+        async move {
+            let body = if legacy {
+                serde_json::to_value(db.graphql_legacy(GraphQLRequest::new(query)).await)?
+            } else {
+                db.graphql(GraphQLRequest::new(query), None).await.body
+            };
+            if let Some(errors) = body.get("errors") {
+                bail!("errors: {errors}");
+            }
+            Ok(body)
+        }
+    };
+    // A filter that matches one object and that no index serves (a `Like`
+    // without a literal prefix): every object is read and tested.
+    let scan = "{ Local { Get { Things { City(limit: 10, where: {operator: Like, path: [\"name\"], valueString: \"*y99999\"}) { name } } } } }".to_owned();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let answer = run(scan.clone()).await?;
+        samples.push(start.elapsed());
+        let found = answer
+            .pointer("/data/Local/Get/Things/City")
+            .and_then(Value::as_array)
+            .map(Vec::len);
+        if found != Some(1) {
+            bail!("the scan found {found:?} objects");
+        }
+    }
+    let m = percentile_of(&samples, 50.0);
+    println!(
+        "  full scan with a where filter: median {:>8.1} ms  = {:>9.0} objects scanned/s",
+        ms(m),
+        LOCAL_OBJECTS as f64 / m.as_secs_f64()
+    );
+    // Pages of 10 000 objects: objects answered per second.
+    let page = "{ Local { Get { Things { City(limit: 10000) { name population } } } } }".to_owned();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        run(page.clone()).await?;
+        samples.push(start.elapsed());
+    }
+    let m = percentile_of(&samples, 50.0);
+    println!(
+        "  Get of 10 000 objects:         median {:>8.1} ms  = {:>9.0} objects answered/s",
+        ms(m),
+        10_000.0 / m.as_secs_f64()
+    );
+    // Small queries (limit 10), 4 at a time, for 3 s: queries per second.
+    let small = "{ Local { Get { Things { City(limit: 10) { name population } } } } }".to_owned();
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        let batch = (0..4).map(|_| run(small.clone()));
+        for result in futures::future::join_all(batch).await {
+            result?;
+            done += 1;
+        }
+    }
+    println!(
+        "  Get with limit 10:             {:>9.0} queries/s (4 concurrent, in-process)",
+        done as f64 / start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

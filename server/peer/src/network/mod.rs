@@ -146,7 +146,12 @@ pub struct Settings {
     pub genesis: Genesis,
     /// How long each peer of a Network query may take.
     pub query_timeout: Duration,
+    /// The most Local queries of one Network query sent at once.
+    pub max_in_flight: usize,
 }
+
+/// The default of `--network-max-in-flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl Settings {
     /// Settings from the resolved configuration, with the URI the peer is
@@ -170,6 +175,7 @@ impl Settings {
                 token: config.join_token.clone(),
             },
             query_timeout: config.query_timeout,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -187,6 +193,8 @@ pub struct NetworkHandle {
     pub name: PeerName,
     /// This peer's database, which answers the part of a Network query that names it.
     pub local: Arc<crate::PeerDb>,
+    /// The most Local queries of one Network query sent at once.
+    pub max_in_flight: usize,
 }
 
 impl NetworkHandle {
@@ -272,8 +280,22 @@ pub fn start(
         peers: peers.clone(),
         query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
-        local,
+        local: local.clone(),
+        max_in_flight: settings.max_in_flight,
     };
+    // The engine follows the remote schemas the view holds.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let (mut views, name) = (handle.watch_view(), handle.name.clone());
+        tokio::spawn(async move {
+            loop {
+                let schemas = views.borrow_and_update().schemas.clone();
+                local.set_network(name.clone(), schemas).await;
+                if views.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let mut task = Task {
         name: settings.membership.name.clone(),
         shared: BTreeMap::new(),

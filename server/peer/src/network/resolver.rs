@@ -1,64 +1,63 @@
-//! Network queries: planned by [`plexus_core::network::plan`] against the
-//! cached remote schemas, sent to the named peers directly and in parallel
-//! (a bounded timeout each), and merged by [`plexus_core::network::merge`].
+//! Network queries: the engine plans them with [`plexus_core::network::plan`]
+//! (one Local query per distinct peer) and merges with
+//! [`plexus_core::network::merge`]; this peer sends the Local queries, at
+//! most `max_in_flight` at once and each with a bounded timeout. Its own
+//! part runs on its own engine, without HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
-use plexus_core::network::{PeerAnswer, merge, plan};
-use serde_json::{Map, Value, json};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use plexus_core::network::{PeerAnswer, PeerQuery};
+use plexus_graphql::{GraphQLRequest, Remote};
+use serde_json::{Value, json};
 
 use plexus_core::PeerUri;
 
 use super::{NetworkHandle, Peers};
-use crate::graphql::{GraphQLError, GraphQLRequest, GraphQLResponse, NetworkResolver};
 use plexus_server::error_chain;
 
-impl NetworkResolver for NetworkHandle {
-    fn resolve(&self, request: GraphQLRequest) -> BoxFuture<'static, GraphQLResponse> {
+impl Remote for NetworkHandle {
+    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>> {
         let handle = self.clone();
-        Box::pin(async move { handle.network_query(request).await })
+        let count = queries.len();
+        // Spawned on the runtime: the engine may poll this from a blocking thread.
+        let task = tokio::spawn(async move {
+            let view = handle.view();
+            futures::stream::iter(queries)
+                .map(|q| {
+                    let (handle, view) = (handle.clone(), view.clone());
+                    async move {
+                        if q.peer == handle.name {
+                            let own = handle
+                                .local
+                                .graphql(GraphQLRequest::new(q.query), None)
+                                .await;
+                            return Ok(own.body);
+                        }
+                        let body = json!({ "query": q.query });
+                        ask(&handle.peers, view.uri(&q.peer), body, handle.query_timeout).await
+                    }
+                })
+                .buffered(handle.max_in_flight.max(1))
+                .collect::<Vec<_>>()
+                .await
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                (0..count)
+                    .map(|_| Err(format!("the network task failed: {e}")))
+                    .collect()
+            })
+        }
+        .boxed()
     }
 }
 
-impl NetworkHandle {
-    /// Answers a query whose root fields are all `Network`.
-    pub async fn network_query(&self, request: GraphQLRequest) -> GraphQLResponse {
-        // The view is a snapshot: planning takes no lock. This peer is part
-        // of the network too, with its own schema.
-        let view = self.view();
-        let mut schemas = view.schemas.clone();
-        schemas.insert(self.name.clone(), self.local.schema().await);
-        let empty = Map::new();
-        let variables = request.variables.as_ref().unwrap_or(&empty);
-        let plan = match plan(
-            &request.query,
-            request.operation_name.as_deref(),
-            variables,
-            &schemas,
-        ) {
-            Ok(plan) => plan,
-            Err(errors) => return GraphQLResponse::request_errors(errors),
-        };
-        let asks = plan.queries.iter().map(|q| async {
-            if q.peer == self.name {
-                let own = self
-                    .local
-                    .graphql(GraphQLRequest::new(q.query.clone()), None)
-                    .await;
-                return serde_json::to_value(own).map_err(|e| e.to_string());
-            }
-            let body = json!({ "query": q.query });
-            ask(&self.peers, view.uri(&q.peer), body, self.query_timeout).await
-        });
-        let answers = join_all(asks).await;
-        let merged = merge(&plan, answers);
-        serde_json::from_value(merged).unwrap_or_else(|e| {
-            GraphQLResponse::request_errors(vec![GraphQLError::query(format!(
-                "could not merge the answers: {e}"
-            ))])
-        })
-    }
+/// This handle as the engine's [`Remote`].
+pub fn remote(handle: &NetworkHandle) -> Arc<dyn Remote> {
+    Arc::new(handle.clone())
 }
 
 /// Sends one Local query through the outbound guard; its whole GraphQL
@@ -74,6 +73,7 @@ async fn ask(peers: &Peers, uri: Option<&PeerUri>, body: Value, timeout: Duratio
     let response = outbound
         .client()
         .post(&url)
+        .header("accept", "application/json")
         .json(&body)
         .timeout(timeout)
         .send()

@@ -1,0 +1,311 @@
+//! The GraphQL engine of a Plexus peer, on async-graphql's dynamic schema.
+//!
+//! [`Engine::build`] turns the peer's own [`Schema`] (the `Local` root
+//! field: `Get` and `GetMeta` per class, with `where` and `limit`) and the
+//! schemas of the remote peers it holds (the `Network` root field) into one
+//! async-graphql schema. The library brings parsing, validation,
+//! introspection, `__typename`, fragments and the depth, complexity and
+//! recursion limits; [`cost`] adds the two bounds it cannot weigh (aliases,
+//! and objects weighted by `limit`) before anything else looks at the query.
+//!
+//! Resolvers are thin: a class field calls [`Source::query`] once (the one
+//! way the engine reads objects, so a store can answer it from indexes), a
+//! reference calls [`Source::get`], and `Network` calls the core's planner
+//! ([`plexus_core::network::plan`]), a [`Remote`] to ask the peers, and the
+//! core's merger. No clock, no threads: the host bounds time and runs the
+//! engine where it likes (the peer on a blocking pool; a browser in its tab).
+
+mod build;
+pub mod cost;
+mod meta;
+mod network;
+
+pub use meta::aggregate;
+pub use network::NO_NETWORK;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_graphql::dynamic;
+use futures::future::BoxFuture;
+use plexus_core::filter::Filter;
+use plexus_core::names::PeerName;
+use plexus_core::network::{PeerAnswer, PeerQuery};
+use plexus_core::object::Object;
+use plexus_core::schema::{Kind, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub use plexus_core::graphql::{DEFAULT_LIMIT, MAX_LIMIT};
+
+/// The query root's type name, as `__typename` answers it.
+pub const ROOT_TYPE: &str = "WeaviateObj";
+
+/// A store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read objects: {0}")]
+pub struct SourceError(pub String);
+
+/// Where the engine reads a peer's objects: one consistent view (a snapshot)
+/// for the whole request. Blocking calls: the host runs the engine off its
+/// async workers.
+pub trait Source: Send + Sync {
+    /// Up to `limit` objects of `class` (of `kind`) that pass `filter`, in a
+    /// stable order. This is the only way the engine reads a class: a store
+    /// with indexes plans it as it likes.
+    fn query(
+        &self,
+        kind: Kind,
+        class: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+    ) -> Result<Vec<Object>, SourceError>;
+    /// The object `id`, if any (to follow references).
+    fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError>;
+}
+
+/// Asks remote peers the Local queries of a Network query: the host sends
+/// them (with its own timeouts and its bound on requests at once) and
+/// answers in the order of `queries`.
+pub trait Remote: Send + Sync {
+    /// One answer per query, in order.
+    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>>;
+}
+
+/// The body of a GraphQL request (`POST /v1/graphql`, or GET's parameters).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphQLRequest {
+    /// The GraphQL document.
+    pub query: String,
+    /// Values of the operation's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Map<String, Value>>,
+    /// Which operation of the document to run, when it holds several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<String>,
+}
+
+impl GraphQLRequest {
+    /// A request for `query` without variables.
+    pub fn new(query: impl Into<String>) -> Self {
+        GraphQLRequest {
+            query: query.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The engine's bounds. Each is a peer flag; the defaults are documented
+/// in docs/peer.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of selections (async-graphql's `limit_depth`).
+    pub max_depth: usize,
+    /// Most fields in a query, fragments expanded (`limit_complexity`, and
+    /// the same bound checked before validation by [`cost`]).
+    pub max_complexity: usize,
+    /// Deepest recursion of the parser (`limit_recursive_depth`).
+    pub max_recursive_depth: usize,
+    /// Most aliased fields in a document.
+    pub max_aliases: usize,
+    /// Most objects in one answer: checked before running (each class field
+    /// weighs its `limit`, times its fragment expansions), and counted while
+    /// running (references included).
+    pub max_objects: usize,
+    /// Most objects one GetMeta class reads to aggregate.
+    pub max_meta_objects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 16,
+            max_complexity: 2_000,
+            max_recursive_depth: 32,
+            max_aliases: 100,
+            max_objects: 10_000,
+            max_meta_objects: 100_000,
+        }
+    }
+}
+
+/// Why a schema could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the GraphQL schema: {0}")]
+pub struct BuildError(String);
+
+/// One built schema: the peer's classes and the remote schemas it held when built.
+pub struct Engine {
+    schema: dynamic::Schema,
+    limits: Limits,
+    peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What the engine answered: the GraphQL response as JSON, and whether it
+/// is a request error (the query did not run: parse or validation failed,
+/// a limit refused it), which GraphQL over HTTP answers with a 4xx.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// `{"data": ..., "errors": [...]}`.
+    pub body: Value,
+    /// The request did not run (no `data`).
+    pub request_error: bool,
+}
+
+impl Answer {
+    /// A request error with one message.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Answer {
+            body: serde_json::json!({ "errors": [{ "message": message.into() }] }),
+            request_error: true,
+        }
+    }
+}
+
+/// A resolver's body whose error becomes a field error at its path (the
+/// field is `null`, the rest of the answer stands): async-graphql 7.0's
+/// dynamic schema would otherwise drop the whole `data`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! caught {
+    ($ctx:ident, $body:block) => {
+        async_graphql::dynamic::FieldFuture::new(async move {
+            let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>> =
+                async { $body }.await;
+            Ok($crate::field_error(&$ctx, result))
+        })
+    };
+}
+
+/// The value of a resolver's `result`; an error is added to the answer at
+/// the field's path, and the field is `null`.
+pub(crate) fn field_error(
+    ctx: &async_graphql::dynamic::ResolverContext<'_>,
+    result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>>,
+) -> Option<async_graphql::dynamic::FieldValue<'static>> {
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            let error = e.into_server_error(ctx.ctx.item.pos);
+            ctx.ctx.add_error(ctx.ctx.set_error_path(error));
+            None
+        }
+    }
+}
+
+/// What a resolver reads from the request.
+pub(crate) struct RequestData {
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) remote: Option<Arc<dyn Remote>>,
+    pub(crate) request: GraphQLRequest,
+    pub(crate) objects: AtomicUsize,
+    pub(crate) limits: Limits,
+    pub(crate) network: network::Shared,
+    pub(crate) network_peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
+}
+
+impl RequestData {
+    /// Counts `n` more objects in the answer; an error past the bound.
+    pub(crate) fn count(&self, n: usize) -> async_graphql::Result<()> {
+        let total = self
+            .objects
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
+        if total > self.limits.max_objects {
+            return Err(async_graphql::Error::new(format!(
+                "the answer would hold more than {} objects (the peer's --graphql-max-objects)",
+                self.limits.max_objects
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Builds the schema of a peer whose classes are `local` and which holds
+    /// the schemas `remotes` (its own name may be among them: the Network
+    /// includes the peer itself).
+    pub fn build(
+        local: &Schema,
+        remotes: &BTreeMap<PeerName, Arc<Schema>>,
+        limits: &Limits,
+    ) -> Result<Engine, BuildError> {
+        let schema = build::schema(local, remotes)
+            .limit_depth(limits.max_depth)
+            .limit_complexity(limits.max_complexity)
+            .limit_recursive_depth(limits.max_recursive_depth)
+            .extension(cost::Guard::new(limits))
+            .finish()
+            .map_err(|e| BuildError(e.to_string()))?;
+        Ok(Engine {
+            schema,
+            limits: limits.clone(),
+            peers: Arc::new(remotes.clone()),
+        })
+    }
+
+    /// The schema in SDL.
+    pub fn sdl(&self) -> String {
+        self.schema.sdl()
+    }
+
+    /// Answers `request`: `Local` from `source`, `Network` through `remote`
+    /// (an error on that field when `None`).
+    pub async fn execute(
+        &self,
+        request: GraphQLRequest,
+        source: Arc<dyn Source>,
+        remote: Option<Arc<dyn Remote>>,
+    ) -> Answer {
+        let mut gql = async_graphql::Request::new(request.query.clone());
+        if let Some(name) = &request.operation_name {
+            gql = gql.operation_name(name.clone());
+        }
+        if let Some(vars) = &request.variables {
+            gql = gql.variables(async_graphql::Variables::from_json(Value::Object(
+                vars.clone(),
+            )));
+        }
+        let data = RequestData {
+            source,
+            remote,
+            request,
+            objects: AtomicUsize::new(0),
+            limits: self.limits.clone(),
+            network: network::Shared::default(),
+            network_peers: self.peers.clone(),
+        };
+        let response = self.schema.execute(gql.data(data)).await;
+        let request_error = response.data == async_graphql::Value::Null && response.is_err();
+        let body = serde_json::to_value(&response).unwrap_or_else(|e| {
+            serde_json::json!({ "errors": [{ "message": format!("cannot encode the answer: {e}") }] })
+        });
+        let body = match body {
+            // async-graphql writes `"data": null` for a request error; the
+            // GraphQL-over-HTTP spec wants no `data` then.
+            Value::Object(mut map) if request_error => {
+                map.remove("data");
+                Value::Object(map)
+            }
+            other => other,
+        };
+        Answer {
+            body,
+            request_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
