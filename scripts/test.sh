@@ -17,7 +17,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "plexus-core builds for wasm32-unknown-unknown"
 cargo build -p plexus-core --target wasm32-unknown-unknown
 
-log "native tests (core, genesis, peer, dashboard)"
+log "binaries (the end-to-end tests spawn plexus-genesis and plexus-peer)"
+cargo build --workspace --bins
+
+log "native tests (core, engine, genesis, peer, end to end, dashboard)"
 cargo test --workspace --all-features
 
 log "fuzz every core parser for a bounded time"
