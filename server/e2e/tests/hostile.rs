@@ -89,13 +89,18 @@ fn odd_paths(prefix: &str) -> Vec<String> {
     ]
 }
 
+/// Genesis's default `--max-body-bytes`, the smallest body cap of the two servers.
+const SMALLEST_BODY_CAP: usize = 64 * 1024;
+
 struct Outcome {
     status: u16,
     body: Vec<u8>,
     content_type: String,
 }
 
-async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Outcome {
+/// The answer to `case`; `None` when the server closed the connection while
+/// a body over its cap was still being sent.
+async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Option<Outcome> {
     let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
     let mut request = client
         .request(method, format!("{base}{}", case.path))
@@ -104,10 +109,22 @@ async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Outcome {
     if let Some(ct) = case.content_type {
         request = request.header("content-type", ct);
     }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{} {}: no answer: {e}", case.method, short(&case.path)));
+    let response = match request.send().await {
+        Ok(response) => response,
+        // A server refuses a body over its cap (413) before it has read it
+        // and then closes the connection; a client still sending may see the
+        // reset instead of the answer (the TCP race of an early answer). The
+        // server's health and state are checked after every case all the same.
+        Err(e) if case.body.len() > SMALLEST_BODY_CAP => {
+            eprintln!(
+                "{} {}: closed while sending an oversized body: {e}",
+                case.method,
+                short(&case.path)
+            );
+            return None;
+        }
+        Err(e) => panic!("{} {}: no answer: {e}", case.method, short(&case.path)),
+    };
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -116,11 +133,11 @@ async fn send(client: &reqwest::Client, base: &str, case: &Case) -> Outcome {
         .unwrap_or("")
         .to_owned();
     let body = response.bytes().await.unwrap_or_default().to_vec();
-    Outcome {
+    Some(Outcome {
         status,
         body,
         content_type,
-    }
+    })
 }
 
 fn short(text: &str) -> String {
@@ -541,14 +558,20 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
                 short(&c.path),
                 short(&String::from_utf8_lossy(&c.body))
             );
-            assert_json_error(&what, &outcome);
+            if let Some(outcome) = outcome {
+                assert_json_error(&what, &outcome);
+            }
             healthy(&client, &genesis, &peer, &what).await;
             count += 1;
         }
     }
     for c in &graphql_cases {
-        let outcome = send(&client, &peer.url, c).await;
         let what = format!("peer graphql {}", short(&String::from_utf8_lossy(&c.body)));
+        let Some(outcome) = send(&client, &peer.url, c).await else {
+            healthy(&client, &genesis, &peer, &what).await;
+            count += 1;
+            continue;
+        };
         if outcome.status == 200 {
             let body: Value = serde_json::from_slice(&outcome.body).unwrap();
             assert!(
