@@ -66,7 +66,10 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-"$genesis_bin" --listen 127.0.0.1:0 --peer-timeout 300s >"$work/genesis.log" 2>&1 &
+# The browser tests' page writes to genesis (a registration): genesis lets
+# that one origin write (--cors-origin); the test runner serves it there.
+runner_port="$(free_port)"
+"$genesis_bin" --listen 127.0.0.1:0 --peer-timeout 300s --cors-origin "http://127.0.0.1:$runner_port" >"$work/genesis.log" 2>&1 &
 pids+=($!)
 genesis="$(listening "$work/genesis.log" $!)" || die "genesis did not start"
 say "genesis at $genesis"
@@ -116,7 +119,7 @@ say "browser tests (headless Chromium)"
 CHROMEDRIVER=/usr/bin/chromedriver \
   PLEXUS_TEST_GENESIS="$genesis" PLEXUS_TEST_PEER_A="$peer_a" PLEXUS_TEST_PEER_B="$peer_b" \
   PLEXUS_TEST_DEAD_PEER=PeerDead \
-  cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser || failed+=(browser)
+  WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$runner_port" cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser || failed+=(browser)
 
 say "npm package and Node test"
 if bash wasm/build.sh; then

@@ -120,7 +120,7 @@ test("peers and a planned Network query through Node's fetch", { skip: !genesis 
   const names = peers.map((p) => p.peerName);
   assert.ok(names.includes("PeerA") && names.includes("PeerB"), `PeerA and PeerB in ${names}`);
   const schema = await client.schema("PeerA");
-  assert.equal(plexus.schemaHash(schema), peers.find((p) => p.peerName === "PeerA").schemaHash);
+  assert.equal(plexus.schemaHash(schema), peers.find((p) => p.peerName === "PeerA").schema_hash);
   const response = await client.query(
     "{ Network { Get { PeerA { Things { City { name } } } PeerB { Things { City { name } } } } } }",
   );
