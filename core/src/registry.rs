@@ -512,6 +512,20 @@ impl Registry {
         Ok(Some(key))
     }
 
+    /// The refusals `complete_register` and `admit` share: the checks of
+    /// [`Registry::check_register`], then a probe that did not reach the peer.
+    fn check_admissible(
+        &self,
+        probe: &Probe,
+        reached: Result<(), String>,
+    ) -> Result<(), RegisterError> {
+        self.check_register(probe)?;
+        reached.map_err(|reason| RegisterError::Unreachable {
+            url: probe.url.clone(),
+            reason,
+        })
+    }
+
     /// Second step: admits the peer if the probe reached it (`Ok`), or refuses.
     ///
     /// A name that is already registered is replaced: the new registration
@@ -526,13 +540,7 @@ impl Registry {
         reached: Result<(), String>,
         now: Timestamp,
     ) -> Result<PeerRegistrationResponse, RegisterError> {
-        self.check_register(&probe)?;
-        if let Err(reason) = reached {
-            return Err(RegisterError::Unreachable {
-                url: probe.url,
-                reason,
-            });
-        }
+        self.check_admissible(&probe, reached)?;
         self.heard(now);
         if let Some(key) = &probe.key
             && let Some(&old) = self.by_name.get(&probe.update.peer_name)
@@ -866,13 +874,7 @@ impl Registry {
         reached: Result<(), String>,
         now: Timestamp,
     ) -> Result<Admission, RegisterError> {
-        self.check_register(&probe)?;
-        if let Err(reason) = reached {
-            return Err(RegisterError::Unreachable {
-                url: probe.url,
-                reason,
-            });
-        }
+        self.check_admissible(&probe, reached)?;
         let old = self.by_name.get(&probe.update.peer_name).copied();
         let kept = old.filter(|&old| {
             probe.key.as_ref().is_some_and(|key| {
