@@ -89,10 +89,12 @@ pub enum OutboundError {
         uri: String,
     },
     /// The answer is larger than the cap.
-    #[error("the answer is larger than {max} bytes (--max-answer-bytes)")]
+    #[error("the answer is larger than {max} bytes ({flag})")]
     TooLarge {
         /// The cap.
         max: usize,
+        /// The flag that sets it.
+        flag: &'static str,
     },
     /// The connection failed or broke off.
     #[error("{0}")]
@@ -262,30 +264,40 @@ impl Outbound {
         self.max_answer_bytes
     }
 
-    /// The body of `response`, refused as soon as it passes the cap (a
-    /// `Content-Length` above it is refused before reading).
+    /// The body of `response`, refused as soon as it passes the cap (see
+    /// [`read_at_most`]).
     pub async fn read(&self, response: reqwest::Response) -> Result<Bytes, OutboundError> {
-        let max = self.max_answer_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len > max as u64)
-        {
-            return Err(OutboundError::TooLarge { max });
-        }
-        let mut body = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| OutboundError::Transport(crate::error_chain(&e)))?
-        {
-            if body.len() + chunk.len() > max {
-                return Err(OutboundError::TooLarge { max });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.into())
+        read_at_most(response, self.max_answer_bytes, "--max-answer-bytes").await
     }
+}
+
+/// The body of `response`, refused as soon as it passes `max` bytes (a
+/// `Content-Length` above it is refused before reading): the one capped
+/// reader of every answer the servers read from the network. `flag` names
+/// the setting of `max`, for the error.
+pub async fn read_at_most(
+    mut response: reqwest::Response,
+    max: usize,
+    flag: &'static str,
+) -> Result<Bytes, OutboundError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max as u64)
+    {
+        return Err(OutboundError::TooLarge { max, flag });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| OutboundError::Transport(crate::error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(OutboundError::TooLarge { max, flag });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::any;
 use fault_common::{metric, real_peer_with};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use support::{Proc, genesis, poll, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -693,4 +694,80 @@ async fn a_peer_refused_for_another_contextionary_leaves_before_it_exits() {
     assert_eq!(metric(&client, &g, "plexus_genesis_leaves_total").await, 1);
     let peers = support::get(&client, &g.at("/peers")).await.unwrap();
     assert_eq!(peers, json!([]));
+}
+
+/// A fake genesis whose every answer is `200` and a body that never ends,
+/// counting the registrations it is sent and the bytes it streams.
+async fn endless_genesis() -> (String, Arc<Heard>) {
+    let heard = Arc::new(Heard::default());
+    let app = Router::new()
+        .fallback(|State(heard): State<Arc<Heard>>| async move {
+            heard.hits.fetch_add(1, Ordering::SeqCst);
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            let body = futures::stream::repeat(chunk).map(move |chunk| {
+                heard
+                    .pushed_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                Ok::<_, std::convert::Infallible>(chunk)
+            });
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(body),
+            )
+        })
+        .with_state(Arc::clone(&heard));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, heard)
+}
+
+#[tokio::test]
+async fn a_peer_reads_at_most_max_list_bytes_of_genesis_and_of_a_push() {
+    // Genesis's answers: an endless registration answer is cut at the cap
+    // and the peer tries again, instead of reading until its call times out.
+    let (url, heard) = endless_genesis().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap: u64 = 1024 * 1024;
+    let mut command = support::peer_command(&url, "PeerA", support::free_port(), dir.path());
+    command.args(["--max-list-bytes", &cap.to_string()]);
+    let _peer = spawn(command);
+    poll(Duration::from_secs(20), "a second registration", || {
+        let tries = heard.hits.load(Ordering::SeqCst);
+        async move { (tries >= 2).then_some(()) }
+    })
+    .await;
+    let tries = heard.hits.load(Ordering::SeqCst);
+    let streamed = heard.pushed_bytes.load(Ordering::SeqCst);
+    // The cap, plus what the sockets' buffers hold, per answer: without the
+    // cap one answer alone streams gigabytes in its 5 s.
+    assert!(
+        streamed / tries < cap + 16 * 1024 * 1024,
+        "{streamed} bytes streamed over {tries} answers"
+    );
+
+    // Pushes: a list above the API's 2 MiB body limit is read (then refused
+    // for its signature), one above `--max-list-bytes` gets 413 unread.
+    let g = genesis(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let peer = support::peer(&g, "PeerB", dir.path(), &["--max-list-bytes", "4000000"]);
+    let client = client();
+    let push = |size: usize| {
+        client
+            .put(peer.at("/p2p/genesis"))
+            .header("content-type", "application/json")
+            .header("x-plexus-peers-version", "1")
+            .body(vec![b' '; size])
+            .send()
+    };
+    let under = push(3_000_000).await.unwrap().status().as_u16();
+    assert_eq!(
+        under, 403,
+        "a list under the cap is read, then refused unsigned"
+    );
+    let over = push(5_000_000).await.map(|r| r.status().as_u16());
+    assert!(
+        matches!(over, Ok(413) | Err(_)),
+        "a list over the cap: {over:?}"
+    );
 }

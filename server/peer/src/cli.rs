@@ -121,6 +121,10 @@ pub struct Args {
     /// At most this many bytes of body in one batch request.
     #[arg(long, env = "PLEXUS_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_BYTES)]
     pub batch_max_bytes: usize,
+    /// The most bytes of a peer list from genesis: a push (`PUT
+    /// /p2p/genesis`) or the answer to a registration, a ping or `GET /peers`.
+    #[arg(long, env = "PLEXUS_MAX_LIST_BYTES", default_value_t = network::DEFAULT_MAX_LIST_BYTES)]
+    pub max_list_bytes: usize,
     /// The most Local queries one Network query sends at once (one per distinct peer).
     #[arg(long, env = "PLEXUS_NETWORK_MAX_IN_FLIGHT", default_value_t = network::DEFAULT_MAX_IN_FLIGHT)]
     pub network_max_in_flight: usize,
@@ -290,6 +294,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let mut network_settings = network::Settings::new(&settings, public_uri, identity);
     network_settings.max_in_flight = args.network_max_in_flight;
+    network_settings.genesis.max_list_bytes = args.max_list_bytes;
     let (task, handle) = network::start(
         network_settings,
         db.clone(),

@@ -9,6 +9,7 @@ use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
 use plexus_core::wire::{DELTAS_HEADER, PEERS_VERSION_HEADER};
 use plexus_server::error_chain;
+use plexus_server::outbound::read_at_most;
 
 use super::Peers;
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -45,6 +46,8 @@ pub struct Genesis {
     pub bases: Vec<PeerUri>,
     /// The join token, sent as `Authorization: Bearer`.
     pub token: Option<String>,
+    /// The most bytes of one answer of genesis (`--max-list-bytes`).
+    pub max_list_bytes: usize,
 }
 
 impl Genesis {
@@ -79,15 +82,18 @@ fn transport(e: &reqwest::Error) -> CallError {
     CallError::Transport(error_chain(e))
 }
 
-/// A success, or the [`CallError`] its status maps to.
-async fn success(result: reqwest::Result<Response>) -> Result<Response, CallError> {
+/// A success, or the [`CallError`] its status maps to (its message read
+/// from at most `max` bytes of the error's body).
+async fn success(result: reqwest::Result<Response>, max: usize) -> Result<Response, CallError> {
     let response = result.map_err(|e| transport(&e))?;
     let status = response.status();
     if status.is_success() {
         Ok(response)
     } else {
-        let body = response.text().await.unwrap_or_default();
-        Err(status_error(status, &body))
+        let body = read_at_most(response, max, "the answer cap")
+            .await
+            .unwrap_or_default();
+        Err(status_error(status, &String::from_utf8_lossy(&body)))
     }
 }
 
@@ -103,8 +109,9 @@ pub fn body(request: &Request) -> Vec<u8> {
     json.unwrap_or_default()
 }
 
-/// An answer of genesis with what the core checks: body, version, signature.
-async fn answer(response: Response) -> Result<Answer, CallError> {
+/// An answer of genesis with what the core checks: body, version,
+/// signature; at most `max` bytes of body.
+async fn answer(response: Response, max: usize) -> Result<Answer, CallError> {
     let headers = response.headers();
     let version = version(&response);
     let signature = Received::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
@@ -112,7 +119,10 @@ async fn answer(response: Response) -> Result<Answer, CallError> {
         .get(auth::SESSION_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = response.bytes().await.map_err(|e| transport(&e))?.to_vec();
+    let body = read_at_most(response, max, "--max-list-bytes")
+        .await
+        .map_err(|e| CallError::Transport(e.to_string()))?
+        .to_vec();
     Ok(Answer {
         body,
         version,
@@ -168,28 +178,30 @@ pub async fn perform(
         Request::Register(_) => {
             // Plexus peers take deltas; the original's peers get whole lists.
             let sent = call(method, &path).header(DELTAS_HEADER, "1").send().await;
-            let result = match success(sent).await {
-                Ok(response) => answer(response).await,
+            let result = match success(sent, genesis.max_list_bytes).await {
+                Ok(response) => answer(response, genesis.max_list_bytes).await,
                 Err(e) => Err(e),
             };
             Outcome::Register(result)
         }
         Request::Ping { .. } => {
-            let result = match success(call(method, &path).send().await).await {
-                Ok(response) => answer(response).await,
-                Err(e) => Err(e),
-            };
+            let result =
+                match success(call(method, &path).send().await, genesis.max_list_bytes).await {
+                    Ok(response) => answer(response, genesis.max_list_bytes).await,
+                    Err(e) => Err(e),
+                };
             Outcome::Ping(result)
         }
         Request::Leave { .. } => {
             let sent = call(method, &path).send().await;
-            Outcome::Leave(success(sent).await.map(|_| ()))
+            Outcome::Leave(success(sent, genesis.max_list_bytes).await.map(|_| ()))
         }
         Request::FetchPeers => {
-            let result = match success(call(method, &path).send().await).await {
-                Ok(response) => answer(response).await,
-                Err(e) => Err(e),
-            };
+            let result =
+                match success(call(method, &path).send().await, genesis.max_list_bytes).await {
+                    Ok(response) => answer(response, genesis.max_list_bytes).await,
+                    Err(e) => Err(e),
+                };
             Outcome::Peers(result)
         }
         Request::DownloadSchema { peer, uri, hash } => {
@@ -218,7 +230,7 @@ async fn download_schema(peers: &Peers, uri: &PeerUri) -> Result<Schema, CallErr
         .timeout(CALL_TIMEOUT)
         .send()
         .await;
-    let response = success(call).await?;
+    let response = success(call, outbound.max_answer_bytes()).await?;
     let bytes = outbound
         .read(response)
         .await

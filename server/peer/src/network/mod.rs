@@ -150,6 +150,11 @@ pub struct Settings {
     pub max_in_flight: usize,
 }
 
+/// The default of `--max-list-bytes`: a peer list from genesis (a push, or
+/// the answer to a registration, a ping or `GET /peers`) of at most 64 MiB,
+/// room for ~200,000 keyed peers.
+pub const DEFAULT_MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
+
 /// The default of `--network-max-in-flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
@@ -173,6 +178,7 @@ impl Settings {
             genesis: Genesis {
                 bases: config.genesis.clone(),
                 token: config.join_token.clone(),
+                max_list_bytes: DEFAULT_MAX_LIST_BYTES,
             },
             query_timeout: config.query_timeout,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
@@ -195,6 +201,8 @@ pub struct NetworkHandle {
     pub local: Arc<crate::PeerDb>,
     /// The most Local queries of one Network query sent at once.
     pub max_in_flight: usize,
+    /// The most bytes of a pushed peer list (`--max-list-bytes`).
+    pub max_list_bytes: usize,
 }
 
 impl NetworkHandle {
@@ -282,6 +290,7 @@ pub fn start(
         name: settings.membership.name.clone(),
         local: local.clone(),
         max_in_flight: settings.max_in_flight,
+        max_list_bytes: settings.genesis.max_list_bytes,
     };
     // The engine follows the remote schemas the view holds.
     if tokio::runtime::Handle::try_current().is_ok() {

@@ -3,7 +3,7 @@
 //! (`GET /v1/network/peers`).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -17,9 +17,11 @@ use plexus_server::AppError;
 
 /// The routes of a peer in a network.
 pub fn routes(handle: NetworkHandle) -> Router {
+    // A whole list is larger than the API's body limit: its own cap.
+    let list = put(peer_list).layer(DefaultBodyLimit::max(handle.max_list_bytes));
     Router::new()
         .route("/p2p/ping", get(ping))
-        .route("/p2p/genesis", put(peer_list))
+        .route("/p2p/genesis", list)
         .route("/v1/network/peers", get(view))
         .with_state(handle)
 }
@@ -41,8 +43,8 @@ async fn view(State(handle): State<NetworkHandle>) -> Json<View> {
     Json(View::clone(&handle.view()))
 }
 
-/// `PUT /p2p/genesis`: the whole peer list or a delta, with its version in
-/// a header, taken only when genesis signed it (403 otherwise, and the
+/// `PUT /p2p/genesis`: the whole peer list or a delta (at most
+/// `--max-list-bytes`), with its version in a header, taken only when genesis signed it (403 otherwise, and the
 /// peer's view stays as it was).
 async fn peer_list(
     State(handle): State<NetworkHandle>,
