@@ -462,21 +462,15 @@ impl Membership {
     }
 
     /// The answer to [`Request::Ping`]: the list version it carries counts
-    /// only under the session's signature.
+    /// only under genesis's signature (the key this peer pinned).
     pub fn handle_ping_answer(&mut self, result: Result<Answer, CallError>, now: Timestamp) {
         let result = result.map(|answer| {
-            let session = self.session.as_ref()?;
+            let key = self.genesis_key.as_ref()?;
             let max_age = self.config.as_ref()?.max_signature_age;
             let message = Message::response(&answer.body).with_version(answer.version);
-            auth::verify(
-                &answer.signature,
-                &message,
-                Expect::Session(session),
-                now,
-                max_age,
-            )
-            .ok()
-            .and(answer.version)
+            auth::verify(&answer.signature, &message, Expect::Key(key), now, max_age)
+                .ok()
+                .and(answer.version)
         });
         self.handle_ping_response(result, now);
     }

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{
-    self, AuthError, Authority, Expect, Message, PublicKey, Received, SessionKey, SignatureHeaders,
+    self, AuthError, Authority, Expect, Identity, Message, PublicKey, Received, SessionKey,
+    SignatureHeaders,
 };
 use crate::names::PeerName;
 use crate::time::Timestamp;
@@ -279,6 +280,8 @@ pub struct Registry {
     /// A replica's mirror of a shared store ([`Registry::mirror`]): the
     /// store evicts, the registry never does, and versions come from it.
     mirror: bool,
+    /// The last [`Registry::ping_answer`]: (version, second, signature).
+    stamp: Option<(u64, u64, Arc<SignatureHeaders>)>,
 }
 
 impl Registry {
@@ -318,6 +321,7 @@ impl Registry {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             mirror: false,
+            stamp: None,
         };
         for SavedPeer { mut peer, deltas } in peers {
             peer.schema_hash = registry.hashes.intern(&peer.schema_hash);
@@ -424,9 +428,9 @@ impl Registry {
 
     /// `POST /peers/{id}/ping` with its raw `body` and signature headers: a
     /// keyed registration's ping must carry its session's signature, a
-    /// keyless one needs none (the original behaviour). For a keyed one,
-    /// the answer's signature (as [`Registry::sign_ping_answer`] makes it),
-    /// with the session key already derived.
+    /// keyless one needs none (the original behaviour). `true` for a keyed
+    /// one: its answer carries the signed list version
+    /// ([`Registry::ping_answer`]).
     pub fn handle_signed_ping(
         &mut self,
         id: PeerId,
@@ -434,12 +438,12 @@ impl Registry {
         received: &Received,
         body: &[u8],
         now: Timestamp,
-    ) -> Result<Option<SignatureHeaders>, CallRefused> {
+    ) -> Result<bool, CallRefused> {
         let path = ping_path(id);
         let session =
             self.check_session(id, &Message::request("POST", &path, body), received, now)?;
         self.handle_ping(id, schema_hash, now)?;
-        Ok(session.map(|key| self.ping_answer(&key, now)))
+        Ok(session.is_some())
     }
 
     /// `DELETE /peers/{id}` with its signature headers: like
@@ -455,20 +459,24 @@ impl Registry {
         Ok(self.handle_leave(id, now)?)
     }
 
-    /// The signature of the answer to a ping of the keyed registration
-    /// `id`: a 200 with an empty body and the list version, under the
-    /// session key, so that the peer can trust the version. `None` for a
-    /// keyless one.
-    pub fn sign_ping_answer(&self, id: PeerId, now: Timestamp) -> Option<SignatureHeaders> {
-        let key = self.session_key(id)?;
-        Some(self.ping_answer(&key, now))
-    }
-
-    fn ping_answer(&self, key: &SessionKey, now: Timestamp) -> SignatureHeaders {
-        key.sign(
-            &Message::response(b"").with_version(Some(self.version)),
-            now,
-        )
+    /// The signature headers of a ping's answer (a `200` with an empty body
+    /// and the list version): genesis's Ed25519 signature of the version,
+    /// so that the peer can trust it and fetch the list when it is behind.
+    /// One signature per version and second of `created`, shared by every
+    /// answer in it: a signed ping costs genesis one HMAC check, no signing.
+    pub fn ping_answer(&mut self, identity: &Identity, now: Timestamp) -> Arc<SignatureHeaders> {
+        let second = now.as_millis() / 1000;
+        match &self.stamp {
+            Some((version, at, stamp)) if *version == self.version && *at == second => {
+                Arc::clone(stamp)
+            }
+            _ => {
+                let message = Message::response(b"").with_version(Some(self.version));
+                let stamp = Arc::new(identity.sign(&message, now));
+                self.stamp = Some((self.version, second, Arc::clone(&stamp)));
+                stamp
+            }
+        }
     }
 
     /// 404 for an unknown id (first: a peer of a genesis that forgot it

@@ -495,6 +495,7 @@ mod keys {
     use super::*;
     use plexus_core::auth::{
         self, Authority, Expect, Identity, Message, Received, SESSION_KEY_HEADER, SessionKey,
+        SignatureHeaders,
     };
     use plexus_core::registry::{CallRefused, RegisterError};
     use plexus_core::wire::{REGISTER_PATH, leave_path, ping_path};
@@ -675,28 +676,35 @@ mod keys {
         assert_eq!(peer.schema_hash, "h1", "only the valid ping counted");
         assert_eq!(peer.last_contact_at, fresh_at);
 
-        // The answer of a ping carries the list version under the session key.
-        let answer = registry.sign_ping_answer(id, later).expect("keyed");
+        // The answer of a ping carries the list version under genesis's
+        // key: one signature per version and second, shared by every answer.
+        let genesis = Identity::from_seed([0x47; 32]);
+        let answer = registry.ping_answer(&genesis, later);
         let message = Message::response(b"").with_version(Some(registry.version()));
-        assert!(
+        let check = |answer: &SignatureHeaders, key: &Identity, message: &Message<'_>| {
             auth::verify(
-                &(&answer).into(),
-                &message,
-                Expect::Session(&session),
+                &answer.into(),
+                message,
+                Expect::Key(&key.public()),
                 later,
-                auth::DEFAULT_MAX_AGE
+                auth::DEFAULT_MAX_AGE,
             )
-            .is_ok()
+        };
+        assert!(check(&answer, &genesis, &message).is_ok());
+        assert!(check(&answer, &Identity::from_seed([0x48; 32]), &message).is_err());
+        assert!(
+            std::sync::Arc::ptr_eq(&answer, &registry.ping_answer(&genesis, later)),
+            "the same version in the same second: the same signature"
         );
+        let next_second = registry.ping_answer(&genesis, later + Duration::from_secs(1));
+        assert!(!std::sync::Arc::ptr_eq(&answer, &next_second));
+        registry.handle_ping(id, "h2", later).expect("known");
+        let changed = registry.ping_answer(&genesis, later);
+        let message = Message::response(b"").with_version(Some(registry.version()));
+        assert!(check(&changed, &genesis, &message).is_ok());
         assert!(
-            auth::verify(
-                &(&answer).into(),
-                &message,
-                Expect::Session(&foreign),
-                later,
-                auth::DEFAULT_MAX_AGE
-            )
-            .is_err()
+            check(&answer, &genesis, &message).is_err(),
+            "an old version's signature does not cover the new version"
         );
 
         assert_eq!(

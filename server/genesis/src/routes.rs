@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::auth::{self, Message};
+use plexus_core::auth::{self, Authority, Message};
 use plexus_core::registry::{CallRefused, PingOutcome, RegisterError, UnknownPeer};
 
 use super::etcd::Replication;
@@ -295,8 +295,10 @@ async fn ping(
         }
         inc(&genesis.metrics.pings);
         let (version, signature) = {
-            let registry = genesis.lock();
-            (registry.version(), registry.sign_ping_answer(id, now()))
+            let mut registry = genesis.lock();
+            let keyed = Authority::is_keyed(id);
+            let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
+            (registry.version(), stamp)
         };
         let mut headers = HeaderMap::new();
         let (name, value) = version_header(version);
@@ -311,7 +313,9 @@ async fn ping(
         let now = now();
         // With the list version signed for a keyed peer: it fetches the
         // list when it sees it is behind.
-        let result = registry.handle_signed_ping(id, &ping.schema_hash, &received, &body, now);
+        let result = registry
+            .handle_signed_ping(id, &ping.schema_hash, &received, &body, now)
+            .map(|keyed| keyed.then(|| registry.ping_answer(&genesis.settings.identity, now)));
         let saved = genesis.publish(&mut registry, true);
         (result, saved, registry.version())
     };

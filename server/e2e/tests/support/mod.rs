@@ -105,12 +105,15 @@ pub fn genesis(args: &[&str]) -> Proc {
 }
 
 /// The command of a peer named `name` in the network of `genesis_url`, on
-/// `port`, with its data in `data`; add more flags before spawning it.
+/// `port` (0: one the OS picks, which the peer then tells genesis), with
+/// its data in `data`; add more flags before spawning it.
 pub fn peer_command(genesis_url: &str, name: &str, port: u16, data: &Path) -> Command {
     let mut command = Command::new(bin("plexus-peer"));
+    command.args(["--listen", &format!("127.0.0.1:{port}")]);
+    if port != 0 {
+        command.args(["--public-url", &format!("http://127.0.0.1:{port}")]);
+    }
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://127.0.0.1:{port}")])
         .args(["--genesis-url", genesis_url, "--peer-name", name])
         .args(["--ping-interval", "500ms"])
         .arg("--data")
@@ -145,7 +148,7 @@ pub fn spawn(command: Command) -> Proc {
 
 /// Starts a peer named `name` in the network of `genesis`.
 pub fn peer(genesis: &Proc, name: &str, data: &Path, extra: &[&str]) -> Proc {
-    let mut command = peer_command(&genesis.url, name, free_port(), data);
+    let mut command = peer_command(&genesis.url, name, 0, data);
     command.args(extra);
     spawn(command)
 }
