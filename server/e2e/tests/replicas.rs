@@ -106,12 +106,17 @@ impl Cluster {
 
     /// A genesis replica on this cluster.
     fn replica(&self) -> Proc {
+        self.replica_with_ttl("2s")
+    }
+
+    /// A genesis replica on this cluster whose lease lives `ttl`.
+    fn replica_with_ttl(&self, ttl: &str) -> Proc {
         let mut command = genesis_command("127.0.0.1:0");
         command
             .args(["--etcd", &self.endpoints()])
             .arg("--key-file")
             .arg(&self.key_file)
-            .args(["--peer-timeout", "3s", "--replica-ttl", "2s"])
+            .args(["--peer-timeout", "3s", "--replica-ttl", ttl])
             .args(["--broadcast-delay", "5ms"]);
         spawn(command)
     }
@@ -351,4 +356,29 @@ async fn a_restarted_replica_catches_up() {
     let watched: Value = get(&client, &b.at("/peers")).await.unwrap();
     assert_eq!(watched[0]["peerName"], "PeerTwo");
     drop(p2);
+}
+
+/// How many replicas `genesis` says etcd lists (`GET /healthz`).
+async fn replicas_seen(client: &reqwest::Client, genesis: &Proc) -> Option<u64> {
+    get(client, &genesis.at("/healthz")).await?["replicas"].as_u64()
+}
+
+#[tokio::test]
+async fn a_replica_stopped_with_sigterm_leaves_etcd_at_once_not_after_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(dir.path()).await;
+    // Leases of a minute: only a revoke can make a replica go sooner.
+    let mut a = cluster.replica_with_ttl("60s");
+    let b = cluster.replica_with_ttl("60s");
+    poll(SETTLE, "both replicas listed", || async {
+        (replicas_seen(&client, &b).await == Some(2)).then_some(())
+    })
+    .await;
+    a.terminate();
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some(), "A exited");
+    poll(Duration::from_secs(5), "B sees A gone", || async {
+        (replicas_seen(&client, &b).await == Some(1)).then_some(())
+    })
+    .await;
 }

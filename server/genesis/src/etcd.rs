@@ -99,6 +99,10 @@ pub struct Replication {
     state: Mutex<State>,
     /// Keep-alives dropped because the queue was full.
     pub dropped_keepalives: std::sync::atomic::AtomicU64,
+    /// This replica's own lease, once announced (0: none yet).
+    lease: std::sync::atomic::AtomicI64,
+    /// Set by [`Replication::withdraw`]: the replica is not announced again.
+    withdrawn: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -153,6 +157,8 @@ impl Replication {
             }),
             config,
             dropped_keepalives: 0.into(),
+            lease: 0.into(),
+            withdrawn: false.into(),
         })
     }
 
@@ -478,6 +484,9 @@ impl Replication {
         };
         let interval = (self.config.replica_ttl / 3).max(Duration::from_millis(100));
         loop {
+            if self.withdrawn.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let (mut keeper, mut responses, lease) = match self.announce().await {
                 Ok(opened) => opened,
                 Err(e) => {
@@ -512,6 +521,29 @@ impl Replication {
         }
     }
 
+    /// On a graceful stop: revokes this replica's lease, so that etcd drops
+    /// its key at once and the other replicas take over its share of the
+    /// pushes now rather than after `--replica-ttl`. Bounded by the etcd
+    /// call timeout; a replica that cannot reach etcd just lets it run out.
+    pub async fn withdraw(&self) {
+        self.withdrawn
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let lease = self.lease.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if lease == 0 {
+            return;
+        }
+        let mut leases = self.client.lease_client();
+        match tokio::time::timeout(self.config.timeout, leases.revoke(lease)).await {
+            Ok(Ok(_)) => tracing::info!(replica = %self.me, "this replica left etcd"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot revoke this replica's lease: it runs out")
+            }
+            Err(_) => tracing::warn!(
+                "etcd did not answer the revoke of this replica's lease: it runs out"
+            ),
+        }
+    }
+
     /// Grants this replica's lease, writes its key, and opens the keep-alive stream.
     async fn announce(&self) -> anyhow::Result<(LeaseKeeper, LeaseKeepAliveStream, i64)> {
         let mut leases = self.client.lease_client();
@@ -528,6 +560,7 @@ impl Replication {
             )
             .await?;
         let (keeper, responses) = leases.keep_alive(lease).await?;
+        self.lease.store(lease, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(replica = %self.me, lease, "this replica is announced in etcd");
         Ok((keeper, responses, lease))
     }

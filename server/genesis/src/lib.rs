@@ -472,6 +472,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!("in-flight requests did not finish within {grace:?}; exiting");
         }
     }
+    if let Some(replication) = genesis.replication() {
+        replication.withdraw().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

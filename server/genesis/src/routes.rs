@@ -529,11 +529,17 @@ async fn watch(
 
 /// `GET /healthz`.
 async fn healthz(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
-    let registry = genesis.lock();
-    Json(
+    let mut health = {
+        let registry = genesis.lock();
         serde_json::json!({"status": "ok", "peers": registry.len(), "version": registry.version(),
-                           "key": genesis.settings.identity.public().to_string()}),
-    )
+                           "key": genesis.settings.identity.public().to_string()})
+    };
+    // With --etcd: this replica's id and how many replicas etcd lists.
+    if let Some(replication) = genesis.replication() {
+        health["replica"] = replication.me().into();
+        health["replicas"] = replication.live_replicas().into();
+    }
+    Json(health)
 }
 
 /// `GET /metrics`: Prometheus text.
