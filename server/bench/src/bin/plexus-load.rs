@@ -578,13 +578,17 @@ async fn replicas(
     drop(two);
 
     // A join reaching every fake peer's view, with two replicas: bootstrap
-    // with broadcasts off, restart both (they load the list from etcd and
-    // push nothing for it), then join one more.
+    // with broadcasts off, stop both, start two more (they load the list
+    // from etcd and push nothing for it), then join one more.
     let (fakes_url, fakes) = start_fakes().await?;
     let boot = [replica("/join/", "1h")?, replica("/join/", "1h")?];
     let urls: Vec<String> = boot.iter().map(|g| g.url.clone()).collect();
     register_split(&client, &urls, &fakes_url, 0..peers, "F").await?;
-    drop(boot);
+    // Stopped with SIGTERM: each revokes its lease, so the live replicas
+    // share the fakes between the two of them only.
+    for replica in boot {
+        replica.stop()?;
+    }
     let live = [replica("/join/", "10ms")?, replica("/join/", "10ms")?];
     // Each replica sees the other (its lease) before the join is measured.
     tokio::time::sleep(Duration::from_secs(1)).await;
