@@ -303,6 +303,28 @@ async fn pings(
     Ok(())
 }
 
+/// How long the newcomer registered at `start` took to reach the views of
+/// the fakes `0..peers`: `{"peers", "seen", "join_ms_p50", "join_ms_max"}`.
+fn join_summary(fakes: &Fakes, start: Instant, peers: usize) -> serde_json::Value {
+    let mut times: Vec<f64> = fakes
+        .seen
+        .lock()
+        .map(|s| {
+            s.iter()
+                .filter(|(i, _)| **i < peers)
+                .map(|(_, t)| t.duration_since(start).as_secs_f64() * 1000.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    times.sort_by(f64::total_cmp);
+    json!({
+        "peers": peers,
+        "seen": times.len(),
+        "join_ms_p50": percentile(&times, 50.0).round(),
+        "join_ms_max": times.last().copied().unwrap_or(f64::NAN).round(),
+    })
+}
+
 async fn join(
     genesis_bin: Option<PathBuf>,
     broadcast_delay: &str,
@@ -356,23 +378,7 @@ async fn join(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         fakes.watching.store(false, Ordering::Relaxed);
-        let mut times: Vec<f64> = fakes
-            .seen
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .filter(|(i, _)| **i < peers)
-                    .map(|(_, t)| t.duration_since(start).as_secs_f64() * 1000.0)
-                    .collect()
-            })
-            .unwrap_or_default();
-        times.sort_by(f64::total_cmp);
-        let result = json!({
-            "peers": peers,
-            "seen": times.len(),
-            "join_ms_p50": percentile(&times, 50.0).round(),
-            "join_ms_max": times.last().copied().unwrap_or(f64::NAN).round(),
-        });
+        let result = join_summary(&fakes, start, peers);
         eprintln!("join {j}: {result}");
         results.push(result);
         settle(&fakes, Duration::from_millis(500)).await;
@@ -611,23 +617,7 @@ async fn replicas(
     {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mut times: Vec<f64> = fakes
-        .seen
-        .lock()
-        .map(|s| {
-            s.iter()
-                .filter(|(i, _)| **i < peers)
-                .map(|(_, t)| t.duration_since(start).as_secs_f64() * 1000.0)
-                .collect()
-        })
-        .unwrap_or_default();
-    times.sort_by(f64::total_cmp);
-    let join = json!({
-        "peers": peers,
-        "seen": times.len(),
-        "join_ms_p50": percentile(&times, 50.0).round(),
-        "join_ms_max": times.last().copied().unwrap_or(f64::NAN).round(),
-    });
+    let join = join_summary(&fakes, start, peers);
     eprintln!("join with two replicas: {join}");
     println!(
         "{}",
