@@ -867,6 +867,14 @@ impl Registry {
         registry
     }
 
+    /// A replica's mirror learns that some replica heard a peer at `at`
+    /// (its own pings, or another replica's word in the shared store): the
+    /// mirror is not deaf, and [`Registry::is_holding`] says so. Only the
+    /// whole cluster hearing no one makes it hold.
+    pub fn note_heard(&mut self, at: Timestamp) {
+        self.heard(at);
+    }
+
     /// Whether this registry mirrors a shared list.
     pub fn is_mirror(&self) -> bool {
         self.mirror

@@ -319,3 +319,40 @@ fn a_replica_that_loads_the_list_at_start_pushes_nothing_for_it() {
     assert!(b.poll_event().is_none());
     assert_eq!(b.len(), 2, "and no eviction");
 }
+
+#[test]
+fn a_mirror_holds_only_when_no_replica_has_heard_a_peer() {
+    let mut store = Store::default();
+    let mut a = Registry::mirror(config(1), T0);
+    let mut b = Registry::mirror(config(2), T0);
+    register(&mut a, &mut store, "Alpha", T0);
+    store.feed(&mut a, 0, T0);
+    store.feed(&mut b, 0, T0);
+    let timeout = a.config().peer_timeout;
+    // Every ping goes to B; A learns of them from B's word in the store.
+    let mut now = T0;
+    for _ in 0..10 {
+        now = now + timeout / 4;
+        b.note_heard(now);
+        a.note_heard(now);
+        assert!(
+            !a.is_holding(now) && !b.is_holding(now),
+            "the cluster hears its peers"
+        );
+    }
+    // Then no replica hears anyone: past half a timeout both hold (they
+    // keep their shares' leases alive) for at most the hold limit.
+    let silent_from = now;
+    let holding = silent_from + timeout / 2;
+    assert!(!a.is_holding(holding - Duration::from_millis(1)));
+    assert!(a.is_holding(holding) && b.is_holding(holding));
+    let limit = a.config().hold_limit;
+    assert!(a.is_holding(holding + limit - Duration::from_millis(1)));
+    assert!(
+        !a.is_holding(holding + limit),
+        "a dead network is let go after the limit"
+    );
+    // A word that some replica heard a peer ends the hold.
+    a.note_heard(holding + Duration::from_secs(1));
+    assert!(!a.is_holding(holding + Duration::from_secs(1)));
+}

@@ -382,3 +382,78 @@ async fn a_replica_stopped_with_sigterm_leaves_etcd_at_once_not_after_its_ttl() 
     })
     .await;
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(proc: &Proc, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &proc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn while_no_replica_hears_any_peer_their_leases_are_held_up_to_the_hold_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let cluster = Cluster::start(dir.path()).await;
+    let hold = Duration::from_secs(8);
+    let replica = || {
+        let mut command = genesis_command("127.0.0.1:0");
+        command
+            .args(["--etcd", &cluster.endpoints()])
+            .arg("--key-file")
+            .arg(&cluster.key_file)
+            .args(["--peer-timeout", "3s", "--replica-ttl", "2s"])
+            .args(["--hold-limit", "8s", "--broadcast-delay", "5ms"]);
+        spawn(command)
+    };
+    let (a, b) = (replica(), replica());
+    // Every peer pings A only: B hears no one itself, and must not hold
+    // (keep its share of leases alive) while A hears peers.
+    let names_all = ["PeerA", "PeerB", "PeerC", "PeerD"];
+    let peers: Vec<Proc> = names_all
+        .iter()
+        .map(|n| peer(&a.url, n, dir.path()))
+        .collect();
+    all_list(&client, &[&a, &b], &names_all, SETTLE).await;
+    for p in &peers[2..] {
+        signal(p, "STOP");
+    }
+    let stopped = Instant::now();
+    poll(
+        PEER_TIMEOUT + Duration::from_secs(2),
+        "two evicted in time",
+        || async {
+            let listed = listing(&client, &b).await?;
+            (names(&listed) == ["PeerA", "PeerB"]).then_some(())
+        },
+    )
+    .await;
+    assert!(stopped.elapsed() >= PEER_TIMEOUT - Duration::from_millis(500));
+    // Then every peer falls silent at once, as when the replicas' side of
+    // the network is cut: no replica hears anyone.
+    for p in &peers[..2] {
+        signal(p, "STOP");
+    }
+    let silent = Instant::now();
+    tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(2)).await;
+    for g in [&a, &b] {
+        let listed = listing(&client, g).await.unwrap();
+        assert_eq!(
+            names(&listed),
+            ["PeerA", "PeerB"],
+            "held past the peer timeout"
+        );
+    }
+    // A network that stays dead is let go after the hold limit.
+    poll(SETTLE + hold, "both evicted after the hold", || async {
+        let listed = listing(&client, &b).await?;
+        listed.is_empty().then_some(())
+    })
+    .await;
+    assert!(silent.elapsed() >= hold, "not before the hold limit");
+    for p in &peers {
+        signal(p, "CONT");
+    }
+}

@@ -21,6 +21,7 @@
 //! written.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use etcd_client::{
     LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use futures::StreamExt as _;
+use plexus_core::Timestamp;
 use plexus_core::registry::SavedPeer;
 use plexus_core::replica::Replicas;
 use plexus_core::wire::{ChangeKind, PeerId};
@@ -103,6 +105,11 @@ pub struct Replication {
     lease: std::sync::atomic::AtomicI64,
     /// Set by [`Replication::withdraw`]: the replica is not announced again.
     withdrawn: std::sync::atomic::AtomicBool,
+    /// When this replica last heard a peer (ms since the epoch).
+    heard: AtomicU64,
+    /// When any replica last heard a peer, as their keys under `replicas/`
+    /// tell (ms since the epoch): what self-preservation goes by.
+    cluster_heard: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -159,6 +166,8 @@ impl Replication {
             dropped_keepalives: 0.into(),
             lease: 0.into(),
             withdrawn: false.into(),
+            heard: 0.into(),
+            cluster_heard: 0.into(),
         })
     }
 
@@ -332,6 +341,7 @@ impl Replication {
                 continue;
             };
             if let Some(replica) = rest.strip_prefix("replicas/") {
+                self.read_heard(kv.value());
                 live.push(replica.to_string());
             } else if rest.starts_with("peers/") {
                 match serde_json::from_slice::<Record>(kv.value()) {
@@ -424,12 +434,16 @@ impl Replication {
                     continue;
                 };
                 if let Some(replica) = rest.strip_prefix("replicas/") {
+                    if event.event_type() == EventType::Put {
+                        self.read_heard(kv.value());
+                    }
                     let mut state = self.lock();
-                    match event.event_type() {
+                    let changed = match event.event_type() {
                         EventType::Put => state.live.insert(replica.to_string()),
                         EventType::Delete => state.live.remove(replica),
                     };
-                    replicas_changed = true;
+                    // A put of a known replica only tells when it heard a peer.
+                    replicas_changed |= changed;
                 } else if let Some(id) = rest.strip_prefix("peers/") {
                     let Ok(id) = id.parse::<PeerId>() else {
                         continue;
@@ -496,11 +510,20 @@ impl Replication {
                 }
             };
             let mut tick = tokio::time::interval(interval);
+            let mut published = 0;
             let broke = loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         keeper.id = lease;
                         if let Err(e) = keeper.keep_alive().await { break e.to_string(); }
+                        // Tell the others when this replica last heard a peer.
+                        let heard = self.heard.load(Ordering::Relaxed);
+                        if heard > published {
+                            match self.publish_heard(lease, heard).await {
+                                Ok(()) => published = heard,
+                                Err(e) => break e.to_string(),
+                            }
+                        }
                     }
                     Some(peer_lease) = rx.recv() => {
                         keeper.id = peer_lease;
@@ -518,6 +541,44 @@ impl Replication {
             };
             tracing::warn!(reason = %broke, "etcd keep-alive stream lost; opening it again");
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A peer was heard (a ping) at `now`.
+    pub fn note_heard(&self, now: Timestamp) {
+        self.heard.fetch_max(now.as_millis(), Ordering::Relaxed);
+        self.cluster_heard
+            .fetch_max(now.as_millis(), Ordering::Relaxed);
+    }
+
+    /// When any replica last heard a peer, as far as this one knows.
+    pub fn cluster_heard(&self) -> Timestamp {
+        Timestamp(self.cluster_heard.load(Ordering::Relaxed))
+    }
+
+    /// Self-preservation: keeps alive the leases of the peers this replica
+    /// pushes to, while no replica hears anyone (the registry
+    /// [is holding](plexus_core::registry::Registry::is_holding)), so that
+    /// etcd evicts no one for an outage on the replicas' side.
+    pub fn keep_owned_alive(&self) {
+        let leases: Vec<i64> = {
+            let state = self.lock();
+            state
+                .leases
+                .iter()
+                .filter(|(id, _)| state.replicas.owns(**id))
+                .map(|(_, &lease)| lease)
+                .collect()
+        };
+        for lease in leases {
+            self.keep_alive_lease(lease);
+        }
+    }
+
+    /// The value of a replica's key: when it last heard a peer.
+    fn read_heard(&self, value: &[u8]) {
+        if let Some(at) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+            self.cluster_heard.fetch_max(at, Ordering::Relaxed);
         }
     }
 
@@ -542,6 +603,19 @@ impl Replication {
                 "etcd did not answer the revoke of this replica's lease: it runs out"
             ),
         }
+    }
+
+    /// Writes this replica's key again, with when it last heard a peer.
+    async fn publish_heard(&self, lease: i64, heard: u64) -> anyhow::Result<()> {
+        self.client
+            .kv_client()
+            .put(
+                self.key("replicas", &self.me),
+                heard.to_string(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Grants this replica's lease, writes its key, and opens the keep-alive stream.

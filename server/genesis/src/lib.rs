@@ -269,10 +269,23 @@ impl Genesis {
     async fn drive(self: Arc<Self>) {
         let stopped = self.stopped();
         tokio::pin!(stopped);
+        // Self-preservation of a replica: the last keep-alive of its share.
+        let mut preserved = Timestamp(0);
         loop {
             let (round, deadline) = {
                 let now = now();
                 let mut registry = self.lock();
+                if let Some(replication) = &self.replication {
+                    registry.note_heard(replication.cluster_heard());
+                    let every = registry.config().peer_timeout / 3;
+                    if registry.is_holding(now) && now.saturating_since(preserved) >= every {
+                        preserved = now;
+                        tracing::warn!(
+                            "no replica heard a peer: keeping this replica's share alive"
+                        );
+                        replication.keep_owned_alive();
+                    }
+                }
                 registry.handle_timeout(now);
                 let _ = self.publish(&mut registry, false);
                 let round: Vec<Broadcast> =

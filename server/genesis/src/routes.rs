@@ -293,6 +293,7 @@ async fn ping(
             inc(&genesis.metrics.pings_unknown);
             return Err(AppError::not_found(UnknownPeer(id).to_string()));
         }
+        replication.note_heard(now());
         inc(&genesis.metrics.pings);
         let (version, signature) = {
             let mut registry = genesis.lock();
