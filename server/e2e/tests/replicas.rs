@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde_json::Value;
 use support::{Proc, free_port, genesis_command, get, peer_command, poll, spawn, view_of};
 
@@ -236,7 +237,28 @@ async fn two_replicas_list_the_same_peers_push_to_all_and_sigterm_leaves_everywh
         .await;
     }
 
-    // The watch stream of either replica carries the same list.
+    // The watch stream of one replica carries a join made at the other.
+    let mut stream = client
+        .get(b.at("/peers/watch"))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let p4 = peer(&a.url, "PeerFour", dir.path());
+    let seen = tokio::time::timeout(SETTLE, async {
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if text.contains("PeerFour") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(seen, Ok(true)), "B's watch stream told A's join");
+
+    // Both replicas give the same list the same version.
     let version_a = client.get(a.at("/peers")).send().await.unwrap();
     let version_b = client.get(b.at("/peers")).send().await.unwrap();
     assert_eq!(
@@ -246,7 +268,7 @@ async fn two_replicas_list_the_same_peers_push_to_all_and_sigterm_leaves_everywh
     );
 
     // Peers stopped with SIGTERM leave every replica's list, at once.
-    for p in [&p1, &p2, &p3] {
+    for p in [&p1, &p2, &p3, &p4] {
         p.terminate();
     }
     all_list(&client, &[&a, &b], &[], PEER_TIMEOUT / 2).await;
