@@ -245,7 +245,6 @@ impl Engine {
             .limit_depth(limits.max_depth)
             .limit_complexity(limits.max_complexity)
             .limit_recursive_depth(limits.max_recursive_depth)
-            .extension(cost::Guard::new(limits))
             .finish()
             .map_err(|e| BuildError(e.to_string()))?;
         Ok(Engine {
@@ -277,6 +276,17 @@ impl Engine {
                 vars.clone(),
             )));
         }
+        // Parsed once, here: the cost bounds are checked on this document
+        // before async-graphql walks it, and async-graphql runs on it
+        // without parsing the text again.
+        let variables = std::mem::take(&mut gql.variables);
+        let checked = gql
+            .parsed_query()
+            .and_then(|document| cost::check(document, &variables, &self.limits));
+        gql.variables = variables;
+        if let Err(e) = checked {
+            return answer(async_graphql::Response::from_errors(vec![e]));
+        }
         let data = RequestData {
             source,
             remote,
@@ -286,24 +296,28 @@ impl Engine {
             network: network::Shared::default(),
             network_peers: self.peers.clone(),
         };
-        let response = self.schema.execute(gql.data(data)).await;
-        let request_error = response.data == async_graphql::Value::Null && response.is_err();
-        let body = serde_json::to_value(&response).unwrap_or_else(|e| {
-            serde_json::json!({ "errors": [{ "message": format!("cannot encode the answer: {e}") }] })
-        });
-        let body = match body {
-            // async-graphql writes `"data": null` for a request error; the
-            // GraphQL-over-HTTP spec wants no `data` then.
-            Value::Object(mut map) if request_error => {
-                map.remove("data");
-                Value::Object(map)
-            }
-            other => other,
-        };
-        Answer {
-            body,
-            request_error,
+        answer(self.schema.execute(gql.data(data)).await)
+    }
+}
+
+/// async-graphql's response as the engine's [`Answer`].
+fn answer(response: async_graphql::Response) -> Answer {
+    let request_error = response.data == async_graphql::Value::Null && response.is_err();
+    let body = serde_json::to_value(&response).unwrap_or_else(|e| {
+        serde_json::json!({ "errors": [{ "message": format!("cannot encode the answer: {e}") }] })
+    });
+    let body = match body {
+        // async-graphql writes `"data": null` for a request error; the
+        // GraphQL-over-HTTP spec wants no `data` then.
+        Value::Object(mut map) if request_error => {
+            map.remove("data");
+            Value::Object(map)
         }
+        other => other,
+    };
+    Answer {
+        body,
+        request_error,
     }
 }
 
