@@ -399,3 +399,82 @@ fn a_failing_field_is_null_with_its_path_and_the_rest_stands() {
         json!(["Local", "Get", "Things", "bad"])
     );
 }
+
+#[test]
+fn parsed_documents_are_kept_within_their_byte_bound() {
+    let engine = Engine::build(
+        &schema(),
+        &BTreeMap::new(),
+        &Limits {
+            max_cached_query_bytes: 200,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let query =
+        |n: usize| format!("{{ Local {{ Get {{ Things {{ City(limit: {n}) {{ name }} }} }} }} }}");
+    let text = query(1);
+    // The same text twice: kept once, noted as validated once it ran, and
+    // the second answer (which skips validation) is the same.
+    let first = run(&engine, &text);
+    assert_eq!(engine.documents.held_now(), (1, 1, text.len()));
+    assert_eq!(run(&engine, &text), first);
+    assert_eq!(engine.documents.held_now(), (1, 1, text.len()));
+    // A document that fails validation is kept but never noted: it fails
+    // every time.
+    let bad = "{ Local { Get { Things { City { nope } } } } }";
+    for _ in 0..2 {
+        let a = run(&engine, bad);
+        assert!(a.request_error, "{}", a.body);
+        assert!(a.body.to_string().contains("nope"), "{}", a.body);
+    }
+    assert_eq!(engine.documents.held_now(), (2, 1, text.len() + bad.len()));
+    // A kept document is weighed again with each request's variables.
+    let with_var = "query Q($n: Int) { Local { Get { Things { City(limit: $n) { name } } } } }";
+    let mut big = GraphQLRequest::new(with_var);
+    big.variables = Some(json!({ "n": 1_000_000 }).as_object().unwrap().clone());
+    let mut small = big.clone();
+    small.variables = Some(json!({ "n": 1 }).as_object().unwrap().clone());
+    for _ in 0..2 {
+        let a = engine
+            .execute(small.clone(), data(), None)
+            .now_or_never()
+            .unwrap();
+        assert!(!a.request_error, "{}", a.body);
+        let a = engine
+            .execute(big.clone(), data(), None)
+            .now_or_never()
+            .unwrap();
+        assert!(a.request_error, "{}", a.body);
+        assert!(
+            a.body.to_string().contains("--graphql-max-objects"),
+            "{}",
+            a.body
+        );
+    }
+    // With variables it ran, but is not noted: async-graphql's validation
+    // also checks variables' values. Once the same text ran without
+    // variables it is noted, and a bad value is still refused.
+    assert_eq!(engine.documents.held_now().1, 1);
+    assert!(!run(&engine, with_var).request_error);
+    assert_eq!(engine.documents.held_now().1, 2);
+    let mut wrong = big.clone();
+    wrong.variables = Some(json!({ "n": "ten" }).as_object().unwrap().clone());
+    let a = engine.execute(wrong, data(), None).now_or_never().unwrap();
+    assert!(a.request_error, "{}", a.body);
+    // Past 200 bytes of text the least recently used go first.
+    for n in 2..10 {
+        run(&engine, &query(n));
+        let (count, _, bytes) = engine.documents.held_now();
+        assert!(
+            bytes <= 200 && count >= 1,
+            "{count} documents, {bytes} bytes"
+        );
+    }
+    // A text that does not parse is not kept; nor is one over the bound.
+    let before = engine.documents.held_now();
+    assert!(run(&engine, "{ Local {").request_error);
+    let long = format!("{{ Local {{ __typename }} {} }}", " ".repeat(300));
+    assert!(!run(&engine, &long).request_error);
+    assert_eq!(engine.documents.held_now(), before);
+}
