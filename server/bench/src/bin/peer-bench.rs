@@ -31,7 +31,7 @@ const PEERS: usize = 10;
 const OBJECTS_PER_PEER: usize = 100;
 /// Timed runs of each Network Get.
 const RUNS: usize = 200;
-/// Rounds of the small-query figure, per executor.
+/// Rounds of the small-query figure.
 const SMALL_ROUNDS: usize = 7;
 /// Objects of the Local Get benchmark.
 const LOCAL_OBJECTS: usize = 100_000;
@@ -358,36 +358,17 @@ async fn local_bench() -> anyhow::Result<()> {
         LOCAL_OBJECTS as f64 / load.as_secs_f64()
     );
 
-    for legacy in [false, true] {
-        println!(
-            "  {}:",
-            if legacy {
-                "the hand-written executor this engine replaces (PeerDb::graphql_legacy)"
-            } else {
-                "the async-graphql engine (PeerDb::graphql)"
-            }
-        );
-        local_figures(&db, legacy).await?;
-    }
-    // Small queries, the two executors in turn (so both see the same load
-    // on the machine): the median of each one's rounds.
-    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    println!("  with the async-graphql engine (PeerDb::graphql):");
+    local_figures(&db).await?;
+    // Small queries: the median of several rounds (the machine's load moves).
+    let mut rates = Vec::new();
     for _ in 0..SMALL_ROUNDS {
-        for (i, legacy) in [false, true].into_iter().enumerate() {
-            rates[i].push(small_queries(&db, legacy).await?);
-        }
+        rates.push(small_queries(&db).await?);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        percentile(v, 50.0)
-    };
-    let (new, old) = (median(&mut rates[0]), median(&mut rates[1]));
+    rates.sort_by(f64::total_cmp);
     println!(
-        "  Get with limit 10 (4 concurrent, in-process; median of {SMALL_ROUNDS} rounds of 1 s each, in turn):"
-    );
-    println!(
-        "    engine {new:>9.0} queries/s   hand-written {old:>9.0} queries/s   engine / hand-written {:.2}",
-        new / old
+        "  Get with limit 10:             {:>9.0} queries/s (4 concurrent, in-process; median of {SMALL_ROUNDS} rounds of 1 s)",
+        percentile(&rates, 50.0)
     );
     drop(db);
     Ok(())
@@ -435,16 +416,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The Local figures over `db`, with the engine or (`legacy`) the old executor.
-async fn local_figures(db: &Arc<PeerDb>, legacy: bool) -> anyhow::Result<()> {
+/// The Local figures over `db`: a full scan and a page of 10 000.
+async fn local_figures(db: &Arc<PeerDb>) -> anyhow::Result<()> {
     let run = |query: String| {
         let db = db.clone();
         async move {
-            let body = if legacy {
-                serde_json::to_value(db.graphql_legacy(GraphQLRequest::new(query)).await)?
-            } else {
-                db.graphql(GraphQLRequest::new(query), None).await.body
-            };
+            let body = db.graphql(GraphQLRequest::new(query), None).await.body;
             if let Some(errors) = body.get("errors") {
                 bail!("errors: {errors}");
             }
@@ -491,16 +468,12 @@ async fn local_figures(db: &Arc<PeerDb>, legacy: bool) -> anyhow::Result<()> {
 }
 
 /// Small Local queries (limit 10), 4 at a time, for 1 s: queries per second.
-async fn small_queries(db: &Arc<PeerDb>, legacy: bool) -> anyhow::Result<f64> {
+async fn small_queries(db: &Arc<PeerDb>) -> anyhow::Result<f64> {
     let small = "{ Local { Get { Things { City(limit: 10) { name population } } } } }";
     let run = || {
         let db = db.clone();
         async move {
-            let body = if legacy {
-                serde_json::to_value(db.graphql_legacy(GraphQLRequest::new(small)).await)?
-            } else {
-                db.graphql(GraphQLRequest::new(small), None).await.body
-            };
+            let body = db.graphql(GraphQLRequest::new(small), None).await.body;
             match body
                 .pointer("/data/Local/Get/Things/City")
                 .and_then(Value::as_array)

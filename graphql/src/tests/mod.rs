@@ -5,12 +5,55 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
+use plexus_core::schema::parse_beacon;
 use serde_json::json;
 
 use super::*;
 
-/// Objects in memory, in insertion order.
-struct Memory(Vec<Object>);
+mod queries;
+
+/// Objects in insertion order, and the `(class, limit)` of every query.
+#[derive(Default)]
+pub(super) struct Memory {
+    objects: Vec<Object>,
+    queries: Mutex<Vec<(String, usize)>>,
+}
+
+impl Memory {
+    fn new(objects: Vec<Object>) -> Self {
+        Memory {
+            objects,
+            queries: Mutex::default(),
+        }
+    }
+
+    pub(super) fn add(&mut self, n: u128, class: &str, values: Value) -> Uuid {
+        let id = Uuid::from_u128(n);
+        self.objects.push(Object {
+            id,
+            kind: Kind::Things,
+            class: class.into(),
+            schema: values.as_object().unwrap().clone(),
+            creation_time_unix: 1,
+            last_update_time_unix: 1,
+        });
+        id
+    }
+
+    /// The objects a reference value (one beacon or a list) points at.
+    fn follow(&self, reference: &Value) -> Vec<Object> {
+        let beacons = match reference {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        beacons
+            .into_iter()
+            .filter_map(|b| b.get("beacon")?.as_str().and_then(parse_beacon))
+            .filter_map(|(kind, id)| self.objects.iter().find(|o| o.id == id && o.kind == kind))
+            .cloned()
+            .collect()
+    }
+}
 
 impl Source for Memory {
     fn query(
@@ -20,18 +63,19 @@ impl Source for Memory {
         filter: Option<&Filter>,
         limit: usize,
     ) -> Result<Vec<Object>, SourceError> {
+        self.queries.lock().unwrap().push((class.to_owned(), limit));
         Ok(self
-            .0
+            .objects
             .iter()
             .filter(|o| o.kind == kind && o.class == class)
-            .filter(|o| filter.is_none_or(|f| f.matches(&o.schema, &mut |_| Vec::new())))
+            .filter(|o| filter.is_none_or(|f| f.matches(&o.schema, &mut |r| self.follow(r))))
             .take(limit)
             .cloned()
             .collect())
     }
 
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError> {
-        Ok(self.0.iter().find(|o| o.id == id).cloned())
+        Ok(self.objects.iter().find(|o| o.id == id).cloned())
     }
 }
 
@@ -63,7 +107,7 @@ fn object(class: &str, values: Value) -> Object {
 fn data() -> Arc<dyn Source> {
     let nl = object("Country", json!({"name": "Netherlands"}));
     let beacon = json!({"beacon": format!("weaviate://localhost/things/{}", nl.id)});
-    Arc::new(Memory(vec![
+    Arc::new(Memory::new(vec![
         object(
             "City",
             json!({"name": "Amsterdam", "population": 905234, "capital": true, "inCountry": [beacon]}),
