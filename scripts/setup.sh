@@ -17,6 +17,9 @@ command -v wasm-opt >/dev/null || missing+=(binaryen)
 # etcd-client's build compiles etcd's protos; the replica tests run etcd.
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v etcd >/dev/null || missing+=(etcd-server)
+# The GraphQL tools test (server/e2e/graphql-tools) runs on Node.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   log "Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -32,4 +35,11 @@ if [ -n "$want" ] && ! wasm-bindgen --version 2>/dev/null | grep -q " $want\$"; 
   # file; the CLI's own version is pinned either way.
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet \
     || cargo install wasm-bindgen-cli --version "$want" --quiet
+fi
+
+# graphql-js and graphql-http for the GraphQL tools test, as locked.
+tools="$(cd "$(dirname "$0")/.." && pwd)/server/e2e/graphql-tools"
+if [ ! -d "$tools/node_modules" ] || [ "$tools/package-lock.json" -nt "$tools/node_modules" ]; then
+  log "npm packages of $tools"
+  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -23,6 +23,11 @@ cargo build --workspace --bins
 log "native tests (core, engine, genesis, peer, end to end, dashboard)"
 cargo test --workspace --all-features
 
+log "GraphQL tools against a real peer (graphql-js client schema, graphql-http audits)"
+(cd server/e2e/graphql-tools \
+  && PLEXUS_PEER_BIN="${PLEXUS_PEER_BIN:-$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/plexus-peer}" \
+    node --test)
+
 log "fuzz every core parser for a bounded time"
 FUZZ_SECONDS=${FUZZ_SECONDS:-15} bash scripts/fuzz.sh
 

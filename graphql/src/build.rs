@@ -130,7 +130,7 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
 /// A field whose value is a fixed object with no data of its own.
 fn fixed(name: &str, type_name: &str) -> Field {
     Field::new(name, TypeRef::named(type_name), |_| {
-        FieldFuture::new(async { Ok(Some(FieldValue::owned_any(()))) })
+        FieldFuture::Value(Some(FieldValue::owned_any(())))
     })
 }
 
@@ -217,8 +217,7 @@ fn class_field(side: &Side, kind: Kind, class: &Class) -> Field {
         Side::Local(schema) => {
             let (schema, name) = (schema.clone(), class.class.clone());
             Field::new(&class.class, ty, move |ctx| {
-                let (schema, name) = (schema.clone(), name.clone());
-                crate::caught!(ctx, {
+                crate::now!(ctx, {
                     let data = ctx.data::<RequestData>()?;
                     let (limit, filter) = arguments(&ctx, &schema, &name)?;
                     let objects = data
@@ -283,8 +282,7 @@ fn class_type(side: &Side, schema: &Schema, class: &Class) -> (Object, Vec<Union
 fn reference(name: &str, ty: TypeRef, members: Vec<String>) -> Field {
     let key = name.to_owned();
     Field::new(name, ty, move |ctx| {
-        let (key, members) = (key.clone(), members.clone());
-        crate::caught!(ctx, {
+        crate::now!(ctx, {
             let o = ctx.parent_value.try_downcast_ref::<Obj>()?;
             let Some(value) = o.schema.get(&key).filter(|v| !v.is_null()) else {
                 return Ok(None);
@@ -323,10 +321,9 @@ fn reference(name: &str, ty: TypeRef, members: Vec<String>) -> Field {
 /// or a remote peer's answer ([`Remote`]) by response key, with the error
 /// the merger reported at this path when there is no value.
 pub(crate) fn data_field(name: &str, ty: TypeRef) -> Field {
-    let name_owned = name.to_owned();
-    Field::new(name, ty, move |ctx| {
-        let name = name_owned.clone();
-        crate::caught!(ctx, {
+    let name = name.to_owned();
+    Field::new(name.clone(), ty, move |ctx| {
+        crate::now!(ctx, {
             let parent = ctx.parent_value;
             if let Some(o) = parent.downcast_ref::<Obj>() {
                 if name == "uuid" {
@@ -359,9 +356,9 @@ pub(crate) fn json_value(value: Option<&Value>, remote: bool) -> Option<FieldVal
                 json_value(Some(v), remote).unwrap_or(FieldValue::NULL)
             })))
         }
-        scalar => Some(FieldValue::value(
-            GqlValue::from_json(scalar.clone()).unwrap_or(GqlValue::Null),
-        )),
+        Value::String(s) => Some(FieldValue::value(GqlValue::String(s.clone()))),
+        Value::Number(n) => Some(FieldValue::value(GqlValue::Number(n.clone()))),
+        Value::Bool(b) => Some(FieldValue::value(GqlValue::Boolean(*b))),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The bounds async-graphql's dynamic schema cannot weigh, checked on the
-//! parsed document before validation: fields with every fragment expanded
+//! The bounds async-graphql's dynamic schema cannot weigh, checked by
+//! [`check`] on the parsed document before validation: fields with every fragment expanded
 //! (so a fragment bomb is refused in linear time, before any rule walks
 //! it), aliases, and objects (a field with a `limit` argument weighs its
 //! value, times the fields above it).
@@ -7,11 +7,9 @@
 //! Each fragment's cost is computed once and reused for every spread of it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Name, ServerError, ServerResult, Value as ConstValue, Variables};
+use async_graphql::{Name, ServerError, Value as ConstValue, Variables};
 use async_graphql_value::Value;
 
 use crate::{DEFAULT_LIMIT, Limits};
@@ -118,68 +116,45 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The async-graphql extension that refuses a document past the bounds.
-pub(crate) struct Guard(Arc<Limits>);
-
-impl Guard {
-    pub(crate) fn new(limits: &Limits) -> Self {
-        Guard(Arc::new(limits.clone()))
+/// Refuses a document past `limits`: the message names the bound and its
+/// flag. Run on the parsed document before anything else walks it
+/// (async-graphql's recursion check follows every fragment spread, so a
+/// fragment bomb must be refused first).
+pub fn check(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    limits: &Limits,
+) -> Result<(), ServerError> {
+    let c = cost(document, variables);
+    let refuse = |what: &str, got: u64, max: usize, flag: &str| {
+        Err(ServerError::new(
+            format!("the query has {got} {what}, more than this peer allows ({max}, --{flag})"),
+            None,
+        ))
+    };
+    if c.fields > limits.max_complexity as u64 {
+        return refuse(
+            "fields with its fragments expanded",
+            c.fields,
+            limits.max_complexity,
+            "graphql-max-complexity",
+        );
     }
-}
-
-impl ExtensionFactory for Guard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension(self.0.clone()))
+    if c.aliases > limits.max_aliases as u64 {
+        return refuse(
+            "aliases",
+            c.aliases,
+            limits.max_aliases,
+            "graphql-max-aliases",
+        );
     }
-}
-
-struct GuardExtension(Arc<Limits>);
-
-#[async_trait::async_trait]
-impl Extension for GuardExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // Parsed here first: async-graphql's own recursion check (inside
-        // `next`) walks every fragment spread, so a fragment bomb must be
-        // refused before it runs.
-        let document = async_graphql::parser::parse_query(query)?;
-        let c = cost(&document, variables);
-        let limits = &self.0;
-        let refuse = |what: &str, got: u64, max: usize, flag: &str| {
-            Err(ServerError::new(
-                format!("the query has {got} {what}, more than this peer allows ({max}, --{flag})"),
-                None,
-            ))
-        };
-        if c.fields > limits.max_complexity as u64 {
-            return refuse(
-                "fields with its fragments expanded",
-                c.fields,
-                limits.max_complexity,
-                "graphql-max-complexity",
-            );
-        }
-        if c.aliases > limits.max_aliases as u64 {
-            return refuse(
-                "aliases",
-                c.aliases,
-                limits.max_aliases,
-                "graphql-max-aliases",
-            );
-        }
-        if c.objects > limits.max_objects as u64 {
-            return refuse(
-                "objects by its limits",
-                c.objects,
-                limits.max_objects,
-                "graphql-max-objects",
-            );
-        }
-        next.run(ctx, query, variables).await
+    if c.objects > limits.max_objects as u64 {
+        return refuse(
+            "objects by its limits",
+            c.objects,
+            limits.max_objects,
+            "graphql-max-objects",
+        );
     }
+    Ok(())
 }

@@ -17,6 +17,7 @@
 
 mod build;
 pub mod cost;
+mod documents;
 mod meta;
 mod network;
 
@@ -117,6 +118,9 @@ pub struct Limits {
     pub max_objects: usize,
     /// Most objects one GetMeta class reads to aggregate.
     pub max_meta_objects: usize,
+    /// Most bytes of query text whose parsed documents the engine keeps
+    /// for the next request with the same text (0: none kept).
+    pub max_cached_query_bytes: usize,
 }
 
 impl Default for Limits {
@@ -128,6 +132,7 @@ impl Default for Limits {
             max_aliases: 100,
             max_objects: 10_000,
             max_meta_objects: 100_000,
+            max_cached_query_bytes: 256 * 1024,
         }
     }
 }
@@ -140,6 +145,10 @@ pub struct BuildError(String);
 /// One built schema: the peer's classes and the remote schemas it held when built.
 pub struct Engine {
     schema: dynamic::Schema,
+    /// The same schema without async-graphql's validation rules (depth and
+    /// complexity still checked), for documents that passed them before.
+    validated: dynamic::Schema,
+    documents: documents::Documents,
     limits: Limits,
     peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
 }
@@ -186,6 +195,19 @@ macro_rules! caught {
             Ok($crate::field_error(&$ctx, result))
         })
     };
+}
+
+/// A synchronous resolver's body, run now: its value without a boxed future
+/// (most fields only read their parent), its error a field error as with
+/// [`caught!`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! now {
+    ($ctx:ident, $body:block) => {{
+        let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>> =
+            (|| $body)();
+        async_graphql::dynamic::FieldFuture::Value($crate::field_error(&$ctx, result))
+    }};
 }
 
 /// The value of a resolver's `result`; an error is added to the answer at
@@ -241,15 +263,21 @@ impl Engine {
         remotes: &BTreeMap<PeerName, Arc<Schema>>,
         limits: &Limits,
     ) -> Result<Engine, BuildError> {
-        let schema = build::schema(local, remotes)
-            .limit_depth(limits.max_depth)
-            .limit_complexity(limits.max_complexity)
-            .limit_recursive_depth(limits.max_recursive_depth)
-            .extension(cost::Guard::new(limits))
-            .finish()
-            .map_err(|e| BuildError(e.to_string()))?;
+        let finish = |mode| {
+            build::schema(local, remotes)
+                .limit_depth(limits.max_depth)
+                .limit_complexity(limits.max_complexity)
+                .limit_recursive_depth(limits.max_recursive_depth)
+                .validation_mode(mode)
+                .finish()
+                .map_err(|e| BuildError(e.to_string()))
+        };
+        let schema = finish(async_graphql::ValidationMode::Strict)?;
+        let validated = finish(async_graphql::ValidationMode::Fast)?;
         Ok(Engine {
             schema,
+            validated,
+            documents: documents::Documents::new(limits.max_cached_query_bytes),
             limits: limits.clone(),
             peers: Arc::new(remotes.clone()),
         })
@@ -277,6 +305,26 @@ impl Engine {
                 vars.clone(),
             )));
         }
+        // Parsed once (or taken from the documents parsed before), here:
+        // the cost bounds are checked on this document before async-graphql
+        // walks it, and async-graphql runs on it without parsing the text.
+        let checked = self
+            .documents
+            .parse(&request.query)
+            .and_then(|(document, validated)| {
+                cost::check(&document, &gql.variables, &self.limits).map(|()| (document, validated))
+            });
+        let validated = match checked {
+            Ok((document, validated)) => {
+                gql.set_parsed_query(document);
+                validated
+            }
+            Err(e) => return answer(async_graphql::Response::from_errors(vec![e])),
+        };
+        // async-graphql's validation also checks variables' values: only a
+        // request without variables may skip it.
+        let plain = request.variables.as_ref().is_none_or(Map::is_empty);
+        let unmarked = (plain && !validated).then(|| request.query.clone());
         let data = RequestData {
             source,
             remote,
@@ -286,24 +334,66 @@ impl Engine {
             network: network::Shared::default(),
             network_peers: self.peers.clone(),
         };
-        let response = self.schema.execute(gql.data(data)).await;
-        let request_error = response.data == async_graphql::Value::Null && response.is_err();
-        let body = serde_json::to_value(&response).unwrap_or_else(|e| {
-            serde_json::json!({ "errors": [{ "message": format!("cannot encode the answer: {e}") }] })
-        });
-        let body = match body {
-            // async-graphql writes `"data": null` for a request error; the
-            // GraphQL-over-HTTP spec wants no `data` then.
-            Value::Object(mut map) if request_error => {
-                map.remove("data");
-                Value::Object(map)
-            }
-            other => other,
+        let schema = if plain && validated {
+            &self.validated
+        } else {
+            &self.schema
         };
-        Answer {
-            body,
-            request_error,
+        let answer = answer(schema.execute(gql.data(data)).await);
+        if let Some(query) = unmarked
+            && !answer.request_error
+        {
+            // It ran, so it passed validation.
+            self.documents.validated(&query);
         }
+        answer
+    }
+}
+
+/// async-graphql's response as the engine's [`Answer`]: `data` moved into
+/// JSON (no `data` for a request error, as GraphQL over HTTP wants), then
+/// `errors` and `extensions` as async-graphql writes them.
+fn answer(response: async_graphql::Response) -> Answer {
+    let request_error = response.data == async_graphql::Value::Null && response.is_err();
+    let mut body = Map::new();
+    if !request_error {
+        body.insert("data".into(), into_json(response.data));
+    }
+    let mut encode = |key: &str, value: Result<Value, serde_json::Error>| {
+        let value = value.unwrap_or_else(
+            |e| serde_json::json!([{ "message": format!("cannot encode the answer: {e}") }]),
+        );
+        body.insert(key.into(), value);
+    };
+    if !response.errors.is_empty() {
+        encode("errors", serde_json::to_value(&response.errors));
+    }
+    if !response.extensions.is_empty() {
+        encode("extensions", serde_json::to_value(&response.extensions));
+    }
+    Answer {
+        body: Value::Object(body),
+        request_error,
+    }
+}
+
+/// A GraphQL value as JSON, its strings moved, not copied (what
+/// async-graphql's `Serialize` writes, without going through serde).
+fn into_json(value: async_graphql::Value) -> Value {
+    use async_graphql::Value as V;
+    match value {
+        V::Null => Value::Null,
+        V::Number(n) => Value::Number(n),
+        V::String(s) => Value::String(s),
+        V::Boolean(b) => Value::Bool(b),
+        V::Binary(bytes) => Value::Array(bytes.iter().map(|b| Value::from(*b)).collect()),
+        V::Enum(name) => Value::String(name.to_string()),
+        V::List(items) => Value::Array(items.into_iter().map(into_json).collect()),
+        V::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.to_string(), into_json(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -155,6 +155,10 @@ pub struct GraphQLArgs {
     /// Most objects one GetMeta class reads to aggregate.
     #[arg(long, env = "PLEXUS_GRAPHQL_MAX_META_OBJECTS", default_value_t = Limits::default().max_meta_objects)]
     pub graphql_max_meta_objects: usize,
+    /// Most bytes of query text whose parsed documents are kept for the
+    /// next query with the same text (0: none kept).
+    #[arg(long, env = "PLEXUS_GRAPHQL_CACHED_QUERY_BYTES", default_value_t = Limits::default().max_cached_query_bytes)]
+    pub graphql_cached_query_bytes: usize,
     /// Most bytes of one GraphQL answer.
     #[arg(long, env = "PLEXUS_GRAPHQL_MAX_ANSWER_BYTES", default_value_t = GraphQLSettings::default().max_answer_bytes)]
     pub graphql_max_answer_bytes: usize,
@@ -177,6 +181,7 @@ impl GraphQLArgs {
                 max_aliases: self.graphql_max_aliases,
                 max_objects: self.graphql_max_objects,
                 max_meta_objects: self.graphql_max_meta_objects,
+                max_cached_query_bytes: self.graphql_cached_query_bytes,
             },
             max_answer_bytes: self.graphql_max_answer_bytes,
             timeout: self.graphql_timeout,

@@ -1,6 +1,7 @@
 //! `plexus-peer`'s knowledge-graph database: a schema of Things and Actions
 //! classes and their objects in an embedded redb file ([`store`]), the v1
-//! REST API ([`api`]) and the GraphQL endpoint ([`graphql`]).
+//! REST API ([`api`]) and the GraphQL endpoint ([`graphql_http`], on the
+//! `plexus-graphql` engine).
 //!
 //! [`PeerDb`] is the database every handler shares; [`router`] builds the
 //! HTTP app. The network layer adds its routes with [`api_routes`] and
@@ -11,7 +12,6 @@ pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod config;
-pub mod graphql;
 pub mod graphql_http;
 pub mod index;
 pub mod network;
@@ -41,7 +41,6 @@ use tokio::sync::{RwLock, watch};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use graphql::{GraphQLResponse, ObjectSource, SourceError};
 pub use object::Object;
 pub use plexus_graphql::{Answer, GraphQLRequest};
 use plexus_server::AppError;
@@ -230,32 +229,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl ObjectSource for Snapshot {
-    fn scan_class(
-        &self,
-        class: &str,
-        visit: &mut dyn FnMut(Object) -> bool,
-    ) -> Result<(), SourceError> {
-        Snapshot::scan_class(self, class, visit).map_err(|e| SourceError(e.to_string()))
-    }
-
-    fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError> {
-        Snapshot::get(self, id).map_err(|e| SourceError(e.to_string()))
-    }
-
-    fn query(
-        &self,
-        class: &str,
-        filter: Option<&plexus_core::filter::Filter>,
-        limit: usize,
-    ) -> Result<Vec<Object>, SourceError> {
-        let Some((kind, _)) = self.schema().find_class(class) else {
-            return Ok(Vec::new());
-        };
-        Snapshot::query(self, kind, class, filter, limit).map_err(|e| SourceError(e.to_string()))
-    }
 }
 
 impl PeerDb {
@@ -626,12 +599,19 @@ impl PeerDb {
         let flag = cancelled.clone();
         let timeout = self.settings.timeout;
         let started = tokio::time::Instant::now();
-        let Ok(Ok(permit)) =
-            tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
-        else {
-            return Answer::refused(format!(
-                "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
-            ));
+        // A free slot is taken at once; else wait for one within the time.
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let Ok(Ok(permit)) =
+                    tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
+                else {
+                    return Answer::refused(format!(
+                        "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
+                    ));
+                };
+                permit
+            }
         };
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -658,29 +638,6 @@ impl PeerDb {
                 "the query ran out of time ({timeout:?}, the peer's --graphql-timeout) and was cancelled"
             )),
         }
-    }
-
-    /// Answers a Local request with the hand-written executor this engine
-    /// replaces; kept only so `peer-bench` can compare the two in one run.
-    pub async fn graphql_legacy(&self, request: GraphQLRequest) -> GraphQLResponse {
-        let schema = self.schema().await;
-        let request = graphql::GraphQLRequest {
-            query: request.query,
-            variables: request.variables,
-            operation_name: request.operation_name,
-        };
-        graphql::answer(request, &schema, None, async |prepared| {
-            let answer = self
-                .blocking(move |s| Ok(prepared.run(&s.snapshot()?)))
-                .await;
-            answer.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "GraphQL query failed");
-                GraphQLResponse::request_errors(vec![graphql::GraphQLError::query(
-                    "could not read the peer's objects",
-                )])
-            })
-        })
-        .await
     }
 }
 

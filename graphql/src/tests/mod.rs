@@ -5,12 +5,55 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
+use plexus_core::schema::parse_beacon;
 use serde_json::json;
 
 use super::*;
 
-/// Objects in memory, in insertion order.
-struct Memory(Vec<Object>);
+mod queries;
+
+/// Objects in insertion order, and the `(class, limit)` of every query.
+#[derive(Default)]
+pub(super) struct Memory {
+    objects: Vec<Object>,
+    queries: Mutex<Vec<(String, usize)>>,
+}
+
+impl Memory {
+    fn new(objects: Vec<Object>) -> Self {
+        Memory {
+            objects,
+            queries: Mutex::default(),
+        }
+    }
+
+    pub(super) fn add(&mut self, n: u128, class: &str, values: Value) -> Uuid {
+        let id = Uuid::from_u128(n);
+        self.objects.push(Object {
+            id,
+            kind: Kind::Things,
+            class: class.into(),
+            schema: values.as_object().unwrap().clone(),
+            creation_time_unix: 1,
+            last_update_time_unix: 1,
+        });
+        id
+    }
+
+    /// The objects a reference value (one beacon or a list) points at.
+    fn follow(&self, reference: &Value) -> Vec<Object> {
+        let beacons = match reference {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        beacons
+            .into_iter()
+            .filter_map(|b| b.get("beacon")?.as_str().and_then(parse_beacon))
+            .filter_map(|(kind, id)| self.objects.iter().find(|o| o.id == id && o.kind == kind))
+            .cloned()
+            .collect()
+    }
+}
 
 impl Source for Memory {
     fn query(
@@ -20,18 +63,19 @@ impl Source for Memory {
         filter: Option<&Filter>,
         limit: usize,
     ) -> Result<Vec<Object>, SourceError> {
+        self.queries.lock().unwrap().push((class.to_owned(), limit));
         Ok(self
-            .0
+            .objects
             .iter()
             .filter(|o| o.kind == kind && o.class == class)
-            .filter(|o| filter.is_none_or(|f| f.matches(&o.schema, &mut |_| Vec::new())))
+            .filter(|o| filter.is_none_or(|f| f.matches(&o.schema, &mut |r| self.follow(r))))
             .take(limit)
             .cloned()
             .collect())
     }
 
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError> {
-        Ok(self.0.iter().find(|o| o.id == id).cloned())
+        Ok(self.objects.iter().find(|o| o.id == id).cloned())
     }
 }
 
@@ -63,7 +107,7 @@ fn object(class: &str, values: Value) -> Object {
 fn data() -> Arc<dyn Source> {
     let nl = object("Country", json!({"name": "Netherlands"}));
     let beacon = json!({"beacon": format!("weaviate://localhost/things/{}", nl.id)});
-    Arc::new(Memory(vec![
+    Arc::new(Memory::new(vec![
         object(
             "City",
             json!({"name": "Amsterdam", "population": 905234, "capital": true, "inCountry": [beacon]}),
@@ -398,4 +442,83 @@ fn a_failing_field_is_null_with_its_path_and_the_rest_stands() {
         a.body["errors"][0]["path"],
         json!(["Local", "Get", "Things", "bad"])
     );
+}
+
+#[test]
+fn parsed_documents_are_kept_within_their_byte_bound() {
+    let engine = Engine::build(
+        &schema(),
+        &BTreeMap::new(),
+        &Limits {
+            max_cached_query_bytes: 200,
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    let query =
+        |n: usize| format!("{{ Local {{ Get {{ Things {{ City(limit: {n}) {{ name }} }} }} }} }}");
+    let text = query(1);
+    // The same text twice: kept once, noted as validated once it ran, and
+    // the second answer (which skips validation) is the same.
+    let first = run(&engine, &text);
+    assert_eq!(engine.documents.held_now(), (1, 1, text.len()));
+    assert_eq!(run(&engine, &text), first);
+    assert_eq!(engine.documents.held_now(), (1, 1, text.len()));
+    // A document that fails validation is kept but never noted: it fails
+    // every time.
+    let bad = "{ Local { Get { Things { City { nope } } } } }";
+    for _ in 0..2 {
+        let a = run(&engine, bad);
+        assert!(a.request_error, "{}", a.body);
+        assert!(a.body.to_string().contains("nope"), "{}", a.body);
+    }
+    assert_eq!(engine.documents.held_now(), (2, 1, text.len() + bad.len()));
+    // A kept document is weighed again with each request's variables.
+    let with_var = "query Q($n: Int) { Local { Get { Things { City(limit: $n) { name } } } } }";
+    let mut big = GraphQLRequest::new(with_var);
+    big.variables = Some(json!({ "n": 1_000_000 }).as_object().unwrap().clone());
+    let mut small = big.clone();
+    small.variables = Some(json!({ "n": 1 }).as_object().unwrap().clone());
+    for _ in 0..2 {
+        let a = engine
+            .execute(small.clone(), data(), None)
+            .now_or_never()
+            .unwrap();
+        assert!(!a.request_error, "{}", a.body);
+        let a = engine
+            .execute(big.clone(), data(), None)
+            .now_or_never()
+            .unwrap();
+        assert!(a.request_error, "{}", a.body);
+        assert!(
+            a.body.to_string().contains("--graphql-max-objects"),
+            "{}",
+            a.body
+        );
+    }
+    // With variables it ran, but is not noted: async-graphql's validation
+    // also checks variables' values. Once the same text ran without
+    // variables it is noted, and a bad value is still refused.
+    assert_eq!(engine.documents.held_now().1, 1);
+    assert!(!run(&engine, with_var).request_error);
+    assert_eq!(engine.documents.held_now().1, 2);
+    let mut wrong = big.clone();
+    wrong.variables = Some(json!({ "n": "ten" }).as_object().unwrap().clone());
+    let a = engine.execute(wrong, data(), None).now_or_never().unwrap();
+    assert!(a.request_error, "{}", a.body);
+    // Past 200 bytes of text the least recently used go first.
+    for n in 2..10 {
+        run(&engine, &query(n));
+        let (count, _, bytes) = engine.documents.held_now();
+        assert!(
+            bytes <= 200 && count >= 1,
+            "{count} documents, {bytes} bytes"
+        );
+    }
+    // A text that does not parse is not kept; nor is one over the bound.
+    let before = engine.documents.held_now();
+    assert!(run(&engine, "{ Local {").request_error);
+    let long = format!("{{ Local {{ __typename }} {} }}", " ".repeat(300));
+    assert!(!run(&engine, &long).request_error);
+    assert_eq!(engine.documents.held_now(), before);
 }
