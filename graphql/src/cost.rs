@@ -126,35 +126,32 @@ pub fn check(
     limits: &Limits,
 ) -> Result<(), ServerError> {
     let c = cost(document, variables);
-    let refuse = |what: &str, got: u64, max: usize, flag: &str| {
-        Err(ServerError::new(
-            format!("the query has {got} {what}, more than this peer allows ({max}, --{flag})"),
-            None,
-        ))
-    };
-    if c.fields > limits.max_complexity as u64 {
-        return refuse(
-            "fields with its fragments expanded",
+    for (got, max, what, flag) in [
+        (
             c.fields,
             limits.max_complexity,
+            "fields with its fragments expanded",
             "graphql-max-complexity",
-        );
-    }
-    if c.aliases > limits.max_aliases as u64 {
-        return refuse(
-            "aliases",
+        ),
+        (
             c.aliases,
             limits.max_aliases,
+            "aliases",
             "graphql-max-aliases",
-        );
-    }
-    if c.objects > limits.max_objects as u64 {
-        return refuse(
-            "objects by its limits",
+        ),
+        (
             c.objects,
             limits.max_objects,
+            "objects by its limits",
             "graphql-max-objects",
-        );
+        ),
+    ] {
+        if got > max as u64 {
+            return Err(ServerError::new(
+                format!("the query has {got} {what}, more than this peer allows ({max}, --{flag})"),
+                None,
+            ));
+        }
     }
     Ok(())
 }
