@@ -217,7 +217,6 @@ fn class_field(side: &Side, kind: Kind, class: &Class) -> Field {
         Side::Local(schema) => {
             let (schema, name) = (schema.clone(), class.class.clone());
             Field::new(&class.class, ty, move |ctx| {
-                let (schema, name) = (schema.clone(), name.clone());
                 crate::now!(ctx, {
                     let data = ctx.data::<RequestData>()?;
                     let (limit, filter) = arguments(&ctx, &schema, &name)?;
@@ -283,7 +282,6 @@ fn class_type(side: &Side, schema: &Schema, class: &Class) -> (Object, Vec<Union
 fn reference(name: &str, ty: TypeRef, members: Vec<String>) -> Field {
     let key = name.to_owned();
     Field::new(name, ty, move |ctx| {
-        let (key, members) = (key.clone(), members.clone());
         crate::now!(ctx, {
             let o = ctx.parent_value.try_downcast_ref::<Obj>()?;
             let Some(value) = o.schema.get(&key).filter(|v| !v.is_null()) else {
@@ -323,9 +321,8 @@ fn reference(name: &str, ty: TypeRef, members: Vec<String>) -> Field {
 /// or a remote peer's answer ([`Remote`]) by response key, with the error
 /// the merger reported at this path when there is no value.
 pub(crate) fn data_field(name: &str, ty: TypeRef) -> Field {
-    let name_owned = name.to_owned();
-    Field::new(name, ty, move |ctx| {
-        let name = name_owned.clone();
+    let name = name.to_owned();
+    Field::new(name.clone(), ty, move |ctx| {
         crate::now!(ctx, {
             let parent = ctx.parent_value;
             if let Some(o) = parent.downcast_ref::<Obj>() {

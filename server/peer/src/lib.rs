@@ -626,12 +626,19 @@ impl PeerDb {
         let flag = cancelled.clone();
         let timeout = self.settings.timeout;
         let started = tokio::time::Instant::now();
-        let Ok(Ok(permit)) =
-            tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
-        else {
-            return Answer::refused(format!(
-                "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
-            ));
+        // A free slot is taken at once; else wait for one within the time.
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let Ok(Ok(permit)) =
+                    tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
+                else {
+                    return Answer::refused(format!(
+                        "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
+                    ));
+                };
+                permit
+            }
         };
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
