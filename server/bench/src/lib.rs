@@ -50,20 +50,9 @@ impl GenesisProcess {
         Ok(Self { child, url })
     }
 
-    /// CPU time it has used so far (user + system), in clock ticks of
-    /// `/proc/PID/stat` (Linux only; 100 per second on common kernels).
+    /// CPU time it has used so far (see [`cpu_ticks`]).
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command (which may hold spaces) start after ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let field = |i: usize| -> anyhow::Result<u64> {
-            Ok(fields.get(i).context("short /proc stat")?.parse()?)
-        };
-        // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
-        Ok(field(11)? + field(12)?)
+        cpu_ticks(self.child.id())
     }
 
     /// Its resident memory, in KiB.
@@ -208,6 +197,22 @@ pub async fn post_signed_workers(
         latencies_ms,
         errors: errors.load(Ordering::Relaxed),
     }
+}
+
+/// CPU time process `pid` has used so far (user + system), in clock ticks
+/// of `/proc/PID/stat` (Linux only; 100 per second on common kernels).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse()?)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after ')'.
+    Ok(field(11)? + field(12)?)
 }
 
 /// The resident memory (`VmRSS`) of process `pid`, in KiB (Linux only).

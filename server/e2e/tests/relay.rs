@@ -254,3 +254,18 @@ async fn relay_bounds_in_flight_and_body_sizes() {
         .unwrap();
     assert_eq!(first.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn an_idle_relay_costs_no_cpu() {
+    let genesis = genesis(&["--relay"]);
+    let key = Identity::from_seed([11; 32]);
+    let (_socket, welcome) = hello(&genesis.url, "Idle", &key).await.unwrap();
+    assert!(matches!(welcome, ToTab::Welcome { .. }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = genesis.child.id();
+    let before = plexus_bench::cpu_ticks(pid).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = plexus_bench::cpu_ticks(pid).unwrap() - before;
+    // A timer that woke itself spun a whole core: ~200 ticks in 2 s.
+    assert!(used < 50, "{used} ticks of CPU in 2 s of idling");
+}

@@ -148,7 +148,16 @@ impl Hub {
     }
 
     /// Performs what the relay asks.
+    /// Performs the relay's actions, then wakes the timer: they may have
+    /// changed its next deadline.
     fn perform(&self, inner: &mut Inner) {
+        self.drain(inner);
+        self.wake.notify_one();
+    }
+
+    /// Performs the relay's actions (the timer's own step: it must not
+    /// wake itself, or it would spin).
+    fn drain(&self, inner: &mut Inner) {
         while let Some(action) = inner.relay.poll_action() {
             match action {
                 Action::Send { conn, frame } => {
@@ -184,7 +193,6 @@ impl Hub {
                 }
             }
         }
-        self.wake.notify_one();
     }
 
     /// Expires hellos and requests when the relay says.
@@ -196,7 +204,7 @@ impl Hub {
                 let mut inner = self.lock();
                 let now = now();
                 inner.relay.handle_timeout(now);
-                self.perform(&mut inner);
+                self.drain(&mut inner);
                 inner
                     .relay
                     .poll_timeout()
