@@ -18,7 +18,7 @@ use axum::body::Bytes;
 /// A `plexus-genesis` child process on a free loopback port, killed when dropped.
 #[derive(Debug)]
 pub struct GenesisProcess {
-    child: Child,
+    server: Server,
     /// Its base URL.
     pub url: String,
 }
@@ -30,57 +30,96 @@ impl GenesisProcess {
     /// genesis older than the limit ignores, so it can be benched side by
     /// side) unless `args` set `--rate-limit`.
     pub fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--listen", "127.0.0.1:0", "--peer-timeout", "1h"])
             .env("PLEXUS_RATE_LIMIT", "0")
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().context("no stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("no listening line")?
-            .to_owned();
-        Ok(Self { child, url })
+            .args(args);
+        let server =
+            spawn_server(command).with_context(|| format!("cannot start {}", binary.display()))?;
+        Ok(Self {
+            url: server.url.clone(),
+            server,
+        })
     }
 
     /// CPU time it has used so far (see [`cpu_ticks`]).
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        cpu_ticks(self.child.id())
+        cpu_ticks(self.server.child.id())
     }
 
     /// Its resident memory, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        rss_kib(self.child.id())
+        rss_kib(self.server.child.id())
     }
 
     /// Stops it with SIGTERM (so that `--state` is closed cleanly) and waits.
     pub fn stop(mut self) -> anyhow::Result<()> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.server.child.id().to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
-        self.child.wait()?;
+        self.server.child.wait()?;
         Ok(())
     }
 }
 
-impl Drop for GenesisProcess {
+/// The `plexus-genesis` next to the running binary.
+pub fn sibling_genesis() -> anyhow::Result<std::path::PathBuf> {
+    sibling("plexus-genesis")
+}
+
+/// The binary `name` next to the running one, or an error saying how to
+/// build it.
+pub fn sibling(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it first (cargo build --release --workspace --bins)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A server process (its `listening on` URL), killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// The `plexus-genesis` next to the running binary.
-pub fn sibling_genesis() -> anyhow::Result<std::path::PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name("plexus-genesis"))
+/// Spawns `command` (logs quiet, stdout piped) and waits for its one line
+/// `listening on URL` (every Plexus server prints it once it listens).
+pub fn spawn_server(mut command: Command) -> anyhow::Result<Server> {
+    let mut child = command
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().context("no stdout")?;
+    let read = BufReader::new(stdout).read_line(&mut line);
+    // Killed when dropped from here on, if its first line is wrong too.
+    let mut server = Server {
+        child,
+        url: String::new(),
+    };
+    read?;
+    line.trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("unexpected first line {line:?}"))?
+        .clone_into(&mut server.url);
+    Ok(server)
 }
 
 /// What one load phase measured.

@@ -16,15 +16,14 @@
 //! Run: `cargo build --release -p plexus-peer -p plexus-bench --bins &&
 //! target/release/db-bench` (`--objects 1000000` to scale).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use clap::Parser;
 use futures::StreamExt;
-use plexus_bench::percentile;
+use plexus_bench::{Server, percentile, sibling, spawn_server};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -82,45 +81,14 @@ fn threshold(n: usize) -> i64 {
     1_000 + distinct.saturating_sub(TOP_VALUES) as i64 * 10
 }
 
-/// A child process, killed when dropped.
-struct Peer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_peer(data: &std::path::Path, batch: usize) -> anyhow::Result<Peer> {
-    let binary = std::env::current_exe()?.with_file_name("plexus-peer");
-    if !binary.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p plexus-peer --bins)",
-            binary.display()
-        );
-    }
-    let mut child = Command::new(binary)
+fn start_peer(data: &std::path::Path, batch: usize) -> anyhow::Result<Server> {
+    let mut command = Command::new(sibling("plexus-peer")?);
+    command
         .args(["--listen", "127.0.0.1:0", "--batch-max-objects"])
         .arg(batch.to_string())
         .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawn plexus-peer")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {line:?}"))?
-        .to_owned();
-    Ok(Peer { child, url })
+        .arg(data);
+    spawn_server(command)
 }
 
 /// The four filters, for the rows around row `k`: (label, GraphQL `where`, SQL).

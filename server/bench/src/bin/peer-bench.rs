@@ -9,16 +9,15 @@
 //! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`
 //! (`--only network` or `--only local` for one part).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
-use plexus_bench::percentile;
+use anyhow::bail;
+use plexus_bench::{Server, percentile, sibling, spawn_server as spawn};
 use plexus_peer::GraphQLRequest;
 use plexus_peer::{NewObject, PeerDb};
 use serde_json::{Value, json};
@@ -35,48 +34,6 @@ const RUNS: usize = 200;
 const SMALL_ROUNDS: usize = 7;
 /// Objects of the Local Get benchmark.
 const LOCAL_OBJECTS: usize = 100_000;
-
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mut command: Command) -> anyhow::Result<Proc> {
-    let mut child = command
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawn")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {line:?}"))?
-        .to_owned();
-    Ok(Proc { child, url })
-}
-
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p plexus-server --bins)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -124,7 +81,7 @@ async fn start_peer(
     name: &str,
     data: &Path,
     delay: Option<Duration>,
-) -> anyhow::Result<Proc> {
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let public = match delay {
         Some(delay) => delay_proxy(SocketAddr::from(([127, 0, 0, 1], port)), delay).await?,
@@ -301,7 +258,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
 }
 
 /// The querier's `GET /v1/network/peers`.
-async fn network_view(client: &reqwest::Client, querier: &Proc) -> anyhow::Result<Value> {
+async fn network_view(client: &reqwest::Client, querier: &Server) -> anyhow::Result<Value> {
     let url = format!("{}/v1/network/peers", querier.url);
     Ok(client.get(url).send().await?.json().await?)
 }
@@ -310,8 +267,8 @@ async fn network_view(client: &reqwest::Client, querier: &Proc) -> anyhow::Resul
 /// has one), as the querier sees it.
 async fn remote_url(
     name: &str,
-    peer: &Proc,
-    querier: &Proc,
+    peer: &Server,
+    querier: &Server,
     client: &reqwest::Client,
 ) -> anyhow::Result<String> {
     let view = network_view(client, querier).await?;
