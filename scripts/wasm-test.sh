@@ -3,7 +3,10 @@
 #   1. native unit tests of the pure client logic (cargo test -p plexus-wasm);
 #   2. headless-Chromium tests (wasm-bindgen-test) against a real genesis and
 #      two real peers on loopback, plus a third peer killed after it joined;
-#   3. the npm package: wasm/build.sh, then a Node test that packs it, installs
+#   3. the tab peer (plexus-wasm-peer): its native unit tests, then
+#      headless-Chromium tests of PlexusPeer against a genesis with --relay
+#      and a native peer on loopback;
+#   4. the npm package: wasm/build.sh, then a Node test that packs it, installs
 #      the tarball into a temporary project and uses it as an npm user would.
 # Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
 # from `cargo build -p plexus-genesis -p plexus-peer`, or from PLEXUS_GENESIS_BIN / PLEXUS_PEER_BIN.
@@ -45,8 +48,9 @@ cargo test -p plexus-wasm || failed+=(native)
 
 say "building the servers and the browser tests' dependencies"
 cargo build -p plexus-genesis -p plexus-peer --bins || die "cannot build the servers"
-genesis_bin="${PLEXUS_GENESIS_BIN:-$root/target/debug/plexus-genesis}"
-peer_bin="${PLEXUS_PEER_BIN:-$root/target/debug/plexus-peer}"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+genesis_bin="${PLEXUS_GENESIS_BIN:-$target_dir/debug/plexus-genesis}"
+peer_bin="${PLEXUS_PEER_BIN:-$target_dir/debug/plexus-peer}"
 cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser --no-run || die "cannot build the browser tests"
 
 # Waits for "listening on URL" on the stdout of a server; prints URL.
@@ -74,13 +78,14 @@ pids+=($!)
 genesis="$(listening "$work/genesis.log" $!)" || die "genesis did not start"
 say "genesis at $genesis"
 
-# Starts peer NAME with one City called CITY; sets peer_url and peer_pid.
+# Starts peer NAME with one City called CITY, registered at GENESIS (default
+# the first genesis); sets peer_url and peer_pid.
 start_peer() {
-  local name="$1" city="$2" port url
+  local name="$1" city="$2" at="${3:-$genesis}" port url
   port="$(free_port)"
   url="http://127.0.0.1:$port"
   peer_url="$url"
-  "$peer_bin" --listen "127.0.0.1:$port" --data "$work/$name" --genesis-url "$genesis" \
+  "$peer_bin" --listen "127.0.0.1:$port" --data "$work/$name" --genesis-url "$at" \
     --public-url "$url" --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
   peer_pid=$!
   pids+=($peer_pid)
@@ -120,6 +125,34 @@ CHROMEDRIVER=/usr/bin/chromedriver \
   PLEXUS_TEST_GENESIS="$genesis" PLEXUS_TEST_PEER_A="$peer_a" PLEXUS_TEST_PEER_B="$peer_b" \
   PLEXUS_TEST_DEAD_PEER=PeerDead \
   WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$runner_port" cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser || failed+=(browser)
+
+say "tab peers (plexus-wasm-peer): native unit tests"
+cargo test -p plexus-wasm-peer || failed+=(peer-native)
+
+# A second genesis, with the relay, and one native peer in its network; the
+# tab peers of the browser tests join it from the runner's page.
+say "tab peers: headless Chromium against genesis --relay and a native peer"
+peer_runner_port="$(free_port)"
+"$genesis_bin" --listen 127.0.0.1:0 --relay --peer-timeout 300s \
+  --cors-origin "http://127.0.0.1:$peer_runner_port" >"$work/relay-genesis.log" 2>&1 &
+pids+=($!)
+relay_genesis="$(listening "$work/relay-genesis.log" $!)" || die "the relay genesis did not start"
+start_peer Native Amsterdam "$relay_genesis"
+native="$peer_url"
+native_listed() {
+  curl -sf "$relay_genesis/peers" | python3 -c '
+import json, sys
+sys.exit(0 if any(p["peerName"] == "Native" and p.get("schema_hash") for p in json.load(sys.stdin)) else 1)'
+}
+for _ in $(seq 1 100); do
+  native_listed && break
+  sleep 0.2
+done
+native_listed || die "the relay genesis does not list Native with its schema hash"
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=180 \
+  PLEXUS_TEST_RELAY_GENESIS="$relay_genesis" PLEXUS_TEST_NATIVE_PEER="$native" \
+  WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$peer_runner_port" \
+  cargo test -p plexus-wasm-peer --target wasm32-unknown-unknown --test peer || failed+=(peer-browser)
 
 say "npm package and Node test"
 if bash wasm/build.sh; then

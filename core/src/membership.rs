@@ -226,6 +226,23 @@ pub enum CallError {
     Transport(String),
 }
 
+impl CallError {
+    /// The error of a call that genesis answered with `status` (not a
+    /// success) and `body` (`{"error": {"message": ...}}`, or anything).
+    pub fn from_status(status: u16, body: &str) -> CallError {
+        let message = serde_json::from_str::<crate::wire::ErrorBody>(body)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        match status {
+            400 => CallError::Unreachable(message),
+            403 => CallError::Forbidden(message),
+            404 => CallError::NotFound,
+            401..=499 => CallError::Invalid(message),
+            _ => CallError::Transport(message),
+        }
+    }
+}
+
 /// Something the caller may want to show or act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

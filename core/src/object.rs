@@ -31,3 +31,19 @@ impl Object {
         format!("weaviate://localhost/{}/{}", self.kind, self.id)
     }
 }
+
+/// The body of `POST /v1/things` and `PUT /v1/things/{id}` (and actions):
+/// what a writer sends for a new object, before it is checked against the
+/// schema ([`crate::schema::Schema::check_object`]).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewObject {
+    /// The object's class.
+    pub class: String,
+    /// Its property values.
+    #[serde(default)]
+    pub schema: Map<String, Value>,
+    /// The id to give it (create), or its id (replace); a new one when absent.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+}

@@ -214,6 +214,18 @@ pub enum SchemaError {
     },
 }
 
+impl SchemaError {
+    /// The HTTP status of a REST call refused with this error (the peer's
+    /// API and a browser tab's answer alike): 404 for a class that does not
+    /// exist, 422 for every other broken rule.
+    pub fn status(&self) -> u16 {
+        match self {
+            SchemaError::UnknownClass { .. } => 404,
+            _ => 422,
+        }
+    }
+}
+
 fn is_graphql_name(name: &str, first: fn(char) -> bool) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(first)
@@ -532,6 +544,21 @@ fn is_beacon(value: &Value) -> bool {
         .and_then(Value::as_str)
         .and_then(parse_beacon)
         .is_some()
+}
+
+/// The beacons of a reference value (one `{"beacon": ...}` or a list of
+/// them) that parse, as (kind, id).
+pub fn beacons(reference: &Value) -> impl Iterator<Item = (Kind, uuid::Uuid)> + '_ {
+    let items: Vec<&Value> = match reference {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    items.into_iter().filter_map(|beacon| {
+        beacon
+            .get("beacon")
+            .and_then(Value::as_str)
+            .and_then(parse_beacon)
+    })
 }
 
 /// The kind and object id a beacon (`weaviate://HOST/things/<uuid>`) points at.

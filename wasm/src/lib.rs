@@ -185,7 +185,8 @@ pub fn version() -> String {
 }
 
 /// A Rust value as a plain JavaScript value (objects, not `Map`s).
-pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
+#[doc(hidden)]
+pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| {
@@ -198,7 +199,8 @@ pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
 }
 
 /// A JavaScript argument as a Rust value; `undefined` and `null` give the default.
-pub(crate) fn from_js<T: DeserializeOwned + Default>(
+#[doc(hidden)]
+pub fn from_js<T: DeserializeOwned + Default>(
     value: Option<JsValue>,
     what: &str,
 ) -> Result<T, ClientError> {

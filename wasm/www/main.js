@@ -1,49 +1,107 @@
-// The demo: loads the module from ../pkg/web (run wasm/build.sh first), sets
-// window.plexus, and shows the peer list as genesis's watch stream changes it.
-import init, { NetworkClient, validateQuery, schemaHash, version } from "../pkg/web/plexus_wasm.js";
+// The demo app: this tab joins the network as a peer (PlexusPeer from
+// ../pkg/peer, built by wasm/build.sh), defines classes, adds objects, shows
+// genesis's peer list with ping ages and schema hashes, and runs Local and
+// Network queries on its own engine. window.plexus holds the objects.
+import { PlexusPeer, NetworkClient, version } from "../pkg/peer/index.js";
 
-await init();
-const genesis = new URLSearchParams(location.search).get("genesis") ?? "http://127.0.0.1:8111";
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const genesis = params.get("genesis") ?? "http://127.0.0.1:8111";
+if (params.get("name")) $("name").value = params.get("name");
 const client = new NetworkClient(genesis);
+let peer = null;
+window.plexus = { client, PlexusPeer, NetworkClient, version: version() };
 
-window.plexus = {
-  client,
-  peers: () => client.peers(),
-  schema: (peerName) => client.schema(peerName),
-  query: (graphql, options) => client.query(graphql, options),
-  watch: (callback) => client.watch(callback),
-  validateQuery,
-  schemaHash,
-  NetworkClient,
-  version: version(),
+$("genesis").textContent = genesis;
+const status = (text, error = false) => {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+};
+status(`plexus-wasm-peer ${version()} loaded.`);
+
+const show = (id, value) => {
+  $(id).textContent = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+};
+const failed = (id, error) => {
+  show(id, `${error.name ?? "Error"}${error.status ? ` ${error.status}` : ""}: ${error.message}`);
+  $(id).className = "error";
+};
+const enable = (joined) => {
+  for (const id of ["leave", "add-class", "add-object", "run"]) $(id).disabled = !joined;
+  $("join").disabled = joined;
+};
+const describe = () =>
+  show("me", peer ? { name: peer.name, uri: peer.uri, schemaHash: peer.schemaHash, publicKey: peer.publicKey } : "not joined");
+
+$("join").onclick = async () => {
+  status("joining…");
+  try {
+    const token = $("token").value.trim() || undefined;
+    peer = await PlexusPeer.join({ genesis, name: $("name").value.trim(), token });
+    window.plexus.peer = peer;
+    enable(true);
+    describe();
+    status(`joined as ${peer.name}: genesis reaches this tab at ${peer.uri}`);
+  } catch (e) {
+    status(`cannot join: ${e.message}`, true);
+  }
+};
+$("leave").onclick = async () => {
+  await peer.leave();
+  peer = null;
+  enable(false);
+  describe();
+  status("left the network");
+};
+const write = async (run) => {
+  $("write-result").className = "";
+  try {
+    show("write-result", await run());
+    describe();
+  } catch (e) {
+    failed("write-result", e);
+  }
+};
+$("add-class").onclick = () => write(() => peer.createClass($("class-kind").value, $("class-json").value));
+$("add-object").onclick = () => write(() => peer.addObject($("object-kind").value, $("object-json").value));
+$("run").onclick = async () => {
+  $("result").className = "";
+  try {
+    show("result", await peer.query($("query").value));
+  } catch (e) {
+    failed("result", e);
+  }
+};
+$("network-example").onclick = async () => {
+  const peers = await client.peers();
+  const names = peers.map((p) => p.peerName).filter((n) => n !== peer?.name);
+  const parts = [peer?.name, ...names].filter(Boolean).map((n) => `${n} { Things { City { name } } }`);
+  $("query").value = `{ Network { Get { ${parts.join(" ")} } } }`;
 };
 
-document.getElementById("genesis").textContent = genesis;
-const status = document.getElementById("status");
-status.textContent = `plexus-wasm ${version()} loaded: window.plexus is ready.`;
-
-const peers = new Map();
-const list = document.getElementById("peers");
-function render() {
-  list.replaceChildren(
-    ...[...peers.values()].map((p) => {
-      const li = document.createElement("li");
-      li.textContent = `${p.peerName} — ${p.peerUri} — schema ${p.schema_hash.slice(0, 12) || "(none yet)"}`;
-      return li;
-    }),
-  );
-}
-client.watch((event) => {
-  if (event.type === "snapshot") {
-    peers.clear();
-    for (const p of event.peers) peers.set(p.peerName, p);
-  } else if (event.type === "change") {
-    if (event.kind === "left" || event.kind === "evicted") peers.delete(event.peer.peerName);
-    else peers.set(event.peer.peerName, event.peer);
-  } else {
-    status.textContent = event.message;
-    return;
+const age = (ms) => (ms < 1000 ? `${ms} ms ago` : `${(ms / 1000).toFixed(1)} s ago`);
+async function refresh() {
+  try {
+    const peers = await client.peers();
+    const now = Date.now();
+    $("peers").replaceChildren(
+      ...peers
+        .sort((a, b) => a.peerName.localeCompare(b.peerName))
+        .map((p) => {
+          const tr = document.createElement("tr");
+          if (p.peerName === peer?.name) tr.className = "me";
+          for (const text of [p.peerName, p.peerUri, age(Math.max(0, now - p.last_contact_at)), p.schema_hash.slice(0, 16) || "(none yet)"]) {
+            const td = document.createElement("td");
+            td.textContent = text;
+            tr.append(td);
+          }
+          return tr;
+        }),
+    );
+  } catch (e) {
+    status(`genesis: ${e.message}`, true);
   }
-  status.textContent = `plexus-wasm ${version()}: watching, list version ${event.version}.`;
-  render();
-});
+}
+refresh();
+setInterval(refresh, 1000);
+if (params.get("join") !== null) $("join").click();

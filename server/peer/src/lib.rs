@@ -35,8 +35,6 @@ use plexus_core::filter::Filter;
 use plexus_core::names::PeerName;
 use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaError};
 use plexus_graphql::{Engine, Limits, Remote, Source};
-use serde::Deserialize;
-use serde_json::{Map, Value};
 use tokio::sync::{RwLock, watch};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -88,11 +86,13 @@ pub enum PeerError {
 impl From<PeerError> for AppError {
     fn from(e: PeerError) -> Self {
         match &e {
-            PeerError::Schema(SchemaError::UnknownClass { .. }) | PeerError::NotFound { .. } => {
-                AppError::not_found(e.to_string())
-            }
-            PeerError::Schema(_)
-            | PeerError::Object(_)
+            PeerError::Schema(schema) => AppError::new(
+                axum::http::StatusCode::from_u16(schema.status())
+                    .unwrap_or(axum::http::StatusCode::UNPROCESSABLE_ENTITY),
+                e.to_string(),
+            ),
+            PeerError::NotFound { .. } => AppError::not_found(e.to_string()),
+            PeerError::Object(_)
             | PeerError::ClassNotEmpty(_)
             | PeerError::IdTaken(_)
             | PeerError::IdMismatch => AppError::unprocessable(e.to_string()),
@@ -101,19 +101,7 @@ impl From<PeerError> for AppError {
     }
 }
 
-/// The body of `POST /v1/things` and `PUT /v1/things/{id}` (and actions).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewObject {
-    /// The object's class.
-    pub class: String,
-    /// Its property values.
-    #[serde(default)]
-    pub schema: Map<String, Value>,
-    /// The id to give it (create), or its id (replace); a new one when absent.
-    #[serde(default)]
-    pub id: Option<Uuid>,
-}
+pub use plexus_core::object::NewObject;
 
 /// The peer's database: the schema in memory (and on disk), the objects on disk.
 ///

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use plexus_core::filter::Filter;
-use plexus_core::schema::{Kind, Schema, parse_beacon};
+use plexus_core::schema::{Kind, Schema};
 use redb::{
     Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -683,20 +683,7 @@ impl Snapshot {
     }
 }
 
-/// The beacons of a reference value (one `{"beacon": ...}` or a list of
-/// them) that parse, as (kind, id).
-pub fn beacons(reference: &Value) -> impl Iterator<Item = (Kind, Uuid)> + '_ {
-    let items: Vec<&Value> = match reference {
-        Value::Array(items) => items.iter().collect(),
-        one => vec![one],
-    };
-    items.into_iter().filter_map(|beacon| {
-        beacon
-            .get("beacon")
-            .and_then(Value::as_str)
-            .and_then(parse_beacon)
-    })
-}
+pub use plexus_core::schema::beacons;
 
 #[cfg(test)]
 mod tests {

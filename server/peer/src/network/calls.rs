@@ -66,16 +66,7 @@ impl Genesis {
 
 /// Maps an HTTP status that is not a success to a [`CallError`].
 pub fn status_error(status: StatusCode, body: &str) -> CallError {
-    let message = serde_json::from_str::<plexus_core::wire::ErrorBody>(body)
-        .map(|b| b.error.message)
-        .unwrap_or_else(|_| format!("{status}"));
-    match status.as_u16() {
-        400 => CallError::Unreachable(message),
-        403 => CallError::Forbidden(message),
-        404 => CallError::NotFound,
-        401..=499 => CallError::Invalid(message),
-        _ => CallError::Transport(message),
-    }
+    CallError::from_status(status.as_u16(), body)
 }
 
 fn transport(e: &reqwest::Error) -> CallError {

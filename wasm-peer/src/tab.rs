@@ -1,0 +1,906 @@
+//! The tab as a peer: its relay socket, its membership machine driven by
+//! browser timers, and its answers to relayed requests. The decisions are
+//! plexus-core's ([`Membership`], the relay's frames) and the engine's;
+//! this module moves bytes and wakes the machine.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::{BoxFuture, Either, select};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use gloo_net::http::Method;
+use gloo_net::websocket::Message as WsMessage;
+use gloo_net::websocket::futures::WebSocket;
+use gloo_timers::future::TimeoutFuture;
+use plexus_core::auth::{Identity, Received};
+use plexus_core::membership::{Answer, CallError, Event, Membership, MembershipConfig, Request};
+use plexus_core::network::{PeerAnswer, PeerQuery};
+use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
+use plexus_core::schema::Schema;
+use plexus_core::wire::{ErrorBody, PEERS_VERSION_HEADER};
+use plexus_core::{PeerName, PeerUri, Timestamp};
+use plexus_graphql::{Engine, GraphQLRequest, Limits, Remote, Source};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use wasm_bindgen_futures::spawn_local;
+
+use crate::data::{self, Data, RestError};
+use crate::net::{Reply, fetch, fetch_keepalive};
+use crate::store::{self, Record};
+
+/// The options of `PlexusPeer.join(options)`; every bound has a default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerOptions {
+    /// Genesis's URL (it must run with `--relay`).
+    pub genesis: String,
+    /// The tab's name in the network.
+    pub name: String,
+    /// The network's join token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// How long each HTTP call, the relay's handshake, and the wait for the
+    /// registration may take, in ms (default 10000).
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
+    /// Mean time between pings, in ms (default 10000).
+    #[serde(default)]
+    pub ping_interval_ms: Option<u32>,
+    /// Local queries of one Network query sent at once (default 8).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Relayed requests answered at once; more get 503 (default 32).
+    #[serde(default)]
+    pub max_serving: Option<usize>,
+    /// Largest answer read from a server, and largest answer this tab
+    /// sends, in bytes (default 1 MiB, the relay's own bound).
+    #[serde(default)]
+    pub max_answer_bytes: Option<usize>,
+    /// Objects this tab holds at most (default 10000).
+    #[serde(default)]
+    pub max_objects: Option<usize>,
+    /// The IndexedDB database that keeps the key, schema and objects
+    /// (default `plexus-peer`); `null` keeps nothing (a fresh key each time).
+    #[serde(default = "default_database")]
+    pub database: Option<String>,
+}
+
+fn default_database() -> Option<String> {
+    Some(store::DEFAULT_DATABASE.to_owned())
+}
+
+/// Default of `timeoutMs`.
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+/// Default of `pingIntervalMs`.
+pub const DEFAULT_PING_INTERVAL_MS: u32 = 10_000;
+/// Default of `maxInFlight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// Default of `maxServing`.
+pub const DEFAULT_MAX_SERVING: usize = 32;
+/// Default of `maxAnswerBytes`.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The bounds in force.
+#[derive(Clone, Debug)]
+struct Bounds {
+    timeout_ms: u32,
+    max_in_flight: usize,
+    max_serving: usize,
+    max_answer_bytes: usize,
+}
+
+/// Now, for the machines.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_millis(js_sys::Date::now() as u64)
+}
+
+/// `n` random bytes from the browser's `crypto.getRandomValues`.
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    web_sys::window()
+        .ok_or("no window")?
+        .crypto()
+        .map_err(|_| "no crypto")?
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(|_| "crypto.getRandomValues failed")?;
+    Ok(bytes)
+}
+
+/// A fresh random object id.
+pub(crate) fn new_id() -> Result<uuid::Uuid, String> {
+    Ok(uuid::Builder::from_random_bytes(random::<16>()?).into_uuid())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Why joining failed.
+#[derive(Debug)]
+pub(crate) enum JoinError {
+    /// A bad option.
+    Invalid(String),
+    /// The relay or genesis refused, or did not answer.
+    Refused(String),
+}
+
+/// Told once genesis registered the tab, or why it will not.
+type Registered = oneshot::Sender<Result<(), String>>;
+
+/// One tab peer.
+pub(crate) struct Tab {
+    genesis: PeerUri,
+    name: PeerName,
+    uri: String,
+    token: Option<String>,
+    bounds: Bounds,
+    identity: Identity,
+    database: Option<String>,
+    membership: RefCell<Membership>,
+    data: RefCell<Data>,
+    wake: mpsc::UnboundedSender<()>,
+    /// Frames to the socket; `None` once it is closed.
+    out: RefCell<Option<mpsc::UnboundedSender<String>>>,
+    serving: Cell<usize>,
+    registered: RefCell<Option<Registered>>,
+    left: RefCell<Option<oneshot::Sender<()>>>,
+    stopped: Cell<bool>,
+}
+
+impl Tab {
+    /// Joins: loads what the tab kept, opens the relay socket and proves
+    /// its key, then registers through genesis and waits until registered.
+    pub(crate) async fn join(options: PeerOptions) -> Result<Rc<Tab>, JoinError> {
+        let genesis = plexus_wasm::pure::parse_base_url(&options.genesis, "genesis URL")
+            .map_err(|e| JoinError::Invalid(e.to_string()))?;
+        let name =
+            PeerName::new(&options.name).map_err(|e| JoinError::Invalid(format!("name: {e}")))?;
+        let bounds = Bounds {
+            timeout_ms: options.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1),
+            max_in_flight: options
+                .max_in_flight
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT)
+                .max(1),
+            max_serving: options.max_serving.unwrap_or(DEFAULT_MAX_SERVING).max(1),
+            max_answer_bytes: options.max_answer_bytes.unwrap_or(DEFAULT_MAX_ANSWER_BYTES),
+        };
+        let database = options.database.filter(|d| !d.is_empty());
+        let key = store::key(genesis.as_str(), name.as_str());
+        let record = match &database {
+            Some(db) => store::load(db, &key).await.map_err(JoinError::Refused)?,
+            None => None,
+        };
+        let (seed, saved) = match record {
+            Some(record) => (
+                unhex(&record.seed)
+                    .ok_or_else(|| JoinError::Refused("the saved key is damaged".into()))?,
+                record.saved,
+            ),
+            None => (
+                random::<32>().map_err(JoinError::Refused)?,
+                Default::default(),
+            ),
+        };
+        let identity = Identity::from_seed(seed);
+        let data = Data::new(
+            name.clone(),
+            saved,
+            Limits::default(),
+            options.max_objects.unwrap_or(data::DEFAULT_MAX_OBJECTS),
+        )
+        .map_err(|e| JoinError::Refused(e.message))?;
+        let socket = hello(genesis.as_str(), &name, &identity, bounds.timeout_ms).await?;
+        let uri = plexus_core::relay::tab_uri(genesis.as_str(), &name);
+        let public_uri =
+            PeerUri::new(uri.clone()).map_err(|e| JoinError::Invalid(e.to_string()))?;
+        let mut config = MembershipConfig::new(
+            name.clone(),
+            public_uri,
+            u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
+        );
+        config.identity = Some(identity.clone());
+        config.ping_interval = Duration::from_millis(u64::from(
+            options
+                .ping_interval_ms
+                .unwrap_or(DEFAULT_PING_INTERVAL_MS)
+                .max(100),
+        ));
+        let hash = data.schema().hash();
+        let (wake, wakes) = mpsc::unbounded();
+        let (out, outgoing) = mpsc::unbounded();
+        let (registered, is_registered) = oneshot::channel();
+        let tab = Rc::new(Tab {
+            genesis,
+            name,
+            uri,
+            token: options.token.filter(|t| !t.is_empty()),
+            bounds,
+            identity,
+            database,
+            membership: RefCell::new(Membership::new(Some(config), hash)),
+            data: RefCell::new(data),
+            wake,
+            out: RefCell::new(Some(out)),
+            serving: Cell::new(0),
+            registered: RefCell::new(Some(registered)),
+            left: RefCell::new(None),
+            stopped: Cell::new(false),
+        });
+        spawn_local(tab.clone().socket(socket, outgoing));
+        spawn_local(tab.clone().timer(wakes));
+        // Saved at once: a reload keeps the key even before the first write.
+        tab.save().await.map_err(JoinError::Refused)?;
+        tab.membership.borrow_mut().handle_start(now());
+        tab.pump(true);
+        let timeout = TimeoutFuture::new(tab.bounds.timeout_ms);
+        let outcome = match select(is_registered, timeout).await {
+            Either::Left((Ok(Ok(())), _)) => Ok(()),
+            Either::Left((Ok(Err(e)), _)) => Err(e),
+            Either::Left((Err(_), _)) => Err("stopped before it registered".to_owned()),
+            Either::Right(_) => Err(format!(
+                "genesis did not register it within {} ms",
+                tab.bounds.timeout_ms
+            )),
+        };
+        if let Err(e) = outcome {
+            tab.close();
+            return Err(JoinError::Refused(e));
+        }
+        Ok(tab)
+    }
+
+    /// Its name.
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The URI genesis lists for it.
+    pub(crate) fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The hash of its schema.
+    pub(crate) fn schema_hash(&self) -> String {
+        self.data.borrow().schema().hash()
+    }
+
+    /// Its schema.
+    pub(crate) fn schema(&self) -> Schema {
+        Schema::clone(self.data.borrow().schema())
+    }
+
+    /// Its public key.
+    pub(crate) fn public_key(&self) -> String {
+        self.identity.public().to_string()
+    }
+
+    /// The genesis URL.
+    pub(crate) fn genesis(&self) -> &str {
+        self.genesis.as_str()
+    }
+
+    /// Whether it has stopped (left, or closed).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// The other peers it sees: name, URI and announced schema hash.
+    pub(crate) fn view(&self) -> Vec<Json> {
+        self.membership
+            .borrow()
+            .view()
+            .iter()
+            .map(|(name, p)| {
+                json!({"peerName": name.as_str(), "peerUri": p.uri.as_str(), "schemaHash": p.schema_hash})
+            })
+            .collect()
+    }
+
+    async fn save(&self) -> Result<(), String> {
+        let Some(db) = &self.database else {
+            return Ok(());
+        };
+        let record = Record {
+            seed: hex(&self.identity.seed()),
+            saved: self.data.borrow().saved(),
+        };
+        store::save(
+            db,
+            &store::key(self.genesis.as_str(), self.name.as_str()),
+            &record,
+        )
+        .await
+    }
+
+    /// `POST /v1/schema/{kind}`, then saved; the next ping tells genesis.
+    pub(crate) async fn create_class(&self, kind: &str, class: &str) -> Result<Json, RestError> {
+        let class = self.data.borrow_mut().create_class(kind, class)?;
+        self.after_write().await?;
+        Ok(serde_json::to_value(class).unwrap_or(Json::Null))
+    }
+
+    /// `POST /v1/{kind}`, then saved.
+    pub(crate) async fn add_object(&self, kind: &str, object: &str) -> Result<Json, RestError> {
+        let id = new_id().map_err(|e| RestError {
+            status: 500,
+            message: e,
+        })?;
+        let created = self
+            .data
+            .borrow_mut()
+            .add_object(kind, object, id, now().as_millis())?;
+        self.after_write().await?;
+        Ok(serde_json::to_value(created).unwrap_or(Json::Null))
+    }
+
+    async fn after_write(&self) -> Result<(), RestError> {
+        let hash = self.schema_hash();
+        self.membership.borrow_mut().set_schema_hash(hash, now());
+        self.pump_transmits();
+        self.save().await.map_err(|e| RestError {
+            status: 500,
+            message: format!("kept in memory, but not saved: {e}"),
+        })
+    }
+
+    /// Runs `request` on this tab's engine: `Local` from its objects,
+    /// `Network` through the peers genesis lists.
+    pub(crate) async fn query(&self, request: GraphQLRequest) -> plexus_graphql::Answer {
+        let (engine, source) = {
+            let data = self.data.borrow();
+            (data.engine(), data.source())
+        };
+        let remote = self.remote(engine.clone(), source.clone());
+        engine.execute(request, source, Some(remote)).await
+    }
+
+    fn remote(&self, engine: Arc<Engine>, source: Arc<dyn Source>) -> Arc<dyn Remote> {
+        let peers = self
+            .membership
+            .borrow()
+            .view()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.uri.clone()))
+            .collect();
+        Arc::new(TabRemote {
+            own: self.name.clone(),
+            peers: Arc::new(peers),
+            engine,
+            source,
+            token: self.token.clone(),
+            bounds: self.bounds.clone(),
+        })
+    }
+
+    /// Leaves the network (`DELETE /peers/{id}`), then closes.
+    pub(crate) async fn leave(self: &Rc<Self>) {
+        if self.stopped.get() {
+            return;
+        }
+        let (left, is_left) = oneshot::channel();
+        *self.left.borrow_mut() = Some(left);
+        self.membership.borrow_mut().handle_shutdown(now());
+        self.pump(true);
+        let _ = select(is_left, TimeoutFuture::new(self.bounds.timeout_ms)).await;
+        self.close();
+    }
+
+    /// The page goes away: the leave goes out as a request that outlives
+    /// the page (a signed `DELETE`, which `sendBeacon` cannot send), then
+    /// the socket closes.
+    pub(crate) fn leave_on_pagehide(&self) {
+        if self.stopped.get() {
+            return;
+        }
+        let mut membership = self.membership.borrow_mut();
+        membership.handle_shutdown(now());
+        while let Some(request) = membership.poll_transmit() {
+            if let Request::Leave { .. } = request {
+                let (method, path) = request.method_and_path();
+                let signature = membership.sign_request(&request, &[], now());
+                let mut headers: Vec<(&str, &str)> = Vec::new();
+                if let Some(signature) = &signature {
+                    headers.extend(signature.pairs());
+                }
+                let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+                if let Some(bearer) = &bearer {
+                    headers.push(("authorization", bearer));
+                }
+                fetch_keepalive(method, &self.genesis.join(&path), &headers);
+            }
+        }
+        drop(membership);
+        self.close();
+    }
+
+    /// Stops without leaving: the socket closes and the timers stop.
+    pub(crate) fn close(&self) {
+        self.stopped.set(true);
+        self.out.borrow_mut().take();
+        self.wake.close_channel();
+    }
+
+    /// Sends what the machine asks, takes its events, and (with `wake`)
+    /// re-arms the timer.
+    fn pump(self: &Rc<Self>, wake: bool) {
+        self.pump_transmits_rc();
+        let mut view_changed = false;
+        loop {
+            let event = self.membership.borrow_mut().poll_event();
+            match event {
+                None => break,
+                Some(Event::Registered(_)) => {
+                    if let Some(tx) = self.registered.borrow_mut().take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Some(Event::Failed(reason)) => {
+                    if let Some(tx) = self.registered.borrow_mut().take() {
+                        let _ = tx.send(Err(reason.to_string()));
+                    }
+                    if let Some(tx) = self.left.borrow_mut().take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some(Event::ViewChanged) => view_changed = true,
+                Some(Event::Left) => {
+                    if let Some(tx) = self.left.borrow_mut().take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        }
+        if view_changed {
+            let remotes: BTreeMap<PeerName, Arc<Schema>> = self
+                .membership
+                .borrow()
+                .schemas()
+                .into_iter()
+                .map(|(name, schema)| (name, Arc::new(schema.clone())))
+                .collect();
+            self.data.borrow_mut().set_remotes(remotes);
+        }
+        if wake {
+            let _ = self.wake.unbounded_send(());
+        }
+    }
+
+    fn pump_transmits(&self) {
+        // Called with &self: the timer picks the transmits up when woken.
+        let _ = self.wake.unbounded_send(());
+    }
+
+    fn pump_transmits_rc(self: &Rc<Self>) {
+        loop {
+            let request = self.membership.borrow_mut().poll_transmit();
+            match request {
+                Some(request) => spawn_local(self.clone().perform(request)),
+                None => break,
+            }
+        }
+    }
+
+    /// Sends one request of the machine and hands it the answer.
+    async fn perform(self: Rc<Self>, request: Request) {
+        let (method, path) = request.method_and_path();
+        let body = match &request {
+            Request::Register(update) => serde_json::to_vec(update).ok(),
+            Request::Ping { body, .. } => serde_json::to_vec(body).ok(),
+            _ => None,
+        };
+        let (url, to_genesis) = match &request {
+            Request::DownloadSchema { uri, .. } => (uri.join("/v1/schema"), false),
+            _ => (self.genesis.join(&path), true),
+        };
+        let signature =
+            self.membership
+                .borrow()
+                .sign_request(&request, body.as_deref().unwrap_or(&[]), now());
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
+        if let Some(signature) = &signature {
+            headers.extend(signature.pairs());
+        }
+        if let (Some(bearer), true) = (&bearer, to_genesis) {
+            headers.push(("authorization", bearer));
+        }
+        let method = match method {
+            "POST" => Method::POST,
+            "DELETE" => Method::DELETE,
+            _ => Method::GET,
+        };
+        let reply = fetch(
+            method,
+            &url,
+            &headers,
+            body,
+            self.bounds.timeout_ms,
+            self.bounds.max_answer_bytes,
+        )
+        .await;
+        let now = now();
+        {
+            let mut m = self.membership.borrow_mut();
+            match request {
+                Request::Register(_) => m.handle_register_answer(answer_of(reply), now),
+                Request::Ping { .. } => m.handle_ping_answer(answer_of(reply), now),
+                Request::Leave { .. } => m.handle_leave_response(answer_of(reply).map(|_| ()), now),
+                Request::FetchPeers => m.handle_peers_answer(answer_of(reply), now),
+                Request::DownloadSchema { peer, hash, .. } => {
+                    let schema = answer_of(reply).and_then(|a| {
+                        let schema: Schema = serde_json::from_slice(&a.body)
+                            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
+                        schema
+                            .validate()
+                            .map(|()| schema)
+                            .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
+                    });
+                    m.handle_schema_response(&peer, &hash, schema, now);
+                }
+            }
+        }
+        self.pump(true);
+    }
+
+    /// Wakes the machine when it asks, or when woken; ends when closed.
+    async fn timer(self: Rc<Self>, mut wakes: mpsc::UnboundedReceiver<()>) {
+        loop {
+            if self.stopped.get() {
+                return;
+            }
+            let now_ = now();
+            let delay = self
+                .membership
+                .borrow()
+                .poll_timeout()
+                .map_or(60_000, |at| at.saturating_since(now_).as_millis())
+                .min(60_000);
+            let delay = u32::try_from(delay).unwrap_or(60_000);
+            if let Either::Right((None, _)) = select(TimeoutFuture::new(delay), wakes.next()).await
+            {
+                return;
+            }
+            self.membership.borrow_mut().handle_timeout(now());
+            self.pump(false);
+        }
+    }
+
+    /// Reads relayed requests and writes answers until closed.
+    async fn socket(
+        self: Rc<Self>,
+        mut socket: WebSocket,
+        mut outgoing: mpsc::UnboundedReceiver<String>,
+    ) {
+        loop {
+            match select(socket.next(), outgoing.next()).await {
+                Either::Left((Some(Ok(WsMessage::Text(text))), _)) => {
+                    match serde_json::from_str::<ToTab>(&text) {
+                        Ok(ToTab::Request(request)) => self.serve(request),
+                        Ok(ToTab::Refused { message }) => {
+                            web_sys::console::warn_1(
+                                &format!("plexus: the relay closed {}: {message}", self.name)
+                                    .into(),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                Either::Left((Some(Ok(WsMessage::Bytes(_))), _)) => {}
+                Either::Left((_, _)) => break,
+                Either::Right((Some(text), _)) => {
+                    if socket.send(WsMessage::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Either::Right((None, _)) => break,
+            }
+        }
+        self.out.borrow_mut().take();
+    }
+
+    /// Answers one relayed request (503 past `maxServing` at once).
+    fn serve(self: &Rc<Self>, request: RelayRequest) {
+        if self.serving.get() >= self.bounds.max_serving {
+            let busy = error(
+                request.id,
+                503,
+                &format!(
+                    "this tab already answers {} requests (maxServing)",
+                    self.bounds.max_serving
+                ),
+            );
+            self.send(&busy);
+            return;
+        }
+        self.serving.set(self.serving.get() + 1);
+        let tab = self.clone();
+        spawn_local(async move {
+            let response = tab.answer(request).await;
+            tab.serving.set(tab.serving.get() - 1);
+            tab.send(&response);
+        });
+    }
+
+    fn send(&self, response: &RelayResponse) {
+        let Ok(frame) = serde_json::to_string(&FromTab::Response(response.clone())) else {
+            return;
+        };
+        if let Some(out) = &*self.out.borrow() {
+            let _ = out.unbounded_send(frame);
+        }
+    }
+
+    async fn answer(self: &Rc<Self>, request: RelayRequest) -> RelayResponse {
+        let id = request.id;
+        let path = request.path.split('?').next().unwrap_or_default();
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        match (request.method.as_str(), path) {
+            ("GET" | "HEAD", "/p2p/ping") => ok(id, String::new()),
+            ("PUT", "/p2p/genesis") => {
+                let version = header(PEERS_VERSION_HEADER).and_then(|v| v.trim().parse().ok());
+                let signature = Received::from_headers(header);
+                let verdict = self.membership.borrow_mut().handle_signed_push(
+                    request.body.as_bytes(),
+                    version,
+                    &signature,
+                    now(),
+                );
+                self.pump(true);
+                match verdict {
+                    Ok(()) => ok(id, String::new()),
+                    Err(refused @ plexus_core::membership::PushRefused::Invalid(_)) => {
+                        error(id, 422, &refused.to_string())
+                    }
+                    Err(refused) => error(id, 403, &refused.to_string()),
+                }
+            }
+            ("GET", "/v1/schema") => {
+                let schema = self.schema();
+                json_answer(id, 200, &serde_json::to_value(schema).unwrap_or(Json::Null))
+            }
+            ("POST", "/v1/graphql") => {
+                let graphql: GraphQLRequest = match serde_json::from_str(&request.body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return error(id, 400, &format!("the body is not a GraphQL request: {e}"));
+                    }
+                };
+                let strict = header("accept")
+                    .is_some_and(|a| a.contains("application/graphql-response+json"));
+                let answer = self.query(graphql).await;
+                let text = answer.body.to_string();
+                let status = if answer.request_error && strict {
+                    400
+                } else {
+                    200
+                };
+                if text.len() > self.bounds.max_answer_bytes {
+                    return error(
+                        id,
+                        if strict { 400 } else { 200 },
+                        &format!(
+                            "the answer is {} bytes, more than this tab sends ({}, maxAnswerBytes): ask for fewer objects or fields",
+                            text.len(),
+                            self.bounds.max_answer_bytes
+                        ),
+                    );
+                }
+                RelayResponse {
+                    id,
+                    status,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: text,
+                }
+            }
+            (_, "/p2p/ping" | "/p2p/genesis" | "/v1/schema" | "/v1/graphql") => {
+                error(id, 405, "method not allowed")
+            }
+            _ => error(id, 404, "no such route on a browser tab peer"),
+        }
+    }
+}
+
+fn ok(id: u64, body: String) -> RelayResponse {
+    RelayResponse {
+        id,
+        status: 200,
+        headers: vec![],
+        body,
+    }
+}
+
+fn json_answer(id: u64, status: u16, body: &Json) -> RelayResponse {
+    RelayResponse {
+        id,
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string(),
+    }
+}
+
+fn error(id: u64, status: u16, message: &str) -> RelayResponse {
+    json_answer(
+        id,
+        status,
+        &serde_json::to_value(ErrorBody::new(message)).unwrap_or(Json::Null),
+    )
+}
+
+/// A genesis answer as the machine takes it.
+fn answer_of(reply: Result<Reply, String>) -> Result<Answer, CallError> {
+    let reply = reply.map_err(CallError::Transport)?;
+    if !(200..300).contains(&reply.status) {
+        return Err(CallError::from_status(reply.status, &reply.text));
+    }
+    let version = reply
+        .header(PEERS_VERSION_HEADER)
+        .and_then(|v| v.trim().parse().ok());
+    let signature = Received::from_headers(|n| reply.header(n));
+    let session_key = reply
+        .header(plexus_core::auth::SESSION_KEY_HEADER)
+        .map(str::to_owned);
+    Ok(Answer {
+        body: reply.text.clone().into_bytes(),
+        version,
+        signature,
+        session_key,
+    })
+}
+
+/// Opens the relay socket and proves the key; the socket once welcomed.
+async fn hello(
+    genesis: &str,
+    name: &PeerName,
+    identity: &Identity,
+    timeout_ms: u32,
+) -> Result<WebSocket, JoinError> {
+    let url = format!("{}/relay", genesis.replacen("http", "ws", 1));
+    let mut socket =
+        WebSocket::open(&url).map_err(|e| JoinError::Refused(format!("{url}: {e}")))?;
+    let handshake = async {
+        let nonce = match next_frame(&mut socket).await? {
+            ToTab::Challenge { nonce } => nonce,
+            ToTab::Refused { message } => {
+                return Err(format!("the relay refused {name}: {message}"));
+            }
+            other => return Err(format!("unexpected frame {other:?}")),
+        };
+        let signature = identity.sign(&hello_message(&tab_path(name), &nonce), now());
+        let frame = serde_json::to_string(&FromTab::hello(name.clone(), signature))
+            .map_err(|e| e.to_string())?;
+        socket
+            .send(WsMessage::Text(frame))
+            .await
+            .map_err(|e| e.to_string())?;
+        match next_frame(&mut socket).await? {
+            ToTab::Welcome { .. } => Ok(()),
+            ToTab::Refused { message } => Err(format!("the relay refused {name}: {message}")),
+            other => Err(format!("unexpected frame {other:?}")),
+        }
+    };
+    let outcome = match select(pin!(handshake), TimeoutFuture::new(timeout_ms)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(format!(
+            "the relay at {url} did not welcome {name} within {timeout_ms} ms (does genesis run with --relay?)"
+        )),
+    };
+    outcome.map(|()| socket).map_err(JoinError::Refused)
+}
+
+async fn next_frame(socket: &mut WebSocket) -> Result<ToTab, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(WsMessage::Text(text))) => {
+                return serde_json::from_str(&text).map_err(|e| format!("bad frame: {e}"));
+            }
+            Some(Ok(WsMessage::Bytes(_))) => {}
+            Some(Err(e)) => return Err(format!("the relay socket failed: {e}")),
+            None => return Err("the relay closed the socket".into()),
+        }
+    }
+}
+
+/// The engine's way to ask other peers: `fetch`, `maxInFlight` at once,
+/// each within `timeoutMs` and `maxAnswerBytes`; the tab's own part runs
+/// on its own engine.
+struct TabRemote {
+    own: PeerName,
+    peers: Arc<BTreeMap<PeerName, PeerUri>>,
+    engine: Arc<Engine>,
+    source: Arc<dyn Source>,
+    token: Option<String>,
+    bounds: Bounds,
+}
+
+impl TabRemote {
+    async fn ask_one(self: Arc<Self>, query: PeerQuery) -> PeerAnswer {
+        if query.peer == self.own {
+            let own = self
+                .engine
+                .execute(GraphQLRequest::new(query.query), self.source.clone(), None)
+                .await;
+            return Ok(own.body);
+        }
+        let uri = self
+            .peers
+            .get(&query.peer)
+            .ok_or_else(|| "it left the network".to_owned())?;
+        let url = uri.join("/v1/graphql");
+        let body =
+            serde_json::to_vec(&json!({ "query": query.query })).map_err(|e| e.to_string())?;
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let reply = fetch(
+            Method::POST,
+            &url,
+            &headers,
+            Some(body),
+            self.bounds.timeout_ms,
+            self.bounds.max_answer_bytes,
+        )
+        .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(format!("it answered {}", reply.status));
+        }
+        serde_json::from_str(&reply.text).map_err(|e| format!("its answer is not JSON: {e}"))
+    }
+}
+
+impl Remote for TabRemote {
+    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>> {
+        let count = queries.len();
+        let (tx, rx) = oneshot::channel();
+        let this = Arc::new(TabRemote {
+            own: self.own.clone(),
+            peers: self.peers.clone(),
+            engine: self.engine.clone(),
+            source: self.source.clone(),
+            token: self.token.clone(),
+            bounds: self.bounds.clone(),
+        });
+        let max = self.bounds.max_in_flight;
+        // The browser's fetch futures are not Send: they run on the page's
+        // executor, and the engine awaits only the channel.
+        spawn_local(async move {
+            let answers = futures::stream::iter(queries)
+                .map(|q| this.clone().ask_one(q))
+                .buffered(max)
+                .collect::<Vec<_>>()
+                .await;
+            let _ = tx.send(answers);
+        });
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                (0..count)
+                    .map(|_| Err("the tab stopped before the answers came".to_owned()))
+                    .collect()
+            })
+        }
+        .boxed()
+    }
+}

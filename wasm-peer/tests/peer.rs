@@ -1,0 +1,323 @@
+//! Headless-Chromium tests of `PlexusPeer` against a real
+//! `plexus-genesis --relay` and a real native `plexus-peer` on loopback.
+//! `scripts/wasm-test.sh` starts them and passes their addresses at
+//! compile time:
+//!
+//! - `PLEXUS_TEST_RELAY_GENESIS`: the URL of a genesis with `--relay`;
+//! - `PLEXUS_TEST_NATIVE_PEER`: the URL of the native peer `Native` (one
+//!   City, Amsterdam) registered there.
+#![cfg(target_arch = "wasm32")]
+
+use gloo_net::http::Request;
+use gloo_timers::future::TimeoutFuture;
+use plexus_wasm_peer::{PeerOptionsArg, PlexusPeer};
+use serde_json::{Value as Json, json};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn env(value: Option<&'static str>, name: &str) -> &'static str {
+    value.unwrap_or_else(|| {
+        panic!("{name} is not set: run these tests through scripts/wasm-test.sh")
+    })
+}
+
+fn genesis() -> &'static str {
+    env(
+        option_env!("PLEXUS_TEST_RELAY_GENESIS"),
+        "PLEXUS_TEST_RELAY_GENESIS",
+    )
+}
+
+fn native() -> &'static str {
+    env(
+        option_env!("PLEXUS_TEST_NATIVE_PEER"),
+        "PLEXUS_TEST_NATIVE_PEER",
+    )
+}
+
+fn to_js(value: &Json) -> JsValue {
+    plexus_wasm::to_js(value).expect("to JS")
+}
+
+async fn resolve(promise: js_sys::Promise) -> Json {
+    let value = JsFuture::from(promise).await.expect("the promise resolves");
+    plexus_wasm::from_js(Some(value), "the answer").expect("from JS")
+}
+
+const CITY: &str = r#"{"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]}"#;
+
+/// Joins as `name`; `database` null keeps nothing (a fresh key).
+async fn join_with(name: &str, database: Json) -> Result<PlexusPeer, JsValue> {
+    let options = json!({
+        "genesis": genesis(),
+        "name": name,
+        "timeoutMs": 5000,
+        "pingIntervalMs": 500,
+        "database": database,
+    });
+    PlexusPeer::join(to_js(&options).unchecked_into::<PeerOptionsArg>()).await
+}
+
+async fn join(name: &str) -> PlexusPeer {
+    join_with(name, Json::Null).await.expect("the tab joins")
+}
+
+/// A tab with a City class and the cities `names`.
+async fn tab_with_cities(name: &str, names: &[&str]) -> PlexusPeer {
+    let peer = join(name).await;
+    resolve(peer.create_class("things".into(), JsValue::from_str(CITY))).await;
+    for city in names {
+        let object = json!({"class": "City", "schema": {"name": city}});
+        resolve(peer.add_object("things".into(), to_js(&object))).await;
+    }
+    peer
+}
+
+async fn listed() -> Vec<Json> {
+    let response = Request::get(&format!("{}/peers", genesis()))
+        .send()
+        .await
+        .expect("genesis answers");
+    let peers: Json = response.json().await.expect("JSON");
+    peers.as_array().cloned().unwrap_or_default()
+}
+
+async fn listing(name: &str) -> Option<Json> {
+    listed().await.into_iter().find(|p| p["peerName"] == name)
+}
+
+/// Waits up to `ms` for `check` to hold.
+async fn eventually<F, Fut>(ms: u32, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut waited = 0;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if waited >= ms => panic!("{what} not within {ms} ms: {e}"),
+            Err(_) => {}
+        }
+        TimeoutFuture::new(100).await;
+        waited += 100;
+    }
+}
+
+async fn post_graphql(url: &str, query: &str) -> Json {
+    Request::post(&format!("{url}/v1/graphql"))
+        .json(&json!({ "query": query }))
+        .expect("a request")
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_joins_and_genesis_lists_it_with_its_schema_hash() {
+    let mut peer = join("TabJoin").await;
+    let uri = format!("{}/relay/TabJoin", genesis());
+    assert_eq!(peer.uri(), uri);
+    let listed = listing("TabJoin").await.expect("genesis lists TabJoin");
+    assert_eq!(listed["peerUri"], uri.as_str());
+    resolve(peer.create_class("things".into(), JsValue::from_str(CITY))).await;
+    let hash = peer.schema_hash();
+    eventually(5000, "the new schema hash at genesis", || {
+        let hash = hash.clone();
+        async move {
+            let seen = listing("TabJoin").await.map(|p| p["schema_hash"].clone());
+            (seen == Some(Json::String(hash)))
+                .then_some(())
+                .ok_or(format!("{seen:?}"))
+        }
+    })
+    .await;
+    // The tab answers genesis's relay for its name.
+    let schema: Json = Request::get(&format!("{uri}/v1/schema"))
+        .send()
+        .await
+        .expect("the relay answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(schema["things"]["classes"][0]["class"], "City", "{schema}");
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn writes_are_checked_as_the_rest_api_checks_them() {
+    let mut peer = join("TabChecks").await;
+    let error = JsFuture::from(peer.create_class("places".into(), JsValue::from_str(CITY)))
+        .await
+        .expect_err("no such kind");
+    assert_eq!(
+        js_sys::Reflect::get(&error, &"status".into())
+            .ok()
+            .and_then(|s| s.as_f64()),
+        Some(404.0)
+    );
+    resolve(peer.create_class("things".into(), JsValue::from_str(CITY))).await;
+    let wrong = json!({"class": "City", "schema": {"name": 7}});
+    let error = JsFuture::from(peer.add_object("things".into(), to_js(&wrong)))
+        .await
+        .expect_err("a number is no string");
+    assert_eq!(
+        js_sys::Reflect::get(&error, &"status".into())
+            .ok()
+            .and_then(|s| s.as_f64()),
+        Some(422.0)
+    );
+    let message = js_sys::Reflect::get(&error, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("property \"name\" expects string"),
+        "{message}"
+    );
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn the_native_peer_network_query_returns_the_tab_objects() {
+    let mut peer = tab_with_cities("TabCities", &["Rotterdam", "Delft"]).await;
+    let query = "{ Network { Get { TabCities { Things { City { name } } } } } }";
+    eventually(
+        15_000,
+        "the native peer's Network query of the tab",
+        || async move {
+            let answer = post_graphql(native(), query).await;
+            let cities = &answer["data"]["Network"]["Get"]["TabCities"]["Things"]["City"];
+            let mut names: Vec<&str> = cities
+                .as_array()
+                .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+                .unwrap_or_default();
+            names.sort_unstable();
+            (names == ["Delft", "Rotterdam"])
+                .then_some(())
+                .ok_or(answer.to_string())
+        },
+    )
+    .await;
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn the_tab_network_query_reaches_the_native_peer() {
+    let mut peer = tab_with_cities("TabAsker", &["Leiden"]).await;
+    let query = "{ Network { Get { Native { Things { City { name } } } TabAsker { Things { City { name } } } } } }";
+    let mut last = Json::Null;
+    for _ in 0..150 {
+        last = resolve(peer.query(query.into(), JsValue::UNDEFINED)).await;
+        if last["data"]["Network"]["Get"]["Native"]["Things"]["City"]
+            == json!([{"name": "Amsterdam"}])
+        {
+            break;
+        }
+        TimeoutFuture::new(100).await;
+    }
+    let get = &last["data"]["Network"]["Get"];
+    assert_eq!(
+        get["Native"]["Things"]["City"],
+        json!([{"name": "Amsterdam"}]),
+        "{last}"
+    );
+    assert_eq!(
+        get["TabAsker"]["Things"]["City"],
+        json!([{"name": "Leiden"}]),
+        "{last}"
+    );
+    let local = resolve(peer.query(
+        "{ Local { Get { Things { City { name } } } } }".into(),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    assert_eq!(
+        local["data"]["Local"]["Get"]["Things"]["City"],
+        json!([{"name": "Leiden"}])
+    );
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn a_second_tab_cannot_answer_for_the_first_ones_name() {
+    let mut first = tab_with_cities("TabOwner", &["Gouda"]).await;
+    let refused = join_with("TabOwner", Json::Null).await;
+    let error = refused.err().expect("a second key may not take TabOwner");
+    let message = js_sys::Reflect::get(&error, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    assert!(message.contains("refused"), "{message}");
+    // The first still answers for its name.
+    let answer = post_graphql(
+        &format!("{}/relay/TabOwner", genesis()),
+        "{ Local { Get { Things { City { name } } } } }",
+    )
+    .await;
+    assert_eq!(
+        answer["data"]["Local"]["Get"]["Things"]["City"],
+        json!([{"name": "Gouda"}]),
+        "{answer}"
+    );
+    assert_eq!(
+        listing("TabOwner").await.map(|p| p["peerUri"].clone()),
+        Some(json!(first.uri()))
+    );
+    JsFuture::from(first.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn leave_removes_the_tab() {
+    let mut peer = join("TabLeaver").await;
+    assert!(listing("TabLeaver").await.is_some());
+    JsFuture::from(peer.leave()).await.expect("left");
+    assert!(peer.stopped());
+    assert_eq!(listing("TabLeaver").await, None, "genesis still lists it");
+    let status = Request::get(&format!("{}/relay/TabLeaver/v1/schema", genesis()))
+        .send()
+        .await
+        .expect("the relay answers")
+        .status();
+    assert_eq!(status, 502, "no tab answers for TabLeaver any more");
+}
+
+#[wasm_bindgen_test]
+async fn a_reload_keeps_the_key_schema_and_objects_and_rejoins() {
+    let stamp = js_sys::Date::now() as u64;
+    let database = json!(format!("plexus-test-{stamp}"));
+    let mut before = join_with("TabReload", database.clone())
+        .await
+        .expect("joins");
+    resolve(before.create_class("things".into(), JsValue::from_str(CITY))).await;
+    let object = json!({"class": "City", "schema": {"name": "Haarlem"}});
+    resolve(before.add_object("things".into(), to_js(&object))).await;
+    let (key, hash) = (before.public_key(), before.schema_hash());
+    // The page goes away without leaving; genesis still holds the name for its key.
+    before.close();
+    let mut after = join_with("TabReload", database)
+        .await
+        .expect("rejoins under its name");
+    assert_eq!(after.public_key(), key, "the same key");
+    assert_eq!(after.schema_hash(), hash, "the same schema");
+    let local = resolve(after.query(
+        "{ Local { Get { Things { City { name } } } } }".into(),
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    assert_eq!(
+        local["data"]["Local"]["Get"]["Things"]["City"],
+        json!([{"name": "Haarlem"}])
+    );
+    assert!(listing("TabReload").await.is_some());
+    // Another key may not take the name it holds.
+    assert!(join_with("TabReload", Json::Null).await.is_err());
+    JsFuture::from(after.leave()).await.expect("left");
+}
