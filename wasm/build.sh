@@ -45,11 +45,13 @@ mkdir -p "$pkg/web" "$pkg/node" "$pkg/peer"
 # when it optimises the module after wasm-bindgen, which breaks it at load.
 opt="$(mktemp -d)"
 trap 'rm -rf "$opt"' EXIT
-for module in "$wasm" "$peer_wasm"; do
-  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$module" -o "$opt/$(basename "$module")"
-done
+wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$wasm" -o "$opt/$name.wasm"
+# The peer module goes to wasm-bindgen as cargo built it: after Debian's
+# wasm-opt, wasm-bindgen cannot find its closures in the function table
+# ("failed to find `0` in function table").
+cp "$peer_wasm" "$opt/$peer_name.wasm"
 for target in web:web node:experimental-nodejs-module; do
   wasm-bindgen "$opt/$name.wasm" --out-dir "$pkg/${target%%:*}" --out-name "$name" --target "${target#*:}" \
     --remove-name-section --remove-producers-section
