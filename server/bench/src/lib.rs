@@ -97,6 +97,20 @@ impl Drop for Server {
     }
 }
 
+/// POSTs `body` as JSON to `url`: the answer's JSON, or an error naming
+/// the status when it is not a success.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let response = client.post(url).json(&body).send().await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+    Ok(body)
+}
+
 /// Spawns `command` (logs quiet, stdout piped) and waits for its one line
 /// `listening on URL` (every Plexus server prints it once it listens).
 pub fn spawn_server(mut command: Command) -> anyhow::Result<Server> {

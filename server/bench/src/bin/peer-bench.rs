@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 
 use anyhow::bail;
-use plexus_bench::{Server, percentile, sibling, spawn_server as spawn};
+use plexus_bench::{Server, percentile, post_json as post, sibling, spawn_server as spawn};
 use plexus_peer::GraphQLRequest;
 use plexus_peer::{NewObject, PeerDb};
 use serde_json::{Value, json};
@@ -96,16 +96,6 @@ async fn start_peer(
         .arg("--data")
         .arg(data);
     spawn(command)
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
-    let response = client.post(url).json(&body).send().await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
-    }
-    Ok(body)
 }
 
 /// The `p`th percentile (0–100) of `samples`, by nearest rank.

@@ -14,17 +14,17 @@
 //! Run: `cargo build --release -p plexus-genesis -p plexus-peer -p plexus-bench --bins && target/release/relay-bench`
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use plexus_bench::tab::{join_until_listed, ping};
-use plexus_bench::{GenesisProcess, percentile};
+use plexus_bench::{GenesisProcess, Server, percentile, post_json as post, spawn_server};
 use plexus_core::auth::Identity;
 use plexus_peer::{PeerDb, PeerState, router};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The figures of genesis's relay for browser tabs.
 #[derive(Parser, Debug)]
@@ -40,54 +40,15 @@ struct Args {
     objects: usize,
 }
 
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_peer(bin: &Path, genesis: &str, name: &str, data: &Path) -> anyhow::Result<Proc> {
-    use std::io::BufRead as _;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://127.0.0.1:{port}")])
+fn start_peer(bin: &Path, genesis: &str, name: &str, data: &Path) -> anyhow::Result<Server> {
+    let mut command = Command::new(bin);
+    command
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--genesis-url", genesis, "--peer-name", name])
         .args(["--ping-interval", "2s"])
         .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .context("no listening line")?
-        .to_owned();
-    Ok(Proc { child, url })
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
-    let response = client.post(url).json(&body).send().await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
-    }
-    Ok(body)
+        .arg(data);
+    spawn_server(command)
 }
 
 /// Defines `Note` and adds `objects` notes through the REST API at `url`.
