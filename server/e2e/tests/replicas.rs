@@ -258,14 +258,28 @@ async fn two_replicas_list_the_same_peers_push_to_all_and_sigterm_leaves_everywh
     .await;
     assert!(matches!(seen, Ok(true)), "B's watch stream told A's join");
 
-    // Both replicas give the same list the same version.
-    let version_a = client.get(a.at("/peers")).send().await.unwrap();
-    let version_b = client.get(b.at("/peers")).send().await.unwrap();
-    assert_eq!(
-        version_a.headers().get("x-plexus-peers-version"),
-        version_b.headers().get("x-plexus-peers-version"),
-        "the same list has the same version at every replica"
-    );
+    // Both replicas give the same list the same version, once each has
+    // applied etcd's changes (a replica's mirror follows etcd's watch, so
+    // the two may differ for a moment, as a listing may).
+    let version = |replica: &Proc| {
+        let request = client.get(replica.at("/peers")).send();
+        async move {
+            let response = request.await.ok()?;
+            let version = response.headers().get("x-plexus-peers-version")?.clone();
+            let listed: serde_json::Value = response.json().await.ok()?;
+            Some((version, listed.as_array()?.len()))
+        }
+    };
+    poll(
+        Duration::from_secs(1),
+        "the same list has the same version at every replica",
+        || async {
+            let at_a = version(&a).await?;
+            let at_b = version(&b).await?;
+            (at_a == at_b && at_a.1 == 4).then_some(())
+        },
+    )
+    .await;
 
     // Peers stopped with SIGTERM leave every replica's list, at once.
     for p in [&p1, &p2, &p3, &p4] {
