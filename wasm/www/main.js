@@ -6,7 +6,17 @@ import { PlexusPeer, NetworkClient, version } from "../pkg/peer/index.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const genesis = params.get("genesis") ?? "http://127.0.0.1:8111";
+// The genesis: ?genesis=URL, else the one plexus-dash --devnet serves this
+// page for (its /plexus-config.json), else a local default.
+async function servedGenesis() {
+  try {
+    const answer = await fetch("./plexus-config.json", { cache: "no-store" });
+    return answer.ok ? ((await answer.json()).genesis ?? null) : null;
+  } catch {
+    return null;
+  }
+}
+const genesis = params.get("genesis") ?? (await servedGenesis()) ?? "http://127.0.0.1:8111";
 if (params.get("name")) $("name").value = params.get("name");
 const client = new NetworkClient(genesis);
 let peer = null;
