@@ -20,6 +20,9 @@ cargo build -p plexus-core --target wasm32-unknown-unknown
 log "binaries (the end-to-end tests spawn plexus-genesis and plexus-peer)"
 cargo build --workspace --bins
 
+log "wasm modules (the dashboard's devnet test fetches the demo app they belong to)"
+bash wasm/build.sh
+
 log "native tests (core, engine, genesis, peer, end to end, dashboard)"
 cargo test --workspace --all-features
 

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod relay;
 pub mod replica;
 pub mod schema;
+pub mod tab_link;
 pub mod time;
 pub mod wire;
 

@@ -980,16 +980,11 @@ impl Membership {
         }
     }
 
-    /// Exponential backoff with full jitter: uniform in [min, min·2^attempt], capped.
+    /// The delay before registration attempt `attempt` ([`crate::time::backoff`]).
     fn backoff(&mut self, attempt: u32) -> Duration {
         let Some(config) = &self.config else {
             return Duration::ZERO;
         };
-        let ceiling = config
-            .retry_min
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(config.retry_max)
-            .max(config.retry_min);
-        config.retry_min + (ceiling - config.retry_min).mul_f64(self.rng.f64())
+        crate::time::backoff(config.retry_min, config.retry_max, attempt, self.rng.f64())
     }
 }

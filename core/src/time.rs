@@ -57,6 +57,18 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Exponential backoff with full jitter: the delay before retry number
+/// `attempt` (0 for the first), uniform in `[min, min·2^attempt]` and capped
+/// at `max`; `unit` is a random number in `[0, 1)` from the caller's seeded
+/// generator (the core draws no randomness of its own).
+pub fn backoff(min: Duration, max: Duration, attempt: u32, unit: f64) -> Duration {
+    let ceiling = min
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(max)
+        .max(min);
+    min + (ceiling - min).mul_f64(unit.clamp(0.0, 1.0))
+}
+
 /// Parses a human duration such as `5s`, `250ms`, `2m` or `1h`.
 ///
 /// Used by every binary's flags so that the rule is written once.

@@ -1,5 +1,6 @@
 //! The command line of `plexus-dash`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,9 +19,20 @@ pub struct Args {
     /// The peer that Network queries go through (default: the selected peer).
     #[arg(long, env = "PLEXUS_PEER")]
     pub peer: Option<String>,
-    /// Start a local genesis and three sample peers and watch them.
+    /// Start a local genesis (with --relay) and three sample peers, watch
+    /// them, and serve the tab peer demo app (wasm/www and the built wasm
+    /// modules) for browser tabs to join as peers; its URL is printed and
+    /// shown in the header.
     #[arg(long, env = "PLEXUS_DEVNET")]
     pub devnet: bool,
+    /// Where --devnet serves the demo app (port 0: one the OS picks).
+    #[arg(long, env = "PLEXUS_DEMO_LISTEN", default_value = "127.0.0.1:0")]
+    pub demo_listen: SocketAddr,
+    /// The folder holding the demo app for --devnet: www/ (the page) and pkg/
+    /// (the modules `bash wasm/build.sh` builds). Default: the wasm/ folder of
+    /// the source tree plexus-dash was built from.
+    #[arg(long, env = "PLEXUS_DEMO_DIR", default_value = crate::demo::DEFAULT_DEMO_DIR)]
+    pub demo_dir: PathBuf,
     /// Genesis's peer timeout, for colouring ping ages (genesis does not tell it).
     #[arg(long, env = "PLEXUS_PEER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub peer_timeout: Duration,

@@ -1,4 +1,5 @@
-//! `--devnet`: a local genesis and three sample peers as child processes.
+//! `--devnet`: a local genesis (with `--relay`, so that browser tabs join as
+//! peers) and three sample peers as child processes.
 //!
 //! The children are stopped with SIGTERM (so that the peers deregister) and
 //! waited for when the [`Devnet`] is dropped: on quit, on error and on panic.
@@ -116,8 +117,10 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Starts genesis and the three sample peers (blocking until each listens).
-    pub fn start(bins: &Binaries) -> anyhow::Result<Self> {
+    /// Starts genesis (with `--relay`; a page of `cors_origin` may write to
+    /// it, as a tab joining from the demo app does) and the three sample
+    /// peers, blocking until each listens.
+    pub fn start(bins: &Binaries, cors_origin: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("plexus-devnet-")
             .tempdir()
@@ -129,12 +132,17 @@ impl Devnet {
             dir,
         };
         let timeout = format!("{}s", DEVNET_PEER_TIMEOUT.as_secs());
-        let (child, url) = spawn(
-            "genesis",
-            &bins.genesis,
-            &["--listen", "127.0.0.1:0", "--peer-timeout", &timeout],
-            devnet.dir.path(),
-        )?;
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-timeout",
+            &timeout,
+            "--relay",
+        ];
+        if let Some(origin) = cors_origin {
+            args.extend(["--cors-origin", origin]);
+        }
+        let (child, url) = spawn("genesis", &bins.genesis, &args, devnet.dir.path())?;
         devnet.children.push(("genesis".into(), child));
         devnet.genesis = url;
         for sample in samples() {

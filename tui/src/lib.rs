@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod demo;
 pub mod devnet;
 pub mod model;
 pub mod net;

@@ -28,6 +28,8 @@ pub struct Config {
     pub peer: Option<String>,
     /// The genesis peer timeout, for colouring ping ages.
     pub peer_timeout: Duration,
+    /// The URL of the demo app that `--devnet` serves, shown in the header.
+    pub demo: Option<String>,
 }
 
 /// The views, in Tab order.

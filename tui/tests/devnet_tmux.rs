@@ -3,7 +3,12 @@
 //! It waits for the three sample peers with their schema hashes, types a
 //! Network query that PeerA (the `--peer` of the devnet) sends on to PeerC,
 //! sees PeerC's airports, quits, and checks that the devnet was stopped.
-//! Skipped (with a message) when tmux is not installed.
+//! On the way it fetches the tab peer demo app from the URL the header shows:
+//! the page, the wasm modules with their content types, and the devnet's
+//! genesis (with its relay on, letting the page's origin write).
+//! It needs tmux (scripts/setup.sh installs it) and the built wasm modules
+//! (`bash wasm/build.sh`): without them it fails, unless `PLEXUS_SKIP_TMUX=1`
+//! skips it on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -121,8 +126,14 @@ fn devnet_in_tmux_shows_three_peers_and_answers_a_network_query() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!("SKIPPED devnet_in_tmux: tmux is not installed (apt-get install tmux)");
-        return;
+        if std::env::var_os("PLEXUS_SKIP_TMUX").is_some() {
+            eprintln!("SKIPPED devnet_in_tmux: tmux is not installed and PLEXUS_SKIP_TMUX is set");
+            return;
+        }
+        panic!(
+            "tmux is not installed: apt-get install tmux (scripts/setup.sh does), \
+             or set PLEXUS_SKIP_TMUX=1 to skip this test"
+        );
     }
     let dash = PathBuf::from(env!("CARGO_BIN_EXE_plexus-dash"));
     let (genesis, peer) = server_binaries(&dash);
@@ -168,6 +179,7 @@ fn devnet_in_tmux_shows_three_peers_and_answers_a_network_query() {
         screen.contains("live"),
         "following the watch stream:\n{screen}"
     );
+    check_demo_app(&screen);
 
     // To the query view, where a working example waits; replace it with ours.
     tmux.keys(&["Tab", "Tab"]);
@@ -202,4 +214,90 @@ fn devnet_in_tmux_shows_three_peers_and_answers_a_network_query() {
             "{name} was not stopped cleanly; log:\n{log}"
         );
     }
+}
+
+/// The word after `label` on the screen's header line.
+fn header_url(screen: &str, label: &str) -> String {
+    let header = screen.lines().next().unwrap_or_default();
+    header
+        .split_once(label)
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no `{label}` URL in the header (is the demo app built? `bash wasm/build.sh`):\n{screen}"
+            )
+        })
+        .to_owned()
+}
+
+/// Fetches the demo app from the URL in the header: its page, its modules
+/// with the content types browsers need, and the genesis it points at, which
+/// is the devnet's, has its relay on and lets the page's origin write.
+fn check_demo_app(screen: &str) {
+    let genesis = header_url(screen, "│ genesis ");
+    let demo = header_url(screen, "tab peer app ");
+    let origin = demo.trim_end_matches('/').to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let get = |path: String| {
+            let client = client.clone();
+            async move {
+                let response = client.get(&path).send().await.unwrap();
+                let status = response.status().as_u16();
+                let kind = response
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                let body = response.bytes().await.unwrap();
+                assert_eq!(status, 200, "GET {path}");
+                (kind, body)
+            }
+        };
+        let (kind, page) = get(demo.clone()).await;
+        assert_eq!(kind, "text/html");
+        assert!(String::from_utf8_lossy(&page).contains("this tab as a peer"));
+        for path in [
+            "/main.js",
+            "/pkg/peer/index.js",
+            "/pkg/peer/plexus_wasm_peer.js",
+        ] {
+            let (kind, _) = get(format!("{origin}{path}")).await;
+            assert_eq!(kind, "text/javascript", "{path}");
+        }
+        let (kind, wasm) = get(format!("{origin}/pkg/peer/plexus_wasm_peer_bg.wasm")).await;
+        assert_eq!(kind, "application/wasm");
+        assert!(wasm.starts_with(b"\0asm"), "a wasm module");
+        let (_, config) = get(format!("{origin}/plexus-config.json")).await;
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config["genesis"], genesis.as_str(), "the devnet's genesis");
+
+        // Genesis relays: an unknown tab is a 502, not the 404 of a genesis without --relay.
+        let relayed = client
+            .get(format!("{genesis}/relay/NoSuchTab/p2p/ping"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(relayed.status().as_u16(), 502, "genesis runs with --relay");
+        // And lets the page write (a tab's registration).
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, format!("{genesis}/peers"))
+            .header("origin", &origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            preflight
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            Some(origin.clone()),
+            "genesis lets the demo app's origin write"
+        );
+    });
 }

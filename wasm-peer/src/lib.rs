@@ -62,6 +62,16 @@ export interface PeerOptions {
   maxAnswerBytes?: number;
   /** Objects this tab holds at most; more are refused with status 507 (default 10000). */
   maxObjects?: number;
+  /** Reconnects of a dropped relay socket (genesis restarted, the network
+   * went away) before giving up (default 10; 0 never reconnects). Each one
+   * opens a new socket and proves the key again; a connection that stays up
+   * for `reconnectMaxMs` forgets the earlier ones. */
+  reconnectAttempts?: number;
+  /** The first delay before reconnecting, in ms (default 500); it doubles,
+   * with jitter, up to `reconnectMaxMs`. */
+  reconnectMinMs?: number;
+  /** The longest delay between reconnects, in ms (default 30000). */
+  reconnectMaxMs?: number;
   /** The IndexedDB database that keeps the tab's key, schema and objects
    * (default "plexus-peer"); `null` keeps nothing: a fresh key each time. */
   database?: string | null;
@@ -282,6 +292,14 @@ impl PlexusPeer {
     #[wasm_bindgen(getter)]
     pub fn stopped(&self) -> bool {
         self.tab.is_stopped()
+    }
+
+    /// Whether its relay socket is up. While it is down (genesis restarted,
+    /// the network went away) the tab reconnects on its own, within
+    /// `reconnectAttempts`, and nobody can reach it meanwhile.
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        self.tab.is_connected()
     }
 }
 

@@ -22,6 +22,7 @@ use plexus_core::membership::{Answer, CallError, Event, Membership, MembershipCo
 use plexus_core::network::{PeerAnswer, PeerQuery};
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
 use plexus_core::schema::Schema;
+use plexus_core::tab_link::{LinkAction, LinkConfig, LinkEvent, TabLink};
 use plexus_core::wire::{ErrorBody, PEERS_VERSION_HEADER};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 use plexus_graphql::{Engine, GraphQLRequest, Limits, Remote, Source};
@@ -64,6 +65,18 @@ pub struct PeerOptions {
     /// Objects this tab holds at most (default 10000).
     #[serde(default)]
     pub max_objects: Option<usize>,
+    /// Reconnects of a dropped relay socket before giving up (default 10;
+    /// 0 never reconnects). A reconnect that stays up for `reconnectMaxMs`
+    /// forgets the earlier ones.
+    #[serde(default)]
+    pub reconnect_attempts: Option<u32>,
+    /// The first delay before reconnecting, in ms (default 500); it doubles
+    /// (with jitter) up to `reconnectMaxMs`.
+    #[serde(default)]
+    pub reconnect_min_ms: Option<u32>,
+    /// The longest delay between reconnects, in ms (default 30000).
+    #[serde(default)]
+    pub reconnect_max_ms: Option<u32>,
     /// The IndexedDB database that keeps the key, schema and objects
     /// (default `plexus-peer`); `null` keeps nothing (a fresh key each time).
     #[serde(default = "default_database")]
@@ -153,6 +166,10 @@ pub(crate) struct Tab {
     identity: Identity,
     database: Option<String>,
     membership: RefCell<Membership>,
+    /// When to open the relay socket again (plexus-core decides).
+    link: RefCell<TabLink>,
+    /// Counts the sockets: only the current one's end is a drop.
+    socket_generation: Cell<u64>,
     data: RefCell<Data>,
     wake: mpsc::UnboundedSender<()>,
     /// Frames to the socket; `None` once it is closed.
@@ -222,6 +239,19 @@ impl Tab {
                 .max(100),
         ));
         let hash = data.schema().hash();
+        let mut link = LinkConfig::new(u64::from_le_bytes(
+            seed[8..16].try_into().unwrap_or_default(),
+        ));
+        if let Some(attempts) = options.reconnect_attempts {
+            link.max_attempts = attempts;
+        }
+        if let Some(ms) = options.reconnect_min_ms {
+            link.retry_min = Duration::from_millis(u64::from(ms.max(1)));
+        }
+        if let Some(ms) = options.reconnect_max_ms {
+            link.retry_max = Duration::from_millis(u64::from(ms.max(1)));
+        }
+        link.retry_max = link.retry_max.max(link.retry_min);
         let (wake, wakes) = mpsc::unbounded();
         let (out, outgoing) = mpsc::unbounded();
         let (registered, is_registered) = oneshot::channel();
@@ -234,6 +264,8 @@ impl Tab {
             identity,
             database,
             membership: RefCell::new(Membership::new(Some(config), hash)),
+            link: RefCell::new(TabLink::new(link, now())),
+            socket_generation: Cell::new(0),
             data: RefCell::new(data),
             wake,
             out: RefCell::new(Some(out)),
@@ -242,7 +274,7 @@ impl Tab {
             left: RefCell::new(None),
             stopped: Cell::new(false),
         });
-        spawn_local(tab.clone().socket(socket, outgoing));
+        spawn_local(tab.clone().socket(socket, outgoing, 0));
         spawn_local(tab.clone().timer(wakes));
         // Saved at once: a reload keeps the key even before the first write.
         tab.save().await.map_err(JoinError::Refused)?;
@@ -298,6 +330,11 @@ impl Tab {
     /// Whether it has stopped (left, or closed).
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.get()
+    }
+
+    /// Whether its relay socket is up (the relay welcomed it).
+    pub(crate) fn is_connected(&self) -> bool {
+        !self.stopped.get() && self.link.borrow().is_connected()
     }
 
     /// The other peers it sees: name, URI and announced schema hash.
@@ -432,8 +469,75 @@ impl Tab {
     /// Stops without leaving: the socket closes and the timers stop.
     pub(crate) fn close(&self) {
         self.stopped.set(true);
+        self.link.borrow_mut().handle_stop();
         self.out.borrow_mut().take();
         self.wake.close_channel();
+    }
+
+    /// Performs what the link machine asks (a reconnect) and tells its
+    /// events on the console.
+    fn drive_link(self: &Rc<Self>) {
+        loop {
+            let action = self.link.borrow_mut().poll_action();
+            match action {
+                Some(LinkAction::Connect) => spawn_local(self.clone().reconnect()),
+                None => break,
+            }
+        }
+        loop {
+            let event = self.link.borrow_mut().poll_event();
+            let Some(event) = event else { break };
+            let text = match event {
+                LinkEvent::Retrying { attempts, retry_at } => format!(
+                    "plexus: {}'s relay socket is down; reconnect {} in {} ms",
+                    self.name,
+                    attempts + 1,
+                    retry_at.saturating_since(now()).as_millis()
+                ),
+                LinkEvent::Reconnected { attempts } => format!(
+                    "plexus: {} is connected to the relay again (reconnect {attempts})",
+                    self.name
+                ),
+                LinkEvent::GaveUp { attempts } => format!(
+                    "plexus: {} gives up on the relay after {attempts} reconnects (reconnectAttempts); join again to be reachable",
+                    self.name
+                ),
+            };
+            web_sys::console::info_1(&text.into());
+        }
+    }
+
+    /// Opens a new relay socket and proves the key again; the link machine
+    /// hears how it went.
+    async fn reconnect(self: Rc<Self>) {
+        let result = hello(
+            self.genesis.as_str(),
+            &self.name,
+            &self.identity,
+            self.bounds.timeout_ms,
+        )
+        .await;
+        if self.stopped.get() {
+            return; // the new socket, if any, closes as it drops
+        }
+        match result {
+            Ok(socket) => {
+                let generation = self.socket_generation.get() + 1;
+                self.socket_generation.set(generation);
+                let (out, outgoing) = mpsc::unbounded();
+                *self.out.borrow_mut() = Some(out);
+                self.link.borrow_mut().handle_welcomed(now());
+                spawn_local(self.clone().socket(socket, outgoing, generation));
+            }
+            Err(JoinError::Invalid(reason) | JoinError::Refused(reason)) => {
+                web_sys::console::warn_1(
+                    &format!("plexus: reconnecting {} failed: {reason}", self.name).into(),
+                );
+                self.link.borrow_mut().handle_failed(now());
+            }
+        }
+        self.drive_link();
+        let _ = self.wake.unbounded_send(());
     }
 
     /// Sends what the machine asks, takes its events, and (with `wake`)
@@ -565,10 +669,14 @@ impl Tab {
                 return;
             }
             let now_ = now();
-            let delay = self
-                .membership
-                .borrow()
-                .poll_timeout()
+            let due = [
+                self.membership.borrow().poll_timeout(),
+                self.link.borrow().poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let delay = due
                 .map_or(60_000, |at| at.saturating_since(now_).as_millis())
                 .min(60_000);
             let delay = u32::try_from(delay).unwrap_or(60_000);
@@ -577,15 +685,19 @@ impl Tab {
                 return;
             }
             self.membership.borrow_mut().handle_timeout(now());
+            self.link.borrow_mut().handle_timeout(now());
+            self.drive_link();
             self.pump(false);
         }
     }
 
-    /// Reads relayed requests and writes answers until closed.
+    /// Reads relayed requests and writes answers until closed; then, if it
+    /// is still the tab's socket, tells the link machine it dropped.
     async fn socket(
         self: Rc<Self>,
         mut socket: WebSocket,
         mut outgoing: mpsc::UnboundedReceiver<String>,
+        generation: u64,
     ) {
         loop {
             match select(socket.next(), outgoing.next()).await {
@@ -611,7 +723,14 @@ impl Tab {
                 Either::Right((None, _)) => break,
             }
         }
+        drop(socket);
+        if self.socket_generation.get() != generation || self.stopped.get() {
+            return;
+        }
         self.out.borrow_mut().take();
+        self.link.borrow_mut().handle_closed(now());
+        self.drive_link();
+        let _ = self.wake.unbounded_send(());
     }
 
     /// Answers one relayed request (503 past `maxServing` at once).

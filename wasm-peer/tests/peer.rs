@@ -8,9 +8,15 @@
 //!   City, Amsterdam) registered there.
 #![cfg(target_arch = "wasm32")]
 
+use futures::{SinkExt as _, StreamExt as _};
 use gloo_net::http::Request;
+use gloo_net::websocket::Message as WsMessage;
+use gloo_net::websocket::futures::WebSocket;
 use gloo_timers::future::TimeoutFuture;
-use plexus_wasm_peer::{PeerOptionsArg, PlexusPeer};
+use plexus_core::PeerName;
+use plexus_core::auth::Identity;
+use plexus_core::relay::{FromTab, ToTab, hello_message, tab_path};
+use plexus_wasm_peer::{PeerOptionsArg, PlexusPeer, store};
 use serde_json::{Value as Json, json};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -52,13 +58,21 @@ const CITY: &str = r#"{"class": "City", "properties": [{"name": "name", "dataTyp
 
 /// Joins as `name`; `database` null keeps nothing (a fresh key).
 async fn join_with(name: &str, database: Json) -> Result<PlexusPeer, JsValue> {
-    let options = json!({
+    join_with_options(name, database, json!({})).await
+}
+
+/// Joins as `name` with `more` options besides the tests' own.
+async fn join_with_options(name: &str, database: Json, more: Json) -> Result<PlexusPeer, JsValue> {
+    let mut options = json!({
         "genesis": genesis(),
         "name": name,
         "timeoutMs": 5000,
         "pingIntervalMs": 500,
         "database": database,
     });
+    if let (Some(options), Some(more)) = (options.as_object_mut(), more.as_object()) {
+        options.extend(more.clone());
+    }
     PlexusPeer::join(to_js(&options).unchecked_into::<PeerOptionsArg>()).await
 }
 
@@ -320,4 +334,108 @@ async fn a_reload_keeps_the_key_schema_and_objects_and_rejoins() {
     // Another key may not take the name it holds.
     assert!(join_with("TabReload", Json::Null).await.is_err());
     JsFuture::from(after.leave()).await.expect("left");
+}
+
+/// The next frame the relay sends on `socket`.
+async fn relay_frame(socket: &mut WebSocket) -> ToTab {
+    loop {
+        match socket.next().await {
+            Some(Ok(WsMessage::Text(text))) => {
+                return serde_json::from_str(&text).expect("a frame");
+            }
+            Some(Ok(WsMessage::Bytes(_))) => {}
+            other => panic!("the relay socket ended: {other:?}"),
+        }
+    }
+}
+
+/// The names of the cities the native peer's Network query gets from `tab`.
+async fn cities_via_native(tab: &str) -> Result<(), String> {
+    let query = format!("{{ Network {{ Get {{ {tab} {{ Things {{ City {{ name }} }} }} }} }} }}");
+    let answer = post_graphql(native(), &query).await;
+    let cities = &answer["data"]["Network"]["Get"][tab]["Things"]["City"];
+    (cities == &json!([{"name": "Zwolle"}]))
+        .then_some(())
+        .ok_or(answer.to_string())
+}
+
+#[wasm_bindgen_test]
+async fn a_dropped_relay_socket_reconnects_and_the_tab_answers_again() {
+    let stamp = js_sys::Date::now() as u64;
+    let db = format!("plexus-test-drop-{stamp}");
+    let mut peer = join_with_options(
+        "TabDrop",
+        json!(db),
+        json!({"reconnectMinMs": 100, "reconnectMaxMs": 1000, "reconnectAttempts": 5}),
+    )
+    .await
+    .expect("joins");
+    resolve(peer.create_class("things".into(), JsValue::from_str(CITY))).await;
+    let object = json!({"class": "City", "schema": {"name": "Zwolle"}});
+    resolve(peer.add_object("things".into(), to_js(&object))).await;
+    eventually(15_000, "the native peer's query of TabDrop", || {
+        cities_via_native("TabDrop")
+    })
+    .await;
+    assert!(peer.connected());
+    let id = listing("TabDrop").await.expect("listed")["id"].clone();
+
+    // The relay closes the tab's socket: another socket proves the same key
+    // (the seed the tab keeps in IndexedDB) and takes the name over.
+    let record = store::load(&db, &store::key(&peer.genesis_url(), "TabDrop"))
+        .await
+        .expect("IndexedDB")
+        .expect("the tab's record");
+    let seed: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&record.seed[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let identity = Identity::from_seed(seed.try_into().expect("32 bytes"));
+    let name = PeerName::new("TabDrop").expect("a name");
+    let url = format!("{}/relay", genesis().replacen("http", "ws", 1));
+    let mut thief = WebSocket::open(&url).expect("a socket");
+    let ToTab::Challenge { nonce } = relay_frame(&mut thief).await else {
+        panic!("no challenge");
+    };
+    let now = plexus_core::Timestamp::from_millis(js_sys::Date::now() as u64);
+    let signature = identity.sign(&hello_message(&tab_path(&name), &nonce), now);
+    let hello = serde_json::to_string(&FromTab::hello(name, signature)).expect("JSON");
+    thief.send(WsMessage::Text(hello)).await.expect("sent");
+    assert!(
+        matches!(relay_frame(&mut thief).await, ToTab::Welcome { .. }),
+        "the same key takes the name over"
+    );
+    // The tab notices its socket closed, reconnects, proves its key again
+    // and takes the name back: the relay tells the other socket so.
+    let next = {
+        let frame = Box::pin(relay_frame(&mut thief));
+        match futures::future::select(frame, TimeoutFuture::new(10_000)).await {
+            futures::future::Either::Left((frame, _)) => Some(frame),
+            futures::future::Either::Right(_) => None,
+        }
+    };
+    match next {
+        Some(ToTab::Refused { message }) => assert!(message.contains("replaced"), "{message}"),
+        Some(other) => panic!("unexpected frame {other:?}"),
+        None => panic!("the tab did not reconnect within 10 s"),
+    }
+    drop(thief);
+    let tab = &peer;
+    eventually(5000, "the relay's welcome to the tab", || async move {
+        tab.connected()
+            .then_some(())
+            .ok_or_else(|| "not connected".to_owned())
+    })
+    .await;
+
+    // And the network reaches it again, under the registration it kept.
+    eventually(15_000, "the native peer's query of TabDrop again", || {
+        cities_via_native("TabDrop")
+    })
+    .await;
+    assert_eq!(
+        listing("TabDrop").await.expect("listed")["id"],
+        id,
+        "the same registration"
+    );
+    JsFuture::from(peer.leave()).await.expect("left");
 }

@@ -6,7 +6,17 @@ import { PlexusPeer, NetworkClient, version } from "../pkg/peer/index.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const genesis = params.get("genesis") ?? "http://127.0.0.1:8111";
+// The genesis: ?genesis=URL, else the one plexus-dash --devnet serves this
+// page for (its /plexus-config.json), else a local default.
+async function servedGenesis() {
+  try {
+    const answer = await fetch("./plexus-config.json", { cache: "no-store" });
+    return answer.ok ? ((await answer.json()).genesis ?? null) : null;
+  } catch {
+    return null;
+  }
+}
+const genesis = params.get("genesis") ?? (await servedGenesis()) ?? "http://127.0.0.1:8111";
 if (params.get("name")) $("name").value = params.get("name");
 const client = new NetworkClient(genesis);
 let peer = null;
@@ -19,8 +29,11 @@ const status = (text, error = false) => {
 };
 status(`plexus-wasm-peer ${version()} loaded.`);
 
+// Pretty JSON with each flat object (no nested object or array) on one line.
+const pretty = (value) =>
+  JSON.stringify(value, null, 2).replace(/\{\n[^{}\[\]]*?\n\s*\}/g, (flat) => flat.replace(/\s*\n\s*/g, " "));
 const show = (id, value) => {
-  $(id).textContent = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+  $(id).textContent = typeof value === "string" ? value : pretty(value);
 };
 const failed = (id, error) => {
   show(id, `${error.name ?? "Error"}${error.status ? ` ${error.status}` : ""}: ${error.message}`);
@@ -31,7 +44,16 @@ const enable = (joined) => {
   $("join").disabled = joined;
 };
 const describe = () =>
-  show("me", peer ? { name: peer.name, uri: peer.uri, schemaHash: peer.schemaHash, publicKey: peer.publicKey } : "not joined");
+  show(
+    "me",
+    peer
+      ? JSON.stringify(
+          { name: peer.name, uri: peer.uri, relay: peer.connected ? "connected" : "socket down, reconnecting (see the console)", schemaHash: peer.schemaHash, publicKey: peer.publicKey },
+          null,
+          2,
+        )
+      : "not joined",
+  );
 
 $("join").onclick = async () => {
   status("joining…");
@@ -72,15 +94,26 @@ $("run").onclick = async () => {
     failed("result", e);
   }
 };
+// A Network query that asks this tab and up to four other peers for the
+// first class of their schema (its first two properties).
 $("network-example").onclick = async () => {
   const peers = await client.peers();
-  const names = peers.map((p) => p.peerName).filter((n) => n !== peer?.name);
-  const parts = [peer?.name, ...names].filter(Boolean).map((n) => `${n} { Things { City { name } } }`);
-  $("query").value = `{ Network { Get { ${parts.join(" ")} } } }`;
+  const names = peers.map((p) => p.peerName).filter((n) => n !== peer?.name).sort().slice(0, 4);
+  const part = (name, schema) => {
+    const cls = schema?.things?.classes?.[0];
+    if (!cls) return null;
+    const fields = cls.properties.slice(0, 2).map((p) => p.name).join(" ") || "id";
+    return `${name} { Things { ${cls.class} { ${fields} } } }`;
+  };
+  const parts = [];
+  if (peer) parts.push(part(peer.name, peer.schema()));
+  for (const name of names) parts.push(part(name, await client.schema(name).catch(() => null)));
+  $("query").value = `{ Network { Get { ${parts.filter(Boolean).join(" ")} } } }`;
 };
 
 const age = (ms) => (ms < 1000 ? `${ms} ms ago` : `${(ms / 1000).toFixed(1)} s ago`);
 async function refresh() {
+  if (peer) describe();
   try {
     const peers = await client.peers();
     const now = Date.now();

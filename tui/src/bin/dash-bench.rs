@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
             genesis: "http://127.0.0.1:8111".into(),
             peer: None,
             peer_timeout: Duration::from_secs(30),
+            demo: None,
         },
         now,
     );

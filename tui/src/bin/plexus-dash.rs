@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use plexus_tui::cli::Args;
+use plexus_tui::demo::{DemoFiles, DemoListener};
 use plexus_tui::devnet::{Binaries, DEVNET_PEER_TIMEOUT, Devnet, EXAMPLE_QUERY};
 use plexus_tui::model::Config;
 use plexus_tui::{app, net};
@@ -30,6 +31,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         genesis: args.genesis.trim_end_matches('/').to_owned(),
         peer: args.peer.map(|p| p.trim_end_matches('/').to_owned()),
         peer_timeout: args.peer_timeout,
+        demo: None,
     };
     let mut query = args.query;
     // Declared before the UI runs, so dropped (children stopped) after the
@@ -42,8 +44,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bins.genesis.display(),
             bins.peer.display()
         );
-        let net = Devnet::start(&bins)?;
+        // The demo app's origin must be known before genesis starts, which
+        // lets it write (the tab's registration).
+        let demo = match DemoFiles::find(&args.demo_dir) {
+            Ok(files) => Some((files, DemoListener::bind(args.demo_listen).await?)),
+            Err(e) => {
+                eprintln!("plexus-dash: not serving the tab peer demo app: {e:#}");
+                None
+            }
+        };
+        let origin = demo.as_ref().map(|(_, listener)| listener.origin());
+        let net = Devnet::start(&bins, origin.as_deref())?;
         eprintln!("plexus-dash: devnet logs in {}", net.log_dir().display());
+        if let Some((files, listener)) = demo {
+            let (url, _server) = listener.serve(&files, &net.genesis);
+            eprintln!(
+                "plexus-dash: tab peer demo app at {url} (genesis {})",
+                net.genesis
+            );
+            config.demo = Some(url);
+        }
         net.load_samples(&net::client())
             .await
             .context("loading the sample data")?;

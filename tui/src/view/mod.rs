@@ -53,6 +53,10 @@ fn header_line(model: &Model) -> Line<'static> {
     spans.push(Span::raw(" "));
     spans.push(connection_span(model));
     spans.push(Span::raw(format!(" │ {} peers", model.alive_count())));
+    if let Some(demo) = &model.config.demo {
+        spans.push(Span::raw(" │ tab peer app "));
+        spans.push(Span::raw(demo.clone()).bold());
+    }
     Line::from(spans)
 }
 

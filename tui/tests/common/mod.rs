@@ -23,6 +23,7 @@ pub fn config() -> Config {
         genesis: "http://127.0.0.1:8111".into(),
         peer: Some("http://127.0.0.1:8081".into()),
         peer_timeout: Duration::from_secs(30),
+        demo: None,
     }
 }
 
