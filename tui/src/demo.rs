@@ -123,8 +123,10 @@ impl DemoListener {
         format!("http://{addr}")
     }
 
-    /// Serves `files` until the task is aborted or the runtime ends; returns
-    /// the page's URL and the server's task.
+    /// Serves `files` until the task is aborted or the runtime ends, with
+    /// the connection bounds genesis and the peer have (at their defaults:
+    /// header-read, body, request and idle timeouts, at most 1,024
+    /// connections); returns the page's URL and the server's task.
     pub fn serve(
         self,
         files: &DemoFiles,
@@ -132,7 +134,10 @@ impl DemoListener {
     ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
         let url = format!("{}/", self.origin());
         let app = files.router(genesis);
-        let task = tokio::spawn(async move { axum::serve(self.listener, app).await });
+        let task = tokio::spawn(async move {
+            let limits = plexus_server::ConnectionArgs::default();
+            plexus_server::serve(self.listener, app, &limits, std::future::pending()).await
+        });
         (url, task)
     }
 }
