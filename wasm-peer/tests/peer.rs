@@ -304,6 +304,26 @@ async fn leave_removes_the_tab() {
 }
 
 #[wasm_bindgen_test]
+async fn closing_the_page_leaves() {
+    let peer = join("TabClosed").await;
+    assert!(listing("TabClosed").await.is_some());
+    // What a browser fires when the tab is closed or navigated away.
+    let event = web_sys::Event::new("pagehide").expect("an event");
+    web_sys::window()
+        .expect("a window")
+        .dispatch_event(&event)
+        .expect("dispatched");
+    eventually(5_000, "genesis no longer lists TabClosed", || async {
+        match listing("TabClosed").await {
+            None => Ok(()),
+            Some(entry) => Err(format!("still listed: {entry}")),
+        }
+    })
+    .await;
+    drop(peer);
+}
+
+#[wasm_bindgen_test]
 async fn a_reload_keeps_the_key_schema_and_objects_and_rejoins() {
     let stamp = js_sys::Date::now() as u64;
     let database = json!(format!("plexus-test-{stamp}"));
