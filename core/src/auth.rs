@@ -409,10 +409,36 @@ pub struct Received {
 impl Received {
     /// The headers found by `get` (a header name in, its value out).
     pub fn from_headers<'h>(get: impl Fn(&str) -> Option<&'h str>) -> Self {
+        ReceivedRef::from_headers(get).into()
+    }
+
+    /// Whether the message carries no signature header at all (an original
+    /// client's request).
+    pub fn is_unsigned(&self) -> bool {
+        ReceivedRef::from(self).is_unsigned()
+    }
+}
+
+/// The signature headers of a received message, borrowed from it: what
+/// [`verify`] reads, with no copy (a server checks one on every signed
+/// ping). [`Received`] is the owned form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedRef<'a> {
+    /// Value of `signature-input`.
+    pub signature_input: Option<&'a str>,
+    /// Value of `signature`.
+    pub signature: Option<&'a str>,
+    /// Value of `content-digest`.
+    pub content_digest: Option<&'a str>,
+}
+
+impl<'a> ReceivedRef<'a> {
+    /// The headers found by `get` (a header name in, its value out).
+    pub fn from_headers(get: impl Fn(&str) -> Option<&'a str>) -> Self {
         Self {
-            signature_input: get(SIGNATURE_INPUT).map(str::to_owned),
-            signature: get(SIGNATURE).map(str::to_owned),
-            content_digest: get(CONTENT_DIGEST).map(str::to_owned),
+            signature_input: get(SIGNATURE_INPUT),
+            signature: get(SIGNATURE),
+            content_digest: get(CONTENT_DIGEST),
         }
     }
 
@@ -420,6 +446,26 @@ impl Received {
     /// client's request).
     pub fn is_unsigned(&self) -> bool {
         self.signature_input.is_none() && self.signature.is_none()
+    }
+}
+
+impl<'a> From<&'a Received> for ReceivedRef<'a> {
+    fn from(received: &'a Received) -> Self {
+        Self {
+            signature_input: received.signature_input.as_deref(),
+            signature: received.signature.as_deref(),
+            content_digest: received.content_digest.as_deref(),
+        }
+    }
+}
+
+impl From<ReceivedRef<'_>> for Received {
+    fn from(received: ReceivedRef<'_>) -> Self {
+        Self {
+            signature_input: received.signature_input.map(str::to_owned),
+            signature: received.signature.map(str::to_owned),
+            content_digest: received.content_digest.map(str::to_owned),
+        }
     }
 }
 
@@ -495,20 +541,23 @@ pub struct Verified {
     pub created: Timestamp,
 }
 
-/// Verifies that `received` signs `message` with the key `expect` names,
-/// created at most `max_age` away from `now`.
-pub fn verify(
-    received: &Received,
+/// Verifies that `received` (a [`Received`] or a [`ReceivedRef`]) signs
+/// `message` with the key `expect` names, created at most `max_age` away
+/// from `now`.
+pub fn verify<'r>(
+    received: impl Into<ReceivedRef<'r>>,
     message: &Message<'_>,
     expect: Expect<'_>,
     now: Timestamp,
     max_age: Duration,
 ) -> Result<Verified, AuthError> {
-    let (Some(input), Some(signature)) = (&received.signature_input, &received.signature) else {
+    let received = received.into();
+    let (Some(input), Some(signature)) = (received.signature_input, received.signature) else {
         return Err(AuthError::Missing);
     };
-    let digest = content_digest(message.body);
-    if received.content_digest.as_deref().map(str::trim) != Some(digest.as_str()) {
+    let digest = DigestText::of(message.body);
+    let digest = digest.as_str();
+    if received.content_digest.map(str::trim) != Some(digest) {
         return Err(AuthError::Digest);
     }
     let params = input
@@ -522,7 +571,10 @@ pub fn verify(
         .ok_or(AuthError::Components { expected })?;
     let parsed = parse_params(rest)?;
     // One form only: what this module would write for the same parameters.
-    if params_text(expected, parsed.created, parsed.keyid, parsed.alg) != params {
+    let canonical = writes_exactly(params, |part| {
+        params_parts(expected, parsed.created, parsed.keyid, parsed.alg, part);
+    });
+    if !canonical {
         return Err(AuthError::Malformed(format!(
             "{SIGNATURE_INPUT} parameters must be ;created=N;keyid=\"...\";alg=\"...\""
         )));
@@ -536,22 +588,27 @@ pub fn verify(
             max_age_s,
         });
     }
+    // On the stack: the decoder's estimate for the 64 bytes of an Ed25519
+    // signature is 66; a longer one is no signature of ours.
+    let mut decoded = [0u8; 66];
     let sig = signature
         .trim()
         .strip_prefix(LABEL)
         .and_then(|rest| rest.strip_prefix("=:"))
         .and_then(|rest| rest.strip_suffix(':'))
-        .and_then(|b64| STANDARD.decode(b64).ok())
+        .and_then(|b64| STANDARD.decode_slice(b64, &mut decoded).ok())
+        .and_then(|len| decoded.get(..len))
         .ok_or_else(|| AuthError::Malformed(format!("{SIGNATURE} must be {LABEL}=:BASE64:")))?;
-    let base = base_text(message, &digest, params);
     let created = Timestamp::from_millis(parsed.created.saturating_mul(1000));
     match (expect, parsed.alg) {
         (Expect::Session(key), Alg::HmacSha256) => {
             let mut mac =
                 <HmacSha256 as Mac>::new_from_slice(&key.0).map_err(|_| AuthError::BadSignature)?;
-            mac.update(base.as_bytes());
-            mac.verify_slice(&sig)
-                .map_err(|_| AuthError::BadSignature)?;
+            // The base goes into the MAC piece by piece, without a copy.
+            base_parts(message, digest, params, &mut |part| {
+                mac.update(part.as_bytes())
+            });
+            mac.verify_slice(sig).map_err(|_| AuthError::BadSignature)?;
             Ok(Verified { key: None, created })
         }
         (Expect::AnyKey | Expect::Key(_), Alg::Ed25519) => {
@@ -566,8 +623,9 @@ pub fn verify(
                     "expected key {wanted}, got {key}"
                 )));
             }
-            let sig = ed25519_dalek::Signature::from_slice(&sig)
+            let sig = ed25519_dalek::Signature::from_slice(sig)
                 .map_err(|_| AuthError::Malformed("an Ed25519 signature has 64 bytes".into()))?;
+            let base = base_text(message, digest, params);
             key.0
                 .verify_strict(base.as_bytes(), &sig)
                 .map_err(|_| AuthError::BadSignature)?;
@@ -585,11 +643,33 @@ pub fn verify(
 
 /// The `content-digest` value of `body`: `sha-256=:BASE64:`.
 pub fn content_digest(body: &[u8]) -> String {
-    let mut text = String::with_capacity(54);
-    text.push_str("sha-256=:");
-    STANDARD.encode_string(Sha256::digest(body), &mut text);
-    text.push(':');
-    text
+    DigestText::of(body).as_str().to_owned()
+}
+
+const DIGEST_PREFIX: &str = "sha-256=:";
+/// `sha-256=:`, the 44 characters of a 32-byte digest in padded base64, `:`.
+const DIGEST_TEXT_LEN: usize = DIGEST_PREFIX.len() + 44 + 1;
+
+/// A `content-digest` value, written on the stack (it is checked on every
+/// signed ping).
+struct DigestText([u8; DIGEST_TEXT_LEN]);
+
+impl DigestText {
+    fn of(body: &[u8]) -> Self {
+        let mut text = [b':'; DIGEST_TEXT_LEN];
+        text[..DIGEST_PREFIX.len()].copy_from_slice(DIGEST_PREFIX.as_bytes());
+        // 32 bytes are exactly 44 characters of padded base64: this fits.
+        let _ = STANDARD.encode_slice(
+            Sha256::digest(body),
+            &mut text[DIGEST_PREFIX.len()..DIGEST_TEXT_LEN - 1],
+        );
+        Self(text)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -644,53 +724,75 @@ fn parse_params(text: &str) -> Result<Params<'_>, AuthError> {
 /// The `signature-input` parameters: `(components);created=N;keyid="K";alg="A"`.
 fn params_text(components: &str, created: u64, keyid: &str, alg: Alg) -> String {
     let mut text = String::with_capacity(components.len() + keyid.len() + 48);
-    text.push_str(components);
-    text.push_str(";created=");
-    text.push_str(itoa::Buffer::new().format(created));
-    text.push_str(";keyid=\"");
-    text.push_str(keyid);
-    text.push_str("\";alg=\"");
-    text.push_str(alg.name());
-    text.push('"');
+    params_parts(components, created, keyid, alg, &mut |part| {
+        text.push_str(part)
+    });
     text
+}
+
+/// The pieces of the `signature-input` parameters, in order: the one rule
+/// that [`params_text`] writes and [`verify`] checks them by.
+fn params_parts(components: &str, created: u64, keyid: &str, alg: Alg, part: &mut dyn FnMut(&str)) {
+    part(components);
+    part(";created=");
+    part(itoa::Buffer::new().format(created));
+    part(";keyid=\"");
+    part(keyid);
+    part("\";alg=\"");
+    part(alg.name());
+    part("\"");
+}
+
+/// Whether `text` is exactly the pieces that `write` hands out, in order
+/// (compared in place, with no copy).
+fn writes_exactly(text: &str, write: impl FnOnce(&mut dyn FnMut(&str))) -> bool {
+    let mut rest = Some(text);
+    write(&mut |part| rest = rest.and_then(|r| r.strip_prefix(part)));
+    rest == Some("")
 }
 
 fn signature_base(message: &Message<'_>, created: u64, keyid: &str, alg: Alg) -> (String, String) {
     let params = params_text(message.components(), created, keyid, alg);
-    let base = base_text(message, &content_digest(message.body), &params);
+    let base = base_text(message, DigestText::of(message.body).as_str(), &params);
     (params, base)
 }
 
-/// The signature base of RFC 9421 §2.5, built with no formatting machinery:
-/// it is on the path of every signed ping.
+/// The signature base of RFC 9421 §2.5, as one text (what Ed25519 signs).
 fn base_text(message: &Message<'_>, digest: &str, params: &str) -> String {
-    let mut numbers = itoa::Buffer::new();
     let mut base = String::with_capacity(160 + digest.len() + params.len());
+    base_parts(message, digest, params, &mut |part| base.push_str(part));
+    base
+}
+
+/// The pieces of the signature base of RFC 9421 §2.5, in order, with no
+/// formatting machinery: it is on the path of every signed ping, whose
+/// HMAC takes the pieces as they come.
+fn base_parts(message: &Message<'_>, digest: &str, params: &str, part: &mut dyn FnMut(&str)) {
+    let mut numbers = itoa::Buffer::new();
     match message.subject {
         Subject::Request { method, path } => {
-            base.push_str("\"@method\": ");
-            base.push_str(method);
-            base.push_str("\n\"@path\": ");
-            base.push_str(path);
+            part("\"@method\": ");
+            part(method);
+            part("\n\"@path\": ");
+            part(path);
         }
         Subject::Response { status } => {
-            base.push_str("\"@status\": ");
-            base.push_str(numbers.format(status));
+            part("\"@status\": ");
+            part(numbers.format(status));
         }
     }
-    base.push('\n');
+    part("\n");
     if let Some(version) = message.version {
-        base.push('"');
-        base.push_str(PEERS_VERSION_HEADER);
-        base.push_str("\": ");
-        base.push_str(numbers.format(version));
-        base.push('\n');
+        part("\"");
+        part(PEERS_VERSION_HEADER);
+        part("\": ");
+        part(numbers.format(version));
+        part("\n");
     }
-    base.push_str("\"content-digest\": ");
-    base.push_str(digest);
-    base.push_str("\n\"@signature-params\": ");
-    base.push_str(params);
-    base
+    part("\"content-digest\": ");
+    part(digest);
+    part("\n\"@signature-params\": ");
+    part(params);
 }
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -725,7 +827,7 @@ mod tests {
             r#"plexus=("@method" "@path" "content-digest");created=1700000000;keyid=""#
         ));
         let verified = verify(
-            &(&headers).into(),
+            &Received::from(&headers),
             &message,
             Expect::AnyKey,
             NOW,
@@ -737,6 +839,39 @@ mod tests {
             id.public().to_string().parse::<PublicKey>(),
             Ok(id.public())
         );
+    }
+
+    #[test]
+    fn borrowed_headers_verify_as_owned_ones_and_an_oversized_signature_is_refused() {
+        let key = SessionKey([5; 32]);
+        let message = Message::request("POST", "/peers/x/ping", b"{}");
+        let mut received = Received::from(&key.sign(&message, NOW));
+        let check = |received: ReceivedRef<'_>| {
+            verify(
+                received,
+                &message,
+                Expect::Session(&key),
+                NOW,
+                DEFAULT_MAX_AGE,
+            )
+        };
+        assert!(check(ReceivedRef::from(&received)).is_ok());
+        assert_eq!(
+            check(ReceivedRef::from(&received)),
+            verify(
+                &received,
+                &message,
+                Expect::Session(&key),
+                NOW,
+                DEFAULT_MAX_AGE
+            )
+        );
+        // Longer than any signature of ours: refused, whatever it holds.
+        received.signature = Some(format!("{LABEL}=:{}:", STANDARD.encode([0u8; 200])));
+        assert!(matches!(
+            check(ReceivedRef::from(&received)),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -26,14 +26,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{
-    self, AuthError, Authority, Expect, Identity, Message, PublicKey, Received, SessionKey,
-    SignatureHeaders,
+    self, AuthError, Authority, Expect, Identity, Message, PublicKey, Received, ReceivedRef,
+    SessionKey, SignatureHeaders,
 };
 use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
     ChangeKind, Contextionary, PUSH_PATH, Peer, PeerChange, PeerDelta, PeerId, PeerListEntry,
-    PeerRegistrationResponse, PeerUpdate, REGISTER_PATH, SchemaHash, leave_path, ping_path,
+    PeerRegistrationResponse, PeerUpdate, REGISTER_PATH, SchemaHash, leave_path, with_ping_path,
 };
 
 /// How a registry behaves.
@@ -108,6 +108,66 @@ impl RegistryConfig {
         )
         .map(|verified| verified.key)
     }
+
+    /// Checks the signature of `POST /peers/{id}/ping` with its raw `body`:
+    /// a keyed registration's ping must carry its session's signature, a
+    /// keyless one needs none. Needs no registry state (the session key
+    /// derives from the id), so a shell checks it before it takes the
+    /// registry's lock and hands the check to [`Registry::handle_checked_ping`],
+    /// which refuses an unknown id first (404), then a refused signature (403).
+    pub fn check_ping<'r>(
+        &self,
+        id: PeerId,
+        received: impl Into<ReceivedRef<'r>>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> PingCheck {
+        // A keyless id's ping needs no signature: its message is not made.
+        let keyed = if Authority::is_keyed(id) {
+            with_ping_path(id, |path| {
+                let message = Message::request("POST", path, body);
+                self.verify_session(id, &message, received.into(), now)
+            })
+        } else {
+            Ok(None)
+        };
+        PingCheck { id, keyed }
+    }
+
+    /// 403 for a keyed id whose call does not carry its session's
+    /// signature; a keyless id needs none (`None`). The session key derives
+    /// from the id alone, so this needs no record of the peer.
+    fn verify_session(
+        &self,
+        id: PeerId,
+        message: &Message<'_>,
+        received: ReceivedRef<'_>,
+        now: Timestamp,
+    ) -> Result<Option<SessionKey>, AuthError> {
+        if !Authority::is_keyed(id) {
+            return Ok(None);
+        }
+        let key = self.authority.session_key(id);
+        auth::verify(
+            received,
+            message,
+            Expect::Session(&key),
+            now,
+            self.max_signature_age,
+        )?;
+        Ok(Some(key))
+    }
+}
+
+/// The signature check of one ping, made by [`RegistryConfig::check_ping`]
+/// (outside the registry's lock) for [`Registry::handle_checked_ping`].
+#[derive(Debug)]
+#[must_use = "a ping counts only when its check is handed to the registry"]
+pub struct PingCheck {
+    id: PeerId,
+    /// The session key of a keyed registration, `None` for a keyless one,
+    /// or why its signature was refused.
+    keyed: Result<Option<SessionKey>, AuthError>,
 }
 
 /// A request to probe a registering peer, made by [`Registry::begin_register`].
@@ -439,9 +499,25 @@ impl Registry {
         body: &[u8],
         now: Timestamp,
     ) -> Result<bool, CallRefused> {
-        let path = ping_path(id);
-        let session =
-            self.check_session(id, &Message::request("POST", &path, body), received, now)?;
+        let check = self.config.check_ping(id, received, body, now);
+        self.handle_checked_ping(check, schema_hash, now)
+    }
+
+    /// [`Registry::handle_signed_ping`] with its signature checked before
+    /// (by [`RegistryConfig::check_ping`] of this registry's configuration):
+    /// 404 for an unknown id, 403 for a refused signature, else the ping
+    /// counts. `true` for a keyed registration.
+    pub fn handle_checked_ping(
+        &mut self,
+        check: PingCheck,
+        schema_hash: &str,
+        now: Timestamp,
+    ) -> Result<bool, CallRefused> {
+        let PingCheck { id, keyed } = check;
+        if !self.peers.contains_key(&id) {
+            return Err(UnknownPeer(id).into());
+        }
+        let session = keyed.map_err(CallRefused::Denied)?;
         self.handle_ping(id, schema_hash, now)?;
         Ok(session.is_some())
     }
@@ -495,9 +571,7 @@ impl Registry {
         self.verify_session(id, message, received, now)
     }
 
-    /// 403 for a keyed id whose call does not carry its session's
-    /// signature; a keyless id needs none (`None`). The session key derives
-    /// from the id alone, so this needs no record of the peer.
+    /// [`RegistryConfig::verify_session`], as a refusal of the call.
     fn verify_session(
         &self,
         id: PeerId,
@@ -505,19 +579,9 @@ impl Registry {
         received: &Received,
         now: Timestamp,
     ) -> Result<Option<SessionKey>, CallRefused> {
-        if !Authority::is_keyed(id) {
-            return Ok(None);
-        }
-        let key = self.config.authority.session_key(id);
-        auth::verify(
-            received,
-            message,
-            Expect::Session(&key),
-            now,
-            self.config.max_signature_age,
-        )
-        .map_err(CallRefused::Denied)?;
-        Ok(Some(key))
+        self.config
+            .verify_session(id, message, received.into(), now)
+            .map_err(CallRefused::Denied)
     }
 
     /// The refusals `complete_register` and `admit` share: the checks of
@@ -929,16 +993,18 @@ impl Registry {
     /// as [`Registry::handle_signed_ping`] checks it, whether or not the
     /// mirror holds the id yet (it may have been registered a moment ago at
     /// another replica).
-    pub fn check_signed_ping(
+    pub fn check_signed_ping<'r>(
         &self,
         id: PeerId,
-        received: &Received,
+        received: impl Into<ReceivedRef<'r>>,
         body: &[u8],
         now: Timestamp,
     ) -> Result<(), CallRefused> {
-        let path = ping_path(id);
-        self.verify_session(id, &Message::request("POST", &path, body), received, now)
+        self.config
+            .check_ping(id, received, body, now)
+            .keyed
             .map(drop)
+            .map_err(CallRefused::Denied)
     }
 
     /// A replica's check of a leave's signature, as [`Registry::handle_signed_leave`] checks it.

@@ -29,7 +29,23 @@ pub const PUSH_PATH: &str = "/p2p/genesis";
 
 /// The API path of the pings of peer `id` (`POST`).
 pub fn ping_path(id: PeerId) -> String {
-    format!("/peers/{id}/ping")
+    with_ping_path(id, str::to_owned)
+}
+
+/// Calls `f` with [`ping_path`] of `id`, written on the stack: a server
+/// checks it on every signed ping.
+pub fn with_ping_path<R>(id: PeerId, f: impl FnOnce(&str) -> R) -> R {
+    const START: &[u8] = b"/peers/";
+    const END: &[u8] = b"/ping";
+    let mut path = [0u8; START.len() + uuid::fmt::Hyphenated::LENGTH + END.len()];
+    let (start, rest) = path.split_at_mut(START.len());
+    let (uuid, end) = rest.split_at_mut(uuid::fmt::Hyphenated::LENGTH);
+    start.copy_from_slice(START);
+    // The id's text form (its `Display`): hyphenated, lower case.
+    id.0.hyphenated().encode_lower(uuid);
+    end.copy_from_slice(END);
+    // Only ASCII was written.
+    f(std::str::from_utf8(&path).unwrap_or_default())
 }
 
 /// The API path of the leave of peer `id` (`DELETE`).
@@ -336,6 +352,19 @@ impl ErrorBody {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_ping_path_holds_the_id_as_its_text_form() {
+        for bytes in [[0u8; 16], [0xff; 16], *b"0123456789abcdef"] {
+            let id = PeerId(uuid::Builder::from_random_bytes(bytes).into_uuid());
+            assert_eq!(ping_path(id), format!("/peers/{id}/ping"));
+        }
+        let nil = PeerId(uuid::Uuid::nil());
+        assert_eq!(
+            ping_path(nil),
+            "/peers/00000000-0000-0000-0000-000000000000/ping"
+        );
+    }
 
     #[test]
     fn field_names_match_the_original_genesis_spec() {

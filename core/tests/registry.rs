@@ -494,10 +494,10 @@ fn peers_with_the_same_schema_share_one_copy_of_its_hash() {
 mod keys {
     use super::*;
     use plexus_core::auth::{
-        self, Authority, Expect, Identity, Message, Received, SESSION_KEY_HEADER, SessionKey,
-        SignatureHeaders,
+        self, Authority, Expect, Identity, Message, Received, ReceivedRef, SESSION_KEY_HEADER,
+        SessionKey, SignatureHeaders,
     };
-    use plexus_core::registry::{CallRefused, RegisterError};
+    use plexus_core::registry::{CallRefused, RegisterError, UnknownPeer};
     use plexus_core::wire::{REGISTER_PATH, leave_path, ping_path};
 
     fn body(update: &PeerUpdate) -> Vec<u8> {
@@ -629,6 +629,54 @@ mod keys {
     }
 
     #[test]
+    fn a_ping_checked_before_the_lock_is_refused_as_a_signed_ping_is() {
+        let mut registry = Registry::new(config(), T0);
+        let id =
+            register_keyed(&mut registry, update("PeerA"), Some(&alice()), T0).expect("admitted");
+        let plain = join(&mut registry, "PeerB", T0);
+        let session = registry.session_key(id).expect("keyed");
+        let _ = drain(&mut registry);
+        let later = T0 + ms(1_000);
+        let body = br#"{"schemaHash":"h2"}"#;
+        let signed = |id: PeerId, now: Timestamp| {
+            Received::from(&session.sign(&Message::request("POST", &ping_path(id), body), now))
+        };
+        // The check needs only the configuration (a shell makes it without
+        // the registry's lock), borrowing the headers it was given.
+        let config = registry.config().clone();
+        let check = |received: &Received, id: PeerId| {
+            config.check_ping(id, ReceivedRef::from(received), body, later)
+        };
+
+        // No signature, or a signature of another path: 403, nothing counted.
+        for received in [Received::default(), signed(plain, later)] {
+            assert!(matches!(
+                registry.handle_checked_ping(check(&received, id), "h2", later),
+                Err(CallRefused::Denied(_))
+            ));
+        }
+        assert_eq!(registry.peer(id).map(|p| p.last_contact_at), Some(T0));
+        // An unknown id is a 404 before its signature is looked at.
+        let unknown = Authority::new([9; 32]).keyed_id(1, &alice().public());
+        assert_eq!(
+            registry.handle_checked_ping(check(&Received::default(), unknown), "h2", later),
+            Err(CallRefused::Unknown(UnknownPeer(unknown)))
+        );
+        // A keyless id needs no signature; a keyed one counts with its own.
+        assert_eq!(
+            registry.handle_checked_ping(check(&Received::default(), plain), "h2", later),
+            Ok(false)
+        );
+        assert_eq!(
+            registry.handle_checked_ping(check(&signed(id, later), id), "h2", later),
+            Ok(true)
+        );
+        let peer = registry.peer(id).expect("still there");
+        assert_eq!(peer.schema_hash, "h2");
+        assert_eq!(peer.last_contact_at, later);
+    }
+
+    #[test]
     fn pings_and_leaves_of_a_keyed_registration_need_its_session_signature() {
         let mut registry = Registry::new(config(), T0);
         let id =
@@ -683,7 +731,7 @@ mod keys {
         let message = Message::response(b"").with_version(Some(registry.version()));
         let check = |answer: &SignatureHeaders, key: &Identity, message: &Message<'_>| {
             auth::verify(
-                &answer.into(),
+                &Received::from(answer),
                 message,
                 Expect::Key(&key.public()),
                 later,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::body::Bytes;
+use reqwest::header::{HeaderName, HeaderValue};
 
 /// A `plexus-genesis` child process on a free loopback port, killed when dropped.
 #[derive(Debug)]
@@ -165,8 +166,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// One request of [`post_signed_workers`]: URL, JSON body and extra headers.
-pub type Post = (String, Bytes, Vec<(&'static str, String)>);
+/// One request of [`post_signed_workers`]: URL, JSON body and extra headers
+/// (made once, before the load: a worker only clones them, so that the load
+/// generator's own cost does not grow with the headers it sends).
+pub type Post = (String, Bytes, Vec<(HeaderName, HeaderValue)>);
 
 /// POSTs `requests` (URL, JSON body) from `workers` workers for `duration`:
 /// [`post_signed_workers`] without extra headers.
@@ -223,7 +226,7 @@ pub async fn post_signed_workers(
                         .header("content-type", "application/json")
                         .body(body.clone());
                     for (name, value) in headers {
-                        request = request.header(*name, value);
+                        request = request.header(name.clone(), value.clone());
                     }
                     let ok = match request.send().await {
                         Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),

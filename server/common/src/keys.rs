@@ -8,12 +8,13 @@
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use plexus_core::auth::{Identity, Received, SignatureHeaders};
+use plexus_core::auth::{Identity, Received, ReceivedRef, SignatureHeaders};
 
 /// A key pair drawn from the operating system's randomness.
 pub fn random_identity() -> Identity {
@@ -85,14 +86,54 @@ pub fn load(path: &Path) -> anyhow::Result<Identity> {
 
 /// The signature headers of a received message.
 pub fn received(headers: &HeaderMap) -> Received {
-    Received::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    received_ref(headers).into()
+}
+
+/// The signature headers of a received message, borrowed from it.
+pub fn received_ref(headers: &HeaderMap) -> ReceivedRef<'_> {
+    ReceivedRef::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// Adds `signature` to `headers`.
 pub fn insert(headers: &mut HeaderMap, signature: &SignatureHeaders) {
-    for (name, value) in signature.pairs() {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), value);
+    for (name, value) in values(signature) {
+        headers.insert(name, value);
+    }
+}
+
+/// The headers of `signature`, ready for a message.
+fn values(signature: &SignatureHeaders) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    signature.pairs().into_iter().filter_map(|(name, value)| {
+        HeaderValue::from_str(value)
+            .ok()
+            .map(|value| (HeaderName::from_static(name), value))
+    })
+}
+
+/// The header values of a signature that many answers share (genesis's
+/// stamp of the list version on ping answers, one per version and
+/// second), made once per signature instead of once per answer.
+#[derive(Debug, Default)]
+pub struct SharedSignature(Mutex<Option<Made>>);
+
+type Made = (Arc<SignatureHeaders>, Arc<[(HeaderName, HeaderValue)]>);
+
+impl SharedSignature {
+    /// Adds `signature` to `headers`, as [`insert`] does.
+    pub fn insert(&self, headers: &mut HeaderMap, signature: &Arc<SignatureHeaders>) {
+        let values = {
+            let mut made = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*made {
+                Some((shared, values)) if Arc::ptr_eq(shared, signature) => Arc::clone(values),
+                _ => {
+                    let values: Arc<[_]> = values(signature).collect();
+                    *made = Some((Arc::clone(signature), Arc::clone(&values)));
+                    values
+                }
+            }
+        };
+        for (name, value) in values.iter() {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }
@@ -100,6 +141,26 @@ pub fn insert(headers: &mut HeaderMap, signature: &SignatureHeaders) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_signature_gives_the_headers_of_insert_and_follows_a_new_one() {
+        use plexus_core::Timestamp;
+        use plexus_core::auth::Message;
+        let identity = random_identity();
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let first = Arc::new(identity.sign(&Message::response(b""), now));
+        let second = Arc::new(identity.sign(&Message::response(b"changed"), now));
+        assert_ne!(first, second);
+        let shared = SharedSignature::default();
+        for signature in [&first, &first, &second, &first] {
+            let mut expected = HeaderMap::new();
+            insert(&mut expected, signature);
+            let mut got = HeaderMap::new();
+            shared.insert(&mut got, signature);
+            assert_eq!(got, expected);
+            assert_eq!(got.len(), 3);
+        }
+    }
 
     #[test]
     fn a_key_is_made_once_owner_only_and_reused() {

@@ -59,6 +59,8 @@ pub struct Genesis {
     shutdown: watch::Sender<bool>,
     /// With `--etcd`: the link to the shared list; the registry mirrors it.
     replication: Option<Arc<Replication>>,
+    /// The header values of the registry's shared ping stamp.
+    ping_stamp: plexus_server::keys::SharedSignature,
 }
 
 impl Genesis {
@@ -133,6 +135,7 @@ impl Genesis {
             outbound,
             shutdown: watch::channel(false).0,
             replication,
+            ping_stamp: Default::default(),
         }))
     }
 

@@ -5,14 +5,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest as _, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::auth::{self, Authority, Message};
+use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
 use plexus_core::registry::{CallRefused, PingOutcome, RegisterError, UnknownPeer};
 
 use super::etcd::Replication;
@@ -265,9 +265,27 @@ fn call_refused(e: CallRefused) -> AppError {
 }
 
 /// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.
+///
+/// The request is taken whole, so that its headers are read where they are
+/// (the `HeaderMap` extractor would copy them all on every ping).
 async fn ping(
     State(genesis): State<Arc<Genesis>>,
     Path(id): Path<PeerId>,
+    request: Request,
+) -> Result<Response, Response> {
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = Bytes::from_request(Request::from_parts(parts, body), &())
+        .await
+        .map_err(IntoResponse::into_response)?;
+    ping_inner(genesis, id, headers, body)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn ping_inner(
+    genesis: Arc<Genesis>,
+    id: PeerId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
@@ -282,11 +300,11 @@ async fn ping(
         .limits
         .check_schema_hash(&ping.schema_hash)
         .map_err(|e| AppError::unprocessable(e.to_string()))?;
-    let received = keys::received(&headers);
+    let received = keys::received_ref(&headers);
     if let Some(replication) = genesis.replication() {
         genesis
             .lock()
-            .check_signed_ping(id, &received, &body, now())
+            .check_signed_ping(id, received, &body, now())
             .map_err(call_refused)?;
         let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
         if !known {
@@ -301,21 +319,21 @@ async fn ping(
             let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
             (registry.version(), stamp)
         };
-        let mut headers = HeaderMap::new();
-        let (name, value) = version_header(version);
-        headers.insert(name, value);
-        if let Some(signature) = signature {
-            keys::insert(&mut headers, &signature);
-        }
-        return Ok((StatusCode::OK, headers).into_response());
+        return Ok(ping_answer(&genesis, version, signature));
     }
+    // The signature is checked before the registry's lock (it needs no
+    // registry state), so that the lock is held for the registry's part only.
+    let check = genesis
+        .settings
+        .registry
+        .check_ping(id, received, &body, now());
     let (result, saved, version) = {
         let mut registry = genesis.lock();
         let now = now();
         // With the list version signed for a keyed peer: it fetches the
         // list when it sees it is behind.
         let result = registry
-            .handle_signed_ping(id, &ping.schema_hash, &received, &body, now)
+            .handle_checked_ping(check, &ping.schema_hash, now)
             .map(|keyed| keyed.then(|| registry.ping_answer(&genesis.settings.identity, now)));
         let saved = genesis.publish(&mut registry, true);
         (result, saved, registry.version())
@@ -331,13 +349,27 @@ async fn ping(
     };
     committed(saved).await?;
     inc(&genesis.metrics.pings);
-    let mut headers = HeaderMap::new();
+    Ok(ping_answer(&genesis, version, signature))
+}
+
+/// Headers a ping's answer has room for at first (a map of 16 slots holds 12).
+const ANSWER_HEADERS: usize = 12;
+
+/// A ping's answer: `200` with the list version, and for a keyed peer
+/// genesis's shared signature of it (its header values made once per
+/// signature), written straight into the response's headers.
+fn ping_answer(genesis: &Genesis, version: u64, stamp: Option<Arc<SignatureHeaders>>) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    // Room for these four headers and those the layers add (content-length,
+    // vary): a header map that grew would be rehashed on every answer.
+    headers.reserve(ANSWER_HEADERS);
     let (name, value) = version_header(version);
     headers.insert(name, value);
-    if let Some(signature) = signature {
-        keys::insert(&mut headers, &signature);
+    if let Some(stamp) = stamp {
+        genesis.ping_stamp.insert(headers, &stamp);
     }
-    Ok((StatusCode::OK, headers).into_response())
+    response
 }
 
 /// `DELETE /peers/{peerId}`.

@@ -33,6 +33,7 @@ use plexus_core::Timestamp;
 use plexus_core::auth::{Identity, Message, SESSION_KEY_HEADER, SessionKey};
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{PeerId, PeerRegistrationResponse, REGISTER_PATH, ping_path};
+use reqwest::header::{HeaderName, HeaderValue};
 
 /// Load on plexus-genesis: registrations, pings/s, latency and memory.
 #[derive(Parser, Debug)]
@@ -197,7 +198,10 @@ fn pings(base: &str, peers: &[(PeerId, Option<SessionKey>)], schema_hash: &str) 
                     signature
                         .pairs()
                         .iter()
-                        .map(|(name, value)| (*name, (*value).to_owned()))
+                        .filter_map(|(name, value)| {
+                            let value = HeaderValue::from_str(value).ok()?;
+                            Some((HeaderName::from_static(name), value))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
