@@ -47,20 +47,7 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 genesis_bin="$target_dir/release/plexus-genesis"
 peer_bin="$target_dir/release/plexus-peer"
 
-listening() {
-  local log="$1" pid="$2"
-  for _ in $(seq 1 200); do
-    local url
-    url="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)"
-    [[ -n "$url" ]] && { echo "$url"; return 0; }
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+source "$root/scripts/lib.sh"
 
 runner_port="$(free_port)"
 # --rate-limit 0: the joins are many writes from one address in a short time.

@@ -53,22 +53,7 @@ genesis_bin="${PLEXUS_GENESIS_BIN:-$target_dir/debug/plexus-genesis}"
 peer_bin="${PLEXUS_PEER_BIN:-$target_dir/debug/plexus-peer}"
 cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser --no-run || die "cannot build the browser tests"
 
-# Waits for "listening on URL" on the stdout of a server; prints URL.
-listening() {
-  local log="$1" pid="$2"
-  for _ in $(seq 1 200); do
-    local url
-    url="$(sed -n 's/^listening on \(http[^ ]*\).*/\1/p' "$log" | head -1)"
-    [[ -n "$url" ]] && { echo "$url"; return 0; }
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+source "$root/scripts/lib.sh"
 
 # The browser tests' page writes to genesis (a registration): genesis lets
 # that one origin write (--cors-origin); the test runner serves it there.
