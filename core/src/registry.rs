@@ -109,6 +109,24 @@ impl RegistryConfig {
         .map(|verified| verified.key)
     }
 
+    /// A replica's check of a ping's signature (before [`Registry::ping_outcome`]):
+    /// as [`Registry::handle_signed_ping`] checks it, whether or not the
+    /// mirror holds the id yet (it may have been registered a moment ago at
+    /// another replica). It needs no registry: a replica runs it before the
+    /// registry's lock.
+    pub fn check_signed_ping<'r>(
+        &self,
+        id: PeerId,
+        received: impl Into<ReceivedRef<'r>>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), CallRefused> {
+        self.check_ping(id, received, body, now)
+            .keyed
+            .map(drop)
+            .map_err(CallRefused::Denied)
+    }
+
     /// Checks the signature of `POST /peers/{id}/ping` with its raw `body`:
     /// a keyed registration's ping must carry its session's signature, a
     /// keyless one needs none. Needs no registry state (the session key
@@ -987,24 +1005,6 @@ impl Registry {
                 deltas: probe.deltas,
             },
         })
-    }
-
-    /// A replica's check of a ping's signature (before [`Registry::ping_outcome`]):
-    /// as [`Registry::handle_signed_ping`] checks it, whether or not the
-    /// mirror holds the id yet (it may have been registered a moment ago at
-    /// another replica).
-    pub fn check_signed_ping<'r>(
-        &self,
-        id: PeerId,
-        received: impl Into<ReceivedRef<'r>>,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Result<(), CallRefused> {
-        self.config
-            .check_ping(id, received, body, now)
-            .keyed
-            .map(drop)
-            .map_err(CallRefused::Denied)
     }
 
     /// A replica's check of a leave's signature, as [`Registry::handle_signed_leave`] checks it.

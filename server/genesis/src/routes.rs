@@ -303,7 +303,8 @@ async fn ping_inner(
     let received = keys::received_ref(&headers);
     if let Some(replication) = genesis.replication() {
         genesis
-            .lock()
+            .settings
+            .registry
             .check_signed_ping(id, received, &body, now())
             .map_err(call_refused)?;
         let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
