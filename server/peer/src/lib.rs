@@ -20,6 +20,7 @@ pub mod store;
 
 #[cfg(test)]
 mod index_props;
+mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +47,7 @@ pub use object::Object;
 pub use plexus_graphql::{Answer, GraphQLRequest};
 use plexus_server::AppError;
 use plexus_server::policy::PolicyArgs;
+use slots::Outcome;
 use store::{RemoveClass, Snapshot, Store, StoreError};
 
 /// The largest request body accepted (2 MiB).
@@ -135,8 +137,8 @@ pub struct PeerDb {
     /// The peer's name and the remote schemas it holds (with its own), once in a network.
     network: std::sync::Mutex<HeldSchemas>,
     settings: GraphQLSettings,
-    /// Queries running at once on the blocking pool.
-    running: Arc<tokio::sync::Semaphore>,
+    /// Where queries run, at most `max_running` at once.
+    running: Arc<slots::Slots>,
 }
 
 /// This peer's name in a network, and the schemas of the peers it holds.
@@ -280,7 +282,7 @@ impl PeerDb {
             hash,
             engine,
             network: std::sync::Mutex::new((None, BTreeMap::new())),
-            running: Arc::new(tokio::sync::Semaphore::new(settings.max_running.max(1))),
+            running: slots::Slots::new(settings.max_running),
             settings,
         })
     }
@@ -625,23 +627,11 @@ impl PeerDb {
         let _cancel = CancelOnDrop(cancelled.clone());
         let flag = cancelled.clone();
         let timeout = self.settings.timeout;
-        let started = tokio::time::Instant::now();
-        // A free slot is taken at once; else wait for one within the time.
-        let permit = match self.running.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let Ok(Ok(permit)) =
-                    tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await
-                else {
-                    return Answer::refused(format!(
-                        "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
-                    ));
-                };
-                permit
-            }
-        };
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let began = Arc::new(AtomicBool::new(false));
+        let begun = began.clone();
+        let outcome = self.running.run(move || {
+            begun.store(true, Ordering::Relaxed);
             let snapshot = store.snapshot()?;
             let source = Arc::new(SnapshotSource {
                 snapshot,
@@ -651,16 +641,19 @@ impl PeerDb {
                 engine.execute(request, source, remote),
             ))
         });
-        match tokio::time::timeout_at(started + timeout, task).await {
-            Ok(Ok(Ok(answer))) => answer,
-            Ok(Ok(Err(e))) => {
+        match tokio::time::timeout_at(deadline, outcome).await {
+            Ok(Ok(Outcome::Done(Ok(answer)))) => answer,
+            Ok(Ok(Outcome::Done(Err(e)))) => {
                 tracing::error!(error = %e, "GraphQL query failed");
                 Answer::refused("could not read the peer's objects")
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "GraphQL task failed");
+            Ok(Ok(Outcome::Panicked) | Err(_)) => {
+                tracing::error!("GraphQL query panicked");
                 Answer::refused("the query failed")
             }
+            Err(_) if !began.load(Ordering::Relaxed) => Answer::refused(format!(
+                "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
+            )),
             Err(_) => Answer::refused(format!(
                 "the query ran out of time ({timeout:?}, the peer's --graphql-timeout) and was cancelled"
             )),

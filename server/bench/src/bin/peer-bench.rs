@@ -410,12 +410,17 @@ enum Part {
     Network,
     /// Local Get over 100 000 objects, in-process.
     Local,
+    /// Only the small queries of Local (for profiling).
+    Small,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
     let result = async {
+        if args.only == Part::Small {
+            return small_only().await;
+        }
         if args.only != Part::Local {
             network_bench(None).await?;
             network_bench(Some(Duration::from_millis(10))).await?;
@@ -486,6 +491,113 @@ async fn local_figures(db: &Arc<PeerDb>, legacy: bool) -> anyhow::Result<()> {
         "  Get of 10 000 objects:         median {:>8.1} ms  = {:>9.0} objects answered/s",
         ms(m),
         10_000.0 / m.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Only small queries, each executor for 5 s, for a profiler.
+async fn small_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let mut settings = plexus_peer::GraphQLSettings::default();
+    if let Some(n) = std::env::var("RUNNING")
+        .ok()
+        .and_then(|q| q.parse::<usize>().ok())
+    {
+        settings.max_running = n;
+    }
+    let db =
+        Arc::new(tokio::task::spawn_blocking(move || PeerDb::open_with(&path, settings)).await??);
+    let class = serde_json::from_value(json!({"class": "City", "properties": [
+        {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]}))?;
+    db.add_class(plexus_core::schema::Kind::Things, class)
+        .await?;
+    let batch = (0..1000)
+        .map(|n| NewObject {
+            class: "City".into(),
+            schema: json!({"name": format!("city{n}"), "population": n})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            id: None,
+        })
+        .collect();
+    db.import(plexus_core::schema::Kind::Things, batch).await?;
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| {
+                r.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+    };
+    if let Some(n) = std::env::var("QUERIES")
+        .ok()
+        .and_then(|q| q.parse::<usize>().ok())
+    {
+        let legacy = std::env::var("LEGACY").is_ok();
+        let small = "{ Local { Get { Things { City(limit: 10) { name population } } } } }";
+        let start = Instant::now();
+        for _ in 0..n / 4 {
+            let all = futures::future::join_all((0..4).map(|_| {
+                let db = db.clone();
+                async move {
+                    if legacy {
+                        serde_json::to_value(db.graphql_legacy(GraphQLRequest::new(small)).await)
+                    } else {
+                        Ok(db.graphql(GraphQLRequest::new(small), None).await.body)
+                    }
+                }
+            }))
+            .await;
+            for a in all {
+                if a?
+                    .pointer("/data/Local/Get/Things/City")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    != Some(10)
+                {
+                    bail!("bad answer");
+                }
+            }
+        }
+        println!(
+            "legacy={legacy} {n} queries {:.0} q/s",
+            n as f64 / start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut rate: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, legacy) in [false, true].into_iter().enumerate() {
+            let t0 = ticks();
+            let r = small_queries(&db, legacy).await?;
+            let t1 = ticks();
+            rate[i].push(r);
+            cpu[i].push((t1 - t0) as f64 * 10_000.0 / r);
+        }
+    }
+    for v in cpu.iter_mut().chain(rate.iter_mut()) {
+        v.sort_by(f64::total_cmp);
+    }
+    let m = |v: &Vec<f64>| v[v.len() / 2];
+    println!(
+        "engine {:.0} q/s {:.1} cpu-us/q | old {:.0} q/s {:.1} cpu-us/q | rate ratio {:.2} cpu ratio(old/new) {:.2}",
+        m(&rate[0]),
+        m(&cpu[0]),
+        m(&rate[1]),
+        m(&cpu[1]),
+        m(&rate[0]) / m(&rate[1]),
+        m(&cpu[1]) / m(&cpu[0])
     );
     Ok(())
 }
