@@ -1,4 +1,22 @@
 # Shell helpers shared by the scripts that start Plexus servers; source it.
+# `cleanup` and `die` expect the script's temporary folder in `work`, the
+# servers it started in the array `pids`, and a `say` function.
+
+# cleanup: stops the servers the script started, removes its folder.
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  rm -rf "$work"
+}
+
+# die MESSAGE: says it, shows the end of every server log, and exits 1.
+die() {
+  say "$*"
+  for log in "$work"/*.log; do
+    [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }
+  done
+  exit 1
+}
 
 # listening LOG PID: waits (up to 20 s) for the server PID to print
 # "listening on URL" to LOG; prints URL. Fails if PID exits first.

@@ -27,19 +27,8 @@ done
 work="$(mktemp -d -t plexus-tab-bench.XXXXXX)"
 pids=()
 say() { echo "tab-bench: $*" >&2; }
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$work"
-}
+source "$root/scripts/lib.sh"
 trap cleanup EXIT
-die() {
-  say "$*"
-  for log in "$work"/*.log; do
-    [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }
-  done
-  exit 1
-}
 
 bash scripts/wasm-setup.sh --browser || die "cannot install the wasm toolchain"
 CARGO_INCREMENTAL=0 cargo build --release -p plexus-genesis -p plexus-peer --bins || die "cannot build the servers"
@@ -47,7 +36,6 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 genesis_bin="$target_dir/release/plexus-genesis"
 peer_bin="$target_dir/release/plexus-peer"
 
-source "$root/scripts/lib.sh"
 
 runner_port="$(free_port)"
 # --rate-limit 0: the joins are many writes from one address in a short time.

@@ -20,23 +20,8 @@ work="$(mktemp -d -t plexus-wasm-test.XXXXXX)"
 pids=()
 
 say() { echo "wasm-test: $*" >&2; }
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null
-  done
-  rm -rf "$work"
-}
+source "$root/scripts/lib.sh"
 trap cleanup EXIT
-die() {
-  say "$*"
-  for log in "$work"/*.log; do
-    [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }
-  done
-  exit 1
-}
 
 bash scripts/wasm-setup.sh --browser || die "cannot install the wasm toolchain"
 command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed for the Node test"
@@ -53,7 +38,6 @@ genesis_bin="${PLEXUS_GENESIS_BIN:-$target_dir/debug/plexus-genesis}"
 peer_bin="${PLEXUS_PEER_BIN:-$target_dir/debug/plexus-peer}"
 cargo test -p plexus-wasm --target wasm32-unknown-unknown --test browser --no-run || die "cannot build the browser tests"
 
-source "$root/scripts/lib.sh"
 
 # The browser tests' page writes to genesis (a registration): genesis lets
 # that one origin write (--cors-origin); the test runner serves it there.
