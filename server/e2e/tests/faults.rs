@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use fault_common::*;
 use futures::StreamExt;
-use support::{Proc, add_class, add_thing, graphql, poll};
+use support::{Proc, add_class, add_thing, genesis, graphql, poll};
 
 /// Genesis's peer timeout in these tests.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,7 +74,7 @@ async fn kill_9_of_a_peer_is_evicted_on_time_and_every_other_peer_told() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let genesis = genesis_on(reserve_port(), &["--peer-timeout", "2s"]);
+    let genesis = genesis(&["--peer-timeout", "2s"]);
     let names = ["PeerA", "PeerB", "PeerC", "PeerD"];
     let mut peers: Vec<Proc> = names
         .iter()
@@ -138,13 +138,12 @@ async fn genesis_restart(state: Option<&std::path::Path>) {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let port = reserve_port();
     let state_arg = state.map(|s| s.to_str().unwrap().to_owned());
     let mut args = vec!["--peer-timeout", "2s"];
     if let Some(s) = &state_arg {
         args.extend(["--state", s.as_str()]);
     }
-    let mut genesis = genesis_on(port, &args);
+    let (mut genesis, port) = genesis_at_free_port(&args);
     let names = ["PeerA", "PeerB", "PeerC"];
     let peers: Vec<Proc> = names
         .iter()
@@ -246,7 +245,7 @@ async fn a_peer_that_never_answers_slows_no_broadcast_and_no_registration() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     // A long peer timeout: the stalled peer stays registered throughout.
-    let genesis = genesis_on(reserve_port(), &["--peer-timeout", "30s"]);
+    let genesis = genesis(&["--peer-timeout", "30s"]);
     let a = real_peer(&genesis.url, "PeerA", &dir.path().join("a"), PING_TEXT);
     let b = real_peer(&genesis.url, "PeerB", &dir.path().join("b"), PING_TEXT);
     converged(&client, &genesis, &[("PeerA", &a), ("PeerB", &b)], SETTLE).await;
@@ -340,10 +339,7 @@ async fn soak_at_a_steady_ping_load_has_no_errors_and_no_false_evictions() {
         .unwrap();
     // A load test: its 500 pings/s all come from 127.0.0.1, so the
     // per-address rate limit is off, as in the benchmarks.
-    let genesis = genesis_on(
-        reserve_port(),
-        &["--peer-timeout", "3s", "--rate-limit", "0"],
-    );
+    let genesis = genesis(&["--peer-timeout", "3s", "--rate-limit", "0"]);
     let a = real_peer(&genesis.url, "PeerA", &dir.path().join("a"), PING_TEXT);
     let b = real_peer(&genesis.url, "PeerB", &dir.path().join("b"), PING_TEXT);
 

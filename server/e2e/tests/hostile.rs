@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use fault_common::*;
 use serde_json::{Value, json};
-use support::{Proc, add_class, add_thing, get, poll};
+use support::{Proc, add_class, add_thing, genesis, get, poll};
 
 /// One hostile request.
 struct Case {
@@ -225,10 +225,7 @@ async fn every_endpoint_refuses_hostile_input_with_a_json_4xx_and_keeps_its_stat
         .unwrap();
     // The rate limit off: every hostile body must reach its handler, not a 429.
     let unlimited = ["--rate-limit", "0"];
-    let genesis = genesis_on(
-        reserve_port(),
-        &["--peer-timeout", "60s", unlimited[0], unlimited[1]],
-    );
+    let genesis = genesis(&["--peer-timeout", "60s", unlimited[0], unlimited[1]]);
     let peer = real_peer_with(
         &genesis.url,
         "PeerA",

@@ -19,7 +19,7 @@ use plexus_core::Timestamp;
 use plexus_core::auth::{Identity, Message, SESSION_KEY_HEADER, SignatureHeaders};
 use plexus_core::wire::{PEERS_VERSION_HEADER, Peer, PeerListEntry};
 use serde_json::{Value, json};
-use support::{Proc, free_port, genesis, genesis_command, peer, poll, spawn, view_of};
+use support::{Proc, genesis, genesis_command, peer, poll, respawn, spawn_on_free_port, view_of};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -372,16 +372,15 @@ async fn keys_persist_names_stay_bound_across_restarts_and_a_wrong_genesis_key_i
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("genesis-state");
     std::fs::create_dir_all(&state).unwrap();
-    let port = free_port();
-    let start_genesis = || {
+    let genesis_on = |port: u16| {
         let mut command = genesis_command(&format!("127.0.0.1:{port}"));
         command
             .arg("--state")
             .arg(&state)
             .args(["--broadcast-delay", "5ms"]);
-        spawn(command)
+        command
     };
-    let mut g = start_genesis();
+    let (mut g, port) = spawn_on_free_port(genesis_on);
     let data = dir.path().join("a");
     let mut a = peer(&g, "PeerA", &data, &[]);
     let first = registered(&g, "PeerA").await;
@@ -419,7 +418,7 @@ async fn keys_persist_names_stay_bound_across_restarts_and_a_wrong_genesis_key_i
     let id = registered(&g, "PeerA").await.id;
     assert_ne!(id, first.id);
     g.kill9();
-    g = start_genesis();
+    g = respawn(|| genesis_on(port));
     let health = support::get(&client(), &g.at("/healthz")).await.unwrap();
     assert_eq!(health["key"], genesis_key.as_str(), "the same genesis key");
     let hijack = json!({"peerName": "PeerA", "peerUri": g.url});

@@ -670,7 +670,7 @@ async fn a_peer_refused_for_another_contextionary_leaves_before_it_exits() {
         "sha256:theirs",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let mut command = support::peer_command(&g.url, "PeerA", support::free_port(), dir.path());
+    let mut command = support::peer_command(&g.url, "PeerA", 0, dir.path());
     command.stdout(std::process::Stdio::null());
     let mut child = command.spawn().unwrap();
     let start = Instant::now();
@@ -729,7 +729,7 @@ async fn a_peer_reads_at_most_max_list_bytes_of_genesis_and_of_a_push() {
     let (url, heard) = endless_genesis().await;
     let dir = tempfile::tempdir().unwrap();
     let cap: u64 = 1024 * 1024;
-    let mut command = support::peer_command(&url, "PeerA", support::free_port(), dir.path());
+    let mut command = support::peer_command(&url, "PeerA", 0, dir.path());
     command.args(["--max-list-bytes", &cap.to_string()]);
     let _peer = spawn(command);
     poll(Duration::from_secs(20), "a second registration", || {

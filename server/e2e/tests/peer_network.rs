@@ -185,7 +185,7 @@ async fn schema_changes_spread_and_sigterm_deregisters_at_once() {
 async fn another_contextionary_exits_non_zero_naming_both_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = genesis(&["--contextionary-hash", "sha256:network"]);
-    let mut command = peer_command(&genesis.url, "PeerX", free_port(), &dir.path().join("x"));
+    let mut command = peer_command(&genesis.url, "PeerX", 0, &dir.path().join("x"));
     command.args(["--contextionary-hash", "sha256:mine"]);
     let started = Instant::now();
     let output = command.output().expect("run plexus-peer");
@@ -233,7 +233,6 @@ async fn config_file_joins_and_data_survives_kill_9_and_re_registers() {
     );
 
     // A joins through the seed's config file (with its token from the environment).
-    let port = free_port();
     let config = dir.path().join("plexus.json");
     let write_config = |port: u16| {
         let file = json!({"environments": [
@@ -242,8 +241,9 @@ async fn config_file_joins_and_data_survives_kill_9_and_re_registers() {
                 "public_url": format!("http://127.0.0.1:{port}"), "peer_name": "PeerA"}}]});
         std::fs::write(&config, file.to_string()).unwrap();
     };
-    write_config(port);
+    // A's public URL is in its config file, so each start writes the port first.
     let start_a = |port: u16| {
+        write_config(port);
         let mut command = std::process::Command::new(support::bin("plexus-peer"));
         command
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -254,9 +254,9 @@ async fn config_file_joins_and_data_survives_kill_9_and_re_registers() {
             .arg(dir.path().join("a"))
             .env("PLEXUS_JOIN_TOKEN", "s3cret")
             .env("RUST_LOG", "warn");
-        spawn(command)
+        command
     };
-    let mut a = start_a(port);
+    let (mut a, _) = spawn_on_free_port(start_a);
     add_class(&client, &a.url, "Person").await;
     add_thing(&client, &a.url, "Person", "Ada", 36).await;
     wait_cached(&client, &b.url, &["PeerA"], SETTLE).await;
@@ -274,9 +274,7 @@ async fn config_file_joins_and_data_survives_kill_9_and_re_registers() {
     // kill -9, restart on the same data at another port: the data is there,
     // and the peer registers again (a new id, its new URI).
     a.kill9();
-    let port = free_port();
-    write_config(port);
-    let a = start_a(port);
+    let (a, _) = spawn_on_free_port(start_a);
     let view = poll(SETTLE, "A registers again", || async {
         let view = get(&client, &a.at("/v1/network/peers")).await?;
         (view["state"] == "registered").then_some(view)
@@ -299,4 +297,29 @@ async fn config_file_joins_and_data_survives_kill_9_and_re_registers() {
         json!([{"name": "Ada", "size": 36}]),
         "{answer}"
     );
+}
+
+#[test]
+fn a_server_whose_port_was_taken_meanwhile_starts_on_a_fresh_one() {
+    // What the other tests' processes do to a port chosen a moment before:
+    // the first start finds it taken, exits, and the support starts the
+    // peer again on another free port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tries = 0;
+    let (peer, port) = spawn_on_free_port(|port| {
+        tries += 1;
+        let port = if tries == 1 { taken_port } else { port };
+        let mut command = std::process::Command::new(bin("plexus-peer"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(dir.path().join(tries.to_string()))
+            .env("RUST_LOG", "warn");
+        command
+    });
+    assert_eq!(tries, 2, "one failed start, then one on a fresh port");
+    assert_ne!(port, taken_port);
+    assert_eq!(peer.url, format!("http://127.0.0.1:{port}"));
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use serde_json::Value;
-use support::{Proc, free_port, genesis_command, get, peer_command, poll, spawn, view_of};
+use support::{
+    PORT_TRIES, Proc, free_port, genesis_command, get, peer_command, poll, spawn, view_of,
+};
 
 const SETTLE: Duration = Duration::from_secs(10);
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,6 +56,23 @@ impl Cluster {
             found,
             "these tests need etcd on the PATH (Debian's etcd-server; scripts/setup.sh installs it)"
         );
+        // The ports were free a moment ago; a member that cannot bind its
+        // port exits, and the whole cluster starts again on fresh ones.
+        for attempt in 0..PORT_TRIES {
+            let members = Self::spawn_members(&dir.join(format!("try{attempt}")));
+            let mut cluster = Self {
+                members,
+                key_file: dir.join("genesis.key"),
+            };
+            if cluster.healthy().await {
+                return cluster;
+            }
+        }
+        panic!("etcd did not start on any of {PORT_TRIES} sets of free ports");
+    }
+
+    /// Three members on ports that were free a moment ago, their data in `dir`.
+    fn spawn_members(dir: &Path) -> Vec<Member> {
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -61,7 +80,7 @@ impl Cluster {
             .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
             .collect();
         let initial = initial.join(",");
-        let members = ports
+        ports
             .iter()
             .enumerate()
             .map(|(i, (client, peer))| {
@@ -84,20 +103,32 @@ impl Cluster {
                     .expect("start etcd");
                 Member { child, client_url }
             })
-            .collect();
-        let cluster = Self {
-            members,
-            key_file: dir.join("genesis.key"),
-        };
+            .collect()
+    }
+
+    /// Waits until every member is healthy (`true`), or one has exited
+    /// (`false`); fails the test after [`SETTLE`].
+    async fn healthy(&mut self) -> bool {
         let client = reqwest::Client::new();
-        for member in &cluster.members {
-            poll(SETTLE, "an etcd member is healthy", || async {
-                let health = get(&client, &format!("{}/health", member.client_url)).await?;
-                (health["health"] == "true").then_some(())
-            })
-            .await;
+        let start = Instant::now();
+        loop {
+            let mut all = true;
+            for member in &mut self.members {
+                if member.child.try_wait().expect("try_wait").is_some() {
+                    return false;
+                }
+                let health = get(&client, &format!("{}/health", member.client_url)).await;
+                all &= health.is_some_and(|h| h["health"] == "true");
+            }
+            if all {
+                return true;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "the etcd members were not healthy after {SETTLE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        cluster
     }
 
     fn endpoints(&self) -> String {
@@ -125,12 +156,7 @@ impl Cluster {
 
 /// A peer named `name` registered through `genesis_urls` (comma-separated).
 fn peer(genesis_urls: &str, name: &str, dir: &Path) -> Proc {
-    spawn(peer_command(
-        genesis_urls,
-        name,
-        free_port(),
-        &dir.join(name),
-    ))
+    spawn(peer_command(genesis_urls, name, 0, &dir.join(name)))
 }
 
 /// (name, id) of every peer `genesis` lists, by name.

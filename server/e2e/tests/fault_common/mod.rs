@@ -17,29 +17,25 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use serde_json::Value;
 
-use super::support::{Proc, free_port, genesis_command, try_spawn};
+use super::support::{Proc, genesis_command, respawn, spawn_on_free_port};
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0 by the OS, then released).
-pub fn reserve_port() -> u16 {
-    free_port()
+/// The command of `plexus-genesis` listening on `127.0.0.1:{port}` with `args`.
+fn genesis_command_on(port: u16, args: &[&str]) -> Command {
+    let mut command = genesis_command(&format!("127.0.0.1:{port}"));
+    command.args(["--broadcast-delay", "5ms"]).args(args);
+    command
 }
 
-/// Starts `plexus-genesis` listening on `127.0.0.1:{port}` with `args`,
-/// retrying for a few seconds if the port is still taken.
+/// Starts `plexus-genesis` with `args` on a free port, which it returns, so
+/// that it can be restarted there with [`genesis_on`].
+pub fn genesis_at_free_port(args: &[&str]) -> (Proc, u16) {
+    spawn_on_free_port(|port| genesis_command_on(port, args))
+}
+
+/// Starts `plexus-genesis` again on `port` with `args`, retrying for a few
+/// seconds if the port is still taken.
 pub fn genesis_on(port: u16, args: &[&str]) -> Proc {
-    let start = Instant::now();
-    loop {
-        let mut command = genesis_command(&format!("127.0.0.1:{port}"));
-        command.args(["--broadcast-delay", "5ms"]).args(args);
-        if let Some(genesis) = try_spawn(command) {
-            return genesis;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "genesis could not listen on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    respawn(|| genesis_command_on(port, args))
 }
 
 /// A counter or gauge of genesis's `/metrics`.
@@ -253,11 +249,6 @@ pub fn netns_available() -> Result<(), String> {
     Ok(())
 }
 
-/// Port of a free OS-chosen port, as text.
-pub fn port_text() -> String {
-    free_port().to_string()
-}
-
 /// Starts a real `plexus-peer` named `name` on a free port in the network of
 /// `genesis_url`, pinging every `ping`, its data in `data`.
 pub fn real_peer(genesis_url: &str, name: &str, data: &std::path::Path, ping: &str) -> Proc {
@@ -272,16 +263,18 @@ pub fn real_peer_with(
     ping: &str,
     extra: &[&str],
 ) -> Proc {
-    let port = free_port();
-    let mut command = Command::new(super::support::bin("plexus-peer"));
-    command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://127.0.0.1:{port}")])
-        .args(["--genesis-url", genesis_url, "--peer-name", name])
-        .args(["--ping-interval", ping])
-        .arg("--data")
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn");
-    super::support::spawn(command)
+    spawn_on_free_port(|port| {
+        let mut command = Command::new(super::support::bin("plexus-peer"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-url", &format!("http://127.0.0.1:{port}")])
+            .args(["--genesis-url", genesis_url, "--peer-name", name])
+            .args(["--ping-interval", ping])
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        command
+    })
+    .0
 }

@@ -36,7 +36,9 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
+/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
+/// Another process may take it before a server binds it: start servers with
+/// [`spawn_on_free_port`], which tries again on a fresh port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -144,6 +146,46 @@ pub fn try_spawn(mut command: Command) -> Option<Proc> {
 pub fn spawn(command: Command) -> Proc {
     let program = command.get_program().to_owned();
     try_spawn(command).unwrap_or_else(|| panic!("{program:?} did not start listening"))
+}
+
+/// How many fresh ports [`spawn_on_free_port`] tries.
+pub const PORT_TRIES: usize = 8;
+
+/// Spawns the server `command_on(port)` makes, on a port that was free a
+/// moment ago. If it exits without listening (another process took the port
+/// in between: the ports the OS hands out for `:0` are the ones outgoing
+/// connections use too), it tries again on a fresh port. Returns the server
+/// and its port.
+pub fn spawn_on_free_port(mut command_on: impl FnMut(u16) -> Command) -> (Proc, u16) {
+    let mut program = None;
+    for _ in 0..PORT_TRIES {
+        let port = free_port();
+        let command = command_on(port);
+        program = Some(command.get_program().to_owned());
+        if let Some(proc) = try_spawn(command) {
+            return (proc, port);
+        }
+    }
+    panic!("{program:?} did not start listening on any of {PORT_TRIES} free ports")
+}
+
+/// Spawns the server `command()` makes on a port it had before (a restart
+/// where its peers look for it), trying again for a few seconds while the
+/// port is still taken.
+pub fn respawn(mut command: impl FnMut() -> Command) -> Proc {
+    let start = Instant::now();
+    loop {
+        let next = command();
+        let program = next.get_program().to_owned();
+        if let Some(proc) = try_spawn(next) {
+            return proc;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{program:?} could not listen again on its port"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts a peer named `name` in the network of `genesis`.
