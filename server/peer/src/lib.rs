@@ -8,6 +8,15 @@
 //! [`layers`], answers `Network` queries through a [`plexus_graphql::Remote`],
 //! and follows schema changes with [`PeerDb::subscribe_schema`].
 
+/// The memory allocator of the peer, and of every program that links this
+/// crate (its benchmarks, the end-to-end tests): mimalloc. A query's answer
+/// is made on a query slot's thread and freed on an async worker, all the
+/// time; glibc's allocator then contends on its arenas' locks, and small
+/// queries ran ~15 % slower with it (BENCHMARKS.md, issue 12). Genesis keeps
+/// glibc's: it holds 100,000 peers in fewer bytes with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod batch;
 pub mod cli;

@@ -273,7 +273,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn local_bench() -> anyhow::Result<()> {
+/// The Local figures; with `small_only`, only the small queries.
+async fn local_bench(small_only: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = {
         let path = dir.path().join("db");
@@ -306,7 +307,9 @@ async fn local_bench() -> anyhow::Result<()> {
     );
 
     println!("  with the async-graphql engine (PeerDb::graphql):");
-    local_figures(&db).await?;
+    if !small_only {
+        local_figures(&db).await?;
+    }
     // Small queries: the median of several rounds (the machine's load moves).
     let mut rates = Vec::new();
     for _ in 0..SMALL_ROUNDS {
@@ -338,18 +341,20 @@ enum Part {
     Network,
     /// Local Get over 100 000 objects, in-process.
     Local,
+    /// Only the small Local queries (`City(limit: 10)`), e.g. to profile them.
+    Small,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
     let result = async {
-        if args.only != Part::Local {
+        if matches!(args.only, Part::All | Part::Network) {
             network_bench(None).await?;
             network_bench(Some(Duration::from_millis(10))).await?;
         }
         if args.only != Part::Network {
-            local_bench().await?;
+            local_bench(args.only == Part::Small).await?;
         }
         anyhow::Ok(())
     }
