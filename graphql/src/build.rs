@@ -336,7 +336,7 @@ pub(crate) fn data_field(name: &str, ty: TypeRef) -> Field {
             }
             let remote = parent.try_downcast_ref::<Remote>()?;
             let key = ctx.ctx.item.node.response_key().node.as_str();
-            match json_value(remote.0.get(key), true) {
+            match json_value(remote.get(key), true) {
                 Some(v) => Ok(Some(v)),
                 None => network::error_at(&ctx).map_or(Ok(None), Err),
             }
@@ -344,13 +344,14 @@ pub(crate) fn data_field(name: &str, ty: TypeRef) -> Field {
     })
 }
 
-/// A JSON value as a field's value: objects stay JSON (wrapped as
-/// [`Remote`] when `remote`), lists become lists, scalars GraphQL values.
-pub(crate) fn json_value(value: Option<&Value>, remote: bool) -> Option<FieldValue<'static>> {
+/// A JSON value as a field's value: objects stay JSON, borrowed (as the
+/// [`Remote`] map when `remote`, else as a [`Value`]), lists become lists,
+/// scalars GraphQL values.
+pub(crate) fn json_value(value: Option<&Value>, remote: bool) -> Option<FieldValue<'_>> {
     match value? {
         Value::Null => None,
-        Value::Object(_) if remote => Some(FieldValue::owned_any(Remote(value?.clone()))),
-        Value::Object(_) => Some(FieldValue::owned_any(value?.clone())),
+        Value::Object(map) if remote => Some(FieldValue::borrowed_any(map)),
+        object @ Value::Object(_) => Some(FieldValue::borrowed_any(object)),
         Value::Array(items) => {
             Some(FieldValue::list(items.iter().map(|v| {
                 json_value(Some(v), remote).unwrap_or(FieldValue::NULL)

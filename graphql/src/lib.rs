@@ -190,7 +190,7 @@ impl Answer {
 macro_rules! caught {
     ($ctx:ident, $body:block) => {
         async_graphql::dynamic::FieldFuture::new(async move {
-            let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>> =
+            let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'_>>> =
                 async { $body }.await;
             Ok($crate::field_error(&$ctx, result))
         })
@@ -204,7 +204,7 @@ macro_rules! caught {
 #[doc(hidden)]
 macro_rules! now {
     ($ctx:ident, $body:block) => {{
-        let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>> =
+        let result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'_>>> =
             (|| $body)();
         async_graphql::dynamic::FieldFuture::Value($crate::field_error(&$ctx, result))
     }};
@@ -212,10 +212,10 @@ macro_rules! now {
 
 /// The value of a resolver's `result`; an error is added to the answer at
 /// the field's path, and the field is `null`.
-pub(crate) fn field_error(
+pub(crate) fn field_error<'a>(
     ctx: &async_graphql::dynamic::ResolverContext<'_>,
-    result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'static>>>,
-) -> Option<async_graphql::dynamic::FieldValue<'static>> {
+    result: async_graphql::Result<Option<async_graphql::dynamic::FieldValue<'a>>>,
+) -> Option<async_graphql::dynamic::FieldValue<'a>> {
     match result {
         Ok(value) => value,
         Err(e) => {

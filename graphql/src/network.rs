@@ -9,7 +9,7 @@
 //! fields: the first one to resolve asks, the others wait for its answer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::Error;
 use async_graphql::dynamic::{Field, FieldValue, ResolverContext, TypeRef};
@@ -22,8 +22,10 @@ use crate::{Remote as Asker, RequestData};
 /// The error of a `Network` field on a peer in no network.
 pub const NO_NETWORK: &str = "Network queries need a network: this peer runs stand-alone";
 
-/// A part of a remote peer's answer: its fields are read by response key.
-pub(crate) struct Remote(pub(crate) Value);
+/// An object of a remote peer's answer, read by response key: the fields
+/// below `Network` borrow it from the merged answer (a JSON object is a
+/// remote part; a whole [`Value`] is a local computed one, read by name).
+pub(crate) type Remote = Map<String, Value>;
 
 /// The merged answer of the request's Network query.
 #[derive(Default)]
@@ -37,17 +39,20 @@ pub(crate) struct Merged {
 
 /// Per request: the merged answer, once asked.
 #[derive(Default)]
-pub(crate) struct Shared(Mutex<Option<Arc<Merged>>>);
+pub(crate) struct Shared {
+    /// Held by the field that asks; the others wait for its answer.
+    asking: Mutex<()>,
+    merged: OnceLock<Merged>,
+}
 
 impl Shared {
-    async fn get(&self, data: &RequestData, remote: &Arc<dyn Asker>) -> Arc<Merged> {
-        let mut guard = self.0.lock().await;
-        if let Some(merged) = &*guard {
-            return merged.clone();
+    async fn get(&self, data: &RequestData, remote: &Arc<dyn Asker>) -> &Merged {
+        let _asking = self.asking.lock().await;
+        if let Some(merged) = self.merged.get() {
+            return merged;
         }
-        let merged = Arc::new(ask(data, remote).await);
-        *guard = Some(merged.clone());
-        merged
+        let merged = ask(data, remote).await;
+        self.merged.get_or_init(|| merged)
     }
 }
 
@@ -70,13 +75,12 @@ async fn ask(data: &RequestData, remote: &Arc<dyn Asker>) -> Merged {
         }
     };
     let answers = remote.ask(plan.queries.clone()).await;
-    let merged = plexus_core::network::merge(&plan, answers);
+    let mut merged = plexus_core::network::merge(&plan, answers);
     let mut out = Merged {
-        data: merged
-            .get("data")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        data: match merged.get_mut("data").map(Value::take) {
+            Some(Value::Object(data)) => data,
+            _ => Map::new(),
+        },
         ..Merged::default()
     };
     for e in merged
@@ -135,7 +139,7 @@ pub(crate) fn root_field() -> Field {
 /// The error the merger reported at this field's path, if any.
 pub(crate) fn error_at(ctx: &ResolverContext<'_>) -> Option<Error> {
     let data = ctx.data::<RequestData>().ok()?;
-    let merged = data.network.0.try_lock()?.clone()?;
+    let merged = data.network.merged.get()?;
     let path = ctx.path_node?.to_string_vec();
     merged.errors.get(&path).map(|m| Error::new(m.clone()))
 }
@@ -148,18 +152,21 @@ pub(crate) fn reference(name: &str, ty: TypeRef, peer: String) -> Field {
         crate::caught!(ctx, {
             let parent = ctx.parent_value.try_downcast_ref::<Remote>()?;
             let key = ctx.ctx.item.node.response_key().node.as_str();
-            let Some(Value::Array(items)) = parent.0.get(key) else {
+            let Some(Value::Array(items)) = parent.get(key) else {
                 return error_at(&ctx).map_or(Ok(None), Err);
             };
             let mut out = Vec::new();
             for item in items {
-                let Some(class) = item.get("__typename").and_then(Value::as_str) else {
+                let (Some(object), Some(class)) = (
+                    item.as_object(),
+                    item.get("__typename").and_then(Value::as_str),
+                ) else {
                     return Err(Error::new(format!(
                         "peer {peer} answered a reference without its __typename"
                     )));
                 };
                 let ty = format!("{peer}_{class}");
-                out.push(FieldValue::owned_any(Remote(item.clone())).with_type(ty));
+                out.push(FieldValue::borrowed_any(object).with_type(ty));
             }
             Ok(Some(FieldValue::list(out)))
         })
