@@ -45,14 +45,12 @@ pids+=($!)
 genesis="$(listening "$work/genesis.log" $!)" || die "genesis did not start"
 
 start_peer() {
-  local name="$1" port url
-  port="$(free_port)"
-  url="http://127.0.0.1:$port"
-  peer_url="$url"
-  "$peer_bin" --listen "127.0.0.1:$port" --data "$work/$name" --genesis-url "$genesis" \
-    --public-url "$url" --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
+  local name="$1"
+  # Port 0: the OS picks it, and the peer tells genesis the one it got.
+  "$peer_bin" --listen 127.0.0.1:0 --data "$work/$name" --genesis-url "$genesis" \
+    --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
   pids+=($!)
-  listening "$work/$name.log" $! >/dev/null || die "peer $name did not start"
+  peer_url="$(listening "$work/$name.log" $!)" || die "peer $name did not start"
 }
 start_peer Querier
 querier="$peer_url"

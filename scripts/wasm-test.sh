@@ -50,15 +50,14 @@ say "genesis at $genesis"
 # Starts peer NAME with one City called CITY, registered at GENESIS (default
 # the first genesis); sets peer_url and peer_pid.
 start_peer() {
-  local name="$1" city="$2" at="${3:-$genesis}" port url
-  port="$(free_port)"
-  url="http://127.0.0.1:$port"
-  peer_url="$url"
-  "$peer_bin" --listen "127.0.0.1:$port" --data "$work/$name" --genesis-url "$at" \
-    --public-url "$url" --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
+  local name="$1" city="$2" at="${3:-$genesis}" url
+  # Port 0: the OS picks it, and the peer tells genesis the one it got.
+  "$peer_bin" --listen 127.0.0.1:0 --data "$work/$name" --genesis-url "$at" \
+    --peer-name "$name" --ping-interval 1s >"$work/$name.log" 2>&1 &
   peer_pid=$!
   pids+=($peer_pid)
-  listening "$work/$name.log" $peer_pid >/dev/null || die "peer $name did not start"
+  url="$(listening "$work/$name.log" $peer_pid)" || die "peer $name did not start"
+  peer_url="$url"
   curl -sf -X POST "$url/v1/schema/things" -H 'content-type: application/json' \
     -d '{"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]}' >/dev/null \
     || die "cannot add the City class to $name"
