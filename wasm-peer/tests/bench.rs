@@ -27,8 +27,10 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod support;
+
 fn env(value: Option<&'static str>, name: &str) -> &'static str {
-    value.unwrap_or_else(|| panic!("{name} is not set: run this through scripts/tab-bench.sh"))
+    support::env(value, name, "scripts/tab-bench.sh")
 }
 
 fn count(value: Option<&'static str>, default: usize) -> usize {
@@ -83,15 +85,7 @@ async fn listed(genesis: &str, name: &str) -> bool {
 /// Sends `query` to `peer` and returns how many Cities the answer holds for
 /// `asked`.
 async fn cities(peer: &str, asked: &str, query: &str) -> usize {
-    let answer: Json = Request::post(&format!("{peer}/v1/graphql"))
-        .json(&json!({ "query": query }))
-        .expect("a request")
-        .send()
-        .await
-        .expect("an answer")
-        .json()
-        .await
-        .expect("JSON");
+    let answer = support::post_graphql(peer, query).await;
     answer["data"]["Network"]["Get"][asked]["Things"]["City"]
         .as_array()
         .map_or(0, Vec::len)

@@ -25,10 +25,12 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod support;
+
+use support::post_graphql;
+
 fn env(value: Option<&'static str>, name: &str) -> &'static str {
-    value.unwrap_or_else(|| {
-        panic!("{name} is not set: run these tests through scripts/wasm-test.sh")
-    })
+    support::env(value, name, "scripts/wasm-test.sh")
 }
 
 fn genesis() -> &'static str {
@@ -120,18 +122,6 @@ where
         TimeoutFuture::new(100).await;
         waited += 100;
     }
-}
-
-async fn post_graphql(url: &str, query: &str) -> Json {
-    Request::post(&format!("{url}/v1/graphql"))
-        .json(&json!({ "query": query }))
-        .expect("a request")
-        .send()
-        .await
-        .expect("an answer")
-        .json()
-        .await
-        .expect("JSON")
 }
 
 #[wasm_bindgen_test]
