@@ -6,7 +6,11 @@
 //! `spawn_blocking` wakes an async worker for every released slot, which
 //! then wakes a blocking thread: two thread switches per queued query.)
 //! A query whose caller has gone (it ran out of time waiting, or the client
-//! left) is dropped from the queue unrun.
+//! left) is dropped from the queue unrun: when a slot reaches it, or
+//! earlier, when the queue has doubled since it was last swept. So the
+//! queue holds the queries of callers still waiting (each an open request,
+//! within the server's connection bounds), not every query asked while the
+//! slots were busy.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -14,7 +18,38 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A queued query: its caller can be asked whether it still waits.
+trait Job: Send {
+    /// Its caller has gone: the job would be run for nobody.
+    fn gone(&self) -> bool;
+    /// Runs it, unless its caller has gone, and tells the caller.
+    fn run(self: Box<Self>);
+}
+
+struct Pending<F, T> {
+    job: F,
+    tx: oneshot::Sender<Outcome<T>>,
+}
+
+impl<F: FnOnce() -> T + Send, T: Send> Job for Pending<F, T> {
+    fn gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn run(self: Box<Self>) {
+        if self.gone() {
+            return;
+        }
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(self.job)) {
+            Ok(value) => Outcome::Done(value),
+            Err(_) => Outcome::Panicked,
+        };
+        let _ = self.tx.send(outcome);
+    }
+}
+
+/// The shortest queue that is swept of gone callers' jobs.
+const SWEEP_FROM: usize = 16;
 
 /// The query slots of one database.
 pub(crate) struct Slots {
@@ -25,7 +60,22 @@ pub(crate) struct Slots {
 #[derive(Default)]
 struct State {
     running: usize,
-    waiting: VecDeque<Job>,
+    waiting: VecDeque<Box<dyn Job>>,
+    /// The queue's length after its last sweep.
+    swept: usize,
+}
+
+impl State {
+    /// Queues `job`, first dropping the jobs of gone callers when the
+    /// queue has doubled since the last sweep (so each job is looked at a
+    /// bounded number of times on average).
+    fn queue(&mut self, job: Box<dyn Job>) {
+        if self.waiting.len() >= (2 * self.swept).max(SWEEP_FROM) {
+            self.waiting.retain(|job| !job.gone());
+            self.swept = self.waiting.len();
+        }
+        self.waiting.push_back(job);
+    }
 }
 
 /// A submitted job's outcome.
@@ -68,27 +118,18 @@ impl Slots {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> oneshot::Receiver<Outcome<T>> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            if tx.is_closed() {
-                return;
-            }
-            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(job)) {
-                Ok(value) => Outcome::Done(value),
-                Err(_) => Outcome::Panicked,
-            };
-            let _ = tx.send(outcome);
-        });
+        let job = Box::new(Pending { job, tx });
         let mut state = self.lock();
         if state.running < self.max {
             state.running += 1;
             drop(state);
             let slots = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
-                job();
+                job.run();
                 slots.drain();
             });
         } else {
-            state.waiting.push_back(job);
+            state.queue(job);
         }
         rx
     }
@@ -107,7 +148,7 @@ impl Slots {
                     }
                 }
             };
-            next();
+            next.run();
         }
     }
 
@@ -178,6 +219,28 @@ mod tests {
         assert!(matches!(panics.await, Ok(Outcome::Panicked)));
         assert!(matches!(after.await, Ok(Outcome::Done(7))));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "the dropped job never ran");
+        freed(&slots).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_of_gone_callers_do_not_pile_up_while_the_slots_are_busy() {
+        let slots = Slots::new(1);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = slots.run(move || hold.recv().is_ok());
+        // A caller that stays, then 1,000 that each give up at once, as
+        // clients do when every slot is busy for longer than they wait.
+        let stays = slots.run(|| 1);
+        for _ in 0..1_000 {
+            drop(slots.run(|| 0));
+        }
+        let (_, waiting) = slots.load();
+        assert!(
+            waiting <= SWEEP_FROM,
+            "{waiting} jobs queued for one waiting caller"
+        );
+        release.send(()).expect("the first job waits");
+        assert!(matches!(first.await, Ok(Outcome::Done(true))));
+        assert!(matches!(stays.await, Ok(Outcome::Done(1))));
         freed(&slots).await;
     }
 }
