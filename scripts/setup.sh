@@ -14,8 +14,7 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v wasm-opt >/dev/null || missing+=(binaryen)
-# etcd-client's build compiles etcd's protos; the replica tests run etcd.
-command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# The replica tests run etcd (etcd-client's build needs no protoc: scripts/protoc).
 command -v etcd >/dev/null || missing+=(etcd-server)
 # The GraphQL tools test (server/e2e/graphql-tools) runs on Node.
 command -v node >/dev/null || missing+=(nodejs)
