@@ -42,8 +42,13 @@ pub struct MembershipConfig {
     /// Seed of the jitter, so that tests are reproducible.
     pub seed: u64,
     /// How many genesis replicas the peer was given (at least 1). Calls go
-    /// to [`Membership::genesis`]; when one fails to answer, the next.
+    /// to [`Membership::genesis`]; when one fails to answer, or refuses the
+    /// peer, the next (see [`FailReason::EveryReplicaRefused`]).
     pub genesis_replicas: usize,
+    /// The replicas' names (their URLs), in the same order, for messages
+    /// only: a refusal names the replica that made it. Missing names are
+    /// written `replica N`.
+    pub genesis_names: Vec<String>,
     /// The peer's key pair: it signs its registration with it, so that
     /// genesis binds its name to it. `None`: a keyless peer, as the original.
     pub identity: Option<Identity>,
@@ -66,6 +71,7 @@ impl MembershipConfig {
             retry_max: Duration::from_secs(30),
             seed,
             genesis_replicas: 1,
+            genesis_names: Vec::new(),
             identity: None,
             genesis_key: None,
             max_signature_age: auth::DEFAULT_MAX_AGE,
@@ -101,6 +107,26 @@ pub enum FailReason {
         "genesis's registration answer is not signed by the expected key ({0}); check genesis_key / --genesis-key, or the genesis URL"
     )]
     Unauthentic(AuthError),
+    /// With several genesis replicas: each of them refused this peer since
+    /// a call last succeeded (one replica's refusal only moves the peer to
+    /// the next replica).
+    #[error("every genesis replica refused this peer: {}", list_refusals(.0))]
+    EveryReplicaRefused(Vec<Refusal>),
+}
+
+/// One replica's refusal of this peer, in [`FailReason::EveryReplicaRefused`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{replica} refused: {reason}")]
+pub struct Refusal {
+    /// The replica: its name from [`MembershipConfig::genesis_names`], or `replica N`.
+    pub replica: String,
+    /// The check that failed there.
+    pub reason: Box<FailReason>,
+}
+
+fn list_refusals(refusals: &[Refusal]) -> String {
+    let texts: Vec<String> = refusals.iter().map(Refusal::to_string).collect();
+    texts.join("; ")
 }
 
 /// Where the peer stands.
@@ -313,6 +339,9 @@ pub struct Membership {
     genesis: usize,
     /// Replicas moved past since a call last got an answer.
     failovers: usize,
+    /// The replicas that refused this peer since a call last succeeded,
+    /// and why: when every replica has, the peer gives up.
+    refusals: BTreeMap<usize, FailReason>,
 }
 
 impl Membership {
@@ -343,6 +372,7 @@ impl Membership {
             events: VecDeque::new(),
             genesis: 0,
             failovers: 0,
+            refusals: BTreeMap::new(),
         }
     }
 
@@ -372,6 +402,69 @@ impl Membership {
     /// A call got an answer from the current replica.
     fn answered(&mut self) {
         self.failovers = 0;
+    }
+
+    /// A call succeeded: no replica refuses this peer any more.
+    fn accepted(&mut self) {
+        self.failovers = 0;
+        self.refusals.clear();
+    }
+
+    /// The current replica refused this peer for `reason`. With one
+    /// replica, the peer gives up. With several, it moves to the next one,
+    /// and gives up only once every replica has refused it since a call
+    /// last succeeded, with every replica's reason. `Some(at_once)`: not
+    /// given up; whether to call the next replica at once (as for a
+    /// replica that does not answer, [`Membership::fail_over`]).
+    fn refused(&mut self, reason: FailReason) -> Option<bool> {
+        let replicas = self
+            .config
+            .as_ref()
+            .map_or(1, |c| c.genesis_replicas.max(1));
+        if replicas == 1 {
+            self.fail(reason);
+            return None;
+        }
+        self.refusals.insert(self.genesis, reason);
+        if self.refusals.len() >= replicas {
+            let names = self
+                .config
+                .as_ref()
+                .map(|c| c.genesis_names.clone())
+                .unwrap_or_default();
+            let refusals = std::mem::take(&mut self.refusals)
+                .into_iter()
+                .map(|(replica, reason)| Refusal {
+                    replica: names
+                        .get(replica)
+                        .cloned()
+                        .unwrap_or_else(|| format!("replica {}", replica + 1)),
+                    reason: Box::new(reason),
+                })
+                .collect();
+            self.fail(FailReason::EveryReplicaRefused(refusals));
+            return None;
+        }
+        Some(self.fail_over())
+    }
+
+    /// The current replica refused the registration (attempt `attempt`)
+    /// for `reason`: try the next one, or give up ([`Membership::refused`]).
+    fn registration_refused(&mut self, reason: FailReason, attempt: u32, now: Timestamp) {
+        let Some(at_once) = self.refused(reason) else {
+            return;
+        };
+        let delay = if at_once {
+            Duration::ZERO
+        } else {
+            self.backoff(attempt)
+        };
+        self.state = State::Registering {
+            attempt: attempt.saturating_add(1),
+            retry_at: now + delay,
+            in_flight: false,
+        };
+        self.handle_timeout(now);
     }
 
     // ---- getters ----
@@ -461,7 +554,12 @@ impl Membership {
         );
         let key = match verified {
             Ok(verified) => verified.key,
-            Err(e) => return self.fail(FailReason::Unauthentic(e)),
+            Err(e) => {
+                let State::Registering { attempt, .. } = self.state else {
+                    return;
+                };
+                return self.registration_refused(FailReason::Unauthentic(e), attempt, now);
+            }
         };
         let response = match serde_json::from_slice::<PeerRegistrationResponse>(&answer.body) {
             Ok(response) => response,
@@ -569,6 +667,7 @@ impl Membership {
         match result {
             Ok(response) => {
                 self.failovers = 0;
+                self.refusals.clear();
                 if let Some(ours) = &config.contextionary
                     && ours.hash != response.contextionary.hash
                 {
@@ -598,8 +697,12 @@ impl Membership {
                 self.events.push_back(Event::Registered(id));
                 self.handle_timeout(now);
             }
-            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
-            Err(CallError::Invalid(message)) => self.fail(FailReason::Refused(message)),
+            Err(CallError::Forbidden(message)) => {
+                self.registration_refused(FailReason::Forbidden(message), attempt, now)
+            }
+            Err(CallError::Invalid(message)) => {
+                self.registration_refused(FailReason::Refused(message), attempt, now)
+            }
             Err(CallError::Unreachable(_) | CallError::NotFound | CallError::Transport(_)) => {
                 if matches!(result, Err(CallError::Transport(_))) {
                     let _ = self.fail_over();
@@ -633,7 +736,23 @@ impl Membership {
                 };
                 self.handle_timeout(now);
             }
-            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
+            Err(CallError::Forbidden(message)) => {
+                // Another replica may hold the same registration and take
+                // the ping: only every replica's refusal ends the membership.
+                let Some(at_once) = self.refused(FailReason::Forbidden(message)) else {
+                    return;
+                };
+                self.state = State::Registered {
+                    id,
+                    next_ping: if at_once {
+                        now
+                    } else {
+                        now + self.next_interval()
+                    },
+                    in_flight: false,
+                };
+                self.handle_timeout(now);
+            }
             // Success, or genesis unreachable for now: keep pinging on schedule,
             // unless genesis heard an outdated schema hash.
             ok_or_transport => {
@@ -643,7 +762,7 @@ impl Membership {
                 let retry_now = match &ok_or_transport {
                     Err(_) => self.fail_over(),
                     Ok(_) => {
-                        self.answered();
+                        self.accepted();
                         false
                     }
                 };

@@ -127,9 +127,12 @@ pub struct Args {
 
     /// Client URLs of an etcd cluster (comma-separated): the peer list lives
     /// in etcd, and any number of genesis replicas given the same cluster
-    /// (and the same --etcd-prefix and key) serve the same network. Pings
-    /// keep a lease per registration alive; eviction is the lease running
-    /// out. Not with --state.
+    /// and --etcd-prefix serve the same network, e.g. `plexus-genesis --etcd
+    /// http://e0:2379,http://e1:2379,http://e2:2379` on each machine. They
+    /// share one signing key through etcd (the first replica writes it), so
+    /// nothing needs copying. Members that are down may be listed: calls go
+    /// to those that answer. Pings keep a lease per registration alive;
+    /// eviction is the lease running out. Not with --state.
     #[arg(
         long,
         env = "PLEXUS_ETCD",
@@ -157,7 +160,8 @@ pub struct Args {
     /// Genesis signs every peer list it pushes or answers with it, and
     /// derives the secret that binds names to peers' keys from it.
     /// Default: `genesis.key` in the --state folder (`FILE.key` beside a
-    /// --state file); without --state either, a new key in memory at each start.
+    /// --state file); with --etcd, the network's key in etcd (a --key-file
+    /// that differs from it is refused); else a new key in memory at each start.
     #[arg(long, env = "PLEXUS_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 

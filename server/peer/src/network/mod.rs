@@ -170,6 +170,7 @@ impl Settings {
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
         membership.genesis_replicas = config.genesis.len();
+        membership.genesis_names = config.genesis.iter().map(ToString::to_string).collect();
         membership.identity = Some(identity);
         membership.genesis_key = config.genesis_key;
         membership.max_signature_age = config.signature_max_age;
