@@ -259,6 +259,11 @@ impl PushGate {
         }
     }
 
+    /// Whether it knows genesis's key (else it refuses every push).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// The most bytes of a push body this gate lets through.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes

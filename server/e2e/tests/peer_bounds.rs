@@ -90,7 +90,9 @@ async fn forty_forged_64_mib_pushes_are_refused_unread_and_cost_the_peer_no_memo
     let (key, key_file) = support::genesis_key(keys.path());
     let g = genesis(&["--key-file", &key_file]);
     let data = tempfile::tempdir().unwrap();
-    let peer = support::peer(&g, "PeerA", data.path(), &[]);
+    // The cap of before (64 MiB): the pushes are under it, so what refuses
+    // them is their signature, read from the headers alone.
+    let peer = support::peer(&g, "PeerA", data.path(), &["--max-list-bytes", "67108864"]);
     let client = client();
     poll(Duration::from_secs(20), "the peer registered", || {
         let client = client.clone();

@@ -15,6 +15,10 @@ use tokio::sync::oneshot;
 use super::{Input, NetworkHandle, View};
 use plexus_server::AppError;
 
+/// How long a push that came before genesis's key waits for it (the
+/// registration's answer, in flight).
+const KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The routes of a peer in a network.
 pub fn routes(handle: NetworkHandle) -> Router {
     Router::new()
@@ -64,9 +68,22 @@ async fn peer_list(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let signature = keys::received(&headers);
-    let gate = handle.view().push_gate;
-    gate.check(version, &signature, declared, super::now())
-        .map_err(refusal)?;
+    let mut views = handle.watch_view();
+    let mut gate = views.borrow_and_update().push_gate;
+    // Genesis pushes the list its registration answer changed: the push may
+    // come before the peer has read that answer, and with it genesis's key.
+    // Wait for the key a little (no body is read meanwhile).
+    let until = tokio::time::Instant::now() + KEY_WAIT;
+    while !gate.has_key() && views.borrow().state == "registering" {
+        match tokio::time::timeout_at(until, views.changed()).await {
+            Ok(Ok(())) => gate = views.borrow_and_update().push_gate,
+            _ => break,
+        }
+    }
+    if let Err(refused) = gate.check(version, &signature, declared, super::now()) {
+        tracing::warn!(%refused, "refused a push before its body");
+        return Err(refusal(refused));
+    }
     let leaving = || {
         AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
