@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::auth::{
-    self, AuthError, Expect, Identity, Message, PublicKey, Received, SessionKey, SignatureHeaders,
+    self, AuthError, Expect, Identity, Message, PublicKey, Received, ReceivedRef, SessionKey,
+    SignatureHeaders,
 };
 use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
@@ -57,6 +58,21 @@ pub struct MembershipConfig {
     pub genesis_key: Option<PublicKey>,
     /// How far a signature's `created` may be from this peer's clock.
     pub max_signature_age: Duration,
+    /// The most bytes of a pushed list (`--max-list-bytes`): a push that
+    /// declares more is refused before its body is read.
+    pub max_list_bytes: usize,
+}
+
+/// How many peers the default [`MembershipConfig::max_list_bytes`] holds
+/// at the longest entries genesis accepts by default (2,048-byte URIs,
+/// 128-character hashes); ~150,000 of typical ones (~330 bytes).
+pub const DEFAULT_MAX_LIST_PEERS: usize = 10_000;
+
+/// The default of [`MembershipConfig::max_list_bytes`]:
+/// [`DEFAULT_MAX_LIST_PEERS`] entries at genesis's default bounds
+/// ([`wire::max_list_bytes`](crate::wire::max_list_bytes)), 50,080,080 bytes.
+pub fn default_max_list_bytes() -> usize {
+    crate::wire::max_list_bytes(DEFAULT_MAX_LIST_PEERS, &crate::names::Limits::default())
 }
 
 impl MembershipConfig {
@@ -75,6 +91,7 @@ impl MembershipConfig {
             identity: None,
             genesis_key: None,
             max_signature_age: auth::DEFAULT_MAX_AGE,
+            max_list_bytes: default_max_list_bytes(),
         }
     }
 }
@@ -235,6 +252,78 @@ pub enum PushRefused {
     /// Signed, but not a peer list or delta (422).
     #[error("invalid peer list or delta: {0}")]
     Invalid(String),
+    /// Its body is (or says it is) larger than any list can be (413).
+    #[error("a pushed peer list holds at most {max} bytes (--max-list-bytes); this one has {len}")]
+    TooLarge {
+        /// The bytes it declared or sent.
+        len: u64,
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// What a peer checks of a push (`PUT /p2p/genesis`) from its headers
+/// alone, before it reads the body: genesis's signature over the method,
+/// path, version and claimed `content-digest`, its age, and the declared
+/// size. A push that fails costs the peer no body: an attacker without
+/// genesis's key makes it read nothing. [`Membership::push_gate`] gives the
+/// current one (the genesis key changes at a registration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PushGate {
+    key: Option<PublicKey>,
+    max_age: Duration,
+    max_bytes: usize,
+}
+
+impl PushGate {
+    /// The gate of a peer that takes no push (stand-alone, or no key yet).
+    pub fn closed() -> Self {
+        Self {
+            key: None,
+            max_age: auth::DEFAULT_MAX_AGE,
+            max_bytes: 0,
+        }
+    }
+
+    /// Whether it knows genesis's key (else it refuses every push).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The most bytes of a push body this gate lets through.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Whether a push with these headers may have its body read:
+    /// `declared` is its `content-length` (`None`: not given; the reader
+    /// then stops at [`PushGate::max_bytes`]).
+    pub fn check<'r>(
+        &self,
+        version: Option<u64>,
+        signature: impl Into<ReceivedRef<'r>>,
+        declared: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(), PushRefused> {
+        let key = self.key.ok_or(PushRefused::NoKey)?;
+        if let Some(len) = declared.filter(|&len| len > self.max_bytes as u64) {
+            return Err(PushRefused::TooLarge {
+                len,
+                max: self.max_bytes,
+            });
+        }
+        // What genesis signs: `Message::push`; its body is checked later.
+        auth::verify_before_body(
+            signature,
+            Message::push(version, &[]).subject,
+            version,
+            Expect::Key(&key),
+            now,
+            self.max_age,
+        )
+        .map_err(PushRefused::Denied)?;
+        Ok(())
+    }
 }
 
 /// How a call to genesis failed.
@@ -501,6 +590,20 @@ impl Membership {
         self.genesis_key
     }
 
+    /// What a push must pass before its body is read: genesis's key as
+    /// [`Membership::genesis_key`] says, the configured signature age and
+    /// list size. Changes when a registration pins another key.
+    pub fn push_gate(&self) -> PushGate {
+        match &self.config {
+            Some(config) => PushGate {
+                key: self.genesis_key,
+                max_age: config.max_signature_age,
+                max_bytes: config.max_list_bytes,
+            },
+            None => PushGate::closed(),
+        }
+    }
+
     /// The headers that prove `request` (sent with `body`) at `now`: its
     /// registration signed with the peer's key, pings and leave with the
     /// session key genesis handed out. `None` for any other request, or for
@@ -621,19 +724,9 @@ impl Membership {
         signature: &Received,
         now: Timestamp,
     ) -> Result<(), PushRefused> {
-        let key = self.genesis_key.ok_or(PushRefused::NoKey)?;
-        let max_age = self
-            .config
-            .as_ref()
-            .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
-        auth::verify(
-            signature,
-            &Message::push(version, body),
-            Expect::Key(&key),
-            now,
-            max_age,
-        )
-        .map_err(PushRefused::Denied)?;
+        self.push_gate()
+            .check(version, signature, Some(body.len() as u64), now)?;
+        auth::check_digest(signature, body).map_err(PushRefused::Denied)?;
         // serde_json does not check the UTF-8 of a field it skips: check it all first.
         let text = std::str::from_utf8(body).map_err(|e| PushRefused::Invalid(e.to_string()))?;
         let push: GenesisPush =

@@ -264,6 +264,31 @@ pub struct PeerListEntry {
     pub schema_hash: SchemaHash,
 }
 
+/// The longest peer name, in characters (ASCII: bytes).
+const MAX_NAME_BYTES: usize = 63;
+
+/// The most bytes one [`PeerListEntry`] takes in the compact JSON genesis
+/// pushes, with its URI and schema hash at the bounds of `limits`, plus
+/// the comma that separates it from the next: a URI byte is at most two
+/// bytes of JSON (`\\`, `\"`; a URI holds no control character), a hash
+/// character at most six (`\u001f`), an id 36, a name 63.
+pub fn max_entry_bytes(limits: &crate::names::Limits) -> usize {
+    const FRAME: usize = r#"{"id":"","name":"","uri":"","schemaHash":""},"#.len();
+    FRAME + 36 + MAX_NAME_BYTES + 2 * limits.max_uri_bytes + 6 * limits.max_schema_hash_chars
+}
+
+/// The most bytes of a pushed list of `peers` peers (a whole list, or a
+/// delta whose upserts and removals together touch at most `peers` peers;
+/// a removal is an id, shorter than an entry) when genesis bounds URIs and
+/// hashes by `limits`: a peer's `--max-list-bytes` is derived from it.
+pub fn max_list_bytes(peers: usize, limits: &crate::names::Limits) -> usize {
+    // `{"from":N,"to":N,"upserts":[...],"removed":[...]}` around the entries.
+    const DELTA_FRAME: usize = 80;
+    peers
+        .saturating_mul(max_entry_bytes(limits))
+        .saturating_add(DELTA_FRAME)
+}
+
 /// Header a registering peer sends (`x-plexus-deltas: 1`) to be told of
 /// changes as a [`PeerDelta`] rather than the whole list.
 pub const DELTAS_HEADER: &str = "x-plexus-deltas";
@@ -352,6 +377,35 @@ impl ErrorBody {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_list_of_the_longest_entries_fits_max_list_bytes() {
+        let limits = crate::names::Limits::default();
+        let uri = format!("http://h/{}", "\"".repeat(limits.max_uri_bytes - 9));
+        let entry = PeerListEntry {
+            id: PeerId(Uuid::from_u128(u128::MAX)),
+            name: PeerName::new("a".repeat(63)).expect("name"),
+            uri: PeerUri::new(uri).expect("uri"),
+            schema_hash: "\u{1}".repeat(limits.max_schema_hash_chars).into(),
+        };
+        assert_eq!(entry.uri.as_str().len(), limits.max_uri_bytes);
+        let one = serde_json::to_vec(&entry).expect("json").len();
+        assert!(one < max_entry_bytes(&limits), "{one}");
+        // The bound is the worst case, not a guess: within the comma and
+        // the unescaped `http://h/` of it.
+        assert!(one + 16 > max_entry_bytes(&limits), "{one}");
+        let list = GenesisPush::Full(vec![entry.clone(); 100]);
+        let delta = GenesisPush::Delta(PeerDelta {
+            from: u64::MAX - 1,
+            to: u64::MAX,
+            upserts: vec![entry; 50],
+            removed: vec![PeerId(Uuid::from_u128(1)); 50],
+        });
+        for push in [list, delta] {
+            let len = serde_json::to_vec(&push).expect("json").len();
+            assert!(len <= max_list_bytes(100, &limits), "{len}");
+        }
+    }
 
     #[test]
     fn the_ping_path_holds_the_id_as_its_text_form() {

@@ -860,6 +860,80 @@ mod keys {
     }
 
     #[test]
+    fn a_push_is_judged_by_its_headers_before_its_body_is_read() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        assert_eq!(
+            m.push_gate()
+                .check(Some(1), &Received::default(), Some(10), T0),
+            Err(PushRefused::NoKey),
+            "no key yet: nothing is read"
+        );
+        join(&mut m, &mut genesis, T0);
+        let gate = m.push_gate();
+        assert_eq!(
+            gate.max_bytes(),
+            plexus_core::membership::default_max_list_bytes()
+        );
+        assert_eq!(gate.max_bytes(), 50_080_080, "as docs/peer.md says");
+        let (body, signature) = genesis.push(&[entry("PeerB", "")], 3, T0);
+        let len = Some(body.len() as u64);
+        assert_eq!(gate.check(Some(3), &signature, len, T0), Ok(()));
+        // Genesis's headers pass whatever body follows (the digest is
+        // checked once it is read), and a chunked one (no length) too.
+        assert_eq!(gate.check(Some(3), &signature, None, T0), Ok(()));
+        // Unsigned, another key, another version, stale, or too large:
+        // refused from the headers alone.
+        assert_eq!(
+            gate.check(Some(3), &Received::default(), Some(1 << 20), T0),
+            Err(PushRefused::Denied(AuthError::Missing))
+        );
+        let mallory = Identity::from_seed([0x66; 32]);
+        let forged = Received::from(&mallory.sign(&Message::push(Some(3), &body), T0));
+        assert!(matches!(
+            gate.check(Some(3), &forged, len, T0),
+            Err(PushRefused::Denied(AuthError::WrongKey(_)))
+        ));
+        // Mallory names genesis's key: the signature does not verify.
+        let mut borrowed = forged.clone();
+        borrowed.signature_input = signature.signature_input.clone();
+        assert_eq!(
+            gate.check(Some(3), &borrowed, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        // Genesis's signature with another claimed digest.
+        let mut other_digest = signature.clone();
+        other_digest.content_digest = Some(plexus_core::auth::content_digest(b"[]"));
+        assert_eq!(
+            gate.check(Some(3), &other_digest, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        assert_eq!(
+            gate.check(Some(4), &signature, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        assert!(matches!(
+            gate.check(Some(3), &signature, len, T0 + Duration::from_secs(61)),
+            Err(PushRefused::Denied(AuthError::Stale { .. }))
+        ));
+        let max = gate.max_bytes();
+        assert_eq!(
+            gate.check(Some(3), &signature, Some(max as u64 + 1), T0),
+            Err(PushRefused::TooLarge {
+                len: max as u64 + 1,
+                max
+            })
+        );
+        // The body that follows genesis's headers must be the one it signed.
+        assert_eq!(
+            m.handle_signed_push(b"[]", Some(3), &signature, T0),
+            Err(PushRefused::Denied(AuthError::Digest))
+        );
+        assert_eq!(m.handle_signed_push(&body, Some(3), &signature, T0), Ok(()));
+        assert_eq!(view_names(&m), ["PeerB"]);
+    }
+
+    #[test]
     fn without_a_known_genesis_key_no_push_is_taken() {
         let genesis = Genesis::new();
         let mut m = Membership::new(Some(keyed_config()), "h1".into());

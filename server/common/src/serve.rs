@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -70,6 +71,51 @@ impl Default for ConnectionArgs {
     }
 }
 
+tokio::task_local! {
+    static COMMIT: Commit;
+}
+
+/// Whether a request's write may still commit, decided once, between the
+/// write and `--request-timeout`: a write asks [`Commit::begin`] right
+/// before it commits, and the timeout asks too before it answers 503.
+/// Whoever asks first wins: a write answered 503 never commits, and a write
+/// that began to commit is answered with its outcome, however long its
+/// commit takes (a disk's fsync; the work before it is under the timeout).
+#[derive(Clone, Debug, Default)]
+pub struct Commit(Arc<AtomicU8>);
+
+const OPEN: u8 = 0;
+const COMMITTING: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+impl Commit {
+    /// The gate of the request the current task serves (`None` outside
+    /// [`serve`], e.g. a test that calls the app directly: no timeout).
+    pub fn current() -> Option<Commit> {
+        COMMIT.try_with(Clone::clone).ok()
+    }
+
+    /// Asked by a write right before it commits: `true`, commit (the
+    /// timeout now waits for the answer); `false`, the request has had its
+    /// 503 already: abort.
+    pub fn begin(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == COMMITTING,
+        }
+    }
+
+    /// Asked by the timeout: `true` when no commit began (answer 503).
+    fn time_out(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
 /// Serves `app` on `listener` with the bounds of `limits` until `shutdown`
 /// resolves, then stops accepting and waits for open connections to end
 /// (bound the wait with a timeout: a stream may last).
@@ -84,8 +130,14 @@ pub async fn serve(
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-                match tokio::time::timeout(request_timeout, next.run(request)).await {
+                let commit = Commit::default();
+                let run = COMMIT.scope(commit.clone(), next.run(request));
+                tokio::pin!(run);
+                match tokio::time::timeout(request_timeout, &mut run).await {
                     Ok(response) => response,
+                    // Its write began to commit before the deadline: its
+                    // answer, whatever it is, is the truth.
+                    Err(_) if !commit.time_out() => run.await,
                     Err(_) => AppError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("no answer within {request_timeout:?} (--request-timeout)"),
@@ -289,4 +341,25 @@ pub fn client_addr<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::Commit;
+
+    #[test]
+    fn a_commit_and_a_timeout_are_decided_once_whoever_asks_first() {
+        let write_first = Commit::default();
+        assert!(write_first.begin());
+        assert!(!write_first.time_out(), "the timeout waits for the commit");
+        assert!(write_first.begin(), "a second look keeps the decision");
+        let timeout_first = Commit::default();
+        assert!(timeout_first.time_out());
+        assert!(!timeout_first.begin(), "a write answered 503 aborts");
+        assert_eq!(
+            Commit::current().map(|_| ()),
+            None,
+            "outside serve: no gate"
+        );
+    }
 }
