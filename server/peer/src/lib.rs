@@ -21,6 +21,7 @@ pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod graphiql;
 pub mod graphql_http;
 pub mod index;
 pub mod network;
