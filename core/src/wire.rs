@@ -71,9 +71,35 @@ impl FromStr for PeerId {
     }
 }
 
+/// Deserializes `T` from a map (a JSON object) only. serde's derived
+/// `Deserialize` of a struct also takes a sequence, so that `[]` would be a
+/// ping with every field defaulted; a request body of the genesis API is an
+/// object, and anything else does not fit (422).
+fn object_only<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+}
+
 /// Body of `POST /peers/register`: who wants to join, and where it listens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct PeerUpdate {
     /// The name other peers use for it in Network queries.
     pub peer_name: PeerName,
@@ -83,12 +109,37 @@ pub struct PeerUpdate {
 
 /// Body of `POST /peers/{peerId}/ping`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct PeerPing {
     /// The hash of the peer's current schema.
     #[serde(default)]
     pub schema_hash: String,
 }
+
+/// The bodies a server reads are JSON objects only ([`object_only`]).
+macro_rules! object_bodies {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                <$t>::serialize(self, serializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Fields($t);
+                impl<'de> Deserialize<'de> for Fields {
+                    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                        <$t>::deserialize(d).map(Fields)
+                    }
+                }
+                object_only::<D, Fields>(deserializer).map(|f| f.0)
+            }
+        }
+    )*};
+}
+
+object_bodies!(PeerUpdate, PeerPing);
 
 /// A schema hash as genesis lists it. Shared (`Arc<str>`): most peers of a
 /// network have the same schema, and the registry keeps one copy of each
@@ -417,6 +468,34 @@ mod tests {
         assert_eq!(
             ping_path(nil),
             "/peers/00000000-0000-0000-0000-000000000000/ping"
+        );
+    }
+
+    #[test]
+    fn request_bodies_are_objects_only() {
+        for text in ["[]", r#"["h1"]"#, r#""h1""#, "1", "null"] {
+            let error = serde_json::from_str::<PeerPing>(text).expect_err(text);
+            assert_eq!(error.classify(), serde_json::error::Category::Data, "{text}");
+        }
+        let error = serde_json::from_str::<PeerUpdate>(r#"["PeerA", "http://127.0.0.1:1"]"#)
+            .expect_err("a sequence");
+        assert_eq!(error.classify(), serde_json::error::Category::Data);
+        assert_eq!(
+            serde_json::from_str::<PeerPing>("{}").expect("an object"),
+            PeerPing::default()
+        );
+        assert_eq!(
+            serde_json::from_str::<PeerPing>(r#"{"schemaHash": "h1", "other": 1}"#)
+                .expect("an object")
+                .schema_hash,
+            "h1"
+        );
+        let update: PeerUpdate =
+            serde_json::from_str(r#"{"peerName": "PeerA", "peerUri": "http://127.0.0.1:1"}"#)
+                .expect("an object");
+        assert_eq!(
+            serde_json::to_value(&update).expect("serialise"),
+            json!({"peerName": "PeerA", "peerUri": "http://127.0.0.1:1"})
         );
     }
 

@@ -83,7 +83,8 @@ pub struct Args {
     pub probe_timeout: Duration,
 
     /// When set, register, ping and leave need `Authorization: Bearer
-    /// <token>` (403 otherwise), and broadcasts carry it. Prefer
+    /// <token>` (403 otherwise). Broadcasts do not carry it: peers check
+    /// them by genesis's signature. Prefer
     /// --join-token-file or the environment variable: arguments are visible
     /// to every user of the machine.
     #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
@@ -312,5 +313,23 @@ impl From<&Args> for Settings {
         settings.max_body_bytes = args.max_body_bytes;
         settings.relay = args.relay.config(args.signature_max_age);
         settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Args;
+
+    #[test]
+    fn the_join_token_help_says_broadcasts_do_not_carry_it() {
+        let help = Args::command().render_long_help().to_string();
+        let text: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            text.contains("Broadcasts do not carry it: peers check them by genesis's signature"),
+            "{text}"
+        );
+        assert!(!text.contains("broadcasts carry it"), "{text}");
     }
 }

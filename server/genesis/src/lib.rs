@@ -401,6 +401,38 @@ impl Genesis {
         }
     }
 
+    /// The registration probe, `GET {peerUri}/p2p/ping`: `Err` says only
+    /// "it answered N" or "it is unreachable" (no port scanner's oracle).
+    /// A pooled keep-alive connection that the peer closed just as the
+    /// probe went out ("connection closed before message completed") is
+    /// not the peer's fault: the probe is sent once more, on another
+    /// connection.
+    pub(crate) async fn probe(&self, url: &str) -> Result<(), String> {
+        let mut retried = false;
+        loop {
+            let sent = self
+                .outbound
+                .client()
+                .get(url)
+                .timeout(self.settings.probe_timeout)
+                .send()
+                .await;
+            return match sent {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
+                Err(e) if !retried && closed_before_answer(&e) => {
+                    tracing::debug!(url, "probe: a pooled connection was closed; once more");
+                    retried = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(url, error = %plexus_server::error_chain(&e), "probe failed");
+                    Err("it is unreachable".to_owned())
+                }
+            };
+        }
+    }
+
     async fn send_one(&self, broadcast: Broadcast, body: Bytes, signature: &SignatureHeaders) {
         if self.lock().is_superseded(&broadcast) {
             metrics::inc(&self.metrics.broadcasts_superseded);
@@ -433,6 +465,20 @@ impl Genesis {
             }
         }
     }
+}
+
+/// Whether `error` is a request that a kept-alive connection's close cut
+/// off before any answer (hyper's "connection closed before message
+/// completed"), which a fresh connection would not have met.
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.

@@ -175,22 +175,7 @@ async fn register_inner(
         .lock()
         .check_register(&probe)
         .map_err(register_error)?;
-    let reached = match genesis
-        .outbound
-        .client()
-        .get(&probe.url)
-        .timeout(genesis.settings.probe_timeout)
-        .send()
-        .await
-    {
-        Ok(response) if response.status().is_success() => Ok(()),
-        // Only "answered N" or "unreachable": no port scanner's oracle.
-        Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
-        Err(e) => {
-            tracing::debug!(url = %probe.url, error = %plexus_server::error_chain(&e), "probe failed");
-            Err("it is unreachable".to_owned())
-        }
-    };
+    let reached = genesis.probe(&probe.url).await;
     let (response, session) = if let Some(replication) = genesis.replication() {
         // A replica writes the registration to etcd; its mirror lists it
         // when etcd reports the write.
