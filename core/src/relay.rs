@@ -56,6 +56,22 @@ pub fn tab_uri(genesis: &str, name: &PeerName) -> String {
     format!("{}{}", genesis.trim_end_matches('/'), tab_path(name))
 }
 
+/// The URL of the relay's socket for a tab of `genesis`: `ws://…/relay`
+/// for an `http` genesis, `wss://…/relay` for an `https` one (a TLS genesis
+/// serves its socket over TLS too; a page served over HTTPS may open only
+/// `wss`). Another scheme is kept as it is, for the socket to refuse.
+pub fn socket_url(genesis: &str) -> String {
+    let genesis = genesis.trim().trim_end_matches('/');
+    let scheme_end = genesis.find("://").unwrap_or(0);
+    let (scheme, rest) = genesis.split_at(scheme_end);
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "wss",
+        "http" => "ws",
+        _ => scheme,
+    };
+    format!("{scheme}{rest}{SOCKET_PATH}")
+}
+
 /// The message a tab signs to prove its key for `name` on a connection
 /// whose challenge was `nonce`.
 pub fn hello_message<'a>(path: &'a str, nonce: &'a str) -> Message<'a> {

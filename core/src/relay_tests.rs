@@ -31,6 +31,14 @@ fn name(n: &str) -> PeerName {
     PeerName::new(n).unwrap()
 }
 
+#[test]
+fn the_socket_of_an_https_genesis_is_wss() {
+    assert_eq!(socket_url("http://g:8111"), "ws://g:8111/relay");
+    assert_eq!(socket_url("https://g:8111/"), "wss://g:8111/relay");
+    assert_eq!(socket_url("HTTPS://g/base"), "wss://g/base/relay");
+    assert_eq!(socket_url("ftp://g"), "ftp://g/relay");
+}
+
 fn drain(relay: &mut Relay) -> Vec<Action> {
     std::iter::from_fn(|| relay.poll_action()).collect()
 }

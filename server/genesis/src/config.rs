@@ -12,8 +12,9 @@ use plexus_core::registry::RegistryConfig;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
 use plexus_server::ConnectionArgs;
-use plexus_server::outbound::{Guard, OutboundArgs};
+use plexus_server::outbound::{Guard, OutboundArgs, Trust};
 use plexus_server::policy::PolicyArgs;
+use plexus_server::tls::TlsArgs;
 
 /// The default contextionary URL: a real network sets its own.
 pub const DEFAULT_CONTEXTIONARY_URL: &str =
@@ -35,7 +36,8 @@ pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 #[command(name = "plexus-genesis", version, about, long_about)]
 pub struct Args {
     /// Address to listen on (port 0: the OS chooses; the chosen address is
-    /// printed on stdout as `listening on http://HOST:PORT`).
+    /// printed on stdout as `listening on http://HOST:PORT`, or `https`
+    /// with --tls-cert).
     #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8111")]
     pub listen: SocketAddr,
 
@@ -111,6 +113,15 @@ pub struct Args {
     /// The outbound guard of the probe and the pushes.
     #[command(flatten)]
     pub outbound: OutboundArgs,
+
+    /// HTTPS (--tls-cert, --tls-key).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Refuse (422) peer URIs that are not https: every peer must serve
+    /// HTTPS, so pushes, probes and Network queries travel encrypted.
+    #[arg(long, env = "PLEXUS_REQUIRE_HTTPS")]
+    pub require_https: bool,
 
     /// Connection bounds.
     #[command(flatten)]
@@ -232,6 +243,8 @@ pub struct Settings {
     pub guard: Guard,
     /// The cap on answers read from peers.
     pub max_answer_bytes: usize,
+    /// The trust roots of calls to peers besides the system's (`--ca-file`).
+    pub trust: Trust,
     /// The bounds of a peer URI and a schema hash.
     pub limits: Limits,
     /// Changes a watcher may fall behind before its stream is ended.
@@ -263,6 +276,7 @@ impl Settings {
             join_token: None,
             guard: Guard::new(SocketAddr::from(([127, 0, 0, 1], 0)), &[], &[]),
             max_answer_bytes: plexus_server::outbound::DEFAULT_MAX_ANSWER_BYTES,
+            trust: Trust::default(),
             limits: Limits::default(),
             watch_buffer: DEFAULT_WATCH_BUFFER,
             policy: PolicyArgs::default(),
@@ -295,7 +309,7 @@ impl From<&Args> for Settings {
         settings.registry.round_wait = args.round_wait;
         settings.registry.require_keys = args.require_keys;
         settings.registry.max_signature_age = args.signature_max_age;
-        // --join-token-file is read by `run`, which can fail.
+        // --join-token-file and --ca-file are read by `run`, which can fail.
         settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
         settings.guard = Guard::from_args(args.listen, &args.outbound);
         if let Some(max) = args.outbound.max_answer_bytes {
@@ -304,6 +318,7 @@ impl From<&Args> for Settings {
         settings.limits = Limits {
             max_uri_bytes: args.max_uri_bytes,
             max_schema_hash_chars: args.max_schema_hash_chars,
+            require_https: args.require_https,
         };
         settings.watch_buffer = args.watch_buffer.max(1);
         settings.policy = args.policy.clone();

@@ -128,6 +128,7 @@ impl Genesis {
     ) -> anyhow::Result<Arc<Self>> {
         let outbound = plexus_server::outbound::Outbound::new(
             settings.guard.clone(),
+            &settings.trust,
             settings.max_answer_bytes,
             settings.probe_timeout.max(settings.broadcast_timeout),
             concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")),
@@ -486,6 +487,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings::from(&args);
     settings.join_token =
         plexus_server::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
+    settings.trust = args.outbound.trust.load()?;
+    let tls = args.tls.load()?;
     let given = match args.key_path() {
         Some(path) => {
             let (identity, made) = plexus_server::keys::load_or_create(&path)?;
@@ -535,7 +538,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Genesis::start(settings, store)?
         }
     };
-    let (listener, _) = plexus_server::bind(args.listen).await?;
+    let (listener, _) = plexus_server::bind(args.listen, tls).await?;
     let signalled = {
         let genesis = Arc::clone(&genesis);
         async move {
