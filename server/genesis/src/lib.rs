@@ -450,6 +450,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
+    // Bound first: the contextionary's default URL names the address.
+    let (listener, local) = plexus_server::bind(args.listen).await?;
+    settings.resolve_contextionary(&args, local)?;
+    tracing::info!(url = %settings.registry.contextionary.url, hash = %settings.registry.contextionary.hash, "the network's contextionary");
     let genesis = match args.etcd_config() {
         Some(config) => {
             let replication = Replication::connect(config).await?;
@@ -466,7 +470,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Genesis::start(settings, store)?
         }
     };
-    let (listener, _) = plexus_server::bind(args.listen).await?;
     let signalled = {
         let genesis = Arc::clone(&genesis);
         async move {
