@@ -543,7 +543,7 @@ pub struct Verified {
 
 /// Verifies that `received` (a [`Received`] or a [`ReceivedRef`]) signs
 /// `message` with the key `expect` names, created at most `max_age` away
-/// from `now`.
+/// from `now`: [`check_digest`] of the body, then [`verify_before_body`].
 pub fn verify<'r>(
     received: impl Into<ReceivedRef<'r>>,
     message: &Message<'_>,
@@ -552,14 +552,62 @@ pub fn verify<'r>(
     max_age: Duration,
 ) -> Result<Verified, AuthError> {
     let received = received.into();
+    if received.signature_input.is_none() || received.signature.is_none() {
+        return Err(AuthError::Missing);
+    }
+    check_digest(received, message.body)?;
+    verify_before_body(
+        received,
+        message.subject,
+        message.version,
+        expect,
+        now,
+        max_age,
+    )
+}
+
+/// Whether `received`'s `content-digest` is the digest of `body`.
+pub fn check_digest<'r>(
+    received: impl Into<ReceivedRef<'r>>,
+    body: &[u8],
+) -> Result<(), AuthError> {
+    let digest = DigestText::of(body);
+    if received.into().content_digest.map(str::trim) != Some(digest.as_str()) {
+        return Err(AuthError::Digest);
+    }
+    Ok(())
+}
+
+/// Verifies everything of a signature that the headers hold, before the
+/// body is read: that `received` signs `subject` at list `version` with
+/// the key `expect` names, over the `content-digest` the message claims,
+/// created at most `max_age` away from `now`. The signature covers that
+/// digest, so a sender without the key cannot make a receiver read a body;
+/// [`check_digest`] then checks the body against it.
+pub fn verify_before_body<'r>(
+    received: impl Into<ReceivedRef<'r>>,
+    subject: Subject<'_>,
+    version: Option<u64>,
+    expect: Expect<'_>,
+    now: Timestamp,
+    max_age: Duration,
+) -> Result<Verified, AuthError> {
+    let received = received.into();
     let (Some(input), Some(signature)) = (received.signature_input, received.signature) else {
         return Err(AuthError::Missing);
     };
-    let digest = DigestText::of(message.body);
-    let digest = digest.as_str();
-    if received.content_digest.map(str::trim) != Some(digest) {
-        return Err(AuthError::Digest);
-    }
+    let digest = received
+        .content_digest
+        .map(str::trim)
+        .filter(|d| d.len() == DIGEST_TEXT_LEN && d.starts_with(DIGEST_PREFIX) && d.ends_with(':'))
+        .ok_or_else(|| {
+            AuthError::Malformed(format!("{CONTENT_DIGEST} must be {DIGEST_PREFIX}BASE64:"))
+        })?;
+    let message = &Message {
+        subject,
+        version,
+        body: &[],
+    };
     let params = input
         .trim()
         .strip_prefix(LABEL)

@@ -27,4 +27,6 @@ pub mod wire;
 pub use names::{Limits, NameError, PeerName, PeerUri};
 pub use time::Timestamp;
 #[cfg(feature = "sim")]
+pub mod replica_sim;
+#[cfg(feature = "sim")]
 pub mod sim;

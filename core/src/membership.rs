@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::auth::{
-    self, AuthError, Expect, Identity, Message, PublicKey, Received, SessionKey, SignatureHeaders,
+    self, AuthError, Expect, Identity, Message, PublicKey, Received, ReceivedRef, SessionKey,
+    SignatureHeaders,
 };
 use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
@@ -42,8 +43,13 @@ pub struct MembershipConfig {
     /// Seed of the jitter, so that tests are reproducible.
     pub seed: u64,
     /// How many genesis replicas the peer was given (at least 1). Calls go
-    /// to [`Membership::genesis`]; when one fails to answer, the next.
+    /// to [`Membership::genesis`]; when one fails to answer, or refuses the
+    /// peer, the next (see [`FailReason::EveryReplicaRefused`]).
     pub genesis_replicas: usize,
+    /// The replicas' names (their URLs), in the same order, for messages
+    /// only: a refusal names the replica that made it. Missing names are
+    /// written `replica N`.
+    pub genesis_names: Vec<String>,
     /// The peer's key pair: it signs its registration with it, so that
     /// genesis binds its name to it. `None`: a keyless peer, as the original.
     pub identity: Option<Identity>,
@@ -52,6 +58,21 @@ pub struct MembershipConfig {
     pub genesis_key: Option<PublicKey>,
     /// How far a signature's `created` may be from this peer's clock.
     pub max_signature_age: Duration,
+    /// The most bytes of a pushed list (`--max-list-bytes`): a push that
+    /// declares more is refused before its body is read.
+    pub max_list_bytes: usize,
+}
+
+/// How many peers the default [`MembershipConfig::max_list_bytes`] holds
+/// at the longest entries genesis accepts by default (2,048-byte URIs,
+/// 128-character hashes); ~150,000 of typical ones (~330 bytes).
+pub const DEFAULT_MAX_LIST_PEERS: usize = 10_000;
+
+/// The default of [`MembershipConfig::max_list_bytes`]:
+/// [`DEFAULT_MAX_LIST_PEERS`] entries at genesis's default bounds
+/// ([`wire::max_list_bytes`](crate::wire::max_list_bytes)), 50,080,080 bytes.
+pub fn default_max_list_bytes() -> usize {
+    crate::wire::max_list_bytes(DEFAULT_MAX_LIST_PEERS, &crate::names::Limits::default())
 }
 
 impl MembershipConfig {
@@ -66,9 +87,11 @@ impl MembershipConfig {
             retry_max: Duration::from_secs(30),
             seed,
             genesis_replicas: 1,
+            genesis_names: Vec::new(),
             identity: None,
             genesis_key: None,
             max_signature_age: auth::DEFAULT_MAX_AGE,
+            max_list_bytes: default_max_list_bytes(),
         }
     }
 }
@@ -101,6 +124,26 @@ pub enum FailReason {
         "genesis's registration answer is not signed by the expected key ({0}); check genesis_key / --genesis-key, or the genesis URL"
     )]
     Unauthentic(AuthError),
+    /// With several genesis replicas: each of them refused this peer since
+    /// a call last succeeded (one replica's refusal only moves the peer to
+    /// the next replica).
+    #[error("every genesis replica refused this peer: {}", list_refusals(.0))]
+    EveryReplicaRefused(Vec<Refusal>),
+}
+
+/// One replica's refusal of this peer, in [`FailReason::EveryReplicaRefused`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{replica} refused: {reason}")]
+pub struct Refusal {
+    /// The replica: its name from [`MembershipConfig::genesis_names`], or `replica N`.
+    pub replica: String,
+    /// The check that failed there.
+    pub reason: Box<FailReason>,
+}
+
+fn list_refusals(refusals: &[Refusal]) -> String {
+    let texts: Vec<String> = refusals.iter().map(Refusal::to_string).collect();
+    texts.join("; ")
 }
 
 /// Where the peer stands.
@@ -209,6 +252,78 @@ pub enum PushRefused {
     /// Signed, but not a peer list or delta (422).
     #[error("invalid peer list or delta: {0}")]
     Invalid(String),
+    /// Its body is (or says it is) larger than any list can be (413).
+    #[error("a pushed peer list holds at most {max} bytes (--max-list-bytes); this one has {len}")]
+    TooLarge {
+        /// The bytes it declared or sent.
+        len: u64,
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// What a peer checks of a push (`PUT /p2p/genesis`) from its headers
+/// alone, before it reads the body: genesis's signature over the method,
+/// path, version and claimed `content-digest`, its age, and the declared
+/// size. A push that fails costs the peer no body: an attacker without
+/// genesis's key makes it read nothing. [`Membership::push_gate`] gives the
+/// current one (the genesis key changes at a registration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PushGate {
+    key: Option<PublicKey>,
+    max_age: Duration,
+    max_bytes: usize,
+}
+
+impl PushGate {
+    /// The gate of a peer that takes no push (stand-alone, or no key yet).
+    pub fn closed() -> Self {
+        Self {
+            key: None,
+            max_age: auth::DEFAULT_MAX_AGE,
+            max_bytes: 0,
+        }
+    }
+
+    /// Whether it knows genesis's key (else it refuses every push).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The most bytes of a push body this gate lets through.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Whether a push with these headers may have its body read:
+    /// `declared` is its `content-length` (`None`: not given; the reader
+    /// then stops at [`PushGate::max_bytes`]).
+    pub fn check<'r>(
+        &self,
+        version: Option<u64>,
+        signature: impl Into<ReceivedRef<'r>>,
+        declared: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(), PushRefused> {
+        let key = self.key.ok_or(PushRefused::NoKey)?;
+        if let Some(len) = declared.filter(|&len| len > self.max_bytes as u64) {
+            return Err(PushRefused::TooLarge {
+                len,
+                max: self.max_bytes,
+            });
+        }
+        // What genesis signs: `Message::push`; its body is checked later.
+        auth::verify_before_body(
+            signature,
+            Message::push(version, &[]).subject,
+            version,
+            Expect::Key(&key),
+            now,
+            self.max_age,
+        )
+        .map_err(PushRefused::Denied)?;
+        Ok(())
+    }
 }
 
 /// How a call to genesis failed.
@@ -313,6 +428,9 @@ pub struct Membership {
     genesis: usize,
     /// Replicas moved past since a call last got an answer.
     failovers: usize,
+    /// The replicas that refused this peer since a call last succeeded,
+    /// and why: when every replica has, the peer gives up.
+    refusals: BTreeMap<usize, FailReason>,
 }
 
 impl Membership {
@@ -343,6 +461,7 @@ impl Membership {
             events: VecDeque::new(),
             genesis: 0,
             failovers: 0,
+            refusals: BTreeMap::new(),
         }
     }
 
@@ -372,6 +491,69 @@ impl Membership {
     /// A call got an answer from the current replica.
     fn answered(&mut self) {
         self.failovers = 0;
+    }
+
+    /// A call succeeded: no replica refuses this peer any more.
+    fn accepted(&mut self) {
+        self.failovers = 0;
+        self.refusals.clear();
+    }
+
+    /// The current replica refused this peer for `reason`. With one
+    /// replica, the peer gives up. With several, it moves to the next one,
+    /// and gives up only once every replica has refused it since a call
+    /// last succeeded, with every replica's reason. `Some(at_once)`: not
+    /// given up; whether to call the next replica at once (as for a
+    /// replica that does not answer, [`Membership::fail_over`]).
+    fn refused(&mut self, reason: FailReason) -> Option<bool> {
+        let replicas = self
+            .config
+            .as_ref()
+            .map_or(1, |c| c.genesis_replicas.max(1));
+        if replicas == 1 {
+            self.fail(reason);
+            return None;
+        }
+        self.refusals.insert(self.genesis, reason);
+        if self.refusals.len() >= replicas {
+            let names = self
+                .config
+                .as_ref()
+                .map(|c| c.genesis_names.clone())
+                .unwrap_or_default();
+            let refusals = std::mem::take(&mut self.refusals)
+                .into_iter()
+                .map(|(replica, reason)| Refusal {
+                    replica: names
+                        .get(replica)
+                        .cloned()
+                        .unwrap_or_else(|| format!("replica {}", replica + 1)),
+                    reason: Box::new(reason),
+                })
+                .collect();
+            self.fail(FailReason::EveryReplicaRefused(refusals));
+            return None;
+        }
+        Some(self.fail_over())
+    }
+
+    /// The current replica refused the registration (attempt `attempt`)
+    /// for `reason`: try the next one, or give up ([`Membership::refused`]).
+    fn registration_refused(&mut self, reason: FailReason, attempt: u32, now: Timestamp) {
+        let Some(at_once) = self.refused(reason) else {
+            return;
+        };
+        let delay = if at_once {
+            Duration::ZERO
+        } else {
+            self.backoff(attempt)
+        };
+        self.state = State::Registering {
+            attempt: attempt.saturating_add(1),
+            retry_at: now + delay,
+            in_flight: false,
+        };
+        self.handle_timeout(now);
     }
 
     // ---- getters ----
@@ -406,6 +588,20 @@ impl Membership {
     /// registration.
     pub fn genesis_key(&self) -> Option<PublicKey> {
         self.genesis_key
+    }
+
+    /// What a push must pass before its body is read: genesis's key as
+    /// [`Membership::genesis_key`] says, the configured signature age and
+    /// list size. Changes when a registration pins another key.
+    pub fn push_gate(&self) -> PushGate {
+        match &self.config {
+            Some(config) => PushGate {
+                key: self.genesis_key,
+                max_age: config.max_signature_age,
+                max_bytes: config.max_list_bytes,
+            },
+            None => PushGate::closed(),
+        }
     }
 
     /// The headers that prove `request` (sent with `body`) at `now`: its
@@ -461,7 +657,12 @@ impl Membership {
         );
         let key = match verified {
             Ok(verified) => verified.key,
-            Err(e) => return self.fail(FailReason::Unauthentic(e)),
+            Err(e) => {
+                let State::Registering { attempt, .. } = self.state else {
+                    return;
+                };
+                return self.registration_refused(FailReason::Unauthentic(e), attempt, now);
+            }
         };
         let response = match serde_json::from_slice::<PeerRegistrationResponse>(&answer.body) {
             Ok(response) => response,
@@ -523,19 +724,9 @@ impl Membership {
         signature: &Received,
         now: Timestamp,
     ) -> Result<(), PushRefused> {
-        let key = self.genesis_key.ok_or(PushRefused::NoKey)?;
-        let max_age = self
-            .config
-            .as_ref()
-            .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
-        auth::verify(
-            signature,
-            &Message::push(version, body),
-            Expect::Key(&key),
-            now,
-            max_age,
-        )
-        .map_err(PushRefused::Denied)?;
+        self.push_gate()
+            .check(version, signature, Some(body.len() as u64), now)?;
+        auth::check_digest(signature, body).map_err(PushRefused::Denied)?;
         // serde_json does not check the UTF-8 of a field it skips: check it all first.
         let text = std::str::from_utf8(body).map_err(|e| PushRefused::Invalid(e.to_string()))?;
         let push: GenesisPush =
@@ -569,6 +760,7 @@ impl Membership {
         match result {
             Ok(response) => {
                 self.failovers = 0;
+                self.refusals.clear();
                 if let Some(ours) = &config.contextionary
                     && ours.hash != response.contextionary.hash
                 {
@@ -598,8 +790,12 @@ impl Membership {
                 self.events.push_back(Event::Registered(id));
                 self.handle_timeout(now);
             }
-            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
-            Err(CallError::Invalid(message)) => self.fail(FailReason::Refused(message)),
+            Err(CallError::Forbidden(message)) => {
+                self.registration_refused(FailReason::Forbidden(message), attempt, now)
+            }
+            Err(CallError::Invalid(message)) => {
+                self.registration_refused(FailReason::Refused(message), attempt, now)
+            }
             Err(CallError::Unreachable(_) | CallError::NotFound | CallError::Transport(_)) => {
                 if matches!(result, Err(CallError::Transport(_))) {
                     let _ = self.fail_over();
@@ -633,7 +829,23 @@ impl Membership {
                 };
                 self.handle_timeout(now);
             }
-            Err(CallError::Forbidden(message)) => self.fail(FailReason::Forbidden(message)),
+            Err(CallError::Forbidden(message)) => {
+                // Another replica may hold the same registration and take
+                // the ping: only every replica's refusal ends the membership.
+                let Some(at_once) = self.refused(FailReason::Forbidden(message)) else {
+                    return;
+                };
+                self.state = State::Registered {
+                    id,
+                    next_ping: if at_once {
+                        now
+                    } else {
+                        now + self.next_interval()
+                    },
+                    in_flight: false,
+                };
+                self.handle_timeout(now);
+            }
             // Success, or genesis unreachable for now: keep pinging on schedule,
             // unless genesis heard an outdated schema hash.
             ok_or_transport => {
@@ -643,7 +855,7 @@ impl Membership {
                 let retry_now = match &ok_or_transport {
                     Err(_) => self.fail_over(),
                     Ok(_) => {
-                        self.answered();
+                        self.accepted();
                         false
                     }
                 };

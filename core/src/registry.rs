@@ -957,6 +957,22 @@ impl Registry {
         self.heard(at);
     }
 
+    /// Some replica answered a ping of `id` at `at` (this one, or another
+    /// that reported it through the store, in a batch): the peer's
+    /// `last_contact_at` advances to it, never back. It changes no version
+    /// and pushes nothing; an id the mirror does not hold is ignored.
+    pub fn note_contact(&mut self, id: PeerId, at: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if at <= peer.last_contact_at {
+            return;
+        }
+        self.by_contact.remove(&(peer.last_contact_at, id));
+        peer.last_contact_at = at;
+        self.by_contact.insert((at, id));
+    }
+
     /// Whether this registry mirrors a shared list.
     pub fn is_mirror(&self) -> bool {
         self.mirror

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
+use std::net::Ipv4Addr;
+
 use super::*;
 use crate::auth::Identity;
 
@@ -8,12 +10,21 @@ const T0: Timestamp = Timestamp(1_700_000_000_000);
 fn config() -> RelayConfig {
     RelayConfig {
         max_tabs: 3,
+        max_sockets_per_address: 3,
+        max_tabs_per_address: 3,
         max_in_flight: 2,
         max_body_bytes: 100,
+        max_queue_bytes: 1000,
         request_timeout: Duration::from_secs(5),
         hello_timeout: Duration::from_secs(2),
+        register_timeout: Duration::from_secs(3),
         max_signature_age: Duration::from_secs(60),
     }
+}
+
+/// Client address number `n`.
+fn addr(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
 }
 
 fn name(n: &str) -> PeerName {
@@ -22,6 +33,31 @@ fn name(n: &str) -> PeerName {
 
 fn drain(relay: &mut Relay) -> Vec<Action> {
     std::iter::from_fn(|| relay.poll_action()).collect()
+}
+
+/// What a shell does with the actions: every closed socket is dropped
+/// (after its last frames); returns the actions.
+fn settle(relay: &mut Relay) -> Vec<Action> {
+    let actions = drain(relay);
+    for action in &actions {
+        if let Action::Close { conn, .. } = action {
+            while let Some(Outgoing::Frame(_)) = relay.poll_frame(*conn) {
+                relay.handle_written(*conn);
+            }
+            relay.handle_closed(*conn);
+        }
+    }
+    actions
+}
+
+/// The frames the writer of `conn` sends now, each written at once.
+fn written(relay: &mut Relay, conn: u64) -> Vec<ToTab> {
+    let mut frames = Vec::new();
+    while let Some(Outgoing::Frame(text)) = relay.poll_frame(ConnId(conn)) {
+        frames.push(serde_json::from_str(&text).unwrap());
+        relay.handle_written(ConnId(conn));
+    }
+    frames
 }
 
 fn hello(identity: &Identity, n: &str, nonce: &str, at: Timestamp) -> String {
@@ -34,22 +70,40 @@ fn nobody(_: &PeerName, _: &PublicKey) -> bool {
     false
 }
 
-/// Connects `conn` and says hello as `n` with `identity`; returns the actions.
-fn join(relay: &mut Relay, conn: u64, identity: &Identity, n: &str) -> Vec<Action> {
+fn connect(relay: &mut Relay, conn: u64, nonce: &str) -> bool {
+    relay
+        .handle_connect(ConnId(conn), addr(1), nonce.into(), T0)
+        .is_ok()
+}
+
+/// Connects `conn` from `client` and says hello as `n` with `identity`;
+/// returns the actions and the frames written to it.
+fn join_from(
+    relay: &mut Relay,
+    conn: u64,
+    client: IpAddr,
+    identity: &Identity,
+    n: &str,
+) -> (Vec<Action>, Vec<ToTab>) {
     let nonce = format!("nonce-{conn}");
-    assert!(relay.handle_connect(ConnId(conn), nonce.clone(), T0));
-    let challenge = drain(relay);
+    relay
+        .handle_connect(ConnId(conn), client, nonce.clone(), T0)
+        .unwrap();
+    assert_eq!(drain(relay), vec![Action::Wake { conn: ConnId(conn) }]);
     assert_eq!(
-        challenge,
-        vec![Action::Send {
-            conn: ConnId(conn),
-            frame: ToTab::Challenge {
-                nonce: nonce.clone()
-            }
+        written(relay, conn),
+        vec![ToTab::Challenge {
+            nonce: nonce.clone()
         }]
     );
     relay.handle_frame(ConnId(conn), &hello(identity, n, &nonce, T0), T0, nobody);
-    drain(relay)
+    let actions = settle(relay);
+    let frames = written(relay, conn);
+    (actions, frames)
+}
+
+fn join(relay: &mut Relay, conn: u64, identity: &Identity, n: &str) -> Vec<Action> {
+    join_from(relay, conn, addr(1), identity, n).0
 }
 
 fn is_closed(actions: &[Action], conn: u64) -> bool {
@@ -58,14 +112,11 @@ fn is_closed(actions: &[Action], conn: u64) -> bool {
         .any(|a| matches!(a, Action::Close { conn: c, .. } if *c == ConnId(conn)))
 }
 
-fn sent_request(actions: &[Action]) -> RelayRequest {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Send {
-                frame: ToTab::Request(r),
-                ..
-            } => Some(r.clone()),
+fn sent_request(relay: &mut Relay, conn: u64) -> RelayRequest {
+    written(relay, conn)
+        .into_iter()
+        .find_map(|f| match f {
+            ToTab::Request(r) => Some(r),
             _ => None,
         })
         .unwrap()
@@ -88,18 +139,15 @@ fn response(id: u64, status: u16, body: &str) -> String {
 fn a_tab_that_proves_its_key_is_welcomed_and_answers_requests() {
     let mut relay = Relay::new(config());
     let tab = Identity::from_seed([1; 32]);
-    let actions = join(&mut relay, 1, &tab, "TabA");
+    let (actions, frames) = join_from(&mut relay, 1, addr(1), &tab, "TabA");
     assert_eq!(
-        actions[0],
-        Action::Send {
-            conn: ConnId(1),
-            frame: ToTab::Welcome {
-                name: name("TabA"),
-                path: "/relay/TabA".into()
-            }
-        }
+        frames,
+        vec![ToTab::Welcome {
+            name: name("TabA"),
+            path: "/relay/TabA".into()
+        }]
     );
-    assert!(matches!(&actions[1], Action::Joined { key, .. } if *key == tab.public()));
+    assert!(matches!(&actions[..], [Action::Wake { .. }, Action::Joined { key, .. }] if *key == tab.public()));
     assert_eq!(relay.names().collect::<Vec<_>>(), vec![&name("TabA")]);
 
     let id = relay
@@ -112,7 +160,8 @@ fn a_tab_that_proves_its_key_is_welcomed_and_answers_requests() {
             T0,
         )
         .unwrap();
-    let request = sent_request(&drain(&mut relay));
+    assert_eq!(drain(&mut relay), vec![Action::Wake { conn: ConnId(1) }]);
+    let request = sent_request(&mut relay, 1);
     assert_eq!(request.id, id);
     assert_eq!(request.path, "/v1/graphql");
     // Only the listed headers travel, in lower case.
@@ -120,6 +169,7 @@ fn a_tab_that_proves_its_key_is_welcomed_and_answers_requests() {
         request.headers,
         vec![("content-type".to_owned(), "application/json".to_owned())]
     );
+    assert_eq!(relay.queued_bytes(), 0);
     relay.handle_frame(ConnId(1), &response(id, 200, "{\"data\":1}"), T0, nobody);
     let done = drain(&mut relay);
     let [
@@ -145,26 +195,50 @@ fn a_hello_signed_for_another_nonce_name_or_time_is_refused() {
     let tab = Identity::from_seed([1; 32]);
     // Replayed from another connection (another nonce).
     let mut relay = Relay::new(config());
-    assert!(relay.handle_connect(ConnId(1), "fresh".into(), T0));
+    assert!(connect(&mut relay, 1, "fresh"));
     relay.handle_frame(ConnId(1), &hello(&tab, "TabA", "old", T0), T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 1));
+    assert!(is_closed(&settle(&mut relay), 1));
     assert_eq!(relay.names().count(), 0);
 
     // Signed for TabB, claiming TabA.
-    assert!(relay.handle_connect(ConnId(2), "n".into(), T0));
+    assert!(connect(&mut relay, 2, "n"));
     let path = tab_path(&name("TabB"));
     let signature = tab.sign(&hello_message(&path, "n"), T0);
     let forged = serde_json::to_string(&FromTab::hello(name("TabA"), signature)).unwrap();
     relay.handle_frame(ConnId(2), &forged, T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 2));
+    assert!(is_closed(&settle(&mut relay), 2));
 
     // Too old.
-    assert!(relay.handle_connect(ConnId(3), "n".into(), T0));
+    assert!(connect(&mut relay, 3, "n"));
     let stale = hello(&tab, "TabA", "n", T0 - Duration::from_secs(120));
     relay.handle_frame(ConnId(3), &stale, T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 3));
+    assert!(is_closed(&settle(&mut relay), 3));
     assert_eq!(relay.names().count(), 0);
     assert!(relay.is_empty());
+}
+
+#[test]
+fn a_refused_socket_writes_its_refusal_then_closes_and_keeps_its_slot_until_gone() {
+    let mut relay = Relay::new(config());
+    let tab = Identity::from_seed([1; 32]);
+    assert!(connect(&mut relay, 1, "fresh"));
+    drain(&mut relay);
+    // The challenge is still queued when the refusal comes: it is dropped.
+    relay.handle_frame(ConnId(1), "not json", T0, nobody);
+    assert!(is_closed(&drain(&mut relay), 1));
+    let Some(Outgoing::Frame(last)) = relay.poll_frame(ConnId(1)) else {
+        panic!("no refusal");
+    };
+    assert!(matches!(serde_json::from_str(&last).unwrap(), ToTab::Refused { .. }));
+    relay.handle_written(ConnId(1));
+    assert_eq!(relay.poll_frame(ConnId(1)), Some(Outgoing::Close));
+    // Frames that still arrive are ignored; the socket still counts.
+    relay.handle_frame(ConnId(1), &hello(&tab, "TabA", "fresh", T0), T0, nobody);
+    assert_eq!(relay.names().count(), 0);
+    assert_eq!(relay.len(), 1);
+    relay.handle_closed(ConnId(1));
+    assert!(relay.is_empty());
+    assert_eq!(relay.poll_frame(ConnId(1)), None);
 }
 
 #[test]
@@ -197,8 +271,8 @@ fn a_second_key_cannot_take_a_connected_name_but_the_same_key_takes_over() {
     let id = relay
         .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
         .unwrap();
-    let request = drain(&mut relay);
-    assert!(matches!(&request[0], Action::Send { conn, .. } if *conn == ConnId(3)));
+    assert_eq!(drain(&mut relay), vec![Action::Wake { conn: ConnId(3) }]);
+    assert_eq!(sent_request(&mut relay, 3).id, id);
     relay.handle_frame(ConnId(3), &response(id, 200, ""), T0, nobody);
     assert!(matches!(
         &drain(&mut relay)[0],
@@ -210,7 +284,7 @@ fn a_second_key_cannot_take_a_connected_name_but_the_same_key_takes_over() {
 fn a_name_genesis_holds_for_another_key_is_refused() {
     let mut relay = Relay::new(config());
     let tab = Identity::from_seed([1; 32]);
-    assert!(relay.handle_connect(ConnId(1), "n".into(), T0));
+    assert!(connect(&mut relay, 1, "n"));
     let mut asked = None;
     relay.handle_frame(ConnId(1), &hello(&tab, "TabA", "n", T0), T0, |n, k| {
         asked = Some((n.clone(), *k));
@@ -222,18 +296,58 @@ fn a_name_genesis_holds_for_another_key_is_refused() {
 }
 
 #[test]
-fn bounds_tabs_in_flight_and_body_sizes() {
+fn bounds_sockets_per_relay_and_per_address_and_tabs_per_address() {
+    let mut relay = Relay::new(RelayConfig {
+        max_tabs: 5,
+        max_sockets_per_address: 3,
+        max_tabs_per_address: 2,
+        ..config()
+    });
+    for conn in 1..=3 {
+        assert!(connect(&mut relay, conn, "n"));
+    }
+    // A fourth socket from the same address is refused before it is kept.
+    assert_eq!(
+        relay.handle_connect(ConnId(4), addr(1), "n".into(), T0),
+        Err(ConnectRefused::TooManyFromAddress { max: 3 })
+    );
+    assert_eq!(ConnectRefused::TooManyFromAddress { max: 3 }.status(), 429);
+    assert_eq!(relay.len(), 3);
+    // Others still get in, up to the relay's bound.
+    relay.handle_connect(ConnId(5), addr(2), "n".into(), T0).unwrap();
+    relay.handle_connect(ConnId(6), addr(3), "n".into(), T0).unwrap();
+    let full = relay
+        .handle_connect(ConnId(7), addr(4), "n".into(), T0)
+        .unwrap_err();
+    assert_eq!(full, ConnectRefused::Full { max: 5 });
+    assert_eq!(full.status(), 503);
+    // A closed socket gives its slot back, to its address too.
+    relay.handle_closed(ConnId(1));
+    relay.handle_connect(ConnId(8), addr(1), "n".into(), T0).unwrap();
+    relay.handle_closed(ConnId(8));
+    relay.handle_closed(ConnId(2));
+    relay.handle_closed(ConnId(3));
+    drain(&mut relay);
+
+    // Two tabs from one address; a third, with yet another key, is refused.
+    let keys: Vec<Identity> = (1..=3).map(|i| Identity::from_seed([i; 32])).collect();
+    assert!(!is_closed(&join(&mut relay, 10, &keys[0], "TabA"), 10));
+    assert!(!is_closed(&join(&mut relay, 11, &keys[1], "TabB"), 11));
+    let actions = join(&mut relay, 12, &keys[2], "TabC");
+    assert!(is_closed(&actions, 12));
+    assert_eq!(relay.names().count(), 2);
+    // A reload of one of them from the same address still takes over.
+    let actions = join(&mut relay, 13, &keys[0], "TabA");
+    assert!(is_closed(&actions, 10));
+    assert!(!is_closed(&actions, 13));
+    assert_eq!(relay.names().count(), 2);
+}
+
+#[test]
+fn bounds_in_flight_and_body_sizes() {
     let mut relay = Relay::new(config());
     let tab = Identity::from_seed([1; 32]);
     join(&mut relay, 1, &tab, "TabA");
-    assert!(relay.handle_connect(ConnId(2), "a".into(), T0));
-    assert!(relay.handle_connect(ConnId(3), "b".into(), T0));
-    drain(&mut relay);
-    // The fourth connection is one too many.
-    assert!(!relay.handle_connect(ConnId(4), "c".into(), T0));
-    assert!(is_closed(&drain(&mut relay), 4));
-    assert_eq!(relay.len(), 3);
-
     let big = vec![b'x'; 101];
     assert_eq!(
         relay.begin_request("TabA", "POST", "/v1/graphql", &[], &big, T0),
@@ -292,23 +406,217 @@ fn bounds_tabs_in_flight_and_body_sizes() {
 }
 
 #[test]
-fn requests_and_hellos_time_out() {
-    let mut relay = Relay::new(config());
+fn only_final_statuses_pass_and_204_and_304_carry_no_body() {
+    let mut relay = Relay::new(RelayConfig {
+        max_in_flight: 10,
+        ..config()
+    });
     let tab = Identity::from_seed([1; 32]);
     join(&mut relay, 1, &tab, "TabA");
+    for (status, ok, body) in [
+        (100, false, ""),
+        (101, false, ""),
+        (199, false, ""),
+        (200, true, "x"),
+        (204, true, ""),
+        (304, true, ""),
+        (404, true, "x"),
+        (599, true, "x"),
+        (600, false, ""),
+        (0, false, ""),
+    ] {
+        let id = relay
+            .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
+            .unwrap();
+        written(&mut relay, 1);
+        drain(&mut relay);
+        relay.handle_frame(ConnId(1), &response(id, status, "x"), T0, nobody);
+        match &drain(&mut relay)[..] {
+            [Action::Complete { result: Ok(r), .. }] if ok => {
+                assert_eq!((r.status, r.body.as_str()), (status, body));
+            }
+            [Action::Complete { result: Err(e), .. }] if !ok => {
+                assert_eq!(*e, RelayError::BadStatus(status));
+                assert_eq!(e.status(), 502);
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+    assert!(!status_has_body(204) && !status_has_body(304) && status_has_body(200));
+}
+
+#[test]
+fn the_send_queue_is_bounded_in_bytes_and_a_tab_that_never_reads_is_dropped() {
+    let mut relay = Relay::new(RelayConfig {
+        max_in_flight: 100,
+        max_queue_bytes: 500,
+        ..config()
+    });
+    let tab = Identity::from_seed([1; 32]);
+    join(&mut relay, 1, &tab, "TabA");
+    // The tab reads nothing: the first frame goes to its writer and stays.
+    let body = [1u8; 40];
+    let first = relay
+        .begin_request("TabA", "POST", "/v1/graphql", &[], &body, T0)
+        .unwrap();
+    let Some(Outgoing::Frame(writing)) = relay.poll_frame(ConnId(1)) else {
+        panic!("no frame")
+    };
+    // JSON turns each \x01 into six bytes: the frame is counted as sent.
+    assert!(writing.len() > 300, "{}", writing.len());
+    assert_eq!(relay.queued_bytes(), writing.len());
+    assert_eq!(relay.poll_frame(ConnId(1)), None);
+    // The next frame does not fit beside it: 503, and no id is spent.
+    let full = relay
+        .begin_request("TabA", "POST", "/v1/graphql", &[], &body, T0)
+        .unwrap_err();
+    assert_eq!(full.status(), 503);
+    assert!(matches!(full, RelayError::QueueFull { max: 500, .. }));
+    // Small ones still fit, and leave the queue when their callers go.
+    let small = relay
+        .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
+        .unwrap();
+    assert!(relay.queued_bytes() > writing.len());
+    relay.cancel(small);
+    assert_eq!(relay.queued_bytes(), writing.len());
+    drain(&mut relay);
+    // The queue stayed full for the request timeout: the tab is dropped.
+    let at = T0 + Duration::from_secs(5);
+    assert_eq!(relay.poll_timeout(), Some(T0 + Duration::from_secs(3)));
+    relay.handle_timeout(T0 + Duration::from_secs(3), |_, _| true);
+    assert!(drain(&mut relay).is_empty());
+    assert_eq!(relay.poll_timeout(), Some(at));
+    relay.handle_timeout(at, |_, _| true);
+    let actions = drain(&mut relay);
+    assert!(is_closed(&actions, 1), "{actions:?}");
+    assert!(actions.contains(&Action::Complete {
+        id: first,
+        result: Err(RelayError::Gone)
+    }));
+    assert_eq!(relay.names().count(), 0);
+    // The frame in the writer's hands is the last that counts.
+    relay.handle_written(ConnId(1));
+    assert_eq!(relay.queued_bytes(), 0);
+}
+
+#[test]
+fn progress_clears_a_full_queue_and_expired_requests_leave_the_queue() {
+    let mut relay = Relay::new(RelayConfig {
+        max_in_flight: 100,
+        max_queue_bytes: 500,
+        ..config()
+    });
+    let tab = Identity::from_seed([1; 32]);
+    join(&mut relay, 1, &tab, "TabA");
+    let body = [1u8; 40];
+    relay
+        .begin_request("TabA", "POST", "/v1/graphql", &[], &body, T0)
+        .unwrap();
+    let queued = relay
+        .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
+        .unwrap();
+    assert!(matches!(relay.poll_frame(ConnId(1)), Some(Outgoing::Frame(_))));
+    let later = T0 + Duration::from_secs(1);
+    assert!(
+        relay
+            .begin_request("TabA", "POST", "/v1/graphql", &[], &body, later)
+            .is_err()
+    );
+    // The writer wrote its frame: the queue is no longer stuck.
+    relay.handle_written(ConnId(1));
+    relay.handle_timeout(T0 + Duration::from_secs(3), |_, _| true);
+    drain(&mut relay);
+    // The queued request expires: its frame goes with it, unsent.
+    relay.handle_timeout(T0 + Duration::from_secs(5), |_, _| true);
+    let actions = drain(&mut relay);
+    assert!(!is_closed(&actions, 1));
+    assert!(actions.contains(&Action::Complete {
+        id: queued,
+        result: Err(RelayError::Timeout(Duration::from_secs(5)))
+    }));
+    assert_eq!(relay.queued_bytes(), 0);
+    assert_eq!(relay.poll_frame(ConnId(1)), None);
+}
+
+#[test]
+fn a_reservation_holds_its_declared_bytes_before_the_body_is_read() {
+    let mut relay = Relay::new(RelayConfig {
+        max_in_flight: 100,
+        max_queue_bytes: 500,
+        ..config()
+    });
+    let tab = Identity::from_seed([1; 32]);
+    join(&mut relay, 1, &tab, "TabA");
+    // Declared over the body bound: 413 before anything is read.
+    assert_eq!(
+        relay.reserve("TabA", "/v1/graphql", 101, T0),
+        Err(RelayError::RequestTooLarge {
+            size: 101,
+            max: 100
+        })
+    );
+    // Bodies of 90 declared bytes take their room at once, up to the
+    // queue's bound.
+    let a = relay.reserve("TabA", "/v1/graphql", 90, T0).unwrap();
+    let b = relay.reserve("TabA", "/v1/graphql", 90, T0).unwrap();
+    assert_eq!(relay.queued_bytes(), 180);
+    let _c = relay.reserve("TabA", "/v1/graphql", 90, T0).unwrap();
+    let _d = relay.reserve("TabA", "/v1/graphql", 90, T0).unwrap();
+    let _e = relay.reserve("TabA", "/v1/graphql", 90, T0).unwrap();
+    assert!(matches!(
+        relay.reserve("TabA", "/v1/graphql", 90, T0),
+        Err(RelayError::QueueFull { .. })
+    ));
+    // A caller that goes before its body is read gives its room back.
+    relay.cancel(b);
+    assert_eq!(relay.queued_bytes(), 360);
+    // The body comes: its frame replaces its reservation.
+    relay
+        .send_request(a, "POST", "/v1/graphql", &[], &[b'x'; 90], T0)
+        .unwrap();
+    assert_eq!(drain(&mut relay), vec![Action::Wake { conn: ConnId(1) }]);
+    let request = sent_request(&mut relay, 1);
+    assert_eq!((request.id, request.body.len()), (a, 90));
+    assert_eq!(relay.queued_bytes(), 270);
+    // A cancelled request cannot be sent.
+    assert_eq!(
+        relay.send_request(b, "POST", "/v1/graphql", &[], b"", T0),
+        Err(RelayError::Gone)
+    );
+    // Reservations expire like requests, and give their room back.
+    relay.handle_timeout(T0 + Duration::from_secs(3), |_, _| true);
+    relay.handle_timeout(T0 + Duration::from_secs(5), |_, _| true);
+    assert_eq!(relay.queued_bytes(), 0);
+    assert_eq!(relay.in_flight(), 0);
+}
+
+#[test]
+fn requests_hellos_and_registrations_time_out() {
+    let mut relay = Relay::new(config());
+    let tab = Identity::from_seed([1; 32]);
+    let late = Identity::from_seed([2; 32]);
+    join(&mut relay, 1, &tab, "TabA");
+    join(&mut relay, 3, &late, "TabB");
     let id = relay
         .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
         .unwrap();
-    assert!(relay.handle_connect(ConnId(2), "silent".into(), T0));
+    assert!(connect(&mut relay, 2, "silent"));
     drain(&mut relay);
     assert_eq!(relay.poll_timeout(), Some(T0 + Duration::from_secs(2)));
 
-    relay.handle_timeout(T0 + Duration::from_secs(2));
-    assert!(is_closed(&drain(&mut relay), 2));
+    let registered = |n: &PeerName, k: &PublicKey| n.as_str() == "TabA" && *k == tab.public();
+    relay.handle_timeout(T0 + Duration::from_secs(2), registered);
+    assert!(is_closed(&settle(&mut relay), 2));
+    // At its registration deadline TabA is registered, TabB (its key) not.
+    assert_eq!(relay.poll_timeout(), Some(T0 + Duration::from_secs(3)));
+    relay.handle_timeout(T0 + Duration::from_secs(3), registered);
+    let actions = settle(&mut relay);
+    assert!(is_closed(&actions, 3) && !is_closed(&actions, 1));
+    assert_eq!(relay.names().collect::<Vec<_>>(), vec![&name("TabA")]);
     assert_eq!(relay.poll_timeout(), Some(T0 + Duration::from_secs(5)));
-    relay.handle_timeout(T0 + Duration::from_millis(4_999));
+    relay.handle_timeout(T0 + Duration::from_millis(4_999), registered);
     assert!(drain(&mut relay).is_empty());
-    relay.handle_timeout(T0 + Duration::from_secs(5));
+    relay.handle_timeout(T0 + Duration::from_secs(5), registered);
     let done = drain(&mut relay);
     assert_eq!(
         done,
@@ -352,6 +660,7 @@ fn a_dropped_socket_fails_its_requests_at_once_and_frees_the_name() {
     );
     assert_eq!(relay.in_flight(), 0);
     assert!(relay.is_empty());
+    assert_eq!(relay.queued_bytes(), 0);
     assert_eq!(
         relay.begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0),
         Err(RelayError::NoTab("TabA".into()))
@@ -366,17 +675,17 @@ fn a_dropped_socket_fails_its_requests_at_once_and_frees_the_name() {
 fn protocol_breaches_close_the_socket() {
     let mut relay = Relay::new(config());
     let tab = Identity::from_seed([1; 32]);
-    assert!(relay.handle_connect(ConnId(1), "n".into(), T0));
+    assert!(connect(&mut relay, 1, "n"));
     relay.handle_frame(ConnId(1), &response(1, 200, ""), T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 1));
+    assert!(is_closed(&settle(&mut relay), 1));
 
-    assert!(relay.handle_connect(ConnId(2), "n".into(), T0));
+    assert!(connect(&mut relay, 2, "n"));
     relay.handle_frame(ConnId(2), "not json", T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 2));
+    assert!(is_closed(&settle(&mut relay), 2));
 
     join(&mut relay, 3, &tab, "TabA");
     relay.handle_frame(ConnId(3), &hello(&tab, "TabA", "nonce-3", T0), T0, nobody);
-    assert!(is_closed(&drain(&mut relay), 3));
+    assert!(is_closed(&settle(&mut relay), 3));
     assert!(relay.is_empty());
 }
 

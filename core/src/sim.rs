@@ -67,6 +67,18 @@ pub fn contextionary() -> Contextionary {
     }
 }
 
+/// The membership configuration of simulated peer `i` (`Peer{i}` at
+/// `http://peer{i}.sim`), shared by both simulators.
+pub(crate) fn peer_config(i: usize, seed: u64, ping_interval: Duration) -> MembershipConfig {
+    let name = PeerName::new(format!("Peer{i}")).unwrap_or_else(|_| unreachable!("valid name"));
+    let uri =
+        PeerUri::new(format!("http://peer{i}.sim")).unwrap_or_else(|_| unreachable!("valid uri"));
+    let mut config = MembershipConfig::new(name, uri, seed.wrapping_add(i as u64 + 1));
+    config.ping_interval = ping_interval;
+    config.contextionary = Some(contextionary());
+    config
+}
+
 /// Messages and bytes sent, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -153,16 +165,8 @@ impl Sim {
     }
 
     fn add_peer(&mut self, i: usize) {
-        let name = Self::name(i);
-        let uri = PeerUri::new(format!("http://peer{i}.sim"))
-            .unwrap_or_else(|_| unreachable!("valid uri"));
-        let mut config = MembershipConfig::new(
-            name.clone(),
-            uri,
-            self.config.seed.wrapping_add(i as u64 + 1),
-        );
-        config.ping_interval = self.config.ping_interval;
-        config.contextionary = Some(contextionary());
+        let config = peer_config(i, self.config.seed, self.config.ping_interval);
+        let name = config.name.clone();
         let mut membership = Membership::new(Some(config), format!("hash-{i}-0"));
         membership.handle_start(self.now);
         self.names.insert(name, i);

@@ -71,9 +71,35 @@ impl FromStr for PeerId {
     }
 }
 
+/// Deserializes `T` from a map (a JSON object) only. serde's derived
+/// `Deserialize` of a struct also takes a sequence, so that `[]` would be a
+/// ping with every field defaulted; a request body of the genesis API is an
+/// object, and anything else does not fit (422).
+fn object_only<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+}
+
 /// Body of `POST /peers/register`: who wants to join, and where it listens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct PeerUpdate {
     /// The name other peers use for it in Network queries.
     pub peer_name: PeerName,
@@ -83,12 +109,37 @@ pub struct PeerUpdate {
 
 /// Body of `POST /peers/{peerId}/ping`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct PeerPing {
     /// The hash of the peer's current schema.
     #[serde(default)]
     pub schema_hash: String,
 }
+
+/// The bodies a server reads are JSON objects only ([`object_only`]).
+macro_rules! object_bodies {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                <$t>::serialize(self, serializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Fields($t);
+                impl<'de> Deserialize<'de> for Fields {
+                    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                        <$t>::deserialize(d).map(Fields)
+                    }
+                }
+                object_only::<D, Fields>(deserializer).map(|f| f.0)
+            }
+        }
+    )*};
+}
+
+object_bodies!(PeerUpdate, PeerPing);
 
 /// A schema hash as genesis lists it. Shared (`Arc<str>`): most peers of a
 /// network have the same schema, and the registry keeps one copy of each
@@ -264,6 +315,31 @@ pub struct PeerListEntry {
     pub schema_hash: SchemaHash,
 }
 
+/// The longest peer name, in characters (ASCII: bytes).
+const MAX_NAME_BYTES: usize = 63;
+
+/// The most bytes one [`PeerListEntry`] takes in the compact JSON genesis
+/// pushes, with its URI and schema hash at the bounds of `limits`, plus
+/// the comma that separates it from the next: a URI byte is at most two
+/// bytes of JSON (`\\`, `\"`; a URI holds no control character), a hash
+/// character at most six (`\u001f`), an id 36, a name 63.
+pub fn max_entry_bytes(limits: &crate::names::Limits) -> usize {
+    const FRAME: usize = r#"{"id":"","name":"","uri":"","schemaHash":""},"#.len();
+    FRAME + 36 + MAX_NAME_BYTES + 2 * limits.max_uri_bytes + 6 * limits.max_schema_hash_chars
+}
+
+/// The most bytes of a pushed list of `peers` peers (a whole list, or a
+/// delta whose upserts and removals together touch at most `peers` peers;
+/// a removal is an id, shorter than an entry) when genesis bounds URIs and
+/// hashes by `limits`: a peer's `--max-list-bytes` is derived from it.
+pub fn max_list_bytes(peers: usize, limits: &crate::names::Limits) -> usize {
+    // `{"from":N,"to":N,"upserts":[...],"removed":[...]}` around the entries.
+    const DELTA_FRAME: usize = 80;
+    peers
+        .saturating_mul(max_entry_bytes(limits))
+        .saturating_add(DELTA_FRAME)
+}
+
 /// Header a registering peer sends (`x-plexus-deltas: 1`) to be told of
 /// changes as a [`PeerDelta`] rather than the whole list.
 pub const DELTAS_HEADER: &str = "x-plexus-deltas";
@@ -354,6 +430,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_list_of_the_longest_entries_fits_max_list_bytes() {
+        let limits = crate::names::Limits::default();
+        let uri = format!("http://h/{}", "\"".repeat(limits.max_uri_bytes - 9));
+        let entry = PeerListEntry {
+            id: PeerId(Uuid::from_u128(u128::MAX)),
+            name: PeerName::new("a".repeat(63)).expect("name"),
+            uri: PeerUri::new(uri).expect("uri"),
+            schema_hash: "\u{1}".repeat(limits.max_schema_hash_chars).into(),
+        };
+        assert_eq!(entry.uri.as_str().len(), limits.max_uri_bytes);
+        let one = serde_json::to_vec(&entry).expect("json").len();
+        assert!(one < max_entry_bytes(&limits), "{one}");
+        // The bound is the worst case, not a guess: within the comma and
+        // the unescaped `http://h/` of it.
+        assert!(one + 16 > max_entry_bytes(&limits), "{one}");
+        let list = GenesisPush::Full(vec![entry.clone(); 100]);
+        let delta = GenesisPush::Delta(PeerDelta {
+            from: u64::MAX - 1,
+            to: u64::MAX,
+            upserts: vec![entry; 50],
+            removed: vec![PeerId(Uuid::from_u128(1)); 50],
+        });
+        for push in [list, delta] {
+            let len = serde_json::to_vec(&push).expect("json").len();
+            assert!(len <= max_list_bytes(100, &limits), "{len}");
+        }
+    }
+
+    #[test]
     fn the_ping_path_holds_the_id_as_its_text_form() {
         for bytes in [[0u8; 16], [0xff; 16], *b"0123456789abcdef"] {
             let id = PeerId(uuid::Builder::from_random_bytes(bytes).into_uuid());
@@ -363,6 +468,34 @@ mod tests {
         assert_eq!(
             ping_path(nil),
             "/peers/00000000-0000-0000-0000-000000000000/ping"
+        );
+    }
+
+    #[test]
+    fn request_bodies_are_objects_only() {
+        for text in ["[]", r#"["h1"]"#, r#""h1""#, "1", "null"] {
+            let error = serde_json::from_str::<PeerPing>(text).expect_err(text);
+            assert_eq!(error.classify(), serde_json::error::Category::Data, "{text}");
+        }
+        let error = serde_json::from_str::<PeerUpdate>(r#"["PeerA", "http://127.0.0.1:1"]"#)
+            .expect_err("a sequence");
+        assert_eq!(error.classify(), serde_json::error::Category::Data);
+        assert_eq!(
+            serde_json::from_str::<PeerPing>("{}").expect("an object"),
+            PeerPing::default()
+        );
+        assert_eq!(
+            serde_json::from_str::<PeerPing>(r#"{"schemaHash": "h1", "other": 1}"#)
+                .expect("an object")
+                .schema_hash,
+            "h1"
+        );
+        let update: PeerUpdate =
+            serde_json::from_str(r#"{"peerName": "PeerA", "peerUri": "http://127.0.0.1:1"}"#)
+                .expect("an object");
+        assert_eq!(
+            serde_json::to_value(&update).expect("serialise"),
+            json!({"peerName": "PeerA", "peerUri": "http://127.0.0.1:1"})
         );
     }
 

@@ -507,6 +507,141 @@ fn when_every_replica_fails_pings_keep_their_schedule() {
     assert_eq!(fresh.genesis(), 1);
 }
 
+/// A peer given `n` replicas, named `http://gN`.
+fn replicated(n: usize) -> Membership {
+    let mut cfg = config();
+    cfg.genesis_replicas = n;
+    cfg.genesis_names = (0..n).map(|i| format!("http://g{i}")).collect();
+    Membership::new(Some(cfg), "h".into())
+}
+
+#[test]
+fn one_replica_refusing_a_registration_moves_the_peer_on_and_only_all_refusing_ends_it() {
+    let mut m = replicated(3);
+    m.handle_start(T0);
+    let _ = transmits(&mut m);
+    m.handle_register_response(Err(CallError::Forbidden("wrong token".into())), T0);
+    assert!(
+        matches!(m.state(), State::Registering { .. }),
+        "{:?}",
+        m.state()
+    );
+    assert_eq!(m.genesis(), 1);
+    assert!(
+        matches!(transmits(&mut m).as_slice(), [Request::Register(_)]),
+        "the next replica is asked at once"
+    );
+    m.handle_register_response(Err(CallError::Invalid("bad name".into())), T0);
+    assert_eq!(m.genesis(), 2);
+    assert!(matches!(
+        transmits(&mut m).as_slice(),
+        [Request::Register(_)]
+    ));
+    assert!(
+        events(&mut m).is_empty(),
+        "no failure while a replica is left"
+    );
+    // The last one refuses too: every replica agrees, the peer gives up,
+    // and the reason names each replica and its check.
+    m.handle_register_response(
+        Err(CallError::Forbidden("the signature does not verify".into())),
+        T0,
+    );
+    let State::Failed(reason) = m.state().clone() else {
+        panic!("{:?}", m.state());
+    };
+    let FailReason::EveryReplicaRefused(refusals) = &reason else {
+        panic!("{reason:?}");
+    };
+    assert_eq!(refusals.len(), 3);
+    let text = reason.to_string();
+    for needle in [
+        "http://g0 refused: genesis refused the join token (403): wrong token",
+        "http://g1 refused: genesis refused the registration: bad name",
+        "http://g2 refused: genesis refused the join token (403): the signature does not verify",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    assert_eq!(events(&mut m), [Event::Failed(reason)]);
+}
+
+#[test]
+fn a_ping_refused_by_one_replica_goes_to_the_next_with_the_same_registration() {
+    let mut m = replicated(2);
+    registered(&mut m, 1);
+    let _ = (transmits(&mut m), events(&mut m));
+    let t = T0 + Duration::from_secs(10);
+    m.handle_ping_response(
+        Err(CallError::Forbidden("the signature does not verify".into())),
+        t,
+    );
+    assert_eq!(m.genesis(), 1);
+    assert!(
+        matches!(transmits(&mut m).as_slice(), [Request::Ping { id, .. }] if *id == PeerId(uuid::Uuid::from_u128(1))),
+        "the other replica is pinged at once, same id"
+    );
+    // It takes the ping: refusals are forgotten, so that a later refusal
+    // there is again only one replica's.
+    m.handle_ping_response(Ok(None), t);
+    assert_eq!(m.id(), Some(PeerId(uuid::Uuid::from_u128(1))));
+    m.handle_ping_response(Err(CallError::Forbidden("refused".into())), t);
+    assert_eq!(m.genesis(), 0);
+    assert!(
+        matches!(m.state(), State::Registered { .. }),
+        "{:?}",
+        m.state()
+    );
+    assert!(events(&mut m).is_empty());
+}
+
+#[test]
+fn a_peer_refused_by_one_replica_while_the_other_is_down_never_gives_up() {
+    let mut m = replicated(2);
+    registered(&mut m, 1);
+    let _ = (transmits(&mut m), events(&mut m));
+    let mut t = T0;
+    for _ in 0..20 {
+        let answer = if m.genesis() == 0 {
+            Err(CallError::Forbidden("the signature does not verify".into()))
+        } else {
+            Err(CallError::Transport("connection refused".into()))
+        };
+        m.handle_ping_response(answer, t);
+        let mut sent = transmits(&mut m);
+        if sent.is_empty() {
+            t = m.poll_timeout().expect("a next ping");
+            m.handle_timeout(t);
+            sent = transmits(&mut m);
+        }
+        assert!(
+            matches!(sent.as_slice(), [Request::Ping { .. }]),
+            "{sent:?}"
+        );
+    }
+    assert!(
+        matches!(m.state(), State::Registered { .. }),
+        "{:?}",
+        m.state()
+    );
+    assert!(events(&mut m).is_empty());
+    assert!(
+        t > T0 + Duration::from_secs(60),
+        "on the usual schedule, not a spin: {t:?}"
+    );
+}
+
+#[test]
+fn a_single_genesis_that_refuses_ends_the_membership_at_once() {
+    let mut m = Membership::new(Some(config()), "h".into());
+    registered(&mut m, 1);
+    let _ = transmits(&mut m);
+    m.handle_ping_response(Err(CallError::Forbidden("wrong token".into())), T0);
+    assert_eq!(
+        m.state(),
+        &State::Failed(FailReason::Forbidden("wrong token".into()))
+    );
+}
+
 #[test]
 fn a_single_genesis_never_moves() {
     let mut m = Membership::new(Some(config()), "h".into());
@@ -722,6 +857,80 @@ mod keys {
             Ok(())
         );
         assert_eq!(view_names(&m), ["PeerB", "PeerC"]);
+    }
+
+    #[test]
+    fn a_push_is_judged_by_its_headers_before_its_body_is_read() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        assert_eq!(
+            m.push_gate()
+                .check(Some(1), &Received::default(), Some(10), T0),
+            Err(PushRefused::NoKey),
+            "no key yet: nothing is read"
+        );
+        join(&mut m, &mut genesis, T0);
+        let gate = m.push_gate();
+        assert_eq!(
+            gate.max_bytes(),
+            plexus_core::membership::default_max_list_bytes()
+        );
+        assert_eq!(gate.max_bytes(), 50_080_080, "as docs/peer.md says");
+        let (body, signature) = genesis.push(&[entry("PeerB", "")], 3, T0);
+        let len = Some(body.len() as u64);
+        assert_eq!(gate.check(Some(3), &signature, len, T0), Ok(()));
+        // Genesis's headers pass whatever body follows (the digest is
+        // checked once it is read), and a chunked one (no length) too.
+        assert_eq!(gate.check(Some(3), &signature, None, T0), Ok(()));
+        // Unsigned, another key, another version, stale, or too large:
+        // refused from the headers alone.
+        assert_eq!(
+            gate.check(Some(3), &Received::default(), Some(1 << 20), T0),
+            Err(PushRefused::Denied(AuthError::Missing))
+        );
+        let mallory = Identity::from_seed([0x66; 32]);
+        let forged = Received::from(&mallory.sign(&Message::push(Some(3), &body), T0));
+        assert!(matches!(
+            gate.check(Some(3), &forged, len, T0),
+            Err(PushRefused::Denied(AuthError::WrongKey(_)))
+        ));
+        // Mallory names genesis's key: the signature does not verify.
+        let mut borrowed = forged.clone();
+        borrowed.signature_input = signature.signature_input.clone();
+        assert_eq!(
+            gate.check(Some(3), &borrowed, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        // Genesis's signature with another claimed digest.
+        let mut other_digest = signature.clone();
+        other_digest.content_digest = Some(plexus_core::auth::content_digest(b"[]"));
+        assert_eq!(
+            gate.check(Some(3), &other_digest, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        assert_eq!(
+            gate.check(Some(4), &signature, len, T0),
+            Err(PushRefused::Denied(AuthError::BadSignature))
+        );
+        assert!(matches!(
+            gate.check(Some(3), &signature, len, T0 + Duration::from_secs(61)),
+            Err(PushRefused::Denied(AuthError::Stale { .. }))
+        ));
+        let max = gate.max_bytes();
+        assert_eq!(
+            gate.check(Some(3), &signature, Some(max as u64 + 1), T0),
+            Err(PushRefused::TooLarge {
+                len: max as u64 + 1,
+                max
+            })
+        );
+        // The body that follows genesis's headers must be the one it signed.
+        assert_eq!(
+            m.handle_signed_push(b"[]", Some(3), &signature, T0),
+            Err(PushRefused::Denied(AuthError::Digest))
+        );
+        assert_eq!(m.handle_signed_push(&body, Some(3), &signature, T0), Ok(()));
+        assert_eq!(view_names(&m), ["PeerB"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use plexus_core::registry::{PingOutcome, Registry, RegistryConfig, SavedPeer};
-use plexus_core::replica::{Replicas, owner};
+use plexus_core::replica::{LeaveStep, PingStep, Replica, Replicas, Report, StoreAction, owner};
 use plexus_core::wire::{ChangeKind, Contextionary, PeerId, PeerUpdate};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 
@@ -355,4 +355,261 @@ fn a_mirror_holds_only_when_no_replica_has_heard_a_peer() {
     // A word that some replica heard a peer ends the hold.
     a.note_heard(holding + Duration::from_secs(1));
     assert!(!a.is_holding(holding + Duration::from_secs(1)));
+}
+
+#[test]
+fn pings_answered_at_any_replica_advance_last_contact_in_every_mirror_without_a_write() {
+    let mut store = Store::default();
+    let (mut a, mut b) = (
+        Registry::mirror(config(1), T0),
+        Registry::mirror(config(2), T0),
+    );
+    let id = register(&mut a, &mut store, "PeerA", T0);
+    let fed = store.feed(&mut a, 0, T0);
+    store.feed(&mut b, 0, T0);
+    let _ = (events(&mut a), events(&mut b));
+    // The join's own round goes out first.
+    a.handle_timeout(T0 + Duration::from_millis(100));
+    while a.poll_transmit().is_some() {}
+    a.handle_round_sent(a.version(), T0 + Duration::from_millis(100));
+    let registered_at = a.peer(id).expect("listed").last_contact_at;
+    let (version, log) = (a.version(), store.log.len());
+    // A ping at A: A's mirror notes it at once; B learns it from A's batch.
+    let t1 = T0 + Duration::from_secs(1);
+    a.note_contact(id, t1);
+    assert_eq!(a.peer(id).expect("listed").last_contact_at, t1);
+    assert_eq!(b.peer(id).expect("listed").last_contact_at, registered_at);
+    b.note_contact(id, t1);
+    assert_eq!(b.peer(id).expect("listed").last_contact_at, t1);
+    // A late batch never moves it back; an unknown id changes nothing.
+    b.note_contact(id, T0);
+    assert_eq!(b.peer(id).expect("listed").last_contact_at, t1);
+    b.note_contact(PeerId(uuid::Uuid::from_u128(99)), t1);
+    // No version, no change, no push, no write to the store.
+    assert_eq!((a.version(), b.version()), (version, version));
+    assert!(events(&mut a).is_empty() && events(&mut b).is_empty());
+    a.handle_timeout(t1 + Duration::from_secs(1));
+    assert!(a.poll_transmit().is_none());
+    assert_eq!((store.log.len(), fed), (log, log));
+}
+
+// ---- the replica machine: each decision of a replica, in virtual time ----
+
+/// A mirror holding `names` as the store wrote them, and a replica that saw
+/// each write with lease 100 + its index.
+fn replica_of(names: &[&str]) -> (Registry, Replica, Vec<PeerId>) {
+    let mut store = Store::default();
+    let mut mirror = Registry::mirror(config(1), T0);
+    let ids: Vec<PeerId> = names
+        .iter()
+        .map(|name| register(&mut mirror, &mut store, name, T0))
+        .collect();
+    store.feed(&mut mirror, 0, T0);
+    let _ = events(&mut mirror);
+    let mut replica = Replica::new("r-a", Duration::from_secs(3));
+    for (i, id) in ids.iter().enumerate() {
+        replica.handle_put(*id, 100 + i as i64);
+    }
+    (mirror, replica, ids)
+}
+
+fn actions(replica: &mut Replica) -> Vec<StoreAction> {
+    std::iter::from_fn(|| replica.poll_action()).collect()
+}
+
+#[test]
+fn a_ping_that_changes_nothing_is_one_keep_alive_and_its_time_no_write() {
+    let (mut mirror, mut replica, ids) = replica_of(&["Alpha"]);
+    let t = T0 + Duration::from_secs(1);
+    assert_eq!(replica.ping(&mut mirror, ids[0], "", t), PingStep::Counted);
+    assert_eq!(actions(&mut replica), [StoreAction::KeepAlive(100)]);
+    assert_eq!(mirror.peer(ids[0]).expect("listed").last_contact_at, t);
+    assert!(events(&mut mirror).is_empty(), "no change of the list");
+}
+
+#[test]
+fn a_new_schema_hash_is_written_under_the_lease_before_the_ping_counts() {
+    let (mut mirror, mut replica, ids) = replica_of(&["Alpha"]);
+    let step = replica.ping(&mut mirror, ids[0], "sha256:new", T0);
+    let PingStep::Write { saved, lease } = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!((lease, &*saved.peer.schema_hash), (100, "sha256:new"));
+    assert!(actions(&mut replica).is_empty(), "nothing before the write");
+    assert_eq!(
+        replica.handle_ping_written(&mut mirror, ids[0], lease, true, T0),
+        PingStep::Counted
+    );
+    assert_eq!(actions(&mut replica), [StoreAction::KeepAlive(100)]);
+    // The record lost its lease meanwhile (evicted): the peer registers again.
+    assert_eq!(
+        replica.handle_ping_written(&mut mirror, ids[0], lease, false, T0),
+        PingStep::Unknown
+    );
+    assert!(actions(&mut replica).is_empty());
+}
+
+#[test]
+fn an_id_the_mirror_does_not_know_is_read_from_the_store_before_a_404() {
+    let (mut mirror, mut replica, _) = replica_of(&[]);
+    let id = PeerId(uuid::Uuid::from_u128(7));
+    assert_eq!(replica.ping(&mut mirror, id, "h", T0), PingStep::Fetch(id));
+    assert_eq!(
+        replica.handle_ping_fetched(&mut mirror, id, None, "h", T0),
+        PingStep::Unknown
+    );
+    // Registered a moment ago at another replica: it counts, with its lease.
+    let saved = SavedPeer {
+        peer: plexus_core::wire::Peer {
+            id,
+            peer_name: PeerName::new("Fresh").expect("name"),
+            peer_uri: PeerUri::new("http://fresh.local:1").expect("uri"),
+            last_contact_at: T0,
+            schema_hash: "h".into(),
+        },
+        deltas: true,
+    };
+    assert_eq!(
+        replica.handle_ping_fetched(&mut mirror, id, Some((saved.clone(), 9)), "h", T0),
+        PingStep::Counted
+    );
+    assert_eq!(actions(&mut replica), [StoreAction::KeepAlive(9)]);
+    // With another hash it is written first.
+    let step = replica.handle_ping_fetched(&mut mirror, id, Some((saved, 9)), "h2", T0);
+    assert!(matches!(step, PingStep::Write { lease: 9, .. }), "{step:?}");
+}
+
+#[test]
+fn a_leave_removes_the_record_with_its_marker_and_reads_an_unknown_lease_first() {
+    let (_, mut replica, ids) = replica_of(&["Alpha"]);
+    assert_eq!(replica.leave(ids[0]), LeaveStep::Remove { lease: 100 });
+    let other = PeerId(uuid::Uuid::from_u128(8));
+    assert_eq!(replica.leave(other), LeaveStep::Fetch(other));
+    assert_eq!(replica.handle_leave_fetched(None), LeaveStep::Unknown);
+    assert_eq!(
+        replica.handle_leave_fetched(Some(5)),
+        LeaveStep::Remove { lease: 5 }
+    );
+    // Once the store reports the removal, the lease is forgotten.
+    replica.handle_removed(ids[0]);
+    assert_eq!(replica.leave(ids[0]), LeaveStep::Fetch(ids[0]));
+}
+
+#[test]
+fn pings_are_reported_in_batches_and_advance_the_other_mirrors() {
+    let (mut mirror_a, mut a, ids) = replica_of(&["Alpha", "Beta", "Gamma"]);
+    let saved: Vec<SavedPeer> = mirror_a
+        .peers()
+        .map(|p| SavedPeer {
+            peer: p.clone(),
+            deltas: true,
+        })
+        .collect();
+    let mut mirror_b = Registry::mirror_restore(config(2), saved, mirror_a.version(), T0);
+    let mut b = Replica::new("r-b", Duration::from_secs(3));
+    assert_eq!(a.take_report(10), None, "nothing heard: nothing written");
+    let t1 = T0 + Duration::from_secs(1);
+    for (i, id) in ids.iter().enumerate() {
+        let _ = a.ping(&mut mirror_a, *id, "", t1 + Duration::from_millis(i as u64));
+    }
+    // Many pings, one write each time, bounded in size.
+    let first = a.take_report(2).expect("a report");
+    assert_eq!(first.contacts.len(), 2);
+    let second = a.take_report(2).expect("the rest");
+    assert_eq!(second.contacts.len(), 1);
+    assert_eq!(a.take_report(2), None, "nothing new");
+    for report in [first, second] {
+        let decoded = Report::decode(report.encode().as_bytes());
+        assert_eq!(decoded, report, "the stored text reads back");
+        b.handle_report(decoded, &mut mirror_b);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let at = t1 + Duration::from_millis(i as u64);
+        assert_eq!(mirror_b.peer(*id).expect("listed").last_contact_at, at);
+    }
+    assert_eq!(b.cluster_heard(), t1 + Duration::from_millis(2));
+    // A hostile or garbled value changes nothing it cannot read.
+    let garbled = Report::decode(b"not a number\nxyz 12\n");
+    assert_eq!(garbled, Report::default());
+}
+
+#[test]
+fn while_the_cluster_hears_no_one_a_replica_keeps_its_own_share_alive_up_to_the_hold_limit() {
+    let names: Vec<String> = (0..40).map(|i| format!("P{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut mirror, mut replica, ids) = replica_of(&names);
+    let _ = replica.handle_live(["r-a".to_string(), "r-b".to_string()], &mut mirror, T0);
+    let owned = ids.iter().filter(|&&id| replica.owns(id)).count();
+    assert!(0 < owned && owned < ids.len(), "{owned}");
+    let timeout = Duration::from_secs(3);
+    // The cluster hears peers: nothing to keep alive.
+    let _ = replica.ping(&mut mirror, ids[0], "", T0);
+    let _ = actions(&mut replica);
+    assert_eq!(replica.handle_timeout(&mut mirror, T0 + timeout / 4), 0);
+    // Silence from T0 on: from half a timeout, the own share, every third.
+    let hold = T0 + timeout / 2;
+    assert_eq!(
+        replica.handle_timeout(&mut mirror, hold - Duration::from_millis(1)),
+        0
+    );
+    assert_eq!(replica.handle_timeout(&mut mirror, hold), owned);
+    let kept = actions(&mut replica);
+    assert_eq!(kept.len(), owned);
+    assert!(kept.iter().all(|StoreAction::KeepAlive(lease)| {
+        let i = (lease - 100) as usize;
+        replica.owns(ids[i])
+    }));
+    assert_eq!(
+        replica.handle_timeout(&mut mirror, hold + Duration::from_millis(500)),
+        0
+    );
+    assert_eq!(replica.poll_timeout(), Some(hold + timeout / 3));
+    assert_eq!(
+        replica.handle_timeout(&mut mirror, hold + timeout / 3),
+        owned
+    );
+    // Past the hold limit, the leases run out: a dead network is emptied.
+    let limit = mirror.config().hold_limit;
+    assert_eq!(replica.handle_timeout(&mut mirror, hold + limit), 0);
+    assert_eq!(replica.poll_timeout(), None);
+}
+
+#[test]
+fn a_replica_sends_only_its_share_of_a_round_and_takes_over_a_dead_ones_peers() {
+    let names: Vec<String> = (0..40).map(|i| format!("P{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut mirror, mut replica, ids) = replica_of(&names);
+    let live = || ["r-a", "r-b"].map(String::from);
+    assert_eq!(replica.handle_live(live(), &mut mirror, T0), 0);
+    // A change: the round has every peer, this replica sends its share.
+    let _ = replica.ping(&mut mirror, ids[0], "sha256:x", T0);
+    let mut saved = SavedPeer {
+        peer: mirror.peer(ids[0]).expect("listed").clone(),
+        deltas: true,
+    };
+    saved.peer.schema_hash = "sha256:x".into();
+    mirror.apply_upsert(saved, false, 10_000, T0);
+    mirror.handle_timeout(T0 + Duration::from_secs(1));
+    let round: Vec<_> = std::iter::from_fn(|| mirror.poll_transmit()).collect();
+    assert_eq!(round.len(), ids.len());
+    let mine = replica.own_share(round);
+    assert!(
+        mine.iter()
+            .all(|b| owner(b.to, ["r-a", "r-b"]) == Some("r-a"))
+    );
+    assert!(!mine.is_empty() && mine.len() < ids.len());
+    // r-b dies: r-a takes over its peers, and they get the whole list.
+    let t = T0 + Duration::from_secs(2);
+    let taken = replica.handle_live(["r-a".to_string()], &mut mirror, t);
+    assert_eq!(taken, ids.len() - mine.len());
+    mirror.handle_round_sent(10_000, t);
+    mirror.handle_timeout(t + Duration::from_secs(1));
+    let next: Vec<_> = std::iter::from_fn(|| mirror.poll_transmit()).collect();
+    let whole = next.iter().filter(|b| b.delta.is_none()).count();
+    assert_eq!(whole, taken, "the taken-over peers get the whole list");
+    assert_eq!(
+        replica.own_share(next).len(),
+        ids.len(),
+        "and all are its own now"
+    );
 }

@@ -170,3 +170,74 @@ fn with_deltas_a_join_costs_genesis_linear_bytes_not_quadratic() {
         "whole-list cost grew {full_ratio:.1}× for 4× peers"
     );
 }
+
+// ---- replicas over a shared store ----
+
+use plexus_core::replica_sim::{ReplicaSim, ReplicaSimConfig};
+
+#[test]
+fn replicas_over_a_store_lose_no_live_peer_and_no_push_when_one_is_killed() {
+    let config = ReplicaSimConfig::new(3, 100, 7);
+    let (peer_timeout, replica_ttl) = (config.registry.peer_timeout, config.replica_ttl);
+    let mut sim = ReplicaSim::new(config);
+    sim.run_for(secs(10));
+    for r in 0..3 {
+        assert_eq!(sim.mirror(r).len(), 100, "replica {r}");
+        assert!(sim.converged(r), "replica {r}");
+    }
+    assert!(sim.evicted().is_empty());
+    // Every replica's last_contact_at follows the pings, wherever they went.
+    let now = sim.now();
+    for r in 0..3 {
+        for peer in sim.mirror(r).peers() {
+            let age = now.saturating_since(peer.last_contact_at);
+            assert!(
+                age <= secs(2),
+                "replica {r}: {} last heard {age:?} ago",
+                peer.peer_name
+            );
+        }
+    }
+    // Steady state: pings cost keep-alives, not writes.
+    let (writes, pings) = (sim.store_writes(), sim.stats.pings);
+    sim.run_for(secs(10));
+    let per_ping = (sim.store_writes() - writes) as f64 / (sim.stats.pings - pings).max(1) as f64;
+    eprintln!("store writes per ping at steady state: {per_ping:.4}");
+    assert!(per_ping < 0.05, "{per_ping}");
+
+    // kill -9 replica 0, then a peer joins (its first replica is the dead one).
+    sim.kill_replica(0);
+    let killed = sim.now();
+    sim.run_for(Duration::from_millis(1));
+    let late = sim.join();
+    // Within the takeover bound every live peer knows the newcomer, those
+    // that replica 0 pushed to included, and it knows them.
+    sim.run_until(killed + replica_ttl + secs(2));
+    for r in 1..3 {
+        assert_eq!(sim.mirror(r).len(), 101, "replica {r}");
+        assert!(sim.converged(r), "replica {r}: a push was lost");
+    }
+    assert_eq!(sim.membership(late).view().len(), 100);
+    // Past several peer timeouts no one was evicted.
+    sim.run_for(peer_timeout * 4);
+    assert!(sim.evicted().is_empty(), "{:?}", sim.evicted());
+    assert_eq!(sim.stored(), 101);
+    assert!(sim.converged(1) && sim.converged(2));
+}
+
+#[test]
+fn a_dead_peer_is_evicted_by_the_store_in_time_and_every_replica_tells_its_share() {
+    let config = ReplicaSimConfig::new(2, 20, 8);
+    let peer_timeout = config.registry.peer_timeout;
+    let mut sim = ReplicaSim::new(config);
+    sim.run_for(secs(5));
+    let id = sim.membership(4).id().expect("registered");
+    sim.kill_peer(4);
+    let killed = sim.now();
+    sim.run_until(killed + peer_timeout + secs(1) + Duration::from_millis(100));
+    assert_eq!(sim.evicted(), [id], "only the dead one");
+    for r in 0..2 {
+        assert_eq!(sim.mirror(r).len(), 19);
+        assert!(sim.converged(r));
+    }
+}

@@ -15,7 +15,6 @@ use axum::extract::Request;
 use axum::http::header::{ORIGIN, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt as _;
 use tower::util::Oneshot;
@@ -78,9 +77,29 @@ pub fn is_write(method: &Method, path: &str) -> bool {
     }
 }
 
-/// The key of the rate limit: the client's address (an IPv6 address by its
-/// /64, which one host usually holds whole). A request that did not come
-/// through [`crate::serve`] (an in-process test) shares one key.
+/// The key of the rate limit (and of every bound per client address): the
+/// client's address, an IPv6 address by its /64, which one host usually
+/// holds whole; an IPv4-mapped IPv6 address as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let high = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(high))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// The [`client_key`] of a request; one that did not come through
+/// [`crate::serve`] (an in-process test) has `0.0.0.0`.
+pub fn request_client_key<T>(request: &axum::http::Request<T>) -> IpAddr {
+    client_key(client_addr(request).map_or(IpAddr::V4([0, 0, 0, 0].into()), |a| a.ip()))
+}
+
+/// The rate limit's key: [`request_client_key`].
 #[derive(Debug, Clone, Copy)]
 struct ClientKey;
 
@@ -88,17 +107,7 @@ impl KeyExtractor for ClientKey {
     type Key = IpAddr;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
-        let ip = client_addr(request).map_or(IpAddr::V4([0, 0, 0, 0].into()), |a| a.ip());
-        Ok(match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let high = u128::from(v6) & !((1u128 << 64) - 1);
-                    IpAddr::V6(Ipv6Addr::from(high))
-                }
-            },
-            v4 => v4,
-        })
+        Ok(request_client_key(request))
     }
 }
 
@@ -139,7 +148,7 @@ fn too_many(error: GovernorError) -> Response {
             let mut response = AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "too many write calls from this address (--rate-limit, --rate-burst): retry in {wait} s"
+                    "too many calls from this address (--rate-limit, --rate-burst): retry in {wait} s"
                 ),
             )
             .into_response();
@@ -169,6 +178,38 @@ fn intended_method(parts: &Parts) -> Method {
     parts.method.clone()
 }
 
+/// `router` behind the rate limit of `args` (`--rate-limit`,
+/// `--rate-burst`), per key of `key`: 429 with `Retry-After` past it.
+/// `None` when the limit is off (`--rate-limit 0`). Spawns the task that
+/// forgets idle keys (call inside a tokio runtime).
+pub fn rate_limit<K>(router: Router, args: &PolicyArgs, key: K) -> Option<Router>
+where
+    K: KeyExtractor + Send + Sync + 'static,
+    K::Key: Send + Sync + 'static,
+{
+    if args.rate_limit == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(args.rate_limit));
+    let config = GovernorConfigBuilder::default()
+        .period(period)
+        .burst_size(args.rate_burst.max(1))
+        .key_extractor(key)
+        .finish()?;
+    let config = Arc::new(config);
+    // The limiter keeps a state per key: forget idle ones.
+    let limiter = Arc::clone(config.limiter());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
+    Some(router.layer(tower_governor::GovernorLayer::new(config).error_handler(too_many)))
+}
+
 /// Wraps `router` with the write policy of `args`: CORS (reads from any
 /// origin; preflights of writes answered only for the named origins), 403
 /// for a write that carries another `Origin` (a browser sends a simple
@@ -180,38 +221,12 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
         .filter(|o| !o.is_empty())
         .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
         .collect();
-    let limited = if args.rate_limit == 0 {
-        router
-    } else {
-        let period = Duration::from_nanos(1_000_000_000 / u64::from(args.rate_limit));
-        let config = GovernorConfigBuilder::default()
-            .period(period)
-            .burst_size(args.rate_burst.max(1))
-            .key_extractor(ClientKey)
-            .finish();
-        match config {
-            Some(config) => {
-                let config = Arc::new(config);
-                // The limiter keeps a state per address: forget idle ones.
-                let limiter = Arc::clone(config.limiter());
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(60));
-                    loop {
-                        tick.tick().await;
-                        limiter.retain_recent();
-                        limiter.shrink_to_fit();
-                    }
-                });
-                let governed = router
-                    .clone()
-                    .layer(tower_governor::GovernorLayer::new(config).error_handler(too_many));
-                Router::new().fallback_service(WritesThrough {
-                    plain: router,
-                    governed,
-                })
-            }
-            None => router,
-        }
+    let limited = match rate_limit(router.clone(), args, ClientKey) {
+        Some(governed) => Router::new().fallback_service(WritesThrough {
+            plain: router,
+            governed,
+        }),
+        None => router,
     };
     let for_cors = Arc::clone(&allowed);
     let cors = CorsLayer::new()
@@ -227,28 +242,63 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
                 .map(|h| axum::http::HeaderName::from_static(h)),
         ))
         .max_age(Duration::from_secs(600));
-    limited
-        .layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| {
-                let allowed = Arc::clone(&allowed);
-                async move {
-                    if request.method() != Method::OPTIONS
-                        && is_write(request.method(), request.uri().path())
-                        && let Some(origin) = request.headers().get(ORIGIN)
-                        && !origin_allowed(&allowed, origin)
-                    {
-                        let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-                        return AppError::new(
-                            StatusCode::FORBIDDEN,
-                            format!("a page of origin {origin} may not write here (--cors-origin)"),
-                        )
-                        .into_response();
-                    }
-                    next.run(request).await
-                }
-            },
-        ))
-        .layer(cors)
+    Router::new().fallback_service(Policy {
+        plain: limited.clone(),
+        cors: limited.layer(cors),
+        allowed,
+    })
+}
+
+/// The write policy in front of the routes: a request with an `Origin`
+/// (a browser's), a `GET`/`HEAD` (a cacheable answer, whose `Vary` must
+/// be right) or an `OPTIONS` goes through CORS, and a write from a page of
+/// another origin gets 403; any other request (a peer's, a script's: no
+/// `Origin`, not cacheable) needs no CORS headers and skips them.
+#[derive(Clone)]
+struct Policy {
+    plain: Router,
+    cors: Router,
+    allowed: Arc<[HeaderValue]>,
+}
+
+impl tower::Service<Request> for Policy {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        <Router as tower::Service<Request>>::Future,
+        std::future::Ready<Result<Response, std::convert::Infallible>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let method = request.method();
+        let Some(origin) = request.headers().get(ORIGIN) else {
+            let router = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                &mut self.cors
+            } else {
+                &mut self.plain
+            };
+            return futures::future::Either::Left(router.call(request));
+        };
+        if *method != Method::OPTIONS
+            && is_write(method, request.uri().path())
+            && !origin_allowed(&self.allowed, origin)
+        {
+            let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+            return futures::future::Either::Right(std::future::ready(Ok(AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("a page of origin {origin} may not write here (--cors-origin)"),
+            )
+            .into_response())));
+        }
+        futures::future::Either::Left(self.cors.call(request))
+    }
 }
 
 #[cfg(test)]

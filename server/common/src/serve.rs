@@ -1,12 +1,16 @@
 //! Serving an axum app with every connection bounded: hyper's header-read
-//! timeout, an idle timeout, a request timeout, a body timeout and a cap on
-//! open connections (`axum::serve` exposes none of the first and no cap).
+//! timeout, an idle timeout, a request timeout, a body timeout, a cap on
+//! open connections (upgraded ones included), on HTTP/2 streams per
+//! connection and on requests in flight (`axum::serve` exposes none of the
+//! first and no cap).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -21,10 +26,8 @@ use hyper_util::service::TowerToHyperService;
 use plexus_core::time::parse_duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt as _;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::AppError;
 
@@ -54,8 +57,18 @@ pub struct ConnectionArgs {
 
     /// At most this many connections are open at once; one more is answered
     /// 503 and closed. Keep it below the process's open-file limit.
+    /// A connection upgraded to a WebSocket counts until it closes.
     #[arg(long, env = "PLEXUS_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+
+    /// Requests being answered at once, over all connections; one more is
+    /// answered 503 at once. (A stream counts until its headers are sent.)
+    #[arg(long, env = "PLEXUS_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+
+    /// Concurrent streams (requests) an HTTP/2 connection may open.
+    #[arg(long, env = "PLEXUS_HTTP2_MAX_STREAMS", default_value_t = 32)]
+    pub http2_max_streams: u32,
 }
 
 impl Default for ConnectionArgs {
@@ -66,7 +79,54 @@ impl Default for ConnectionArgs {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_in_flight: 512,
+            http2_max_streams: 32,
         }
+    }
+}
+
+tokio::task_local! {
+    static COMMIT: Commit;
+}
+
+/// Whether a request's write may still commit, decided once, between the
+/// write and `--request-timeout`: a write asks [`Commit::begin`] right
+/// before it commits, and the timeout asks too before it answers 503.
+/// Whoever asks first wins: a write answered 503 never commits, and a write
+/// that began to commit is answered with its outcome, however long its
+/// commit takes (a disk's fsync; the work before it is under the timeout).
+#[derive(Clone, Debug, Default)]
+pub struct Commit(Arc<AtomicU8>);
+
+const OPEN: u8 = 0;
+const COMMITTING: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+impl Commit {
+    /// The gate of the request the current task serves (`None` outside
+    /// [`serve`], e.g. a test that calls the app directly: no timeout).
+    pub fn current() -> Option<Commit> {
+        COMMIT.try_with(Clone::clone).ok()
+    }
+
+    /// Asked by a write right before it commits: `true`, commit (the
+    /// timeout now waits for the answer); `false`, the request has had its
+    /// 503 already: abort.
+    pub fn begin(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == COMMITTING,
+        }
+    }
+
+    /// Asked by the timeout: `true` when no commit began (answer 503).
+    fn time_out(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -79,28 +139,22 @@ pub async fn serve(
     limits: &ConnectionArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let request_timeout = limits.request_timeout;
-    let app = app
-        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-                match tokio::time::timeout(request_timeout, next.run(request)).await {
-                    Ok(response) => response,
-                    Err(_) => AppError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("no answer within {request_timeout:?} (--request-timeout)"),
-                    )
-                    .into_response(),
-                }
-            },
-        ));
+    let bounds = Arc::new(Bounds {
+        permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+        max_in_flight: limits.max_in_flight.max(1),
+        body_timeout: limits.body_timeout,
+        request_timeout: limits.request_timeout,
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_streams.max(1));
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let max = limits.max_connections.max(1);
@@ -126,13 +180,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut request: axum::extract::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                request
-            });
-        let io = TokioIo::new(IdleIo::new(stream, idle));
+        let service = Bounded {
+            app: app.clone(),
+            remote,
+            bounds: Arc::clone(&bounds),
+        };
+        let io = TokioIo::new(IdleIo::new(stream, idle, permit));
         let builder = Arc::clone(&builder);
         let connection = builder
             .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
@@ -142,7 +195,6 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -174,19 +226,22 @@ fn refuse(stream: TcpStream, max: usize) {
 }
 
 /// A stream that fails with `TimedOut` once no byte moved either way for
-/// `idle` while the server waits to read.
+/// `idle` while the server waits to read; it holds its connection's permit
+/// (`--max-connections`) until it is dropped.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl IdleIo {
-    fn new(inner: TcpStream, idle: Duration) -> Self {
+    fn new(inner: TcpStream, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
         Self {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            _permit: permit,
         }
     }
 
@@ -283,10 +338,212 @@ impl AsyncWrite for IdleIo {
     }
 }
 
+/// The bounds of every request, in one service around the app (no boxed
+/// future, no timer unless one is needed): the cap on requests in flight
+/// (`--max-in-flight`: one over it is answered 503 at once), the request
+/// timeout and the body timeout. Each timer is made only once its future
+/// or body has to wait: a request answered at its first poll, as most pings
+/// are, costs no timer. It also gives the request its client's address
+/// ([`client_addr`]).
+struct Bounds {
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    body_timeout: Duration,
+    request_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct Bounded {
+    app: Router,
+    remote: SocketAddr,
+    bounds: Arc<Bounds>,
+}
+
+impl tower::Service<axum::http::Request<Incoming>> for Bounded {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = BoundedFuture<
+        tokio::task::futures::TaskLocalFuture<
+            Commit,
+            <Router as tower::Service<axum::extract::Request>>::Future,
+        >,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<Incoming>) -> Self::Future {
+        let Ok(permit) = Arc::clone(&self.bounds.permits).try_acquire_owned() else {
+            return BoundedFuture::Refused {
+                max: self.bounds.max_in_flight,
+            };
+        };
+        request.extensions_mut().insert(ConnectInfo(self.remote));
+        let timeout = self.bounds.body_timeout;
+        let request = request.map(|body| {
+            axum::body::Body::new(LazyTimeoutBody {
+                body,
+                timeout,
+                sleep: None,
+            })
+        });
+        let commit = Commit::default();
+        BoundedFuture::Admitted {
+            inner: COMMIT.scope(commit.clone(), tower::Service::call(&mut self.app, request)),
+            timeout: self.bounds.request_timeout,
+            sleep: None,
+            permit: Some(permit),
+            commit,
+            committing: false,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer: it holds its permit until it is ready, and
+    /// gets 503 once it has waited `timeout`, unless its write began to
+    /// commit by then ([`Commit`]): then its answer is the commit's outcome.
+    #[project = BoundedProj]
+    enum BoundedFuture<F> {
+        Admitted {
+            #[pin] inner: F,
+            timeout: Duration,
+            #[pin] sleep: Option<Sleep>,
+            permit: Option<OwnedSemaphorePermit>,
+            commit: Commit,
+            committing: bool,
+        },
+        Refused { max: usize },
+    }
+}
+
+impl<F> Future for BoundedFuture<F>
+where
+    F: Future<Output = Result<axum::response::Response, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            BoundedProj::Admitted {
+                inner,
+                timeout,
+                mut sleep,
+                permit,
+                commit,
+                committing,
+            } => {
+                if let Poll::Ready(answer) = inner.poll(cx) {
+                    drop(permit.take());
+                    return Poll::Ready(answer);
+                }
+                if *committing {
+                    return Poll::Pending;
+                }
+                if sleep.is_none() {
+                    sleep.set(Some(tokio::time::sleep(*timeout)));
+                }
+                if let Some(sleep) = sleep.as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                if !commit.time_out() {
+                    // Its write began to commit before the deadline: its
+                    // answer, whatever it is, is the truth.
+                    *committing = true;
+                    return Poll::Pending;
+                }
+                drop(permit.take());
+                Poll::Ready(Ok(AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no answer within {timeout:?} (--request-timeout)"),
+                )
+                .into_response()))
+            }
+            BoundedProj::Refused { max } => Poll::Ready(Ok(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("too many requests in flight (--max-in-flight {max})"),
+            )
+            .into_response())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body whose next bytes must come within `timeout`
+    /// (`--body-timeout`); the timer is made only when the body has to wait.
+    struct LazyTimeoutBody<B> {
+        #[pin] body: B,
+        timeout: Duration,
+        #[pin] sleep: Option<Sleep>,
+    }
+}
+
+/// The error of a body whose next bytes did not come in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled (--body-timeout)")]
+struct BodyTimedOut;
+
+impl<B> http_body::Body for LazyTimeoutBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            this.sleep.set(None);
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        }
+        Poll::Ready(Some(Err(Box::new(BodyTimedOut))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The address of the client of `request`, when it came through [`serve`].
 pub fn client_addr<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::Commit;
+
+    #[test]
+    fn a_commit_and_a_timeout_are_decided_once_whoever_asks_first() {
+        let write_first = Commit::default();
+        assert!(write_first.begin());
+        assert!(!write_first.time_out(), "the timeout waits for the commit");
+        assert!(write_first.begin(), "a second look keeps the decision");
+        let timeout_first = Commit::default();
+        assert!(timeout_first.time_out());
+        assert!(!timeout_first.begin(), "a write answered 503 aborts");
+        assert_eq!(
+            Commit::current().map(|_| ()),
+            None,
+            "outside serve: no gate"
+        );
+    }
 }

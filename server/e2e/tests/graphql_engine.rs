@@ -305,7 +305,7 @@ async fn introspection_get_meta_and_http_semantics() {
     assert_eq!(response.status(), 200);
     let page = response.text().await.unwrap();
     assert!(
-        page.contains("graphiql") && page.contains("createFetcher"),
+        page.contains("graphiql") && page.contains("/v1/graphiql/start.js"),
         "{page}"
     );
 }

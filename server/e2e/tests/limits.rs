@@ -746,8 +746,9 @@ async fn a_peer_reads_at_most_max_list_bytes_of_genesis_and_of_a_push() {
         "{streamed} bytes streamed over {tries} answers"
     );
 
-    // Pushes: a list above the API's 2 MiB body limit is read (then refused
-    // for its signature), one above `--max-list-bytes` gets 413 unread.
+    // Pushes: an unsigned list is refused (403) before its body is read,
+    // one declaring more than `--max-list-bytes` gets 413 unread
+    // (tests/peer_bounds.rs: 40 of 64 MiB cost the peer no memory).
     let g = genesis(&[]);
     let dir = tempfile::tempdir().unwrap();
     let peer = support::peer(&g, "PeerB", dir.path(), &["--max-list-bytes", "4000000"]);
@@ -761,10 +762,7 @@ async fn a_peer_reads_at_most_max_list_bytes_of_genesis_and_of_a_push() {
             .send()
     };
     let under = push(3_000_000).await.unwrap().status().as_u16();
-    assert_eq!(
-        under, 403,
-        "a list under the cap is read, then refused unsigned"
-    );
+    assert_eq!(under, 403, "a list under the cap is refused unsigned");
     let over = push(5_000_000).await.map(|r| r.status().as_u16());
     assert!(
         matches!(over, Ok(413) | Err(_)),

@@ -208,10 +208,13 @@ async fn relay_bounds_in_flight_and_body_sizes() {
     let key = Identity::from_seed([10; 32]);
     let (mut socket, welcome) = hello(&genesis.url, "Slow", &key).await.unwrap();
     assert!(matches!(welcome, ToTab::Welcome { .. }));
-    // A second socket is one tab too many.
+    // A second socket is one tab too many: refused before its upgrade.
     let other = Identity::from_seed([11; 32]);
-    let (_full, refused) = hello(&genesis.url, "Other", &other).await.unwrap();
-    assert!(matches!(refused, ToTab::Refused { .. }), "{refused:?}");
+    let refused = hello(&genesis.url, "Other", &other)
+        .await
+        .err()
+        .expect("a second socket");
+    assert!(refused.to_string().contains("503"), "{refused}");
 
     let big = "x".repeat(2000);
     let response = client

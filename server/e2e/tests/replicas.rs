@@ -141,6 +141,17 @@ impl Cluster {
         self.replica_with_ttl("2s")
     }
 
+    /// A replica as `--help` suggests: no `--key-file` (the replicas share
+    /// the network's key in etcd).
+    fn keyless_command(&self) -> Command {
+        let mut command = genesis_command("127.0.0.1:0");
+        command
+            .args(["--etcd", &self.endpoints()])
+            .args(["--peer-timeout", "3s", "--replica-ttl", "2s"])
+            .args(["--broadcast-delay", "5ms"]);
+        command
+    }
+
     /// A genesis replica on this cluster whose lease lives `ttl`.
     fn replica_with_ttl(&self, ttl: &str) -> Proc {
         let mut command = genesis_command("127.0.0.1:0");
@@ -518,4 +529,145 @@ async fn while_no_replica_hears_any_peer_their_leases_are_held_up_to_the_hold_li
     for p in &peers {
         signal(p, "CONT");
     }
+}
+
+/// `last_contact_at` of every peer `genesis` lists, by name.
+async fn contacts(client: &reqwest::Client, genesis: &Proc) -> Option<Vec<(String, u64)>> {
+    let peers = get(client, &genesis.at("/peers")).await?;
+    let mut listed: Vec<(String, u64)> = peers
+        .as_array()?
+        .iter()
+        .map(|p| {
+            let name = p["peerName"].as_str().unwrap_or_default().to_owned();
+            (name, p["last_contact_at"].as_u64().unwrap_or_default())
+        })
+        .collect();
+    listed.sort();
+    Some(listed)
+}
+
+/// Waits until every peer's `last_contact_at` at `genesis` is past `after`
+/// (ms since the epoch): its pings count there, wherever they arrive.
+async fn contacts_advance(client: &reqwest::Client, genesis: &Proc, expected: &[&str], after: u64) {
+    poll(
+        SETTLE,
+        &format!("{} sees pings of {expected:?} after {after}", genesis.url),
+        || async {
+            let listed = contacts(client, genesis).await?;
+            let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+            (names == expected && listed.iter().all(|(_, at)| *at > after)).then_some(())
+        },
+    )
+    .await;
+}
+
+fn epoch_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// Issue 22, the operator's scenario with default flags: two replicas
+/// without `--key-file` on a three-member cluster, three peers; `kill -9`
+/// one replica, then one etcd member. No peer exits, none is evicted, a
+/// peer that joins through the survivor is reached by the others, pings
+/// move `last_contact_at` on both replicas, and a replica restarted while
+/// that member is still down starts and catches up.
+#[tokio::test]
+async fn replicas_with_default_flags_survive_a_killed_replica_and_a_killed_etcd_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut cluster = Cluster::start(dir.path()).await;
+    let mut a = spawn(cluster.keyless_command());
+    let b = spawn(cluster.keyless_command());
+    // One key for both, with nothing copied.
+    let key_a = get(&client, &a.at("/healthz")).await.unwrap()["key"].clone();
+    let key_b = get(&client, &b.at("/healthz")).await.unwrap()["key"].clone();
+    assert_eq!(key_a, key_b, "the replicas share the network's key");
+    let (ab, ba) = (
+        format!("{},{}", a.url, b.url),
+        format!("{},{}", b.url, a.url),
+    );
+    let expected = ["PeerOne", "PeerThree", "PeerTwo"];
+    let mut peers = vec![
+        peer(&ab, "PeerOne", dir.path()),
+        peer(&ba, "PeerTwo", dir.path()),
+        peer(&ab, "PeerThree", dir.path()),
+    ];
+    let before = all_list(&client, &[&a, &b], &expected, SETTLE).await;
+    for p in &peers {
+        sees(&client, &p.url, &expected, SETTLE).await;
+    }
+    // Pings count at both replicas, whichever replica they reach.
+    let now = epoch_ms();
+    contacts_advance(&client, &a, &expected, now).await;
+    contacts_advance(&client, &b, &expected, now).await;
+
+    a.kill9();
+    cluster.members[0].kill9();
+    // A peer joining through the survivor reaches everyone, and everyone it.
+    let late = peer(&b.url, "PeerLate", dir.path());
+    for p in &peers {
+        sees(&client, &p.url, &["PeerLate"], SETTLE).await;
+    }
+    sees(&client, &late.url, &expected, SETTLE).await;
+    peers.push(late);
+    let all = ["PeerLate", "PeerOne", "PeerThree", "PeerTwo"];
+    // Past a whole peer timeout no one is evicted, and no one exited: the
+    // peers of A moved to B with the ids they had.
+    tokio::time::sleep(PEER_TIMEOUT + Duration::from_secs(1)).await;
+    let listed = all_list(&client, &[&b], &all, SETTLE).await;
+    assert!(
+        before.iter().all(|e| listed.contains(e)),
+        "same ids: {listed:?}"
+    );
+    for p in &mut peers {
+        assert!(p.child.try_wait().unwrap().is_none(), "{} exited", p.url);
+    }
+    // A replica restarted while that etcd member is still down starts,
+    // catches up, and its peers' pings count there too.
+    let restarted = spawn(cluster.keyless_command());
+    let caught_up = all_list(&client, &[&restarted, &b], &all, SETTLE).await;
+    assert_eq!(caught_up, listed, "the same peers with the same ids");
+    let now = epoch_ms();
+    contacts_advance(&client, &b, &all, now).await;
+    contacts_advance(&client, &restarted, &all, now).await;
+    let key = get(&client, &restarted.at("/healthz")).await.unwrap()["key"].clone();
+    assert_eq!(key, key_b, "the restarted replica loaded the network's key");
+}
+
+/// A replica whose `--key-file` holds another key than the network's (in
+/// etcd) refuses to start, and says why.
+#[tokio::test]
+async fn a_replica_whose_key_file_differs_from_the_networks_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path()).await;
+    let first = spawn(cluster.keyless_command());
+    let mut command = cluster.keyless_command();
+    command
+        .arg("--key-file")
+        .arg(dir.path().join("other.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > SETTLE {
+            let _ = child.kill();
+            panic!("a replica with another key kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("differs from the network's key"),
+        "the reason is told: {stderr}"
+    );
+    drop(first);
 }

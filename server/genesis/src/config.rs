@@ -95,7 +95,8 @@ pub struct Args {
     pub probe_timeout: Duration,
 
     /// When set, register, ping and leave need `Authorization: Bearer
-    /// <token>` (403 otherwise), and broadcasts carry it. Prefer
+    /// <token>` (403 otherwise). Broadcasts do not carry it: peers check
+    /// them by genesis's signature. Prefer
     /// --join-token-file or the environment variable: arguments are visible
     /// to every user of the machine.
     #[arg(long, env = "PLEXUS_JOIN_TOKEN", hide_env_values = true)]
@@ -139,9 +140,12 @@ pub struct Args {
 
     /// Client URLs of an etcd cluster (comma-separated): the peer list lives
     /// in etcd, and any number of genesis replicas given the same cluster
-    /// (and the same --etcd-prefix and key) serve the same network. Pings
-    /// keep a lease per registration alive; eviction is the lease running
-    /// out. Not with --state.
+    /// and --etcd-prefix serve the same network, e.g. `plexus-genesis --etcd
+    /// http://e0:2379,http://e1:2379,http://e2:2379` on each machine. They
+    /// share one signing key through etcd (the first replica writes it), so
+    /// nothing needs copying. Members that are down may be listed: calls go
+    /// to those that answer. Pings keep a lease per registration alive;
+    /// eviction is the lease running out. Not with --state.
     #[arg(
         long,
         env = "PLEXUS_ETCD",
@@ -169,7 +173,8 @@ pub struct Args {
     /// Genesis signs every peer list it pushes or answers with it, and
     /// derives the secret that binds names to peers' keys from it.
     /// Default: `genesis.key` in the --state folder (`FILE.key` beside a
-    /// --state file); without --state either, a new key in memory at each start.
+    /// --state file); with --etcd, the network's key in etcd (a --key-file
+    /// that differs from it is refused); else a new key in memory at each start.
     #[arg(long, env = "PLEXUS_KEY_FILE")]
     pub key_file: Option<PathBuf>,
 
@@ -363,5 +368,23 @@ impl From<&Args> for Settings {
         settings.max_body_bytes = args.max_body_bytes;
         settings.relay = args.relay.config(args.signature_max_age);
         settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Args;
+
+    #[test]
+    fn the_join_token_help_says_broadcasts_do_not_carry_it() {
+        let help = Args::command().render_long_help().to_string();
+        let text: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            text.contains("Broadcasts do not carry it: peers check them by genesis's signature"),
+            "{text}"
+        );
+        assert!(!text.contains("broadcasts carry it"), "{text}");
     }
 }

@@ -12,7 +12,18 @@
 //!   on a leave, bound to the same lease (revoked right after): a deletion
 //!   with it is a leave, without it an eviction.
 //! - `replicas/{replica}`: one per live replica, bound to its lease
-//!   (`--replica-ttl`): the set that pushes are split over.
+//!   (`--replica-ttl`): the set that pushes are split over. Its value tells
+//!   when the replica last heard a peer and, in batches, the pings it
+//!   answered since its last write, so that every replica's
+//!   `last_contact_at` advances without a write per ping.
+//! - `genesis-key`: the network's signing key, written once by the first
+//!   replica that starts (a put-if-absent transaction) and loaded by the
+//!   others, so that replicas agree on one key with nothing to copy.
+//!
+//! A member of the cluster that does not answer is left out of the client's
+//! endpoints (and put back once it answers), and a call that could not reach
+//! a member is tried again within `--etcd-timeout`: a replica starts and
+//! serves whenever the cluster has a quorum, whichever member is down.
 //!
 //! Every replica watches the prefix from the revision it loaded and applies
 //! the changes in etcd's order; the list version is etcd's revision of the
@@ -21,19 +32,21 @@
 //! written.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt as _;
 use plexus_core::Timestamp;
-use plexus_core::registry::SavedPeer;
-use plexus_core::replica::Replicas;
+use plexus_core::auth::Identity;
+use plexus_core::registry::{Broadcast, Registry, SavedPeer};
+use plexus_core::replica::{Lease, Replica, Report, StoreAction};
 use plexus_core::wire::{ChangeKind, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -41,6 +54,24 @@ use tokio::sync::mpsc;
 /// How many lease keep-alives may wait for the stream; past that a ping's
 /// keep-alive is dropped (the peer's next ping sends another) and counted.
 const KEEPALIVE_QUEUE: usize = 16 * 1024;
+
+/// The most pings one write of a replica's key reports (about 51 bytes
+/// each: well under etcd's default request limit of 1.5 MiB); the rest go
+/// with the next write.
+const CONTACTS_PER_WRITE: usize = 16 * 1024;
+
+/// How often the members of the cluster are checked (a TCP connect), so
+/// that one that does not answer is left out of the client's endpoints.
+const MEMBER_CHECK: Duration = Duration::from_secs(1);
+
+/// The pause between two tries of a call that could not reach a member.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a replica that starts keeps trying to reach etcd.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The key of the network's signing key, under the prefix.
+const KEY_KEY: &str = "genesis-key";
 
 /// A peer as stored in etcd.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,6 +120,18 @@ pub(crate) enum Applied {
         /// etcd's revision.
         revision: u64,
     },
+    /// Another replica's key: when it last heard a peer, and the pings it
+    /// answered since its previous write.
+    Report(Report),
+}
+
+/// Where a replica's signing key came from ([`Replication::agree_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// This replica wrote it to etcd: it is the network's key from now on.
+    Created,
+    /// Loaded from etcd, where another replica (or an earlier start) wrote it.
+    Loaded,
 }
 
 /// A replica's link to etcd.
@@ -105,20 +148,16 @@ pub struct Replication {
     lease: std::sync::atomic::AtomicI64,
     /// Set by [`Replication::withdraw`]: the replica is not announced again.
     withdrawn: std::sync::atomic::AtomicBool,
-    /// When this replica last heard a peer (ms since the epoch).
-    heard: AtomicU64,
-    /// When any replica last heard a peer, as their keys under `replicas/`
-    /// tell (ms since the epoch): what self-preservation goes by.
-    cluster_heard: AtomicU64,
+    /// The members the client sends calls to (those that answered last).
+    members: tokio::sync::Mutex<BTreeSet<String>>,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Each listed peer's lease.
-    leases: HashMap<PeerId, i64>,
     /// The replicas etcd lists.
     live: BTreeSet<String>,
-    replicas: Replicas,
+    /// The decisions: leases, ownership, reports, self-preservation.
+    replica: Replica,
 }
 
 impl std::fmt::Debug for Replication {
@@ -140,14 +179,57 @@ fn revision(rev: i64) -> u64 {
     u64::try_from(rev).unwrap_or(0)
 }
 
+/// Whether `error` says the call did not reach a member (it may be tried
+/// again, at another).
+fn unreachable(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => status.code() == tonic::Code::Unavailable,
+        _ => false,
+    }
+}
+
+/// Whether the member at `url` accepts a TCP connection within `timeout`.
+async fn answers(url: &str, timeout: Duration) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// The members of `endpoints` that answer now.
+async fn answering(endpoints: &[String], timeout: Duration) -> BTreeSet<String> {
+    let checks = endpoints
+        .iter()
+        .map(|url| async move { answers(url, timeout).await.then(|| url.clone()) });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 impl Replication {
-    /// Connects to etcd (it need not be up yet: calls retry).
+    /// Connects to etcd through the members that answer now (all of them
+    /// when none does: calls retry); the others are added once they answer.
     pub async fn connect(config: EtcdConfig) -> anyhow::Result<Self> {
         let options = ConnectOptions::new()
             .with_timeout(config.timeout)
             .with_connect_timeout(config.timeout)
             .with_keep_alive(Duration::from_secs(2), config.timeout);
-        let client = Client::connect(&config.endpoints, Some(options))
+        let check = config.timeout.min(MEMBER_CHECK);
+        let mut members = answering(&config.endpoints, check).await;
+        if members.is_empty() {
+            members = config.endpoints.iter().cloned().collect();
+        }
+        let first: Vec<&String> = members.iter().collect();
+        let client = Client::connect(&first, Some(options))
             .await
             .with_context(|| format!("cannot connect to etcd at {:?}", config.endpoints))?;
         let me = uuid::Uuid::new_v4().to_string();
@@ -158,17 +240,133 @@ impl Replication {
             keepalives,
             keepalive_rx: Mutex::new(Some(rx)),
             state: Mutex::new(State {
-                leases: HashMap::new(),
                 live: BTreeSet::new(),
-                replicas: Replicas::new(me),
+                replica: Replica::new(me, config.peer_timeout),
             }),
             config,
             dropped_keepalives: 0.into(),
             lease: 0.into(),
             withdrawn: false.into(),
-            heard: 0.into(),
-            cluster_heard: 0.into(),
+            members: tokio::sync::Mutex::new(members),
         })
+    }
+
+    /// Checks the members every second for as long as the process runs:
+    /// one that stopped answering leaves the client's endpoints (calls no
+    /// longer go to it), one that answers again comes back. When none
+    /// answers, the endpoints stay as they are.
+    pub(crate) async fn watch_members(self: Arc<Self>) {
+        let check = self.config.timeout.min(MEMBER_CHECK);
+        loop {
+            tokio::time::sleep(MEMBER_CHECK).await;
+            let up = answering(&self.config.endpoints, check).await;
+            if up.is_empty() {
+                continue;
+            }
+            let mut members = self.members.lock().await;
+            for url in up.difference(&members) {
+                match self.client.add_endpoint(url).await {
+                    Ok(()) => tracing::info!(member = %url, "an etcd member answers again"),
+                    Err(e) => {
+                        tracing::warn!(member = %url, error = %e, "cannot add an etcd member")
+                    }
+                }
+            }
+            for url in members.difference(&up) {
+                match self.client.remove_endpoint(url).await {
+                    Ok(()) => {
+                        tracing::warn!(member = %url, "an etcd member does not answer: calls go to the others")
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = %url, error = %e, "cannot remove an etcd member")
+                    }
+                }
+            }
+            *members = up;
+        }
+    }
+
+    /// Runs `call` until it reaches a member, for at most `patience`.
+    async fn retrying<T, F, Fut>(
+        &self,
+        patience: Duration,
+        mut call: F,
+    ) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + patience;
+        loop {
+            match call().await {
+                Err(e) if unreachable(&e) && Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!(error = %e, "an etcd call did not reach a member; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The network's signing key: the one in etcd, written there first
+    /// (a put-if-absent transaction) by whichever replica starts first, so
+    /// that every replica of the prefix agrees on it with nothing to copy.
+    /// `given` (from `--key-file`) becomes the network's key when etcd holds
+    /// none yet; a `given` key that differs from the network's is refused.
+    pub async fn agree_key(
+        &self,
+        given: Option<Identity>,
+    ) -> anyhow::Result<(Identity, KeySource)> {
+        let candidate = given
+            .clone()
+            .unwrap_or_else(plexus_server::keys::random_identity);
+        let key = format!("{}{KEY_KEY}", self.config.prefix);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                STANDARD.encode(candidate.seed()),
+                None,
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let response = self
+            .retrying(START_PATIENCE, || {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await
+            .with_context(|| format!("cannot read the network's key ({key}) from etcd"))?;
+        if response.succeeded() {
+            return Ok((candidate, KeySource::Created));
+        }
+        let stored = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+            .with_context(|| format!("etcd answered no value for {key}"))?;
+        let seed: [u8; 32] = STANDARD
+            .decode(String::from_utf8_lossy(&stored).trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| {
+                format!("{key} in etcd does not hold a key (the base64 of a 32-byte Ed25519 seed)")
+            })?;
+        let stored = Identity::from_seed(seed);
+        if let Some(given) = given
+            && given.public() != stored.public()
+        {
+            anyhow::bail!(
+                "this replica's key ({}, from --key-file) differs from the network's key ({}) that etcd holds at {key}: \
+                 give every replica of this --etcd-prefix the same --key-file, or none (then they share the one in etcd)",
+                given.public(),
+                stored.public()
+            );
+        }
+        Ok((stored, KeySource::Loaded))
     }
 
     /// This replica's id (its key under `replicas/`).
@@ -184,14 +382,37 @@ impl Replication {
         format!("{}{kind}/{id}", self.config.prefix)
     }
 
-    /// Whether this replica pushes to `peer`.
-    pub fn owns(&self, peer: PeerId) -> bool {
-        self.lock().replicas.owns(peer)
+    /// Runs one decision of the replica machine over `mirror` (locked by
+    /// the caller: the registry's lock is always taken before this one),
+    /// then does what it asked of etcd besides (keep-alives).
+    pub fn run<T>(
+        &self,
+        mirror: &mut Registry,
+        decide: impl FnOnce(&mut Replica, &mut Registry) -> T,
+    ) -> T {
+        let (out, actions) = {
+            let mut state = self.lock();
+            let out = decide(&mut state.replica, mirror);
+            let actions: Vec<StoreAction> =
+                std::iter::from_fn(|| state.replica.poll_action()).collect();
+            (out, actions)
+        };
+        for action in actions {
+            match action {
+                StoreAction::KeepAlive(lease) => self.keep_alive_lease(lease),
+            }
+        }
+        out
+    }
+
+    /// Of a round of broadcasts, those this replica sends.
+    pub fn own_share(&self, round: Vec<Broadcast>) -> Vec<Broadcast> {
+        self.lock().replica.own_share(round)
     }
 
     /// How many replicas this one sees live (itself included).
     pub fn live_replicas(&self) -> usize {
-        self.lock().replicas.live().len()
+        self.lock().replica.replicas().live().len()
     }
 
     /// Writes a registration: the replaced one is removed first (its own
@@ -201,36 +422,43 @@ impl Replication {
         saved: &SavedPeer,
         replaces: Option<PeerId>,
     ) -> anyhow::Result<()> {
-        if let Some(old) = replaces {
-            self.remove(old).await?;
+        if let Some(old) = replaces
+            && let Some(lease) = self.lease(old).await?
+        {
+            self.remove(old, lease).await?;
         }
+        let ttl = ttl_secs(self.config.peer_timeout);
         let lease = self
-            .client
-            .lease_client()
-            .grant(ttl_secs(self.config.peer_timeout), None)
+            .retrying(self.config.timeout, || {
+                let mut leases = self.client.lease_client();
+                async move { leases.grant(ttl, None).await }
+            })
             .await?
             .id();
         let record = Record {
             saved: saved.clone(),
             registered: true,
         };
-        self.client
-            .kv_client()
-            .put(
-                self.key("peers", saved.peer.id),
-                serde_json::to_vec(&record)?,
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await?;
-        self.lock().leases.insert(saved.peer.id, lease);
+        let (key, value) = (
+            self.key("peers", saved.peer.id),
+            serde_json::to_vec(&record)?,
+        );
+        self.retrying(self.config.timeout, || {
+            let mut kv = self.client.kv_client();
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                kv.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
+        .await?;
+        self.lock().replica.handle_put(saved.peer.id, lease);
         Ok(())
     }
 
-    /// Writes a changed peer (a new schema hash) under its lease.
-    pub async fn write(&self, saved: &SavedPeer) -> anyhow::Result<bool> {
-        let Some(lease) = self.lease(saved.peer.id).await? else {
-            return Ok(false);
-        };
+    /// Writes a changed peer (a new schema hash) under its lease, only
+    /// while the record still holds that lease: `false` if it does not.
+    pub async fn write(&self, saved: &SavedPeer, lease: Lease) -> anyhow::Result<bool> {
         let record = Record {
             saved: saved.clone(),
             registered: false,
@@ -244,13 +472,23 @@ impl Replication {
                 serde_json::to_vec(&record)?,
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+        Ok(self.txn(txn).await?.succeeded())
+    }
+
+    /// One transaction, tried again while it reaches no member.
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        self.retrying(self.config.timeout, || {
+            let mut kv = self.client.kv_client();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
     }
 
     /// The lease of `id`: the mirror's, or etcd's when the mirror has not
     /// seen the registration yet (it was just made at another replica).
-    async fn lease(&self, id: PeerId) -> anyhow::Result<Option<i64>> {
-        if let Some(&lease) = self.lock().leases.get(&id) {
+    async fn lease(&self, id: PeerId) -> anyhow::Result<Option<Lease>> {
+        if let Some(lease) = self.lock().replica.lease(id) {
             return Ok(Some(lease));
         }
         Ok(self.fetch(id).await?.map(|(_, lease)| lease))
@@ -258,26 +496,19 @@ impl Replication {
 
     /// The stored record of `id` and its lease, read from etcd.
     pub async fn fetch(&self, id: PeerId) -> anyhow::Result<Option<(SavedPeer, i64)>> {
+        let key = self.key("peers", id);
         let response = self
-            .client
-            .kv_client()
-            .get(self.key("peers", id), None)
+            .retrying(self.config.timeout, || {
+                let mut kv = self.client.kv_client();
+                let key = key.clone();
+                async move { kv.get(key, None).await }
+            })
             .await?;
         let Some(kv) = response.kvs().first() else {
             return Ok(None);
         };
         let record: Record = serde_json::from_slice(kv.value())?;
         Ok(Some((record.saved, kv.lease())))
-    }
-
-    /// Keeps the registration `id` alive (a ping): queues one keep-alive of
-    /// its lease. `false` if the mirror does not hold it.
-    pub fn keep_alive(&self, id: PeerId) -> bool {
-        let Some(lease) = self.lock().leases.get(&id).copied() else {
-            return false;
-        };
-        self.keep_alive_lease(lease);
-        true
     }
 
     /// Queues one keep-alive of `lease`.
@@ -288,12 +519,10 @@ impl Replication {
         }
     }
 
-    /// Removes the registration `id` (a leave): `false` if etcd does not
-    /// hold it. Its lease is revoked after, which deletes the marker too.
-    pub async fn remove(&self, id: PeerId) -> anyhow::Result<bool> {
-        let Some(lease) = self.lease(id).await? else {
-            return Ok(false);
-        };
+    /// Removes the registration `id` (a leave) with a `left/` marker under
+    /// its lease: `false` if etcd does not hold it. The lease is revoked
+    /// after, which deletes the marker too.
+    pub async fn remove(&self, id: PeerId, lease: Lease) -> anyhow::Result<bool> {
         let key = self.key("peers", id);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Greater, 0)])
@@ -305,7 +534,7 @@ impl Replication {
                     Some(PutOptions::new().with_lease(lease)),
                 ),
             ]);
-        let removed = self.client.kv_client().txn(txn).await?.succeeded();
+        let removed = self.txn(txn).await?.succeeded();
         if removed {
             let mut lease_client = self.client.lease_client();
             tokio::spawn(async move {
@@ -324,12 +553,11 @@ impl Replication {
         listed: impl FnOnce() -> Vec<PeerId>,
     ) -> anyhow::Result<(Vec<Applied>, u64)> {
         let response = self
-            .client
-            .kv_client()
-            .get(
-                self.config.prefix.clone(),
-                Some(GetOptions::new().with_prefix()),
-            )
+            .retrying(START_PATIENCE, || {
+                let mut kv = self.client.kv_client();
+                let prefix = self.config.prefix.clone();
+                async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         let at = revision(response.header().map_or(0, |h| h.revision()));
         let mut applied = Vec::new();
@@ -341,7 +569,7 @@ impl Replication {
                 continue;
             };
             if let Some(replica) = rest.strip_prefix("replicas/") {
-                self.read_heard(kv.value());
+                applied.push(Applied::Report(Report::decode(kv.value())));
                 live.push(replica.to_string());
             } else if rest.starts_with("peers/") {
                 match serde_json::from_slice::<Record>(kv.value()) {
@@ -367,17 +595,18 @@ impl Replication {
             }
         }
         let mut state = self.lock();
-        state.leases = leases;
+        state.replica.handle_loaded(leases);
         state.live = live.into_iter().collect();
         Ok((applied, at))
     }
 
-    /// The live replicas changed (or may have): the peers of `listed` this
-    /// replica takes over.
-    pub(crate) fn takeover(&self, listed: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
+    /// The live replicas changed (or may have): the peers of `mirror` this
+    /// replica takes over get the whole list in the next round; returns
+    /// how many.
+    pub(crate) fn takeover(&self, mirror: &mut Registry, now: Timestamp) -> usize {
         let mut state = self.lock();
         let live = state.live.clone();
-        state.replicas.handle_live(live, listed)
+        state.replica.handle_live(live, mirror, now)
     }
 
     /// Watches the prefix from `from`; each batch of changes goes to
@@ -434,8 +663,8 @@ impl Replication {
                     continue;
                 };
                 if let Some(replica) = rest.strip_prefix("replicas/") {
-                    if event.event_type() == EventType::Put {
-                        self.read_heard(kv.value());
+                    if event.event_type() == EventType::Put && replica != self.me {
+                        applied.push(Applied::Report(Report::decode(kv.value())));
                     }
                     let mut state = self.lock();
                     let changed = match event.event_type() {
@@ -451,7 +680,7 @@ impl Replication {
                     match event.event_type() {
                         EventType::Put => match serde_json::from_slice::<Record>(kv.value()) {
                             Ok(record) => {
-                                self.lock().leases.insert(id, kv.lease());
+                                self.lock().replica.handle_put(id, kv.lease());
                                 applied.push(Applied::Put {
                                     saved: record.saved,
                                     registered: record.registered,
@@ -463,7 +692,7 @@ impl Replication {
                             }
                         },
                         EventType::Delete => {
-                            self.lock().leases.remove(&id);
+                            self.lock().replica.handle_removed(id);
                             let kind = if left.contains(&(id.to_string(), kv.mod_revision())) {
                                 ChangeKind::Left
                             } else {
@@ -510,19 +739,19 @@ impl Replication {
                 }
             };
             let mut tick = tokio::time::interval(interval);
-            let mut published = 0;
             let broke = loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         keeper.id = lease;
                         if let Err(e) = keeper.keep_alive().await { break e.to_string(); }
-                        // Tell the others when this replica last heard a peer.
-                        let heard = self.heard.load(Ordering::Relaxed);
-                        if heard > published {
-                            match self.publish_heard(lease, heard).await {
-                                Ok(()) => published = heard,
-                                Err(e) => break e.to_string(),
-                            }
+                        // Tell the others when this replica last heard a
+                        // peer, and the pings it answered since: one write
+                        // per tick, whatever the number of pings.
+                        let report = self.lock().replica.take_report(CONTACTS_PER_WRITE);
+                        if let Some(report) = report
+                            && let Err(e) = self.publish(lease, &report).await
+                        {
+                            break e.to_string();
                         }
                     }
                     Some(peer_lease) = rx.recv() => {
@@ -541,44 +770,6 @@ impl Replication {
             };
             tracing::warn!(reason = %broke, "etcd keep-alive stream lost; opening it again");
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A peer was heard (a ping) at `now`.
-    pub fn note_heard(&self, now: Timestamp) {
-        self.heard.fetch_max(now.as_millis(), Ordering::Relaxed);
-        self.cluster_heard
-            .fetch_max(now.as_millis(), Ordering::Relaxed);
-    }
-
-    /// When any replica last heard a peer, as far as this one knows.
-    pub fn cluster_heard(&self) -> Timestamp {
-        Timestamp(self.cluster_heard.load(Ordering::Relaxed))
-    }
-
-    /// Self-preservation: keeps alive the leases of the peers this replica
-    /// pushes to, while no replica hears anyone (the registry
-    /// [is holding](plexus_core::registry::Registry::is_holding)), so that
-    /// etcd evicts no one for an outage on the replicas' side.
-    pub fn keep_owned_alive(&self) {
-        let leases: Vec<i64> = {
-            let state = self.lock();
-            state
-                .leases
-                .iter()
-                .filter(|(id, _)| state.replicas.owns(**id))
-                .map(|(_, &lease)| lease)
-                .collect()
-        };
-        for lease in leases {
-            self.keep_alive_lease(lease);
-        }
-    }
-
-    /// The value of a replica's key: when it last heard a peer.
-    fn read_heard(&self, value: &[u8]) {
-        if let Some(at) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
-            self.cluster_heard.fetch_max(at, Ordering::Relaxed);
         }
     }
 
@@ -605,13 +796,15 @@ impl Replication {
         }
     }
 
-    /// Writes this replica's key again, with when it last heard a peer.
-    async fn publish_heard(&self, lease: i64, heard: u64) -> anyhow::Result<()> {
+    /// Writes this replica's key again with its report: when it last heard
+    /// a peer and the pings it answered since the last write.
+    async fn publish(&self, lease: i64, report: &Report) -> anyhow::Result<()> {
+        let value = report.encode();
         self.client
             .kv_client()
             .put(
                 self.key("replicas", &self.me),
-                heard.to_string(),
+                value,
                 Some(PutOptions::new().with_lease(lease)),
             )
             .await?;

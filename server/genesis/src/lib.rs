@@ -31,7 +31,7 @@ use plexus_core::wire::{ChangeKind, PEERS_VERSION_HEADER, PeerChange};
 use tokio::sync::{Notify, broadcast, watch};
 
 pub use self::config::{Args, Settings};
-use self::etcd::{Applied, Replication};
+use self::etcd::{Applied, KeySource, Replication};
 pub use self::metrics::Metrics;
 pub use self::routes::app;
 use self::store::{Change, Committed, Store, Writer};
@@ -89,24 +89,32 @@ impl Genesis {
         replication: Replication,
     ) -> anyhow::Result<Arc<Self>> {
         let (loaded, at) = replication.load(Vec::new).await?;
-        let peers: Vec<_> = loaded
-            .into_iter()
-            .filter_map(|applied| match applied {
-                Applied::Put { saved, .. } => Some(saved),
-                Applied::Removed { .. } => None,
-            })
-            .collect();
+        let mut peers = Vec::new();
+        let mut reports = Vec::new();
+        for applied in loaded {
+            match applied {
+                Applied::Put { saved, .. } => peers.push(saved),
+                Applied::Report(report) => reports.push(report),
+                Applied::Removed { .. } => {}
+            }
+        }
         tracing::info!(
             peers = peers.len(),
             revision = at,
             "loaded the peer list from etcd"
         );
-        let registry = Registry::mirror_restore(settings.registry.clone(), peers, at, now());
+        let mut registry = Registry::mirror_restore(settings.registry.clone(), peers, at, now());
+        for report in reports {
+            replication.run(&mut registry, |replica, mirror| {
+                replica.handle_report(report, mirror)
+            });
+        }
         let replication = Arc::new(replication);
         let genesis = Self::build(settings, registry, None, Some(Arc::clone(&replication)))?;
         genesis.apply(&replication, Vec::new(), true);
         let from = at + 1;
         tokio::spawn(Arc::clone(&replication).keep_alive_loop());
+        tokio::spawn(Arc::clone(&replication).watch_members());
         tokio::spawn(Arc::clone(&genesis).follow(replication, from));
         tokio::spawn(Arc::clone(&genesis).drive());
         Ok(genesis)
@@ -175,17 +183,19 @@ impl Genesis {
                 Applied::Removed { id, kind, revision } => {
                     registry.apply_removal(id, kind, revision, now)
                 }
+                Applied::Report(report) => replication.run(&mut registry, |replica, mirror| {
+                    replica.handle_report(report, mirror)
+                }),
             }
         }
         if replicas_changed {
-            let taken = replication.takeover(registry.peers().map(|p| p.id).collect::<Vec<_>>());
-            if !taken.is_empty() {
+            let taken = replication.takeover(&mut registry, now);
+            if taken > 0 {
                 tracing::info!(
-                    peers = taken.len(),
+                    peers = taken,
                     replicas = replication.live_replicas(),
                     "took over peers of a replica that left; they get the whole list"
                 );
-                registry.push_whole_list(taken, now);
             }
         }
         let _ = self.publish(&mut registry, false);
@@ -272,21 +282,20 @@ impl Genesis {
     async fn drive(self: Arc<Self>) {
         let stopped = self.stopped();
         tokio::pin!(stopped);
-        // Self-preservation of a replica: the last keep-alive of its share.
-        let mut preserved = Timestamp(0);
         loop {
             let (round, deadline) = {
                 let now = now();
                 let mut registry = self.lock();
+                // Self-preservation of a replica: its share's leases.
                 if let Some(replication) = &self.replication {
-                    registry.note_heard(replication.cluster_heard());
-                    let every = registry.config().peer_timeout / 3;
-                    if registry.is_holding(now) && now.saturating_since(preserved) >= every {
-                        preserved = now;
+                    let kept = replication.run(&mut registry, |replica, mirror| {
+                        replica.handle_timeout(mirror, now)
+                    });
+                    if kept > 0 {
                         tracing::warn!(
+                            leases = kept,
                             "no replica heard a peer: keeping this replica's share alive"
                         );
-                        replication.keep_owned_alive();
                     }
                 }
                 registry.handle_timeout(now);
@@ -300,10 +309,7 @@ impl Genesis {
             let round = match &self.replication {
                 Some(replication) if !round.is_empty() => {
                     let version = round[0].version;
-                    let mine: Vec<Broadcast> = round
-                        .into_iter()
-                        .filter(|b| replication.owns(b.to))
-                        .collect();
+                    let mine = replication.own_share(round);
                     if mine.is_empty() {
                         self.lock().handle_round_sent(version, now());
                     }
@@ -395,6 +401,38 @@ impl Genesis {
         }
     }
 
+    /// The registration probe, `GET {peerUri}/p2p/ping`: `Err` says only
+    /// "it answered N" or "it is unreachable" (no port scanner's oracle).
+    /// A pooled keep-alive connection that the peer closed just as the
+    /// probe went out ("connection closed before message completed") is
+    /// not the peer's fault: the probe is sent once more, on another
+    /// connection.
+    pub(crate) async fn probe(&self, url: &str) -> Result<(), String> {
+        let mut retried = false;
+        loop {
+            let sent = self
+                .outbound
+                .client()
+                .get(url)
+                .timeout(self.settings.probe_timeout)
+                .send()
+                .await;
+            return match sent {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
+                Err(e) if !retried && closed_before_answer(&e) => {
+                    tracing::debug!(url, "probe: a pooled connection was closed; once more");
+                    retried = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(url, error = %plexus_server::error_chain(&e), "probe failed");
+                    Err("it is unreachable".to_owned())
+                }
+            };
+        }
+    }
+
     async fn send_one(&self, broadcast: Broadcast, body: Bytes, signature: &SignatureHeaders) {
         if self.lock().is_superseded(&broadcast) {
             metrics::inc(&self.metrics.broadcasts_superseded);
@@ -429,34 +467,65 @@ impl Genesis {
     }
 }
 
+/// Whether `error` is a request that a kept-alive connection's close cut
+/// off before any answer (hyper's "connection closed before message
+/// completed"), which a fresh connection would not have met.
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// Runs `plexus-genesis` with `args` until SIGINT or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings::from(&args);
     settings.join_token =
         plexus_server::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
-    match args.key_path() {
+    let given = match args.key_path() {
         Some(path) => {
             let (identity, made) = plexus_server::keys::load_or_create(&path)?;
             if made {
                 tracing::info!(file = %path.display(), "made a new genesis key");
             }
-            settings.set_identity(identity);
+            settings.set_identity(identity.clone());
+            Some(identity)
         }
-        None if !args.etcd.is_empty() => tracing::warn!(
-            "--etcd without --key-file: this replica's key lives in memory; give every replica the same --key-file, or keyed peers registered at one are refused (403) by the others"
-        ),
-        None => tracing::info!(
-            "no --key-file and no --state: genesis's key lives in memory; after a restart peers pin the new one when they register again"
-        ),
-    }
+        None if !args.etcd.is_empty() => None,
+        None => {
+            tracing::info!(
+                "no --key-file and no --state: genesis's key lives in memory; after a restart peers pin the new one when they register again"
+            );
+            None
+        }
+    };
+    let replication = match args.etcd_config() {
+        Some(config) => {
+            let replication = Replication::connect(config).await?;
+            // Replicas of one prefix share one key: the one in etcd.
+            let (identity, source) = replication.agree_key(given).await?;
+            match source {
+                KeySource::Created => tracing::info!(
+                    "this replica wrote the network's key to etcd: every replica of this prefix uses it"
+                ),
+                KeySource::Loaded => tracing::info!("loaded the network's key from etcd"),
+            }
+            settings.set_identity(identity);
+            Some(replication)
+        }
+        None => None,
+    };
     tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
     // Bound first: the contextionary's default URL names the address.
     let (listener, local) = plexus_server::bind(args.listen).await?;
     settings.resolve_contextionary(&args, local)?;
     tracing::info!(url = %settings.registry.contextionary.url, hash = %settings.registry.contextionary.hash, "the network's contextionary");
-    let genesis = match args.etcd_config() {
-        Some(config) => {
-            let replication = Replication::connect(config).await?;
+    let genesis = match replication {
+        Some(replication) => {
             tracing::info!(replica = %replication.me(), etcd = ?args.etcd, "the peer list lives in etcd");
             Genesis::start_replica(settings, replication).await?
         }

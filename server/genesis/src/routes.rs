@@ -13,7 +13,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
-use plexus_core::registry::{CallRefused, PingOutcome, RegisterError, UnknownPeer};
+use plexus_core::registry::{CallRefused, RegisterError, UnknownPeer};
+use plexus_core::replica::{LeaveStep, PingStep};
 
 use super::etcd::Replication;
 use plexus_core::wire::{
@@ -175,22 +176,7 @@ async fn register_inner(
         .lock()
         .check_register(&probe)
         .map_err(register_error)?;
-    let reached = match genesis
-        .outbound
-        .client()
-        .get(&probe.url)
-        .timeout(genesis.settings.probe_timeout)
-        .send()
-        .await
-    {
-        Ok(response) if response.status().is_success() => Ok(()),
-        // Only "answered N" or "unreachable": no port scanner's oracle.
-        Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
-        Err(e) => {
-            tracing::debug!(url = %probe.url, error = %plexus_server::error_chain(&e), "probe failed");
-            Err("it is unreachable".to_owned())
-        }
-    };
+    let reached = genesis.probe(&probe.url).await;
     let (response, session) = if let Some(replication) = genesis.replication() {
         // A replica writes the registration to etcd; its mirror lists it
         // when etcd reports the write.
@@ -313,7 +299,6 @@ async fn ping_inner(
             inc(&genesis.metrics.pings_unknown);
             return Err(AppError::not_found(UnknownPeer(id).to_string()));
         }
-        replication.note_heard(now());
         inc(&genesis.metrics.pings);
         let (version, signature) = {
             let mut registry = genesis.lock();
@@ -387,7 +372,26 @@ async fn leave(
             .lock()
             .check_signed_leave(id, &received, now())
             .map_err(call_refused)?;
-        return if replication.remove(id).await.map_err(etcd_unavailable)? {
+        let mut step = replication.run(&mut genesis.lock(), |replica, _| replica.leave(id));
+        let removed = loop {
+            step = match step {
+                LeaveStep::Remove { lease } => {
+                    break replication
+                        .remove(id, lease)
+                        .await
+                        .map_err(etcd_unavailable)?;
+                }
+                LeaveStep::Unknown => break false,
+                LeaveStep::Fetch(id) => {
+                    let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
+                    let lease = fetched.map(|(_, lease)| lease);
+                    replication.run(&mut genesis.lock(), |replica, _| {
+                        replica.handle_leave_fetched(lease)
+                    })
+                }
+            };
+        };
+        return if removed {
             Ok(StatusCode::NO_CONTENT)
         } else {
             Err(AppError::not_found(UnknownPeer(id).to_string()))
@@ -413,44 +417,39 @@ fn etcd_unavailable(e: anyhow::Error) -> AppError {
     )
 }
 
-/// A ping at a replica: one keep-alive of the registration's lease, and a
-/// write only when the schema hash changed. An id the mirror does not hold
-/// yet (registered a moment ago at another replica) is looked up in etcd
-/// before the peer is told to register again. `false`: unknown.
+/// A ping at a replica, as [`plexus_core::replica::Replica::ping`] decides
+/// it: the shell only does each step's etcd call and hands the answer back.
+/// `false`: unknown (404).
 async fn replica_ping(
     genesis: &Genesis,
     replication: &Replication,
     id: PeerId,
     schema_hash: &str,
 ) -> Result<bool, AppError> {
-    let outcome = genesis.lock().ping_outcome(id, schema_hash);
-    match outcome {
-        Ok(PingOutcome::KeepAlive) => {
-            Ok(replication.keep_alive(id)
-                || replica_ping_stored(replication, id, schema_hash).await?)
-        }
-        Ok(PingOutcome::Write(saved)) => {
-            let written = replication.write(&saved).await.map_err(etcd_unavailable)?;
-            Ok(written && replication.keep_alive(id))
-        }
-        Err(UnknownPeer(_)) => replica_ping_stored(replication, id, schema_hash).await,
+    let mut step = replication.run(&mut genesis.lock(), |replica, mirror| {
+        replica.ping(mirror, id, schema_hash, now())
+    });
+    loop {
+        step = match step {
+            PingStep::Counted => return Ok(true),
+            PingStep::Unknown => return Ok(false),
+            PingStep::Write { saved, lease } => {
+                let written = replication
+                    .write(&saved, lease)
+                    .await
+                    .map_err(etcd_unavailable)?;
+                replication.run(&mut genesis.lock(), |replica, mirror| {
+                    replica.handle_ping_written(mirror, id, lease, written, now())
+                })
+            }
+            PingStep::Fetch(id) => {
+                let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
+                replication.run(&mut genesis.lock(), |replica, mirror| {
+                    replica.handle_ping_fetched(mirror, id, fetched, schema_hash, now())
+                })
+            }
+        };
     }
-}
-
-async fn replica_ping_stored(
-    replication: &Replication,
-    id: PeerId,
-    schema_hash: &str,
-) -> Result<bool, AppError> {
-    let Some((mut saved, lease)) = replication.fetch(id).await.map_err(etcd_unavailable)? else {
-        return Ok(false);
-    };
-    if *saved.peer.schema_hash != *schema_hash {
-        saved.peer.schema_hash = schema_hash.into();
-        replication.write(&saved).await.map_err(etcd_unavailable)?;
-    }
-    replication.keep_alive_lease(lease);
-    Ok(true)
 }
 
 fn version_header(version: u64) -> (HeaderName, HeaderValue) {

@@ -1,5 +1,6 @@
 //! The v1 REST API: the schema (`/v1/schema/...`), the objects
-//! (`/v1/things`, `/v1/actions`) and `POST /v1/graphql`.
+//! (`/v1/things`, `/v1/actions`), `/v1/graphql` and GraphiQL's files
+//! (`/v1/graphiql/…`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<PeerState> {
             "/v1/graphql",
             get(super::graphql_http::get).post(super::graphql_http::post),
         )
+        .route("/v1/graphiql/{file}", get(super::graphiql::asset))
         .merge(super::batch::routes())
         .route("/v1/{kind}", get(list_objects).post(create_object))
         .route(

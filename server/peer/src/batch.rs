@@ -24,6 +24,11 @@ use plexus_server::AppError;
 pub const DEFAULT_BATCH_OBJECTS: usize = 1_000;
 /// The default of [`BatchLimits::max_bytes`] (8 MiB).
 pub const DEFAULT_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// The default of [`BatchLimits::max_running`]: redb writes one
+/// transaction at a time anyway, so two batches at once keep the disk busy
+/// (one parses while the other commits) and bound what waiting batches
+/// hold in memory (a parsed body is a few times its bytes).
+pub const DEFAULT_BATCH_RUNNING: usize = 2;
 
 /// The bounds of one batch request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +37,9 @@ pub struct BatchLimits {
     pub max_objects: usize,
     /// At most this many bytes of body in one request.
     pub max_bytes: usize,
+    /// At most this many batch requests are read and written at once; the
+    /// others wait, their bodies unread (`--batch-max-running`).
+    pub max_running: usize,
 }
 
 impl Default for BatchLimits {
@@ -39,6 +47,7 @@ impl Default for BatchLimits {
         BatchLimits {
             max_objects: DEFAULT_BATCH_OBJECTS,
             max_bytes: DEFAULT_BATCH_BYTES,
+            max_running: DEFAULT_BATCH_RUNNING,
         }
     }
 }
@@ -97,6 +106,8 @@ async fn batch(
             ),
         )
     };
+    // A turn first: a waiting batch holds no body in memory.
+    let _turn = state.db.batch_turn().await;
     let bytes = axum::body::to_bytes(body, limits.max_bytes)
         .await
         .map_err(|_| too_large())?;

@@ -10,10 +10,15 @@ use plexus_core::names::PeerUri;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
 
-use super::batch::{BatchLimits, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_OBJECTS};
+use super::batch::{
+    BatchLimits, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_OBJECTS, DEFAULT_BATCH_RUNNING,
+};
 use super::config::{self, NetworkSettings, Overrides};
+use super::index::{DEFAULT_MAX_VALUE_BYTES, DEFAULT_MAX_VALUE_WORDS, ValueLimits};
 use super::network::{self, Input, Stopped, routes as p2p};
-use super::{GraphQLSettings, PeerDb, PeerState, api_routes, layers};
+use super::{
+    DEFAULT_MIN_FREE_DISK, GraphQLSettings, PeerDb, PeerState, WriteLimits, api_routes, layers,
+};
 use plexus_graphql::Limits;
 use plexus_server::outbound::{self, Guard, Outbound, OutboundArgs};
 use plexus_server::policy::PolicyArgs;
@@ -129,10 +134,33 @@ pub struct Args {
     /// At most this many bytes of body in one batch request.
     #[arg(long, env = "PLEXUS_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_BYTES)]
     pub batch_max_bytes: usize,
+    /// At most this many batch requests are read and written at once; the
+    /// others wait (their bodies unread) within --request-timeout.
+    #[arg(long, env = "PLEXUS_BATCH_MAX_RUNNING", default_value_t = DEFAULT_BATCH_RUNNING)]
+    pub batch_max_running: usize,
+    /// The most bytes of one `string` or `text` value; a larger one is
+    /// refused (422, or a FAILED batch item).
+    #[arg(long, env = "PLEXUS_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+    /// The most distinct words of one `text` value (each is an index
+    /// entry); more is refused (422, or a FAILED batch item).
+    #[arg(long, env = "PLEXUS_MAX_VALUE_WORDS", default_value_t = DEFAULT_MAX_VALUE_WORDS)]
+    pub max_value_words: usize,
+    /// Writes are refused (507) while the data folder's disk has fewer
+    /// bytes free than this (0: no floor).
+    #[arg(long, env = "PLEXUS_MIN_FREE_DISK", default_value_t = DEFAULT_MIN_FREE_DISK)]
+    pub min_free_disk: u64,
     /// The most bytes of a peer list from genesis: a push (`PUT
     /// /p2p/genesis`) or the answer to a registration, a ping or `GET /peers`.
-    #[arg(long, env = "PLEXUS_MAX_LIST_BYTES", default_value_t = network::DEFAULT_MAX_LIST_BYTES)]
+    /// A push that declares more is refused before its body is read. The
+    /// default holds 10,000 peers at the longest URIs and hashes genesis
+    /// takes by default.
+    #[arg(long, env = "PLEXUS_MAX_LIST_BYTES", default_value_t = network::default_max_list_bytes())]
     pub max_list_bytes: usize,
+    /// At most this many push bodies (`PUT /p2p/genesis`, once its
+    /// signature headers check) are read at once; the others wait.
+    #[arg(long, env = "PLEXUS_MAX_PUSH_BODIES", default_value_t = network::DEFAULT_MAX_PUSH_BODIES)]
+    pub max_push_bodies: usize,
     /// The most Local queries one Network query sends at once (one per distinct peer).
     #[arg(long, env = "PLEXUS_NETWORK_MAX_IN_FLIGHT", default_value_t = network::DEFAULT_MAX_IN_FLIGHT)]
     pub network_max_in_flight: usize,
@@ -335,10 +363,20 @@ pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
     let dir = args.data_dir()?;
     let settings = args.graphql.settings();
     let db = tokio::task::spawn_blocking(move || PeerDb::open_with(&dir, settings)).await??;
-    Ok(Arc::new(db.with_batch_limits(BatchLimits {
-        max_objects: args.batch_max_objects,
-        max_bytes: args.batch_max_bytes,
-    })))
+    Ok(Arc::new(
+        db.with_batch_limits(BatchLimits {
+            max_objects: args.batch_max_objects,
+            max_bytes: args.batch_max_bytes,
+            max_running: args.batch_max_running,
+        })
+        .with_write_limits(WriteLimits {
+            values: ValueLimits {
+                max_value_bytes: args.max_value_bytes,
+                max_value_words: args.max_value_words,
+            },
+            min_free_disk: args.min_free_disk,
+        }),
+    ))
 }
 
 /// Runs the peer until Ctrl-C or SIGTERM (then deregisters), or until it
@@ -385,7 +423,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let mut network_settings = network::Settings::new(&settings, public_uri, identity);
     network_settings.max_in_flight = args.network_max_in_flight;
-    network_settings.genesis.max_list_bytes = args.max_list_bytes;
+    network_settings.set_max_list_bytes(args.max_list_bytes);
+    network_settings.max_push_bodies = args.max_push_bodies;
     let (task, handle) = network::start(
         network_settings,
         db.clone(),

@@ -9,14 +9,15 @@
 //!   `data`) is then a 400. With `application/json` (also when there is no
 //!   `Accept` header) every well-formed request gets a 200. An `Accept` with
 //!   neither is a 406.
-//! - `GET` from a browser (`Accept` preferring `text/html`) gets GraphiQL.
+//! - `GET` from a browser (`Accept` preferring `text/html`) gets GraphiQL
+//!   ([`super::graphiql`]: served by the peer itself).
 //! - An answer past `--graphql-max-answer-bytes` is replaced by an error
 //!   saying so.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{GraphQLRequest, PeerState};
@@ -114,7 +115,7 @@ pub async fn get(
         return not_acceptable();
     };
     if media == Media::Html {
-        return Html(graphiql_page()).into_response();
+        return super::graphiql::page();
     }
     let params: Vec<(String, String)> = url_params(raw.as_deref().unwrap_or_default());
     let param = |name: &str| {
@@ -250,32 +251,6 @@ async fn answer(state: &PeerState, request: GraphQLRequest, media: Media) -> Res
         );
     }
     with_type((status, text).into_response(), media)
-}
-
-/// The GraphiQL page: GraphiQL's own scripts, which the person's browser
-/// loads from the unpkg CDN, pointed at this peer's `/v1/graphql`.
-fn graphiql_page() -> String {
-    const PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Plexus peer: GraphiQL</title>
-<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
-</head>
-<body style="margin:0">
-<div id="graphiql" style="height:100vh"></div>
-<script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
-<script>
-const fetcher = GraphiQL.createFetcher({ url: window.location.pathname });
-ReactDOM.createRoot(document.getElementById('graphiql'))
-  .render(React.createElement(GraphiQL, { fetcher }));
-</script>
-</body>
-</html>
-"#;
-    PAGE.to_owned()
 }
 
 #[cfg(test)]

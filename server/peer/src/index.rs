@@ -66,6 +66,100 @@ pub fn words(text: &str) -> BTreeSet<&str> {
         .collect()
 }
 
+/// The default of [`ValueLimits::max_value_bytes`] (64 KiB).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The default of [`ValueLimits::max_value_words`].
+pub const DEFAULT_MAX_VALUE_WORDS: usize = 2_048;
+
+/// What one value may cost the index: each byte of a `string` is in its
+/// key, and each distinct word of a `text` is an entry of its own (tens of
+/// bytes on disk for a word of a few), so these bound what one write makes
+/// the peer store and hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueLimits {
+    /// The most bytes of one `string` or `text` value (`--max-value-bytes`).
+    pub max_value_bytes: usize,
+    /// The most distinct words of one `text` value (`--max-value-words`).
+    pub max_value_words: usize,
+}
+
+impl Default for ValueLimits {
+    fn default() -> Self {
+        ValueLimits {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_value_words: DEFAULT_MAX_VALUE_WORDS,
+        }
+    }
+}
+
+/// A value over a [`ValueLimits`] bound (the write is refused, 422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// A `string` or `text` value is too long.
+    #[error(
+        "property {property:?}: a {data_type} value holds at most {max} bytes (--max-value-bytes); this one has {len}"
+    )]
+    Bytes {
+        /// The property.
+        property: String,
+        /// `string` or `text`.
+        data_type: &'static str,
+        /// Its bytes.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A `text` value has too many distinct words to index.
+    #[error(
+        "property {property:?}: a text value has at most {max} distinct words (--max-value-words); this one has {count}"
+    )]
+    Words {
+        /// The property.
+        property: String,
+        /// Its distinct words.
+        count: usize,
+        /// The bound.
+        max: usize,
+    },
+}
+
+impl ValueLimits {
+    /// Refuses `values` (of an object of `class`) when one of its `string`
+    /// or `text` values is over a bound.
+    pub fn check(&self, class: &Class, values: &Map<String, Value>) -> Result<(), ValueError> {
+        for (name, value) in values {
+            let (Some(data_type), Value::String(text)) = (property_type(class, name), value) else {
+                continue;
+            };
+            let data_type = match data_type {
+                DataType::String => "string",
+                DataType::Text => "text",
+                _ => continue,
+            };
+            if text.len() > self.max_value_bytes {
+                return Err(ValueError::Bytes {
+                    property: name.clone(),
+                    data_type,
+                    len: text.len(),
+                    max: self.max_value_bytes,
+                });
+            }
+            if data_type == "text" {
+                let count = words(text).len();
+                if count > self.max_value_words {
+                    return Err(ValueError::Words {
+                        property: name.clone(),
+                        count,
+                        max: self.max_value_words,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(bytes.len() + 1);
     key.push(tag);

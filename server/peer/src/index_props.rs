@@ -253,16 +253,16 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.save_schema(&schema()).unwrap();
+        store.save_schema(&schema(), &|| true).unwrap();
         let batch: Vec<Object> = objects.into_iter().map(|(id, v)| object(id, v)).collect();
-        store.insert_batch(&batch).unwrap();
+        store.insert_batch(&batch, &|| true).unwrap();
         for w in writes {
             match w {
                 Write::Replace(id, v) => {
-                    store.replace(&object(id, v)).unwrap();
+                    store.replace(&object(id, v), &|| true).unwrap();
                 }
                 Write::Delete(id) => {
-                    store.delete(Uuid::from_u128(id), |_| true).unwrap();
+                    store.delete(Uuid::from_u128(id), |_| true, &|| true).unwrap();
                 }
             }
         }

@@ -21,6 +21,7 @@ pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod graphiql;
 pub mod graphql_http;
 pub mod index;
 pub mod network;
@@ -70,6 +71,19 @@ pub enum PeerError {
     /// The object's values do not fit its class.
     #[error(transparent)]
     Object(#[from] ObjectError),
+    /// A value is over a bound of the index (`--max-value-bytes`, `--max-value-words`).
+    #[error(transparent)]
+    Value(#[from] index::ValueError),
+    /// The data folder's disk is below `--min-free-disk`.
+    #[error(
+        "the data folder's disk has {free} bytes free, below the {floor} this peer keeps (--min-free-disk): writes are refused until there is room"
+    )]
+    DiskFull {
+        /// Bytes free for the peer.
+        free: u64,
+        /// The floor.
+        floor: u64,
+    },
     /// No object of that kind with that id.
     #[error("no {kind} object with id {id}")]
     NotFound {
@@ -104,7 +118,14 @@ impl From<PeerError> for AppError {
                 e.to_string(),
             ),
             PeerError::NotFound { .. } => AppError::not_found(e.to_string()),
+            PeerError::DiskFull { .. } => {
+                AppError::new(axum::http::StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+            }
+            PeerError::Store(StoreError::TimedOut) => {
+                AppError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             PeerError::Object(_)
+            | PeerError::Value(_)
             | PeerError::ClassNotEmpty(_)
             | PeerError::IdTaken(_)
             | PeerError::IdMismatch => AppError::unprocessable(e.to_string()),
@@ -125,6 +146,11 @@ pub use plexus_core::object::NewObject;
 pub struct PeerDb {
     store: Arc<Store>,
     batch: batch::BatchLimits,
+    /// One permit per batch request being read and written (`--batch-max-running`).
+    batches: Arc<tokio::sync::Semaphore>,
+    writes: WriteLimits,
+    /// The data folder, whose disk's free space writes check.
+    dir: std::path::PathBuf,
     schema: RwLock<Arc<Schema>>,
     hash: watch::Sender<String>,
     /// The GraphQL engine of the current schema and remote schemas: each
@@ -138,6 +164,36 @@ pub struct PeerDb {
     running: Arc<slots::Slots>,
     /// The contextionary Fetch and Introspect search in, if any.
     contextionary: std::sync::Mutex<Option<Arc<Contextionary>>>,
+}
+
+/// The bounds of what one write may make the peer store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// Per `string`/`text` value.
+    pub values: index::ValueLimits,
+    /// Writes are refused (507) while the data folder's disk has fewer
+    /// bytes free than this (`--min-free-disk`).
+    pub min_free_disk: u64,
+}
+
+/// The default of [`WriteLimits::min_free_disk`] (256 MiB): room for a
+/// few of the largest batches (8 MiB of body, ~20 times that written with
+/// its indexes) and redb's own growth.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 256 * 1024 * 1024;
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits {
+            values: index::ValueLimits::default(),
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
+        }
+    }
+}
+
+/// The bytes free for an unprivileged user on the disk of `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// This peer's name in a network, and the schemas of the peers it holds.
@@ -184,7 +240,7 @@ impl SnapshotSource {
     fn check(&self) -> Result<(), plexus_graphql::SourceError> {
         if self.cancelled.load(Ordering::Relaxed) {
             return Err(plexus_graphql::SourceError(
-                "the query was cancelled (time is up or the client went away)".into(),
+                StoreError::Cancelled.to_string(),
             ));
         }
         Ok(())
@@ -200,10 +256,12 @@ impl Source for SnapshotSource {
         limit: usize,
     ) -> Result<Vec<Object>, plexus_graphql::SourceError> {
         self.check()?;
-        // The store's planner: indexes where they serve, a scan for the rest.
+        // The store's planner: indexes where they serve, a scan for the
+        // rest, which looks at the flag as it goes.
+        let stop = || self.cancelled.load(Ordering::Relaxed);
         let found = self
             .snapshot
-            .query(kind, class, filter, limit)
+            .query_until(kind, class, filter, limit, &stop)
             .map_err(|e| plexus_graphql::SourceError(e.to_string()))?;
         self.check()?;
         Ok(found)
@@ -250,7 +308,12 @@ impl PeerDb {
         let (engine, _) = watch::channel(Arc::new(engine));
         Ok(PeerDb {
             store: Arc::new(store),
+            batches: Arc::new(tokio::sync::Semaphore::new(
+                batch::BatchLimits::default().max_running,
+            )),
             batch: batch::BatchLimits::default(),
+            writes: WriteLimits::default(),
+            dir: dir.to_owned(),
             schema: RwLock::new(Arc::new(schema)),
             hash,
             engine,
@@ -274,7 +337,53 @@ impl PeerDb {
 
     /// The same database with these batch bounds.
     pub fn with_batch_limits(self, batch: batch::BatchLimits) -> PeerDb {
-        PeerDb { batch, ..self }
+        PeerDb {
+            batch,
+            batches: Arc::new(tokio::sync::Semaphore::new(batch.max_running.max(1))),
+            ..self
+        }
+    }
+
+    /// The same database with these write bounds.
+    pub fn with_write_limits(self, writes: WriteLimits) -> PeerDb {
+        PeerDb { writes, ..self }
+    }
+
+    /// Waits for one of the `--batch-max-running` turns of a batch request.
+    pub async fn batch_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.batches.clone().acquire_owned().await.ok()
+    }
+
+    /// Refuses a write (507) while the data folder's disk is below the floor.
+    fn check_disk(&self) -> Result<(), PeerError> {
+        let floor = self.writes.min_free_disk;
+        if floor == 0 {
+            return Ok(());
+        }
+        match free_bytes(&self.dir) {
+            Ok(free) if free < floor => Err(PeerError::DiskFull { free, floor }),
+            Ok(_) => Ok(()),
+            // A disk that cannot be asked is not refused for it.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the data folder's free space");
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks an object's values against the schema and the write bounds.
+    fn check_object(
+        &self,
+        schema: &Schema,
+        kind: Kind,
+        class: &str,
+        values: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), PeerError> {
+        schema.check_object(kind, class, values)?;
+        if let Some(class) = schema.class(kind, class) {
+            self.writes.values.check(class, values)?;
+        }
+        Ok(())
     }
 
     /// The bounds of one `POST /v1/batching/...` request.
@@ -376,6 +485,26 @@ impl PeerDb {
             .map_err(PeerError::from)
     }
 
+    /// Runs a write on the blocking pool, after the disk's floor: it
+    /// commits only if its request has not been answered 503 meanwhile
+    /// (`plexus_server::serve::Commit`), and once it began to commit its
+    /// request waits for it.
+    async fn blocking_write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store, store::MayCommit<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, PeerError> {
+        self.check_disk()?;
+        let gate = plexus_server::serve::Commit::current();
+        self.blocking(move |s| {
+            let may_commit = || {
+                gate.as_ref()
+                    .is_none_or(plexus_server::serve::Commit::begin)
+            };
+            f(s, &may_commit)
+        })
+        .await
+    }
+
     async fn change_schema<R>(
         &self,
         change: impl FnOnce(&mut Schema) -> Result<R, SchemaError>,
@@ -385,7 +514,8 @@ impl PeerDb {
         let result = change(&mut next)?;
         let next = Arc::new(next);
         let saved = next.clone();
-        self.blocking(move |s| s.save_schema(&saved)).await?;
+        self.blocking_write(move |s, may| s.save_schema(&saved, may))
+            .await?;
         self.hash.send_replace(next.hash());
         self.rebuild(&next);
         *guard = next;
@@ -423,7 +553,7 @@ impl PeerDb {
         let next = Arc::new(next);
         let (saved, class) = (next.clone(), name.to_owned());
         match self
-            .blocking(move |s| s.remove_class(&saved, &class))
+            .blocking_write(move |s, may| s.remove_class(&saved, &class, may))
             .await?
         {
             RemoveClass::NotEmpty => Err(PeerError::ClassNotEmpty(name.to_owned())),
@@ -439,7 +569,7 @@ impl PeerDb {
     /// Creates an object after checking its values against the schema.
     pub async fn create_object(&self, kind: Kind, new: NewObject) -> Result<Object, PeerError> {
         let schema = self.schema.read().await;
-        schema.check_object(kind, &new.class, &new.schema)?;
+        self.check_object(&schema, kind, &new.class, &new.schema)?;
         let now = now_ms();
         let object = Object {
             id: new.id.unwrap_or_else(Uuid::new_v4),
@@ -450,7 +580,10 @@ impl PeerDb {
             last_update_time_unix: now,
         };
         let stored = object.clone();
-        if !self.blocking(move |s| s.insert(&stored)).await? {
+        if !self
+            .blocking_write(move |s, may| s.insert(&stored, may))
+            .await?
+        {
             return Err(PeerError::IdTaken(object.id));
         }
         drop(schema);
@@ -465,7 +598,7 @@ impl PeerDb {
         let now = now_ms();
         let mut checked = Vec::with_capacity(objects.len());
         for new in objects {
-            schema.check_object(kind, &new.class, &new.schema)?;
+            self.check_object(&schema, kind, &new.class, &new.schema)?;
             checked.push(Object {
                 id: new.id.unwrap_or_else(Uuid::new_v4),
                 kind,
@@ -476,7 +609,10 @@ impl PeerDb {
             });
         }
         let count = checked.len();
-        if let Some(taken) = self.blocking(move |s| s.insert_all(&checked)).await? {
+        if let Some(taken) = self
+            .blocking_write(move |s, may| s.insert_all(&checked, may))
+            .await?
+        {
             return Err(PeerError::IdTaken(taken));
         }
         drop(schema);
@@ -497,8 +633,7 @@ impl PeerDb {
             .into_iter()
             .map(|item| {
                 let new = item?;
-                schema
-                    .check_object(kind, &new.class, &new.schema)
+                self.check_object(&schema, kind, &new.class, &new.schema)
                     .map_err(|e| e.to_string())?;
                 Ok(Object {
                     id: new.id.unwrap_or_else(Uuid::new_v4),
@@ -514,7 +649,9 @@ impl PeerDb {
             .iter()
             .filter_map(|r| r.as_ref().ok().cloned())
             .collect();
-        let stored = self.blocking(move |s| s.insert_batch(&valid)).await?;
+        let stored = self
+            .blocking_write(move |s, may| s.insert_batch(&valid, may))
+            .await?;
         let mut stored = stored.into_iter();
         for result in &mut results {
             if let Ok(object) = result
@@ -550,7 +687,7 @@ impl PeerDb {
         if new.id.is_some_and(|given| given != old.id) {
             return Err(PeerError::IdMismatch);
         }
-        schema.check_object(kind, &new.class, &new.schema)?;
+        self.check_object(&schema, kind, &new.class, &new.schema)?;
         let object = Object {
             class: new.class,
             schema: new.schema,
@@ -558,7 +695,10 @@ impl PeerDb {
             ..old
         };
         let stored = object.clone();
-        if !self.blocking(move |s| s.replace(&stored)).await? {
+        if !self
+            .blocking_write(move |s, may| s.replace(&stored, may))
+            .await?
+        {
             return Err(PeerError::NotFound {
                 kind,
                 id: id.to_owned(),
@@ -577,7 +717,7 @@ impl PeerDb {
         let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
         let _schema = self.schema.read().await;
         match self
-            .blocking(move |s| s.delete(uuid, |o| o.kind == kind))
+            .blocking_write(move |s, may| s.delete(uuid, |o| o.kind == kind, may))
             .await?
         {
             Some(_) => Ok(()),

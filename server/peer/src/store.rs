@@ -75,6 +75,61 @@ pub enum StoreError {
     /// A stored record does not parse.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The write was not committed: the request it answers ran out of time.
+    #[error("the write was not committed: its request ran out of time (--request-timeout)")]
+    TimedOut,
+    /// The read stopped: its query was cancelled.
+    #[error("the query was cancelled (time is up or the client went away)")]
+    Cancelled,
+}
+
+/// Asked right before a write commits: `false` aborts it
+/// ([`StoreError::TimedOut`]), because the request it answers was answered
+/// 503 already (see `plexus_server::serve::Commit`).
+pub type MayCommit<'a> = &'a dyn Fn() -> bool;
+
+/// Asked as a read goes, every [`CHECK_EVERY`] rows: `true` stops it
+/// ([`StoreError::Cancelled`]).
+pub type Stop<'a> = &'a dyn Fn() -> bool;
+
+/// How many rows (objects or index entries) a read takes between two
+/// looks at its [`Stop`]: a few microseconds of work each, so that a
+/// cancelled query stops within a millisecond or so.
+pub const CHECK_EVERY: usize = 256;
+
+/// Counts rows and looks at `stop` every [`CHECK_EVERY`] of them.
+struct Watch<'a> {
+    stop: Stop<'a>,
+    rows: usize,
+}
+
+impl<'a> Watch<'a> {
+    fn new(stop: Stop<'a>) -> Self {
+        Watch { stop, rows: 0 }
+    }
+
+    fn row(&mut self) -> Result<(), StoreError> {
+        self.rows += 1;
+        if self.rows % CHECK_EVERY == 0 && (self.stop)() {
+            return Err(StoreError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// Never stops.
+pub fn never() -> bool {
+    false
+}
+
+/// Commits `tx` when `may_commit` says so, else aborts it.
+fn commit(tx: WriteTransaction, may_commit: MayCommit<'_>) -> Result<(), StoreError> {
+    if !may_commit() {
+        tx.abort()?;
+        return Err(StoreError::TimedOut);
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 macro_rules! from_redb {
@@ -266,18 +321,27 @@ impl Store {
 
     /// Replaces the stored schema. Indexes follow it: a property added later
     /// has no values yet, and a property's type never changes.
-    pub fn save_schema(&self, schema: &Schema) -> Result<(), StoreError> {
+    pub fn save_schema(
+        &self,
+        schema: &Schema,
+        may_commit: MayCommit<'_>,
+    ) -> Result<(), StoreError> {
         let text = serde_json::to_string(schema).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.db.begin_write()?;
         tx.open_table(SCHEMA)?.insert(SCHEMA_KEY, text.as_str())?;
-        tx.commit()?;
+        commit(tx, may_commit)?;
         self.cache_schema(schema);
         Ok(())
     }
 
     /// Saves `schema` (which no longer has `class`) only if `class` has no
     /// objects, in one transaction that also drops the class's index entries.
-    pub fn remove_class(&self, schema: &Schema, class: &str) -> Result<RemoveClass, StoreError> {
+    pub fn remove_class(
+        &self,
+        schema: &Schema,
+        class: &str,
+        may_commit: MayCommit<'_>,
+    ) -> Result<RemoveClass, StoreError> {
         let text = serde_json::to_string(schema).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tx = self.db.begin_write()?;
         {
@@ -304,25 +368,29 @@ impl Store {
             }
             tx.open_table(SCHEMA)?.insert(SCHEMA_KEY, text.as_str())?;
         }
-        tx.commit()?;
+        commit(tx, may_commit)?;
         self.cache_schema(schema);
         Ok(RemoveClass::Removed)
     }
 
     /// Stores a new object; `false` (and nothing written) when its id is taken.
-    pub fn insert(&self, object: &Object) -> Result<bool, StoreError> {
+    pub fn insert(&self, object: &Object, may_commit: MayCommit<'_>) -> Result<bool, StoreError> {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
         if !Writer::open(&tx)?.insert(&schema, object)? {
             return Ok(false);
         }
-        tx.commit()?;
+        commit(tx, may_commit)?;
         Ok(true)
     }
 
     /// Stores many new objects in one transaction (one fsync): all of them,
     /// or none when one id is taken (that id is returned).
-    pub fn insert_all(&self, objects: &[Object]) -> Result<Option<Uuid>, StoreError> {
+    pub fn insert_all(
+        &self,
+        objects: &[Object],
+        may_commit: MayCommit<'_>,
+    ) -> Result<Option<Uuid>, StoreError> {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
         {
@@ -335,7 +403,7 @@ impl Store {
                 }
             }
         }
-        tx.commit()?;
+        commit(tx, may_commit)?;
         Ok(None)
     }
 
@@ -346,7 +414,11 @@ impl Store {
     /// Each table is written in key order (ids, objects, index entries),
     /// so that the B-trees are walked from left to right once per batch
     /// rather than at random.
-    pub fn insert_batch(&self, objects: &[Object]) -> Result<Vec<bool>, StoreError> {
+    pub fn insert_batch(
+        &self,
+        objects: &[Object],
+        may_commit: MayCommit<'_>,
+    ) -> Result<Vec<bool>, StoreError> {
         let schema = self.cached_schema();
         let tx = self.db.begin_write()?;
         let mut stored = Vec::with_capacity(objects.len());
@@ -390,12 +462,12 @@ impl Store {
                     .insert((*class, property.as_str(), key.as_slice(), *id), ())?;
             }
         }
-        tx.commit()?;
+        commit(tx, may_commit)?;
         Ok(stored)
     }
 
     /// Replaces an existing object (its class may change); `false` when there is none.
-    pub fn replace(&self, object: &Object) -> Result<bool, StoreError> {
+    pub fn replace(&self, object: &Object, may_commit: MayCommit<'_>) -> Result<bool, StoreError> {
         let schema = self.cached_schema();
         let id = object.id.as_u128();
         let tx = self.db.begin_write()?;
@@ -417,7 +489,7 @@ impl Store {
             index_object(&mut index, &schema, object, true)?;
             ids.insert(id, object.class.as_str())?;
         }
-        tx.commit()?;
+        commit(tx, may_commit)?;
         Ok(true)
     }
 
@@ -426,6 +498,7 @@ impl Store {
         &self,
         id: Uuid,
         expect: impl FnOnce(&Object) -> bool,
+        may_commit: MayCommit<'_>,
     ) -> Result<Option<Object>, StoreError> {
         let schema = self.cached_schema();
         let key = id.as_u128();
@@ -451,7 +524,7 @@ impl Store {
             index_object(&mut tx.open_table(INDEX)?, &schema, &object, false)?;
             object
         };
-        tx.commit()?;
+        commit(tx, may_commit)?;
         Ok(Some(removed))
     }
 
@@ -553,7 +626,20 @@ impl Snapshot {
         class: &str,
         visit: &mut dyn FnMut(Object) -> bool,
     ) -> Result<(), StoreError> {
+        self.scan_class_until(class, &never, visit)
+    }
+
+    /// [`Snapshot::scan_class`], stopped ([`StoreError::Cancelled`]) once
+    /// `stop` says so, looked at every [`CHECK_EVERY`] objects.
+    pub fn scan_class_until(
+        &self,
+        class: &str,
+        stop: Stop<'_>,
+        visit: &mut dyn FnMut(Object) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut watch = Watch::new(stop);
         for entry in self.objects.range((class, 0u128)..=(class, u128::MAX))? {
+            watch.row()?;
             let (key, value) = entry?;
             if !visit(decode(key.value().1, value.value())?) {
                 break;
@@ -572,11 +658,13 @@ impl Snapshot {
         (start, end): (&[u8], &[u8]),
         cap: usize,
         keep: Option<&BTreeSet<u128>>,
+        stop: Stop<'_>,
     ) -> Result<Option<BTreeSet<u128>>, StoreError> {
         let mut ids = BTreeSet::new();
         if start >= end {
             return Ok(Some(ids));
         }
+        let mut watch = Watch::new(stop);
         let entries = self
             .index
             .range((class, property, start, 0u128)..(class, property, end, 0u128))?;
@@ -584,6 +672,7 @@ impl Snapshot {
             if read == cap {
                 return Ok(None);
             }
+            watch.row()?;
             let id = entry?.0.value().3;
             if keep.is_none_or(|k| k.contains(&id)) {
                 ids.insert(id);
@@ -612,6 +701,21 @@ impl Snapshot {
         filter: Option<&Filter>,
         limit: usize,
     ) -> Result<Vec<Object>, StoreError> {
+        self.query_until(kind, class, filter, limit, &never)
+    }
+
+    /// [`Snapshot::query`], stopped ([`StoreError::Cancelled`]) once `stop`
+    /// says so: every scan, index range and list of candidates looks at it
+    /// every [`CHECK_EVERY`] rows, so a cancelled query frees its thread
+    /// at once rather than at the end of its scan.
+    pub fn query_until(
+        &self,
+        kind: Kind,
+        class: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+        stop: Stop<'_>,
+    ) -> Result<Vec<Object>, StoreError> {
         let mut found = Vec::new();
         if limit == 0 {
             return Ok(found);
@@ -621,7 +725,7 @@ impl Snapshot {
             Some(filter) => {
                 let plan = self.plan(kind, class, filter);
                 index::candidates(&plan, &mut |property, start, end, cap, keep| {
-                    self.index_range(class, property, (start, end), cap, keep)
+                    self.index_range(class, property, (start, end), cap, keep, stop)
                 })?
             }
         };
@@ -639,7 +743,9 @@ impl Snapshot {
         };
         match &candidates {
             Candidates::Only(ids) => {
+                let mut watch = Watch::new(stop);
                 for &id in ids {
+                    watch.row()?;
                     let Some(bytes) = self.objects.get((class, id))? else {
                         continue;
                     };
@@ -653,7 +759,7 @@ impl Snapshot {
                 }
             }
             Candidates::All | Candidates::AllBut(_) => {
-                self.scan_class(class, &mut |object| {
+                self.scan_class_until(class, stop, &mut |object| {
                     if candidates.contains(object.id.as_u128()) && pass(&object) {
                         found.push(object);
                     }
@@ -712,9 +818,9 @@ mod tests {
         let (a, b) = (object("A", 1), object("B", 2));
         {
             let store = Store::open(dir.path()).unwrap();
-            assert!(store.insert(&a).unwrap());
-            assert!(store.insert(&b).unwrap());
-            assert!(!store.insert(&a).unwrap(), "same id twice");
+            assert!(store.insert(&a, &|| true).unwrap());
+            assert!(store.insert(&b, &|| true).unwrap());
+            assert!(!store.insert(&a, &|| true).unwrap(), "same id twice");
             assert!(matches!(
                 Store::open(dir.path()),
                 Err(StoreError::Locked(_))
@@ -732,7 +838,7 @@ mod tests {
         assert_eq!(seen, vec![a.clone()]);
         let mut moved = b.clone();
         moved.class = "A".into();
-        assert!(store.replace(&moved).unwrap());
+        assert!(store.replace(&moved, &|| true).unwrap());
         let snap = store.snapshot().unwrap();
         let mut count = 0;
         snap.scan_class("B", &mut |_| {
@@ -742,12 +848,87 @@ mod tests {
         .unwrap();
         assert_eq!(count, 0);
         assert_eq!(
-            store.remove_class(&Schema::default(), "A").unwrap(),
+            store
+                .remove_class(&Schema::default(), "A", &|| true)
+                .unwrap(),
             RemoveClass::NotEmpty
         );
-        assert_eq!(store.delete(a.id, |_| true).unwrap(), Some(a.clone()));
-        assert_eq!(store.delete(a.id, |_| true).unwrap(), None);
+        assert_eq!(
+            store.delete(a.id, |_| true, &|| true).unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(store.delete(a.id, |_| true, &|| true).unwrap(), None);
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_scan_observes_its_stop_flag_mid_way() {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let batch: Vec<Object> = (0..10 * CHECK_EVERY as i64)
+            .map(|n| object("A", n))
+            .collect();
+        assert_eq!(store.insert_all(&batch, &|| true).unwrap(), None);
+        let snap = store.snapshot().unwrap();
+        assert_eq!(
+            snap.query(Kind::Things, "A", None, usize::MAX)
+                .unwrap()
+                .len(),
+            batch.len()
+        );
+        // The flag is set while the scan runs (as a timeout would): the
+        // scan stops within CHECK_EVERY objects of it.
+        let cancelled = AtomicBool::new(false);
+        let visited = Cell::new(0);
+        let stop = || cancelled.load(Ordering::Relaxed);
+        let outcome = snap.scan_class_until("A", &stop, &mut |_| {
+            visited.set(visited.get() + 1);
+            if visited.get() == 3 * CHECK_EVERY + 7 {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            true
+        });
+        assert!(matches!(outcome, Err(StoreError::Cancelled)), "{outcome:?}");
+        assert!(
+            visited.get() < 4 * CHECK_EVERY + 1,
+            "visited {} of {}",
+            visited.get(),
+            batch.len()
+        );
+        // A query's scan and its index reads stop the same way.
+        let looks = Cell::new(0);
+        let after_two = || {
+            looks.set(looks.get() + 1);
+            looks.get() > 2
+        };
+        let outcome = snap.query_until(Kind::Things, "A", None, usize::MAX, &after_two);
+        assert!(matches!(outcome, Err(StoreError::Cancelled)));
+        assert_eq!(
+            looks.get(),
+            3,
+            "looked every {CHECK_EVERY} rows, not once per row"
+        );
+    }
+
+    #[test]
+    fn a_write_that_may_not_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let batch: Vec<Object> = (0..10).map(|n| object("A", n)).collect();
+        let refused = store.insert_batch(&batch, &|| false);
+        assert!(matches!(refused, Err(StoreError::TimedOut)), "{refused:?}");
+        assert!(matches!(
+            store.insert(&batch[0], &|| false),
+            Err(StoreError::TimedOut)
+        ));
+        assert_eq!(store.snapshot().unwrap().len().unwrap(), 0);
+        assert_eq!(
+            store.insert_batch(&batch, &|| true).unwrap(),
+            vec![true; 10]
+        );
+        assert_eq!(store.snapshot().unwrap().len().unwrap(), 10);
     }
 
     #[test]
@@ -755,10 +936,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let batch: Vec<Object> = (0..100).map(|n| object("A", n)).collect();
-        assert_eq!(store.insert_all(&batch).unwrap(), None);
+        assert_eq!(store.insert_all(&batch, &|| true).unwrap(), None);
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
         let again = vec![object("A", 1), batch[7].clone()];
-        assert_eq!(store.insert_all(&again).unwrap(), Some(batch[7].id));
+        assert_eq!(
+            store.insert_all(&again, &|| true).unwrap(),
+            Some(batch[7].id)
+        );
         assert_eq!(store.snapshot().unwrap().len().unwrap(), 100);
     }
 

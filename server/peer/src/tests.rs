@@ -530,6 +530,7 @@ async fn a_batch_over_its_bounds_or_of_the_wrong_shape_is_refused_whole() {
     let app = app_with(crate::batch::BatchLimits {
         max_objects: 3,
         max_bytes: 1_000,
+        ..Default::default()
     });
     app.call(Method::POST, "/v1/schema/things", Some(country()))
         .await;

@@ -477,11 +477,31 @@ async fn register_split(
     Ok((ids, count as f64 / started.elapsed().as_secs_f64()))
 }
 
-/// Registrations/s, pings/s and memory per peer of one setup.
+/// etcd's current revision (it grows by one per write), through its JSON
+/// gateway.
+async fn etcd_revision(client: &reqwest::Client, etcd: &str) -> anyhow::Result<u64> {
+    let answer: Value = client
+        .post(format!("{etcd}/v3/kv/range"))
+        .json(&json!({ "key": "eA==" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let revision = &answer["header"]["revision"];
+    revision
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .or_else(|| revision.as_u64())
+        .with_context(|| format!("no revision in etcd's answer {answer}"))
+}
+
+/// Registrations/s, pings/s and memory per peer of one setup; with `etcd`,
+/// also etcd's writes per ping while the pings are measured.
 async fn setup_load(
     client: &reqwest::Client,
     label: &str,
     genesis: &[GenesisProcess],
+    etcd: Option<&str>,
     peers: usize,
     concurrency: usize,
     duration: Duration,
@@ -511,7 +531,18 @@ async fn setup_load(
         None,
     )
     .await;
+    let revision_before = match etcd {
+        Some(etcd) => Some(etcd_revision(client, etcd).await?),
+        None => None,
+    };
     let load = post_workers(client, requests, concurrency, duration, None).await;
+    let writes = match (etcd, revision_before) {
+        (Some(etcd), Some(before)) => {
+            Some(etcd_revision(client, etcd).await?.saturating_sub(before))
+        }
+        _ => None,
+    };
+    let pings = load.latencies_ms.len();
     let bytes_per_peer = (rss_after.saturating_sub(rss_before) * 1024) as f64 / peers as f64;
     let result = json!({
         "setup": label,
@@ -520,6 +551,9 @@ async fn setup_load(
         "ping_p50_ms": (load.percentile_ms(50.0) * 1000.0).round() / 1000.0,
         "ping_errors": load.errors,
         "bytes_per_peer": bytes_per_peer.round(),
+        "pings": pings,
+        "etcd_writes": writes,
+        "etcd_writes_per_ping": writes.map(|w| w as f64 / pings.max(1) as f64),
     });
     eprintln!("{result}");
     Ok(result)
@@ -534,9 +568,7 @@ async fn replicas(
     let binary = genesis_bin.map_or_else(sibling_genesis, Ok)?;
     let client = client()?;
     let etcd = start_etcd(&client).await?;
-    let key = tempfile::tempdir()?;
-    let key_file = key.path().join("genesis.key");
-    let key_file = key_file.to_str().context("temporary folder name")?;
+    // No --key-file: the replicas of each prefix share the key in etcd.
     // Broadcasts off while measuring registrations and pings: a round to
     // N peers per registration would measure the fakes, not genesis.
     let replica = |prefix: &str, delay: &str| {
@@ -547,8 +579,6 @@ async fn replicas(
                 &etcd.url,
                 "--etcd-prefix",
                 prefix,
-                "--key-file",
-                key_file,
                 "--broadcast-delay",
                 delay,
             ],
@@ -556,13 +586,25 @@ async fn replicas(
     };
     let mut results = Vec::new();
     let memory = GenesisProcess::start(&binary, &["--broadcast-delay", "1h"])?;
-    results.push(setup_load(&client, "memory", &[memory], peers, concurrency, duration).await?);
+    results.push(
+        setup_load(
+            &client,
+            "memory",
+            &[memory],
+            None,
+            peers,
+            concurrency,
+            duration,
+        )
+        .await?,
+    );
     let one = replica("/one/", "1h")?;
     results.push(
         setup_load(
             &client,
             "etcd, 1 replica",
             &[one],
+            Some(&etcd.url),
             peers,
             concurrency,
             duration,
@@ -575,6 +617,7 @@ async fn replicas(
             &client,
             "etcd, 2 replicas",
             &two,
+            Some(&etcd.url),
             peers,
             concurrency,
             duration,

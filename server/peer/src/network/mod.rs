@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use plexus_core::Timestamp;
 use plexus_core::auth::{Identity, Received};
 use plexus_core::membership::{
-    Event, FailReason, Membership, MembershipConfig, PushRefused, Request, State,
+    Event, FailReason, Membership, MembershipConfig, PushGate, PushRefused, Request, State,
 };
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
@@ -103,6 +103,9 @@ pub struct View {
     /// The cached schemas, for the Network planner.
     #[serde(skip)]
     pub schemas: BTreeMap<PeerName, Arc<Schema>>,
+    /// What a push must pass before its body is read (the core's).
+    #[serde(skip)]
+    pub push_gate: PushGate,
 }
 
 impl View {
@@ -116,6 +119,7 @@ impl View {
             list_version: None,
             peers: Vec::new(),
             schemas: BTreeMap::new(),
+            push_gate: PushGate::closed(),
         }
     }
 
@@ -148,12 +152,22 @@ pub struct Settings {
     pub query_timeout: Duration,
     /// The most Local queries of one Network query sent at once.
     pub max_in_flight: usize,
+    /// The most push bodies read at once (`--max-push-bodies`).
+    pub max_push_bodies: usize,
 }
 
 /// The default of `--max-list-bytes`: a peer list from genesis (a push, or
-/// the answer to a registration, a ping or `GET /peers`) of at most 64 MiB,
-/// room for ~200,000 keyed peers.
-pub const DEFAULT_MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
+/// the answer to a registration, a ping or `GET /peers`) of at most
+/// [`plexus_core::membership::DEFAULT_MAX_LIST_PEERS`] peers at the longest
+/// entries genesis takes by default (50,080,080 bytes).
+pub fn default_max_list_bytes() -> usize {
+    plexus_core::membership::default_max_list_bytes()
+}
+
+/// The default of `--max-push-bodies`: genesis pushes one list at a time
+/// (a replica each, with replicas), so two bodies at once leave room for a
+/// fail-over and bound a replay's memory to twice `--max-list-bytes`.
+pub const DEFAULT_MAX_PUSH_BODIES: usize = 2;
 
 /// The default of `--network-max-in-flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
@@ -170,6 +184,7 @@ impl Settings {
         membership.contextionary = Some(config.contextionary.clone());
         membership.ping_interval = config.ping_interval;
         membership.genesis_replicas = config.genesis.len();
+        membership.genesis_names = config.genesis.iter().map(ToString::to_string).collect();
         membership.identity = Some(identity);
         membership.genesis_key = config.genesis_key;
         membership.max_signature_age = config.signature_max_age;
@@ -178,11 +193,18 @@ impl Settings {
             genesis: Genesis {
                 bases: config.genesis.clone(),
                 token: config.join_token.clone(),
-                max_list_bytes: DEFAULT_MAX_LIST_BYTES,
+                max_list_bytes: default_max_list_bytes(),
             },
             query_timeout: config.query_timeout,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_push_bodies: DEFAULT_MAX_PUSH_BODIES,
         }
+    }
+
+    /// Bounds every peer list from genesis, pushed or answered, by `max` bytes.
+    pub fn set_max_list_bytes(&mut self, max: usize) {
+        self.genesis.max_list_bytes = max;
+        self.membership.max_list_bytes = max;
     }
 }
 
@@ -201,8 +223,8 @@ pub struct NetworkHandle {
     pub local: Arc<crate::PeerDb>,
     /// The most Local queries of one Network query sent at once.
     pub max_in_flight: usize,
-    /// The most bytes of a pushed peer list (`--max-list-bytes`).
-    pub max_list_bytes: usize,
+    /// One permit per push body being read (`--max-push-bodies`).
+    pub push_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl NetworkHandle {
@@ -290,7 +312,7 @@ pub fn start(
         name: settings.membership.name.clone(),
         local: local.clone(),
         max_in_flight: settings.max_in_flight,
-        max_list_bytes: settings.genesis.max_list_bytes,
+        push_bodies: Arc::new(tokio::sync::Semaphore::new(settings.max_push_bodies.max(1))),
     };
     // The engine follows the remote schemas the view holds.
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -474,6 +496,7 @@ impl Task {
                 .iter()
                 .map(|(name, (_, arc))| (name.clone(), arc.clone()))
                 .collect(),
+            push_gate: m.push_gate(),
         };
         self.view.send_replace(Arc::new(view));
     }
