@@ -8,6 +8,8 @@
 //! the same machines, so the same rules hold everywhere.
 
 pub mod auth;
+pub mod contextionary;
+pub mod fetch;
 pub mod filter;
 pub mod graphql;
 pub mod membership;

@@ -87,7 +87,26 @@ pub struct Class {
     /// Its properties.
     #[serde(default)]
     pub properties: Vec<Property>,
+    /// Words that pull its meaning in the contextionary (the original's
+    /// `keywords`); absent when empty, so a schema without keywords keeps
+    /// the hash it had before keywords existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<Keyword>,
 }
+
+/// A word that pulls a class's or property's meaning, with its weight
+/// (0 to 1): `{"keyword": "metropolis", "weight": 0.5}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keyword {
+    /// One word of the contextionary.
+    pub keyword: String,
+    /// Its weight beside the name's words (each of weight 1).
+    pub weight: f64,
+}
+
+// Weights are checked finite ([`Schema::add_class`]), and JSON has no NaN.
+impl Eq for Keyword {}
 
 /// A property of a class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +120,9 @@ pub struct Property {
     /// What it is, for a person.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Words that pull its meaning, as a class's [`Class::keywords`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<Keyword>,
 }
 
 /// The type of a property's values.
@@ -188,6 +210,18 @@ pub enum SchemaError {
         /// The type given.
         data_type: Vec<String>,
     },
+    /// A keyword that is not one word of a-z with a weight from 0 to 1.
+    #[error(
+        "invalid keyword {keyword:?} (weight {weight}) of {owner:?}: a keyword is one word of a-z (at most 255 letters) with a weight from 0 to 1"
+    )]
+    Keyword {
+        /// The class or class.property it belongs to.
+        owner: String,
+        /// The keyword.
+        keyword: String,
+        /// Its weight, as written.
+        weight: String,
+    },
     /// A reference to a class that does not exist.
     #[error("property {property:?} refers to class {target:?}, which does not exist")]
     MissingClass {
@@ -231,6 +265,24 @@ fn is_graphql_name(name: &str, first: fn(char) -> bool) -> bool {
     chars.next().is_some_and(first)
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= 128
+}
+
+/// Each keyword one word of `a`-`z` (as the contextionary's words are),
+/// its weight finite and from 0 to 1.
+fn check_keywords(owner: &str, keywords: &[Keyword]) -> Result<(), SchemaError> {
+    for k in keywords {
+        let word = !k.keyword.is_empty()
+            && k.keyword.len() <= 255
+            && k.keyword.bytes().all(|b| b.is_ascii_lowercase());
+        if !word || !(0.0..=1.0).contains(&k.weight) {
+            return Err(SchemaError::Keyword {
+                owner: owner.to_owned(),
+                keyword: k.keyword.clone(),
+                weight: k.weight.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_class_name(name: &str) -> bool {
@@ -284,6 +336,7 @@ impl Schema {
         if self.find_class(&class.class).is_some() {
             return Err(SchemaError::DuplicateClass(class.class));
         }
+        check_keywords(&class.class, &class.keywords)?;
         let mut seen = BTreeSet::new();
         for property in &class.properties {
             self.check_property(&class.class, property)?;
@@ -358,6 +411,7 @@ impl Schema {
         if !is_property_name(&property.name) {
             return Err(SchemaError::PropertyName(property.name.clone()));
         }
+        check_keywords(&format!("{owner}.{}", property.name), &property.keywords)?;
         if let DataType::Ref(targets) = property.kind()? {
             for target in targets {
                 if target != owner && self.find_class(&target).is_none() {
@@ -383,6 +437,7 @@ impl Schema {
                     class: class.class.clone(),
                     description: String::new(),
                     properties: Vec::new(),
+                    keywords: class.keywords.clone(),
                 },
             )?;
         }
@@ -656,6 +711,7 @@ mod tests {
             class: "city".into(),
             description: String::new(),
             properties: vec![],
+            keywords: vec![],
         };
         assert!(matches!(
             schema.add_class(Kind::Things, bad_name),
@@ -723,6 +779,52 @@ mod tests {
         let mut c = a.clone();
         c.things.classes[1].class = "Nation".into();
         assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn keywords_are_in_the_hash_and_a_schema_without_them_keeps_its_hash() {
+        let plain: Schema = serde_json::from_value(json!({"things": {"classes": [
+            {"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]}]}}))
+        .expect("parse");
+        // The text hashed before keywords existed.
+        assert_eq!(
+            plain.canonical_json(),
+            r#"{"actions":{"classes":[]},"things":{"classes":[{"class":"City","properties":[{"dataType":["string"],"name":"name"}]}]}}"#
+        );
+        let keyword = || Keyword {
+            keyword: "metropolis".into(),
+            weight: 0.5,
+        };
+        let mut on_class = plain.clone();
+        on_class.things.classes[0].keywords.push(keyword());
+        let mut on_property = plain.clone();
+        on_property.things.classes[0].properties[0]
+            .keywords
+            .push(keyword());
+        assert_ne!(plain.hash(), on_class.hash());
+        assert_ne!(plain.hash(), on_property.hash());
+        assert_ne!(on_class.hash(), on_property.hash());
+        on_class.validate().expect("valid keywords");
+        let mut lighter = on_class.clone();
+        lighter.things.classes[0].keywords[0].weight = 0.25;
+        assert_ne!(on_class.hash(), lighter.hash());
+        for (word, weight) in [
+            ("Metropolis", 0.5),
+            ("", 0.5),
+            ("two words", 0.5),
+            ("city", 1.5),
+            ("city", -0.1),
+        ] {
+            let mut bad = plain.clone();
+            bad.things.classes[0].properties[0].keywords.push(Keyword {
+                keyword: word.into(),
+                weight,
+            });
+            assert!(
+                matches!(bad.validate(), Err(SchemaError::Keyword { .. })),
+                "{word:?} {weight}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn class_strategy() -> impl Strategy<Value = Class> {
             name,
             data_type: vec![t.to_owned()],
             description: String::new(),
+            keywords: Vec::new(),
         });
     (
         "[A-Z][a-zA-Z0-9]{0,6}",
@@ -31,6 +32,7 @@ fn class_strategy() -> impl Strategy<Value = Class> {
                 class,
                 description: String::new(),
                 properties,
+                keywords: Vec::new(),
             }
         })
 }

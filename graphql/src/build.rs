@@ -22,7 +22,7 @@ use plexus_core::schema::{Class, DataType, Kind, Schema, parse_beacon};
 use serde_json::Value;
 
 use crate::network::Remote;
-use crate::{ROOT_TYPE, RequestData, meta, network};
+use crate::{ROOT_TYPE, RequestData, fetch, meta, network};
 
 /// The scalar of a `where` argument: the original's filter object
 /// (`{operator: Equal, path: ["name"], valueString: "Berlin"}`), checked
@@ -60,6 +60,11 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
     if let Some(get) = meta_type(&side, local, "WeaviateLocal", &mut types) {
         local_obj = local_obj.field(fixed("GetMeta", &get));
         has_local = true;
+    }
+    if let Side::Local(schema) = &side {
+        let (fetch, introspect, objects) = fetch::local_fields(schema);
+        local_obj = local_obj.field(fetch).field(introspect);
+        types.extend(objects);
     }
     if !has_local {
         // An empty schema: `Local` still answers `__typename`, so the type
@@ -111,6 +116,16 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
             "A where filter: {operator, path, value<Type>} or {operator: And|Or, operands}",
         ));
     for ty in meta::types() {
+        builder = builder.register(ty);
+    }
+    let (objects, inputs, enums) = fetch::types();
+    for ty in objects {
+        builder = builder.register(ty);
+    }
+    for ty in inputs {
+        builder = builder.register(ty);
+    }
+    for ty in enums {
         builder = builder.register(ty);
     }
     builder = builder.register(

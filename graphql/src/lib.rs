@@ -18,9 +18,11 @@
 mod build;
 pub mod cost;
 mod documents;
+mod fetch;
 mod meta;
 mod network;
 
+pub use fetch::{Meaning, NO_CONTEXTIONARY};
 pub use meta::aggregate;
 pub use network::NO_NETWORK;
 
@@ -151,6 +153,7 @@ pub struct Engine {
     documents: documents::Documents,
     limits: Limits,
     peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
+    meaning: Option<Arc<Meaning>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -235,6 +238,7 @@ pub(crate) struct RequestData {
     pub(crate) limits: Limits,
     pub(crate) network: network::Shared,
     pub(crate) network_peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
+    pub(crate) meaning: Option<Arc<Meaning>>,
 }
 
 impl RequestData {
@@ -280,7 +284,15 @@ impl Engine {
             documents: documents::Documents::new(limits.max_cached_query_bytes),
             limits: limits.clone(),
             peers: Arc::new(remotes.clone()),
+            meaning: None,
         })
+    }
+
+    /// The same engine, answering Fetch and Introspect with `meaning`'s
+    /// contextionary (without one they answer [`NO_CONTEXTIONARY`]).
+    pub fn with_meaning(mut self, meaning: Option<Arc<Meaning>>) -> Self {
+        self.meaning = meaning;
+        self
     }
 
     /// The schema in SDL.
@@ -333,6 +345,7 @@ impl Engine {
             limits: self.limits.clone(),
             network: network::Shared::default(),
             network_peers: self.peers.clone(),
+            meaning: self.meaning.clone(),
         };
         let schema = if plain && validated {
             &self.validated

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::*;
 
+mod fetch;
 mod queries;
 
 /// Objects in insertion order, and the `(class, limit)` of every query.

@@ -4,6 +4,7 @@
 //! [`policy`]), the outbound guard ([`outbound`]), join tokens, and graceful
 //! shutdown.
 
+pub mod contextionary;
 pub mod outbound;
 pub mod policy;
 pub mod serve;

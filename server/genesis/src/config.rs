@@ -19,8 +19,6 @@ use plexus_server::tls::TlsArgs;
 /// The default contextionary URL: a real network sets its own.
 pub const DEFAULT_CONTEXTIONARY_URL: &str =
     "https://contextionary.plexus.invalid/en/contextionary.idx";
-/// The default contextionary hash: a real network sets its own.
-pub const DEFAULT_CONTEXTIONARY_HASH: &str = "sha256:unset";
 /// The default of `--watch-buffer`: changes a watcher may fall behind.
 pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 
@@ -41,14 +39,28 @@ pub struct Args {
     #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8111")]
     pub listen: SocketAddr,
 
-    /// URL of the network's contextionary, handed to every registering peer.
-    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL", default_value = DEFAULT_CONTEXTIONARY_URL)]
-    pub contextionary_url: String,
+    /// The network's contextionary file (docs/peer.md): genesis serves it
+    /// at GET /contextionary and names that URL and its SHA-256 in every
+    /// registration answer [default: the file embedded in the binary,
+    /// unless --contextionary-hash alone names another].
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY")]
+    pub contextionary: Option<PathBuf>,
+
+    /// URL of the network's contextionary, handed to every registering peer
+    /// [default: http:// + the listen address + /contextionary when genesis
+    /// serves the file; set it when peers reach genesis by another address].
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL")]
+    pub contextionary_url: Option<String>,
 
     /// Hash of the network's contextionary, as ALGORITHM:VALUE (peers with
-    /// another contextionary refuse to join).
-    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH", default_value = DEFAULT_CONTEXTIONARY_HASH)]
-    pub contextionary_hash: ContextionaryHash,
+    /// another contextionary refuse to join). With --contextionary, it must
+    /// be the file's; alone, genesis names it and serves no file.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH")]
+    pub contextionary_hash: Option<ContextionaryHash>,
+
+    /// A larger --contextionary file is refused.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_MAX_BYTES", default_value_t = plexus_server::contextionary::DEFAULT_MAX_BYTES)]
+    pub contextionary_max_bytes: u64,
 
     /// A peer not heard from (register or ping) for this long is evicted.
     #[arg(long, env = "PLEXUS_PEER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -261,6 +273,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// The relay for browser tabs (`--relay`), if on.
     pub relay: Option<plexus_core::relay::RelayConfig>,
+    /// The contextionary file served at `GET /contextionary`, if any.
+    pub contextionary_file: Option<plexus_server::contextionary::Served>,
 }
 
 impl Settings {
@@ -285,11 +299,51 @@ impl Settings {
             broadcast_concurrency: 256,
             max_body_bytes: 64 * 1024,
             relay: None,
+            contextionary_file: None,
         }
     }
 }
 
 impl Settings {
+    /// The network's contextionary from `args`, for a genesis listening on
+    /// `local`: the file of --contextionary (or the embedded default, unless
+    /// --contextionary-hash alone names another), served and named by its
+    /// hash at --contextionary-url (default `{scheme}://{local}/contextionary`,
+    /// `scheme` being the listener's own).
+    pub fn resolve_contextionary(
+        &mut self,
+        args: &Args,
+        scheme: &str,
+        local: SocketAddr,
+    ) -> anyhow::Result<()> {
+        use plexus_server::contextionary as ctx;
+        let file = match (&args.contextionary, &args.contextionary_hash) {
+            (Some(path), _) => Some(ctx::load(path, args.contextionary_max_bytes)?),
+            (None, Some(_)) => None,
+            (None, None) => Some(ctx::default()?),
+        };
+        let Some(file) = file else {
+            return Ok(());
+        };
+        if let Some(hash) = &args.contextionary_hash
+            && hash != file.hash()
+        {
+            anyhow::bail!(
+                "--contextionary-hash {hash} is not the hash of the --contextionary file, {}",
+                file.hash()
+            );
+        }
+        self.registry.contextionary = Contextionary {
+            url: args
+                .contextionary_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{local}{}", ctx::PATH)),
+            hash: file.hash().clone(),
+        };
+        self.contextionary_file = Some(ctx::Served::new(&file));
+        Ok(())
+    }
+
     /// Genesis's key pair, and the registry's authority derived from it.
     pub fn set_identity(&mut self, identity: Identity) {
         self.registry.authority = Authority::of(&identity);
@@ -299,9 +353,16 @@ impl Settings {
 
 impl From<&Args> for Settings {
     fn from(args: &Args) -> Self {
+        // The file (--contextionary, or the embedded default) is read by
+        // `resolve_contextionary`, which can fail; these are the old flags.
         let mut settings = Settings::new(Contextionary {
-            url: args.contextionary_url.clone(),
-            hash: args.contextionary_hash.clone(),
+            url: args
+                .contextionary_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTEXTIONARY_URL.to_owned()),
+            hash: args.contextionary_hash.clone().unwrap_or_else(|| {
+                plexus_core::contextionary::hash_of(plexus_server::contextionary::DEFAULT)
+            }),
         });
         settings.registry.peer_timeout = args.peer_timeout;
         settings.registry.hold_limit = args.hold_limit.unwrap_or(args.peer_timeout);

@@ -523,6 +523,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
+    // Bound first: the contextionary's default URL names the address.
+    let (listener, local) = plexus_server::bind(args.listen, tls).await?;
+    settings.resolve_contextionary(&args, listener.scheme(), local)?;
+    tracing::info!(url = %settings.registry.contextionary.url, hash = %settings.registry.contextionary.hash, "the network's contextionary");
     let genesis = match replication {
         Some(replication) => {
             tracing::info!(replica = %replication.me(), etcd = ?args.etcd, "the peer list lives in etcd");
@@ -538,7 +542,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Genesis::start(settings, store)?
         }
     };
-    let (listener, _) = plexus_server::bind(args.listen, tls).await?;
     let signalled = {
         let genesis = Arc::clone(&genesis);
         async move {

@@ -49,6 +49,7 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route(plexus_server::contextionary::PATH, get(contextionary))
         .fallback(|| async { AppError::not_found("no such route") })
         .layer(
             ServiceBuilder::new()
@@ -592,6 +593,14 @@ async fn metrics(State(genesis): State<Arc<Genesis>>) -> impl IntoResponse {
         )],
         genesis.metrics.render(gauges),
     )
+}
+
+/// `GET /contextionary`: the network's contextionary file, when genesis serves one.
+async fn contextionary(State(genesis): State<Arc<Genesis>>, headers: HeaderMap) -> Response {
+    match &genesis.settings.contextionary_file {
+        Some(file) => file.response(&headers),
+        None => plexus_server::contextionary::not_served(),
+    }
 }
 
 /// `GET /openapi.json`.

@@ -32,8 +32,6 @@ pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default contextionary URL: the same as genesis's default.
 pub const DEFAULT_CONTEXTIONARY_URL: &str =
     "https://contextionary.plexus.invalid/en/contextionary.idx";
-/// The default contextionary hash: the same as genesis's default.
-pub const DEFAULT_CONTEXTIONARY_HASH: &str = "sha256:unset";
 
 /// A Plexus knowledge-graph peer.
 ///
@@ -77,13 +75,23 @@ pub struct Args {
     /// This peer's name in the network: a letter, then letters and digits (at most 63).
     #[arg(long, env = "PLEXUS_PEER_NAME")]
     pub peer_name: Option<String>,
-    /// This peer's contextionary URL.
-    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL", default_value = DEFAULT_CONTEXTIONARY_URL)]
-    pub contextionary_url: String,
-    /// This peer's contextionary hash, ALG:VALUE; the peer refuses a network
-    /// whose genesis names another one.
-    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH", default_value = DEFAULT_CONTEXTIONARY_HASH)]
-    pub contextionary_hash: ContextionaryHash,
+    /// This peer's contextionary file (docs/peer.md) [default: the file
+    /// embedded in the binary, unless --contextionary-url or
+    /// --contextionary-hash names another].
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY")]
+    pub contextionary: Option<PathBuf>,
+    /// Without --contextionary: download the contextionary from this URL
+    /// at start-up (genesis's `GET /contextionary`, the URL it names).
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_URL")]
+    pub contextionary_url: Option<String>,
+    /// This peer's contextionary hash, ALG:VALUE: a file or download of
+    /// another hash is refused, and the peer refuses a network whose
+    /// genesis names another one.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_HASH")]
+    pub contextionary_hash: Option<ContextionaryHash>,
+    /// A larger contextionary file or download is refused.
+    #[arg(long, env = "PLEXUS_CONTEXTIONARY_MAX_BYTES", default_value_t = plexus_server::contextionary::DEFAULT_MAX_BYTES)]
+    pub contextionary_max_bytes: u64,
     /// Mean time between pings to genesis (e.g. 10s, 500ms).
     #[arg(long, env = "PLEXUS_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -259,8 +267,15 @@ impl Args {
                 config::settings(
                     block,
                     Contextionary {
-                        url: self.contextionary_url.clone(),
-                        hash: self.contextionary_hash.clone(),
+                        url: self
+                            .contextionary_url
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_CONTEXTIONARY_URL.to_owned()),
+                        hash: self.contextionary_hash.clone().unwrap_or_else(|| {
+                            plexus_core::contextionary::hash_of(
+                                plexus_server::contextionary::DEFAULT,
+                            )
+                        }),
                     },
                     self.ping_interval,
                     plexus_server::join_token(
@@ -279,6 +294,74 @@ impl Args {
                 })
             })
             .transpose()
+    }
+}
+
+impl Args {
+    /// This peer's contextionary, and what it tells genesis: the file of
+    /// --contextionary; else the download of --contextionary-url; else, with
+    /// --contextionary-hash alone, that hash (and the embedded file's
+    /// vectors when it is the embedded file's hash); else the embedded file.
+    /// A file or download whose hash is not --contextionary-hash is refused.
+    /// A download trusts `trust`'s roots besides the system's.
+    pub async fn contextionary(
+        &self,
+        trust: &plexus_server::outbound::Trust,
+    ) -> anyhow::Result<(
+        Option<Arc<plexus_core::contextionary::Contextionary>>,
+        Contextionary,
+    )> {
+        use plexus_server::contextionary as ctx;
+        let url = self
+            .contextionary_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTEXTIONARY_URL.to_owned());
+        let file = match (
+            &self.contextionary,
+            &self.contextionary_url,
+            &self.contextionary_hash,
+        ) {
+            (Some(path), _, _) => ctx::load(path, self.contextionary_max_bytes)?,
+            (None, Some(url), hash) => {
+                let c = ctx::download(
+                    &network::http_client(trust)?,
+                    url,
+                    self.contextionary_max_bytes,
+                    hash.as_ref(),
+                )
+                .await?;
+                tracing::info!(url, hash = %c.hash(), "downloaded the contextionary");
+                c
+            }
+            (None, None, Some(hash)) => {
+                let default = ctx::default()?;
+                let vectors = (default.hash() == hash).then_some(default);
+                if vectors.is_none() {
+                    tracing::warn!(%hash, "--contextionary-hash names a contextionary this peer does not hold: Fetch and Introspect answer an error");
+                }
+                return Ok((
+                    vectors,
+                    Contextionary {
+                        url,
+                        hash: hash.clone(),
+                    },
+                ));
+            }
+            (None, None, None) => ctx::default()?,
+        };
+        if let Some(hash) = &self.contextionary_hash
+            && hash != file.hash()
+        {
+            anyhow::bail!(
+                "--contextionary-hash {hash} is not the hash of this peer's contextionary, {}",
+                file.hash()
+            );
+        }
+        let wire = Contextionary {
+            url,
+            hash: file.hash().clone(),
+        };
+        Ok((Some(file), wire))
     }
 }
 
@@ -306,10 +389,15 @@ pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
 /// Runs the peer until Ctrl-C or SIGTERM (then deregisters), or until it
 /// gives up on its network (an error naming why).
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let settings = args.network()?;
+    let mut settings = args.network()?;
     let trust = args.outbound.trust.load()?;
     let tls = args.tls.load()?;
+    let (contextionary, named) = args.contextionary(&trust).await?;
+    if let Some(settings) = &mut settings {
+        settings.contextionary = named;
+    }
     let db = open_db(&args).await?;
+    db.set_contextionary(contextionary).await;
     let Some(settings) = settings else {
         let app = layers(
             api_routes()

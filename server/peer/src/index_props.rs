@@ -21,6 +21,7 @@ fn schema() -> Schema {
         name: name.into(),
         data_type: vec![t.into()],
         description: String::new(),
+        keywords: Vec::new(),
     };
     let mut schema = Schema::default();
     schema
@@ -38,6 +39,7 @@ fn schema() -> Schema {
                     property("d", "date"),
                     property("r", CLASS),
                 ],
+                keywords: Vec::new(),
             },
         )
         .unwrap();

@@ -42,10 +42,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use plexus_core::contextionary::Contextionary;
 use plexus_core::filter::Filter;
 use plexus_core::names::PeerName;
 use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaError};
-use plexus_graphql::{Engine, Limits, Remote, Source};
+use plexus_graphql::{Engine, Limits, Meaning, Remote, Source};
 use tokio::sync::{RwLock, watch};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -161,6 +162,8 @@ pub struct PeerDb {
     settings: GraphQLSettings,
     /// Where queries run, at most `max_running` at once.
     running: Arc<slots::Slots>,
+    /// The contextionary Fetch and Introspect search in, if any.
+    contextionary: std::sync::Mutex<Option<Arc<Contextionary>>>,
 }
 
 /// The bounds of what one write may make the peer store.
@@ -300,7 +303,7 @@ impl PeerDb {
         let store = Store::open(dir)?;
         let schema = store.load_schema()?;
         let (hash, _) = watch::channel(schema.hash());
-        let engine = build_engine(&schema, &BTreeMap::new(), &settings.limits)
+        let engine = build_engine(&schema, &BTreeMap::new(), &settings.limits, None)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (engine, _) = watch::channel(Arc::new(engine));
         Ok(PeerDb {
@@ -317,7 +320,19 @@ impl PeerDb {
             network: std::sync::Mutex::new((None, BTreeMap::new())),
             running: slots::Slots::new(settings.max_running),
             settings,
+            contextionary: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Answers Fetch and Introspect with `contextionary` (none: they answer
+    /// an error), and rebuilds the engine.
+    pub async fn set_contextionary(&self, contextionary: Option<Arc<Contextionary>>) {
+        let schema = self.schema.read().await;
+        *self
+            .contextionary
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = contextionary;
+        self.rebuild(&schema);
     }
 
     /// The same database with these batch bounds.
@@ -399,9 +414,24 @@ impl PeerDb {
             if let Some(name) = name {
                 remotes.insert(name.clone(), schema.clone());
             }
-            remotes
+            let contextionary = self
+                .contextionary
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let meaning = contextionary.map(|contextionary| {
+                Arc::new(Meaning {
+                    contextionary,
+                    peer: name
+                        .as_ref()
+                        .map_or("localhost", PeerName::as_str)
+                        .to_owned(),
+                })
+            });
+            (remotes, meaning)
         };
-        match build_engine(schema, &remotes, &self.settings.limits) {
+        let (remotes, meaning) = remotes;
+        match build_engine(schema, &remotes, &self.settings.limits, meaning) {
             Ok(engine) => {
                 self.engine.send_replace(Arc::new(engine));
             }
@@ -775,8 +805,9 @@ fn build_engine(
     schema: &Schema,
     remotes: &BTreeMap<PeerName, Arc<Schema>>,
     limits: &Limits,
+    meaning: Option<Arc<Meaning>>,
 ) -> Result<Engine, plexus_graphql::BuildError> {
-    Engine::build(schema, remotes, limits)
+    Engine::build(schema, remotes, limits).map(|e| e.with_meaning(meaning))
 }
 
 /// What every handler gets: the database and, once the peer is in a network,

@@ -962,7 +962,9 @@ mod tests {
                         name: "n".into(),
                         data_type: vec!["int".into()],
                         description: String::new(),
+                        keywords: Vec::new(),
                     }],
+                    keywords: Vec::new(),
                 },
             )
             .unwrap();

@@ -1,0 +1,292 @@
+//! The contextionary: its file format against hostile bytes, exact
+//! certainties on a tiny fixed vocabulary, the schema search, and Fetch /
+//! Introspect / Fuzzy planning.
+#![allow(clippy::unwrap_used)]
+
+use plexus_core::contextionary::{Contextionary, FormatError, certainty, split_name};
+use plexus_core::fetch::{self, FetchWhere, IntrospectWhere};
+use plexus_core::filter::Filter;
+use plexus_core::object::Object;
+use plexus_core::schema::{Keyword, Kind, Schema};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// A file of `dims`-long vectors: each word with its int8 components and scale.
+fn file(dims: u16, words: &[(&str, f32, &[i8])]) -> Vec<u8> {
+    let mut out = b"PLXC".to_vec();
+    out.extend(1u16.to_le_bytes());
+    out.extend(dims.to_le_bytes());
+    out.extend((words.len() as u32).to_le_bytes());
+    for (w, _, _) in words {
+        out.push(w.len() as u8);
+        out.extend(w.as_bytes());
+    }
+    for (_, scale, v) in words {
+        out.extend(scale.to_le_bytes());
+        out.extend(v.iter().map(|q| *q as u8));
+    }
+    out
+}
+
+/// Two dimensions, scale 1: city (0,0), town (3,4), village (6,8), big (12,0),
+/// airplane (0,12), name (1,1), label (1,2), amsterdam (5,5), rotterdam (5,6).
+fn tiny() -> Contextionary {
+    Contextionary::parse(file(
+        2,
+        &[
+            ("airplane", 1.0, &[0, 12]),
+            ("amsterdam", 1.0, &[5, 5]),
+            ("big", 1.0, &[12, 0]),
+            ("city", 1.0, &[0, 0]),
+            ("label", 1.0, &[1, 2]),
+            ("name", 1.0, &[1, 1]),
+            ("rotterdam", 1.0, &[5, 6]),
+            ("town", 1.0, &[3, 4]),
+            ("village", 0.5, &[12, 16]),
+        ],
+    ))
+    .expect("valid file")
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-12, "{a} != {b}");
+}
+
+#[test]
+fn certainties_on_a_tiny_vocabulary_are_exact() {
+    let c = tiny();
+    let v = |name: &str| c.vector(name, &[]).expect("known");
+    close(certainty(&v("City"), &v("Town")), 1.0 - 5.0 / 12.0);
+    close(certainty(&v("City"), &v("Village")), 1.0 - 10.0 / 12.0);
+    close(certainty(&v("City"), &v("Airplane")), 0.0);
+    close(certainty(&v("City"), &v("City")), 1.0);
+    // The centroid of camelCase words: BigCity = (6, 0); to town (3, 4): 5.
+    close(certainty(&v("BigCity"), &v("Town")), 1.0 - 5.0 / 12.0);
+    // Keywords weigh in: City + 0.5 × town = (1, 4/3); to town: 10/3.
+    let keyed = c
+        .vector(
+            "City",
+            &[Keyword {
+                keyword: "town".into(),
+                weight: 0.5,
+            }],
+        )
+        .expect("known");
+    close(certainty(&keyed, &v("Town")), 1.0 - (10.0 / 3.0) / 12.0);
+    let err = c.vector("XyzzyCity", &[]).expect_err("unknown word");
+    assert_eq!(
+        err.to_string(),
+        "the contextionary has no word \"xyzzy\" (in \"XyzzyCity\")"
+    );
+    assert_eq!(split_name("inCountry"), ["in", "country"]);
+    assert_eq!(split_name("HTTPServer"), ["http", "server"]);
+    assert_eq!(split_name("city_name2x"), ["city", "name", "x"]);
+}
+
+fn schema() -> Schema {
+    serde_json::from_value(json!({"things": {"classes": [
+        {"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]},
+        {"class": "Town", "properties": [{"name": "label", "dataType": ["string"]}, {"name": "name", "dataType": ["int"]}]},
+        {"class": "Village", "properties": [{"name": "name", "dataType": ["text"]}]},
+        {"class": "Airplane", "properties": [{"name": "name", "dataType": ["string"]}]},
+        {"class": "Xyzzy", "properties": []}
+    ]}}))
+    .expect("schema")
+}
+
+#[test]
+fn the_schema_search_ranks_classes_and_properties() {
+    let c = tiny();
+    let s = schema();
+    let q = c.vector("City", &[]).expect("known");
+    let found: Vec<(&str, f64)> = c
+        .classes(&s, Kind::Things, &q, 0.1)
+        .into_iter()
+        .map(|(class, c)| (class.class.as_str(), c))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(
+        (found[0].0, found[1].0, found[2].0),
+        ("City", "Town", "Village")
+    );
+    close(found[1].1, 7.0 / 12.0);
+    assert!(c.classes(&s, Kind::Actions, &q, 0.0).is_empty());
+    let town = s.class(Kind::Things, "Town").expect("town");
+    let name = c.vector("name", &[]).expect("known");
+    let props: Vec<&str> = c
+        .properties(town, &name, 0.9)
+        .iter()
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    // name (1,1) is 1.0 from itself, label (1,2) is 1 − 1/12.
+    assert_eq!(props, ["name", "label"]);
+}
+
+#[test]
+fn fetch_is_or_over_matching_properties_and_and_across_conditions() {
+    let c = tiny();
+    let s = schema();
+    let w = FetchWhere::parse(&json!({
+        "class": {"name": "City", "certainty": 0.1},
+        "properties": [{"name": "name", "certainty": 0.9, "operator": "Equal", "valueString": "Amsterdam"}]
+    }))
+    .expect("where");
+    let plan = fetch::plan(&c, &s, Kind::Things, &w).expect("plan");
+    let classes: Vec<&str> = plan.iter().map(|p| p.class.as_str()).collect();
+    // Town's `name` is an int (valueString does not fit) but its `label` is near
+    // `name`: one comparison remains. Village's `name` is text.
+    assert_eq!(classes, ["City", "Town", "Village"]);
+    let town = &plan[1];
+    let Some(Filter::Compare { property, .. }) = &town.filter else {
+        panic!("one comparison: {:?}", town.filter);
+    };
+    assert_eq!(property, "label");
+    // A condition no property of a class takes leaves the class out.
+    let w = FetchWhere::parse(&json!({
+        "class": {"name": "City", "certainty": 0.1},
+        "properties": [
+            {"name": "name", "certainty": 0.9, "operator": "Equal", "valueString": "Amsterdam"},
+            {"name": "label", "certainty": 0.99, "operator": "Equal", "valueString": "x"}
+        ]
+    }))
+    .expect("where");
+    let plan = fetch::plan(&c, &s, Kind::Things, &w).expect("plan");
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].class, "Town");
+    assert!(matches!(plan[0].filter, Some(Filter::And(ref all)) if all.len() == 2));
+    let unknown =
+        FetchWhere::parse(&json!({"class": {"name": "Qqq", "certainty": 0.5}})).expect("where");
+    assert!(
+        fetch::plan(&c, &s, Kind::Things, &unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("\"qqq\"")
+    );
+    for bad in [
+        json!({}),
+        json!({"class": {"name": "City"}}),
+        json!({"class": {"name": "City", "certainty": 2}}),
+        json!({"class": {"name": "City", "certainty": 0.5}, "properties": [{"name": "name", "certainty": 0.5}]}),
+        json!({"class": {"name": "City", "certainty": 0.5}, "first": -1}),
+    ] {
+        assert!(FetchWhere::parse(&bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn fuzzy_finds_near_words_and_introspect_lists_classes() {
+    let c = tiny();
+    let s = schema();
+    let plan = fetch::fuzzy(&c, &s, "amsterdam", 0.9).expect("fuzzy");
+    let words: Vec<&str> = plan.words.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(words, ["amsterdam", "rotterdam"]);
+    let classes: Vec<&str> = plan.classes.iter().map(|(_, c, _)| c.as_str()).collect();
+    assert_eq!(classes, ["City", "Town", "Village", "Airplane"]);
+    let object = |v: Value| Object {
+        id: uuid::Uuid::nil(),
+        kind: Kind::Things,
+        class: "Village".into(),
+        schema: v.as_object().cloned().expect("object"),
+        creation_time_unix: 0,
+        last_update_time_unix: 0,
+    };
+    let village = &plan.classes[2].2;
+    let text = object(json!({"name": "near Rotterdam, NL"}));
+    assert!(village.matches(&text.schema, &mut |_| Vec::new()));
+    assert!(
+        !village.matches(&object(json!({"name": "Delft"})).schema, &mut |_| Vec::new(
+        ))
+    );
+    close(
+        fetch::fuzzy_certainty(&text, &plan.words).expect("found"),
+        1.0 - 1.0 / 12.0,
+    );
+
+    let wheres = IntrospectWhere::parse_list(&json!([{
+        "class": [{"name": "City", "certainty": 0.1}],
+        "properties": [{"name": "name", "certainty": 0.9}]
+    }]))
+    .expect("where");
+    let found = fetch::introspect(&c, &s, Kind::Things, &wheres).expect("introspect");
+    let names: Vec<(&str, usize)> = found
+        .iter()
+        .map(|f| (f.class.as_str(), f.properties.len()))
+        .collect();
+    assert_eq!(names, [("City", 1), ("Town", 2), ("Village", 1)]);
+    close(found[2].certainty, 1.0 / 6.0);
+}
+
+#[test]
+fn hostile_files_are_refused_with_the_rule_they_broke() {
+    let good = file(2, &[("a", 1.0, &[1, 2]), ("b", 1.0, &[3, 4])]);
+    Contextionary::parse(good.clone()).expect("good");
+    for n in 0..good.len() {
+        assert!(
+            Contextionary::parse(good[..n].to_vec()).is_err(),
+            "prefix {n}"
+        );
+    }
+    let with = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        Contextionary::parse(f).expect_err("refused")
+    };
+    assert_eq!(with(0, b"PLXD"), FormatError::Magic(*b"PLXD"));
+    assert_eq!(with(4, &2u16.to_le_bytes()), FormatError::Version(2));
+    assert_eq!(with(6, &0u16.to_le_bytes()), FormatError::Dims(0));
+    assert_eq!(with(6, &1025u16.to_le_bytes()), FormatError::Dims(1025));
+    assert_eq!(with(8, &0u32.to_le_bytes()), FormatError::Empty);
+    assert!(matches!(
+        with(8, &u32::MAX.to_le_bytes()),
+        FormatError::Truncated(_)
+    ));
+    assert_eq!(with(13, b"A"), FormatError::Word(0));
+    assert_eq!(with(15, b"a"), FormatError::Order(1));
+    assert_eq!(with(12, &[0]), FormatError::Word(0));
+    assert_eq!(with(16, &f32::NAN.to_le_bytes()), FormatError::Scale(0));
+    assert_eq!(with(22, &(-1.0f32).to_le_bytes()), FormatError::Scale(1));
+    let mut long = good.clone();
+    long.push(0);
+    assert_eq!(
+        Contextionary::parse(long).unwrap_err(),
+        FormatError::Trailing(1)
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_bytes_parse_or_are_refused_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Contextionary::parse(bytes);
+    }
+
+    #[test]
+    fn any_mutation_of_a_good_file_parses_or_is_refused(at in 0usize..28, byte in any::<u8>()) {
+        let mut f = file(2, &[("a", 1.0, &[1, 2]), ("b", 1.0, &[3, 4])]);
+        f[at] = byte;
+        if let Ok(c) = Contextionary::parse(f) {
+            let _ = c.vector("a", &[]);
+            let _ = c.nearest_words(&c.vector("a", &[]).unwrap_or(plexus_core::contextionary::Vector(vec![0.0; c.dims()])), 0.0, 5);
+        }
+    }
+}
+
+#[test]
+fn the_default_file_keeps_the_originals_certainties() {
+    let c = Contextionary::parse(
+        include_bytes!("../../data/contextionary/glove-6b-50d-50k.ctx").to_vec(),
+    )
+    .expect("the committed file");
+    assert_eq!(c.len(), 50_000);
+    assert_eq!(c.dims(), 50);
+    assert_eq!(
+        c.hash().to_string(),
+        "sha256:77965598833b24f93cdaaf23efc6f5a7b449a846b8fce68135d9630bbd1c5c0c"
+    );
+    let v = |n: &str| c.vector(n, &[]).expect("known");
+    let city = v("City");
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    assert_eq!(round(certainty(&city, &v("Town"))), 0.76);
+    assert_eq!(round(certainty(&city, &v("Village"))), 0.66);
+    assert_eq!(round(certainty(&city, &v("Country"))), 0.63);
+    assert_eq!(round(certainty(&city, &v("Airplane"))), 0.49);
+}
