@@ -144,19 +144,14 @@ pub struct Settings {
     pub membership: MembershipConfig,
     /// Genesis.
     pub genesis: Genesis,
-    /// How long each peer of a Network query may take.
-    pub query_timeout: Duration,
-    /// The most Local queries of one Network query sent at once.
-    pub max_in_flight: usize,
+    /// The bounds of Network queries.
+    pub ask: resolver::AskLimits,
 }
 
 /// The default of `--max-list-bytes`: a peer list from genesis (a push, or
 /// the answer to a registration, a ping or `GET /peers`) of at most 64 MiB,
 /// room for ~200,000 keyed peers.
 pub const DEFAULT_MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
-
-/// The default of `--network-max-in-flight`.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl Settings {
     /// Settings from the resolved configuration, with the URI the peer is
@@ -180,8 +175,12 @@ impl Settings {
                 token: config.join_token.clone(),
                 max_list_bytes: DEFAULT_MAX_LIST_BYTES,
             },
-            query_timeout: config.query_timeout,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            ask: resolver::AskLimits {
+                queries: resolver::DEFAULT_MAX_QUERIES,
+                fanout: plexus_core::fanout::FanoutLimits::default(),
+                default_timeout: config.query_timeout,
+                max_timeout: resolver::DEFAULT_MAX_TIMEOUT,
+            },
         }
     }
 }
@@ -193,14 +192,10 @@ pub struct NetworkHandle {
     view: watch::Receiver<Arc<View>>,
     /// The guarded client of calls to other peers (Network queries).
     pub peers: Peers,
-    /// How long each peer of a Network query may take.
-    pub query_timeout: Duration,
     /// This peer's own name: a Network query may name it too.
     pub name: PeerName,
-    /// This peer's database, which answers the part of a Network query that names it.
-    pub local: Arc<crate::PeerDb>,
-    /// The most Local queries of one Network query sent at once.
-    pub max_in_flight: usize,
+    /// The fan-out of Network queries.
+    pub asker: resolver::Asker,
     /// The most bytes of a pushed peer list (`--max-list-bytes`).
     pub max_list_bytes: usize,
 }
@@ -284,12 +279,16 @@ pub fn start(
     let (view, view_rx) = watch::channel(Arc::new(View::standalone()));
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
-        view: view_rx,
+        view: view_rx.clone(),
         peers: peers.clone(),
-        query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
-        local: local.clone(),
-        max_in_flight: settings.max_in_flight,
+        asker: resolver::Asker::start(
+            settings.ask,
+            peers.clone(),
+            view_rx.clone(),
+            settings.membership.name.clone(),
+            local.clone(),
+        ),
         max_list_bytes: settings.genesis.max_list_bytes,
     };
     // The engine follows the remote schemas the view holds.
