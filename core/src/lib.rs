@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod contextionary;
+pub mod fanout;
 pub mod fetch;
 pub mod filter;
 pub mod graphql;

@@ -15,9 +15,12 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-use graphql_parser::query::{Document, Field, OperationDefinition, Selection, SelectionSet, Text};
+use graphql_parser::query::{
+    Document, Field, OperationDefinition, Selection, SelectionSet, Text, Value,
+};
 use serde_json::{Map, Value as Json, json};
 
+use crate::fanout::{Ask, Outcome};
 use crate::graphql::{AstField, AstSelectionSet, GraphQLError, prepare, response_key};
 use crate::names::PeerName;
 use crate::schema::Schema;
@@ -42,7 +45,26 @@ pub struct PeerQuery {
 pub struct NetworkPlan {
     /// The queries to send, one per distinct peer, in the order first named.
     pub queries: Vec<PeerQuery>,
+    /// The per-peer time the query asked for (`Network(networkTimeout:)`,
+    /// in ms; the smallest when several `Network` fields give one).
+    pub timeout: Option<u64>,
 }
+
+impl NetworkPlan {
+    /// The asks of the fan-out, in the order of `queries`.
+    pub fn asks(&self) -> Vec<Ask> {
+        self.queries
+            .iter()
+            .map(|q| Ask {
+                peer: q.peer.clone(),
+                query: q.query.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The argument of `Network` that gives the per-peer time, in ms.
+pub const TIMEOUT_ARGUMENT: &str = "networkTimeout";
 
 /// One field naming a peer: its form (`Get`), its selection, its response path.
 type Part = (String, AstSelectionSet, [String; 3]);
@@ -60,11 +82,28 @@ pub fn plan<S: Borrow<Schema>>(
     let mut errors = Vec::new();
     // Per peer, in the order first named: its (form, selection, path) parts.
     let mut parts: Vec<(PeerName, Vec<Part>)> = Vec::new();
+    let mut timeout: Option<u64> = None;
     for network in fields(&root, &mut errors, "the root") {
         if network.name != "Network" {
             continue;
         }
         let network_key = response_key(network).to_owned();
+        for (name, value) in &network.arguments {
+            let ms = match value {
+                Value::Int(n) if name == TIMEOUT_ARGUMENT => n.as_i64().filter(|n| *n > 0),
+                _ => None,
+            };
+            match ms.and_then(|ms| u64::try_from(ms).ok()) {
+                Some(ms) => timeout = Some(timeout.map_or(ms, |t| t.min(ms))),
+                None => errors.push(GraphQLError::at(
+                    format!(
+                        "Network takes one argument, {TIMEOUT_ARGUMENT}: a positive number of milliseconds (got {name}: {value})"
+                    ),
+                    network.position,
+                    std::slice::from_ref(&network_key),
+                )),
+            }
+        }
         for form in fields(&network.selection_set, &mut errors, "Network") {
             let form_key = response_key(form).to_owned();
             if !FORMS.contains(&form.name.as_str()) {
@@ -134,7 +173,7 @@ pub fn plan<S: Borrow<Schema>>(
             }
         })
         .collect();
-    Ok(NetworkPlan { queries })
+    Ok(NetworkPlan { queries, timeout })
 }
 
 /// The fields of `set`: fragments were inlined by `prepare`, and only a
@@ -205,66 +244,150 @@ fn field(
     }
 }
 
-/// What one peer answered to its [`PeerQuery`]: its whole GraphQL response,
-/// or why there was none (timeout, connection refused, bad status).
-pub type PeerAnswer = Result<Json, String>;
+/// The merged answer of a Network query, typed: the data under
+/// `Network key → form key → peer key`, and the errors with their paths
+/// (one for each peer that did not answer, was missing parts of its
+/// answer or answered malformed, and each peer's own errors moved under
+/// its field).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Merged {
+    /// `{Network key: {form key: {peer key: value}}}`.
+    pub data: Map<String, Json>,
+    /// The errors, each with its path from the response's root.
+    pub errors: Vec<GraphQLError>,
+}
 
-/// Merges the answers (in the order of `plan.queries`) into one GraphQL
-/// response `{"data": ..., "errors": [...]}`.
-pub fn merge(plan: &NetworkPlan, answers: Vec<PeerAnswer>) -> Json {
-    let mut data = Map::new();
-    let mut errors = Vec::new();
-    for (query, answer) in plan.queries.iter().zip(answers) {
-        for (i, path) in query.paths.iter().enumerate() {
-            let [network_key, form_key, peer_key] = path;
-            let alias = format!("q{i}");
-            let value = match &answer {
-                Ok(response) => {
-                    for error in response
-                        .get("errors")
-                        .and_then(Json::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(e) = rebase_error(error, &alias, path) {
-                            errors.push(e);
-                        }
-                    }
-                    response
-                        .get("data")
-                        .and_then(|d| d.get(&alias))
-                        .and_then(|local| local.as_object()?.values().next().cloned())
-                        .unwrap_or(Json::Null)
+impl Merged {
+    /// The GraphQL response `{"data": ..., "errors": [...]}` (no `errors`
+    /// key when there is none), for a client that merges without an engine.
+    pub fn into_response(self) -> Json {
+        let mut response = json!({ "data": self.data });
+        if !self.errors.is_empty() {
+            response["errors"] = serde_json::to_value(&self.errors).unwrap_or_default();
+        }
+        response
+    }
+
+    /// Puts `value` at `path` (`[Network key, form key, peer key]`).
+    pub fn insert(&mut self, path: &[String; 3], value: Json) {
+        let [network_key, form_key, peer_key] = path;
+        let network = self
+            .data
+            .entry(network_key.clone())
+            .or_insert_with(|| json!({}));
+        let form = network
+            .as_object_mut()
+            .map(|n| n.entry(form_key.clone()).or_insert_with(|| json!({})));
+        if let Some(Json::Object(form)) = form {
+            form.insert(peer_key.clone(), value);
+        }
+    }
+
+    /// Adds an error at `path`.
+    pub fn error(&mut self, message: String, path: &[String]) {
+        self.errors.push(GraphQLError {
+            message,
+            locations: Vec::new(),
+            path: path.iter().map(|p| Json::String(p.clone())).collect(),
+        });
+    }
+}
+
+/// Merges the outcomes of the fan-out (in the order of `plan.queries`).
+/// A peer that did not answer gets `null` and an error `peer X did not
+/// answer: …` at each of its fields; a part missing from an answer (no
+/// `q{i}`, or `null` with no error of the peer's for it) or an answer that
+/// is not shaped as a GraphQL response gets `null` and an error saying so.
+pub fn merge(plan: &NetworkPlan, outcomes: Vec<Outcome>) -> Merged {
+    let mut merged = Merged::default();
+    for (query, outcome) in plan.queries.iter().zip(outcomes) {
+        let response = match outcome {
+            Outcome::Answered(response) => response,
+            other => {
+                let reason = other.reason().unwrap_or_default();
+                for path in &query.paths {
+                    merged.error(
+                        format!("peer {} did not answer: {reason}", query.peer),
+                        path,
+                    );
+                    merged.insert(path, Json::Null);
                 }
-                Err(reason) => {
-                    errors.push(json!({
-                        "message": format!("peer {} did not answer: {reason}", query.peer),
-                        "path": path,
-                    }));
+                continue;
+            }
+        };
+        let (data, errors) = match response {
+            Json::Object(mut o) => (o.remove("data"), o.remove("errors")),
+            _ => (None, None),
+        };
+        let errors: &[Json] = match &errors {
+            Some(Json::Array(list)) => list,
+            _ => &[],
+        };
+        let mut data = match data {
+            Some(Json::Object(data)) => Some(data),
+            Some(Json::Null) | None => None,
+            Some(_) => {
+                for path in &query.paths {
+                    merged.error(
+                        format!(
+                            "peer {} answered malformed: its data is not an object",
+                            query.peer
+                        ),
+                        path,
+                    );
+                    merged.insert(path, Json::Null);
+                }
+                continue;
+            }
+        };
+        for (i, path) in query.paths.iter().enumerate() {
+            let alias = format!("q{i}");
+            let before = merged.errors.len();
+            for error in errors {
+                if let Some(e) = rebase_error(error, &alias, path) {
+                    merged.errors.push(e);
+                }
+            }
+            let explained = merged.errors.len() > before;
+            let part = data.as_mut().and_then(|d| d.remove(&alias));
+            let value = match part {
+                Some(Json::Object(local)) if local.len() == 1 => {
+                    local.into_iter().next().map_or(Json::Null, |(_, v)| v)
+                }
+                Some(Json::Null) | None => {
+                    if !explained {
+                        merged.error(
+                            format!(
+                                "peer {} answered without this part ({alias}) and without an error for it",
+                                query.peer
+                            ),
+                            path,
+                        );
+                    }
+                    Json::Null
+                }
+                Some(_) => {
+                    merged.error(
+                        format!(
+                            "peer {} answered malformed: its part {alias} is not an object of one form",
+                            query.peer
+                        ),
+                        path,
+                    );
                     Json::Null
                 }
             };
-            let network = data.entry(network_key.clone()).or_insert_with(|| json!({}));
-            let form = network
-                .as_object_mut()
-                .map(|n| n.entry(form_key.clone()).or_insert_with(|| json!({})));
-            if let Some(Json::Object(form)) = form {
-                form.insert(peer_key.clone(), value);
-            }
+            merged.insert(path, value);
         }
     }
-    let mut response = json!({ "data": data });
-    if !errors.is_empty() {
-        response["errors"] = Json::Array(errors);
-    }
-    response
+    merged
 }
 
 /// A remote peer's error for its part `alias` (`q{i}`), with its path moved
 /// from `q{i}.Get…` to `Network.Get.Peer…`; its locations refer to the
 /// Local query and are dropped. An error without a path (the whole Local
 /// query failed) counts for every part; one of another part, for none.
-fn rebase_error(error: &Json, alias: &str, prefix: &[String; 3]) -> Option<Json> {
+fn rebase_error(error: &Json, alias: &str, prefix: &[String; 3]) -> Option<GraphQLError> {
     let message = error
         .get("message")
         .and_then(Json::as_str)
@@ -277,7 +400,11 @@ fn rebase_error(error: &Json, alias: &str, prefix: &[String; 3]) -> Option<Json>
         }
         path.extend(remote.iter().skip(2).cloned());
     }
-    Some(json!({ "message": message, "path": path }))
+    Some(GraphQLError {
+        message: message.to_owned(),
+        locations: Vec::new(),
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -377,7 +504,10 @@ mod tests {
         let local_only = "{ Local { Get { Things { City { name } } } } }";
         assert_eq!(
             plan(local_only, None, &no_vars(), &schemas()).expect("Local is left alone"),
-            NetworkPlan { queries: vec![] }
+            NetworkPlan {
+                queries: vec![],
+                timeout: None
+            }
         );
     }
 
@@ -394,12 +524,20 @@ mod tests {
         );
     }
 
+    fn answered(v: Json) -> Outcome {
+        Outcome::Answered(v)
+    }
+
     #[test]
     fn merges_answers_and_reports_each_failed_peer_with_its_path() {
         let q = "{ Network { Get { PeerB { Things { City { name } } } c: PeerC { Things { Airport { code } } } } } }";
         let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
         let b = json!({"data": {"q0": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
-        let merged = merge(&plan, vec![Ok(b), Err("connection refused".into())]);
+        let merged = merge(
+            &plan,
+            vec![answered(b), Outcome::Failed("connection refused".into())],
+        )
+        .into_response();
         assert_eq!(
             merged["data"]["Network"]["Get"]["PeerB"]["Things"]["City"][0]["name"],
             "Amsterdam"
@@ -412,7 +550,7 @@ mod tests {
             errors[0]["message"]
                 .as_str()
                 .expect("text")
-                .contains("PeerC")
+                .contains("PeerC did not answer: connection refused")
         );
     }
 
@@ -427,7 +565,7 @@ mod tests {
         .expect("valid");
         let answer = json!({"data": {"q0": {"Get": {"Things": {"City": null}}}, "q1": {"Get": {"Things": {"City": []}}}},
                             "errors": [{"message": "boom", "locations": [{"line": 1, "column": 3}], "path": ["q0", "Get", "Things", "City"]}]});
-        let merged = merge(&plan, vec![Ok(answer)]);
+        let merged = merge(&plan, vec![answered(answer)]).into_response();
         assert_eq!(
             merged["errors"],
             json!([{"message": "boom", "path": ["Network", "Get", "PeerB", "Things", "City"]}])
@@ -438,11 +576,96 @@ mod tests {
         );
         let clean = merge(
             &plan,
-            vec![Ok(json!({"data": {"q0": {"Get": {}}, "q1": {"Get": {}}}}))],
-        );
+            vec![answered(
+                json!({"data": {"q0": {"Get": {}}, "q1": {"Get": {}}}}),
+            )],
+        )
+        .into_response();
         assert!(
             clean.get("errors").is_none(),
             "no errors key when all answered"
         );
+    }
+
+    #[test]
+    fn a_missing_or_malformed_part_is_null_with_an_error_at_its_path() {
+        let q = "{ Network { Get { PeerB { Things { City { name } } } c: PeerC { Things { Airport { code } } } } GetMeta { PeerB { Things { City { meta { count } } } } } } }";
+        let plan = plan(q, None, &no_vars(), &schemas()).expect("valid");
+        let cases = [
+            // `{"data": {}}`: every part missing.
+            (json!({"data": {}}), "without this part"),
+            (json!({"data": null}), "without this part"),
+            (json!({}), "without this part"),
+            (json!({"data": [1]}), "malformed"),
+            (json!({"data": {"q0": 3, "q1": "x"}}), "malformed"),
+        ];
+        for (answer, needle) in cases {
+            let merged = merge(
+                &plan,
+                vec![
+                    answered(answer.clone()),
+                    answered(json!({"data": {"q0": {"Get": {"Things": {"Airport": []}}}}})),
+                ],
+            );
+            let paths: Vec<&[Json]> = merged.errors.iter().map(|e| &e.path[..]).collect();
+            assert_eq!(
+                paths,
+                [
+                    &[json!("Network"), json!("Get"), json!("PeerB")][..],
+                    &[json!("Network"), json!("GetMeta"), json!("PeerB")][..]
+                ],
+                "{answer}: {merged:?}"
+            );
+            assert!(
+                merged.errors.iter().all(|e| e.message.contains(needle)),
+                "{answer}: {merged:?}"
+            );
+            let response = merged.into_response();
+            assert_eq!(response["data"]["Network"]["Get"]["PeerB"], Json::Null);
+            assert_eq!(
+                response["data"]["Network"]["Get"]["c"],
+                json!({"Things": {"Airport": []}})
+            );
+        }
+        // A part that is null because of the peer's own error gets only that error.
+        let merged = merge(
+            &plan,
+            vec![
+                answered(json!({"data": null, "errors": [{"message": "schema changed"}]})),
+                answered(json!({"data": {"q0": {"Get": {}}}})),
+            ],
+        );
+        assert_eq!(merged.errors.len(), 2, "{merged:?}");
+        assert!(merged.errors.iter().all(|e| e.message == "schema changed"));
+    }
+
+    #[test]
+    fn network_timeout_is_read_from_the_network_field() {
+        let q = "{ a: Network(networkTimeout: 250) { Get { PeerB { Things { City { name } } } } } b: Network(networkTimeout: 900) { Get { PeerC { Things { Airport { code } } } } } }";
+        assert_eq!(
+            plan(q, None, &no_vars(), &schemas())
+                .expect("valid")
+                .timeout,
+            Some(250)
+        );
+        let vars = json!({"t": 40}).as_object().cloned().expect("object");
+        let q = "query($t: Int) { Network(networkTimeout: $t) { Get { PeerB { Things { City { name } } } } } }";
+        assert_eq!(
+            plan(q, None, &vars, &schemas()).expect("valid").timeout,
+            Some(40)
+        );
+        assert_eq!(
+            plan(q, None, &no_vars(), &schemas())
+                .expect("valid")
+                .timeout,
+            None
+        );
+        for bad in ["0", "-5", "\"x\"", "1.5"] {
+            let q = format!(
+                "{{ Network(networkTimeout: {bad}) {{ Get {{ PeerB {{ Things {{ City {{ name }} }} }} }} }} }}"
+            );
+            let errors = plan(&q, None, &no_vars(), &schemas()).expect_err(bad);
+            assert!(errors[0].message.contains("networkTimeout"), "{errors:?}");
+        }
     }
 }

@@ -76,7 +76,18 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
         ));
     }
     types.push(local_obj);
-    root = root.field(fixed("Local", "WeaviateLocalObj"));
+    // `Local`, unless the run only validates a Network query before its
+    // peers are asked (then nothing is read).
+    root = root.field(Field::new(
+        "Local",
+        TypeRef::named("WeaviateLocalObj"),
+        |ctx| {
+            let planning = ctx
+                .data::<RequestData>()
+                .is_ok_and(|d| matches!(d.network, network::Mode::Planning));
+            FieldFuture::Value((!planning).then(|| FieldValue::owned_any(())))
+        },
+    ));
 
     let mut net_get = Object::new("WeaviateNetworkGetObj");
     let mut net_meta = Object::new("WeaviateNetworkGetMetaObj");

@@ -10,10 +10,14 @@
 //!
 //! Resolvers are thin: a class field calls [`Source::query`] once (the one
 //! way the engine reads objects, so a store can answer it from indexes), a
-//! reference calls [`Source::get`], and `Network` calls the core's planner
-//! ([`plexus_core::network::plan`]), a [`Remote`] to ask the peers, and the
-//! core's merger. No clock, no threads: the host bounds time and runs the
-//! engine where it likes (the peer on a blocking pool; a browser in its tab).
+//! reference calls [`Source::get`], and `Network` serves the merged answer
+//! of the peers. A run of the engine never waits on a peer: a Network query
+//! is validated and planned by [`Engine::begin`], the host asks the peers
+//! (the core's [`plexus_core::fanout`]) and merges
+//! ([`plexus_core::network::merge`]), then [`Engine::execute`] runs it
+//! with the answers in hand. No clock, no threads: the host bounds time and
+//! runs the engine where it likes (the peer on its query slots; a browser
+//! in its tab).
 
 mod build;
 pub mod cost;
@@ -31,10 +35,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::dynamic;
-use futures::future::BoxFuture;
 use plexus_core::filter::Filter;
 use plexus_core::names::PeerName;
-use plexus_core::network::{PeerAnswer, PeerQuery};
+use plexus_core::network::{Merged, NetworkPlan};
 use plexus_core::object::Object;
 use plexus_core::schema::{Kind, Schema};
 use serde::{Deserialize, Serialize};
@@ -69,12 +72,15 @@ pub trait Source: Send + Sync {
     fn get(&self, id: Uuid) -> Result<Option<Object>, SourceError>;
 }
 
-/// Asks remote peers the Local queries of a Network query: the host sends
-/// them (with its own timeouts and its bound on requests at once) and
-/// answers in the order of `queries`.
-pub trait Remote: Send + Sync {
-    /// One answer per query, in order.
-    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>>;
+/// What [`Engine::begin`] made of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The whole answer: the request holds no `Network` field (it ran), or
+    /// it was refused (parse, validation, a bound, the planner).
+    Answer(Answer),
+    /// Its `Network` fields, validated and planned: ask the peers, merge,
+    /// then [`Engine::execute`] with the merged answer.
+    Network(NetworkPlan),
 }
 
 /// The body of a GraphQL request (`POST /v1/graphql`, or GET's parameters).
@@ -232,12 +238,9 @@ pub(crate) fn field_error<'a>(
 /// What a resolver reads from the request.
 pub(crate) struct RequestData {
     pub(crate) source: Arc<dyn Source>,
-    pub(crate) remote: Option<Arc<dyn Remote>>,
-    pub(crate) request: GraphQLRequest,
     pub(crate) objects: AtomicUsize,
     pub(crate) limits: Limits,
-    pub(crate) network: network::Shared,
-    pub(crate) network_peers: Arc<BTreeMap<PeerName, Arc<Schema>>>,
+    pub(crate) network: network::Mode,
     pub(crate) meaning: Option<Arc<Meaning>>,
 }
 
@@ -300,14 +303,72 @@ impl Engine {
         self.schema.sdl()
     }
 
-    /// Answers `request`: `Local` from `source`, `Network` through `remote`
-    /// (an error on that field when `None`).
+    /// Answers `request`: `Local` from `source`, `Network` from `merged`
+    /// (the peers' merged answer, as [`Engine::begin`] planned it; an error
+    /// on that field when `None`). Waits on nothing: the host may run it
+    /// on a blocking thread with `block_on`.
     pub async fn execute(
         &self,
         request: GraphQLRequest,
         source: Arc<dyn Source>,
-        remote: Option<Arc<dyn Remote>>,
+        merged: Option<Merged>,
     ) -> Answer {
+        let mode = match merged {
+            Some(merged) => network::Mode::Served(merged.into()),
+            None => network::Mode::Off,
+        };
+        match self.parse(&request) {
+            Ok((gql, validated)) => self.run(gql, validated, request, source, mode).await,
+            Err(answer) => answer,
+        }
+    }
+
+    /// The first step of a request on a peer in a network: a request
+    /// without a `Network` field is answered (`Local` from `source`), as
+    /// [`Engine::execute`] would; one with a `Network` field is validated
+    /// (nothing read) and planned. Waits on nothing.
+    pub async fn begin(&self, request: &GraphQLRequest, source: Arc<dyn Source>) -> Step {
+        let (mut gql, validated) = match self.parse(request) {
+            Ok(parsed) => parsed,
+            Err(answer) => return Step::Answer(answer),
+        };
+        if !has_network(gql.parsed_query().ok()) {
+            let answer = self
+                .run(gql, validated, request.clone(), source, network::Mode::Off)
+                .await;
+            return Step::Answer(answer);
+        }
+        let checked = self
+            .run(
+                gql,
+                validated,
+                request.clone(),
+                source,
+                network::Mode::Planning,
+            )
+            .await;
+        if checked.request_error {
+            return Step::Answer(checked);
+        }
+        let empty = Map::new();
+        match plexus_core::network::plan(
+            &request.query,
+            request.operation_name.as_deref(),
+            request.variables.as_ref().unwrap_or(&empty),
+            &*self.peers,
+        ) {
+            Ok(plan) => Step::Network(plan),
+            Err(errors) => Step::Answer(Answer {
+                body: serde_json::json!({ "errors": errors }),
+                request_error: true,
+            }),
+        }
+    }
+
+    /// The request as async-graphql's, its document parsed once (or taken
+    /// from the documents parsed before) and its cost checked; whether it
+    /// passed validation before.
+    fn parse(&self, request: &GraphQLRequest) -> Result<(async_graphql::Request, bool), Answer> {
         let mut gql = async_graphql::Request::new(request.query.clone());
         if let Some(name) = &request.operation_name {
             gql = gql.operation_name(name.clone());
@@ -317,34 +378,41 @@ impl Engine {
                 vars.clone(),
             )));
         }
-        // Parsed once (or taken from the documents parsed before), here:
-        // the cost bounds are checked on this document before async-graphql
-        // walks it, and async-graphql runs on it without parsing the text.
+        // Parsed once, here: the cost bounds are checked on this document
+        // before async-graphql walks it, and async-graphql runs on it
+        // without parsing the text.
         let checked = self
             .documents
             .parse(&request.query)
             .and_then(|(document, validated)| {
                 cost::check(&document, &gql.variables, &self.limits).map(|()| (document, validated))
             });
-        let validated = match checked {
+        match checked {
             Ok((document, validated)) => {
                 gql.set_parsed_query(document);
-                validated
+                Ok((gql, validated))
             }
-            Err(e) => return answer(async_graphql::Response::from_errors(vec![e])),
-        };
+            Err(e) => Err(answer(async_graphql::Response::from_errors(vec![e]))),
+        }
+    }
+
+    async fn run(
+        &self,
+        gql: async_graphql::Request,
+        validated: bool,
+        request: GraphQLRequest,
+        source: Arc<dyn Source>,
+        network: network::Mode,
+    ) -> Answer {
         // async-graphql's validation also checks variables' values: only a
         // request without variables may skip it.
         let plain = request.variables.as_ref().is_none_or(Map::is_empty);
-        let unmarked = (plain && !validated).then(|| request.query.clone());
+        let unmarked = (plain && !validated).then_some(request.query);
         let data = RequestData {
             source,
-            remote,
-            request,
             objects: AtomicUsize::new(0),
             limits: self.limits.clone(),
-            network: network::Shared::default(),
-            network_peers: self.peers.clone(),
+            network,
             meaning: self.meaning.clone(),
         };
         let schema = if plain && validated {
@@ -361,6 +429,36 @@ impl Engine {
         }
         answer
     }
+}
+
+/// Whether a root selection of any operation of `document` is `Network`
+/// (through fragments too).
+fn has_network(document: Option<&async_graphql::parser::types::ExecutableDocument>) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn walk(
+        set: &SelectionSet,
+        document: &async_graphql::parser::types::ExecutableDocument,
+        depth: usize,
+    ) -> bool {
+        depth < 8
+            && set.items.iter().any(|item| match &item.node {
+                Selection::Field(f) => f.node.name.node == "Network",
+                Selection::InlineFragment(f) => {
+                    walk(&f.node.selection_set.node, document, depth + 1)
+                }
+                Selection::FragmentSpread(s) => document
+                    .fragments
+                    .get(&s.node.fragment_name.node)
+                    .is_some_and(|f| walk(&f.node.selection_set.node, document, depth + 1)),
+            })
+    }
+    let Some(document) = document else {
+        return true;
+    };
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| walk(&op.node.selection_set.node, document, 0))
 }
 
 /// async-graphql's response as the engine's [`Answer`]: `data` moved into

@@ -1,23 +1,23 @@
-//! `Network`: the engine validates the whole query against the remote
-//! peers' types, then the core splits it into one Local query per distinct
-//! peer ([`plexus_core::network::plan`]), the host's [`Remote`] asks them,
-//! and the core merges the answers ([`plexus_core::network::merge`]). The
-//! merged data is served to the query's fields by response key; a field
-//! without data gets the error the merger reported at its path.
-//!
-//! The plan runs once per request, whatever the number of `Network` root
-//! fields: the first one to resolve asks, the others wait for its answer.
+//! `Network`: the engine serves a Network query in two steps that never
+//! wait on a peer. [`Engine::begin`](crate::Engine::begin) validates the
+//! request against the remote peers' types (a run in which `Local` and
+//! `Network` resolve to nothing) and plans it with
+//! [`plexus_core::network::plan`]; the host then asks the peers (the core's
+//! [`plexus_core::fanout`]) and merges ([`plexus_core::network::merge`]),
+//! and [`Engine::execute`](crate::Engine::execute) runs the request with
+//! the typed [`Merged`] answer in hand. Its data is served to the query's
+//! fields by response key; a field without data gets the merger's error at
+//! its path.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 
 use async_graphql::Error;
-use async_graphql::dynamic::{Field, FieldValue, ResolverContext, TypeRef};
-use futures::lock::Mutex;
+use async_graphql::dynamic::{Field, FieldValue, InputValue, ResolverContext, TypeRef};
+use plexus_core::network::{Merged, TIMEOUT_ARGUMENT};
 use serde_json::{Map, Value};
 
+use crate::RequestData;
 use crate::build::json_value;
-use crate::{Remote as Asker, RequestData};
 
 /// The error of a `Network` field on a peer in no network.
 pub const NO_NETWORK: &str = "Network queries need a network: this peer runs stand-alone";
@@ -27,121 +27,83 @@ pub const NO_NETWORK: &str = "Network queries need a network: this peer runs sta
 /// remote part; a whole [`Value`] is a local computed one, read by name).
 pub(crate) type Remote = Map<String, Value>;
 
-/// The merged answer of the request's Network query.
-#[derive(Default)]
-pub(crate) struct Merged {
+/// How `Network` resolves in one run of the engine.
+pub(crate) enum Mode {
+    /// The peer is in no network: an error.
+    Off,
+    /// Validating before the peers are asked: `Local` and `Network` resolve
+    /// to nothing, nothing is read.
+    Planning,
+    /// The peers' answers, merged.
+    Served(Served),
+}
+
+/// The merged answer, with its errors by response path.
+pub(crate) struct Served {
     data: Map<String, Value>,
     /// Errors by response path (segments as text).
     errors: HashMap<Vec<String>, String>,
-    /// Why nothing could be asked (the plan failed).
-    failure: Option<String>,
 }
 
-/// Per request: the merged answer, once asked.
-#[derive(Default)]
-pub(crate) struct Shared {
-    /// Held by the field that asks; the others wait for its answer.
-    asking: Mutex<()>,
-    merged: OnceLock<Merged>,
-}
-
-impl Shared {
-    async fn get(&self, data: &RequestData, remote: &Arc<dyn Asker>) -> &Merged {
-        let _asking = self.asking.lock().await;
-        if let Some(merged) = self.merged.get() {
-            return merged;
+impl From<Merged> for Served {
+    fn from(merged: Merged) -> Self {
+        let mut errors: HashMap<Vec<String>, String> = HashMap::new();
+        for e in merged.errors {
+            let path: Vec<String> = e
+                .path
+                .into_iter()
+                .map(|p| match p {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect();
+            errors
+                .entry(path)
+                .and_modify(|m| {
+                    m.push_str("; ");
+                    m.push_str(&e.message);
+                })
+                .or_insert(e.message);
         }
-        let merged = ask(data, remote).await;
-        self.merged.get_or_init(|| merged)
-    }
-}
-
-async fn ask(data: &RequestData, remote: &Arc<dyn Asker>) -> Merged {
-    let empty = Map::new();
-    let request = &data.request;
-    let plan = match plexus_core::network::plan(
-        &request.query,
-        request.operation_name.as_deref(),
-        request.variables.as_ref().unwrap_or(&empty),
-        &*data.network_peers,
-    ) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            let text: Vec<String> = errors.into_iter().map(|e| e.message).collect();
-            return Merged {
-                failure: Some(text.join("; ")),
-                ..Merged::default()
-            };
+        Served {
+            data: merged.data,
+            errors,
         }
-    };
-    let answers = remote.ask(plan.queries.clone()).await;
-    let mut merged = plexus_core::network::merge(&plan, answers);
-    let mut out = Merged {
-        data: match merged.get_mut("data").map(Value::take) {
-            Some(Value::Object(data)) => data,
-            _ => Map::new(),
-        },
-        ..Merged::default()
-    };
-    for e in merged
-        .get("errors")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let path: Vec<String> = e
-            .get("path")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|p| match p {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        let message = e
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("error")
-            .to_owned();
-        out.errors
-            .entry(path)
-            .and_modify(|m| {
-                m.push_str("; ");
-                m.push_str(&message);
-            })
-            .or_insert(message);
     }
-    out
 }
 
 /// The `Network` root field.
 pub(crate) fn root_field() -> Field {
     Field::new("Network", TypeRef::named("WeaviateNetworkObj"), |ctx| {
-        crate::caught!(ctx, {
+        crate::now!(ctx, {
             let data = ctx.data::<RequestData>()?;
-            let Some(remote) = &data.remote else {
-                return Err(Error::new(NO_NETWORK));
+            let served = match &data.network {
+                Mode::Off => return Err(Error::new(NO_NETWORK)),
+                Mode::Planning => return Ok(None),
+                Mode::Served(served) => served,
             };
-            let merged = data.network.get(data, remote).await;
-            if let Some(failure) = &merged.failure {
-                return Err(Error::new(failure.clone()));
-            }
             let key = ctx.ctx.item.node.response_key().node.as_str();
-            match json_value(merged.data.get(key), true) {
+            match json_value(served.data.get(key), true) {
                 Some(v) => Ok(Some(v)),
                 None => error_at(&ctx).map_or(Ok(None), Err),
             }
         })
     })
+    .argument(
+        InputValue::new(TIMEOUT_ARGUMENT, TypeRef::named(TypeRef::INT)).description(
+            "How long each peer may take to answer, in milliseconds (the peer's default and ceiling apply)",
+        ),
+    )
 }
 
 /// The error the merger reported at this field's path, if any.
 pub(crate) fn error_at(ctx: &ResolverContext<'_>) -> Option<Error> {
     let data = ctx.data::<RequestData>().ok()?;
-    let merged = data.network.merged.get()?;
+    let Mode::Served(served) = &data.network else {
+        return None;
+    };
     let path = ctx.path_node?.to_string_vec();
-    merged.errors.get(&path).map(|m| Error::new(m.clone()))
+    served.errors.get(&path).map(|m| Error::new(m.clone()))
 }
 
 /// A reference property of a remote object: each referenced object is

@@ -55,6 +55,8 @@ export interface PeerOptions {
   pingIntervalMs?: number;
   /** Local queries of one Network query sent at once (default 8). */
   maxInFlight?: number;
+  /** Requests to one peer at once, across this tab's Network queries (default 8). */
+  maxPerPeer?: number;
   /** Relayed requests this tab answers at once; more get 503 (default 32). */
   maxServing?: number;
   /** Largest answer read from genesis or a peer, and largest answer this tab
@@ -246,8 +248,10 @@ impl PlexusPeer {
 
     /// Runs a GraphQL query on this tab's engine, as a peer's
     /// `POST /v1/graphql` does: `Local` from its objects, `Network` planned
-    /// against the schemas of the peers it sees, sent to them (at most
-    /// `maxInFlight` at once, each within `timeoutMs`) and merged; its own
+    /// against the schemas of the peers it sees, sent to them through the
+    /// core's fan-out (at most `maxInFlight` of one query and `maxPerPeer`
+    /// to one peer at once, each within `timeoutMs` or the query's
+    /// `Network(networkTimeout:)`, whichever is shorter) and merged; its own
     /// part is answered here. Resolves to the response, errors included.
     #[wasm_bindgen(unchecked_return_type = "Promise<GraphQLResponse>")]
     pub fn query(

@@ -11,21 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
-use futures::future::{BoxFuture, Either, select};
-use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use futures::future::{Either, select};
+use futures::{SinkExt as _, StreamExt as _};
 use gloo_net::http::Method;
 use gloo_net::websocket::Message as WsMessage;
 use gloo_net::websocket::futures::WebSocket;
 use gloo_timers::future::TimeoutFuture;
 use plexus_core::auth::{Identity, Received};
+use plexus_core::fanout::{FanoutLimits, Transmit, peer_timeout};
 use plexus_core::membership::{Answer, CallError, Event, Membership, MembershipConfig, Request};
-use plexus_core::network::{PeerAnswer, PeerQuery};
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
 use plexus_core::schema::Schema;
 use plexus_core::tab_link::{LinkAction, LinkConfig, LinkEvent, TabLink};
 use plexus_core::wire::{ErrorBody, PEERS_VERSION_HEADER};
 use plexus_core::{PeerName, PeerUri, Timestamp};
-use plexus_graphql::{Engine, GraphQLRequest, Limits, Remote, Source};
+use plexus_graphql::{Engine, GraphQLRequest, Limits, Source, Step};
+use plexus_wasm::fanout::{Driver, Reply as FanoutReply, Sender};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use wasm_bindgen_futures::spawn_local;
@@ -55,6 +56,9 @@ pub struct PeerOptions {
     /// Local queries of one Network query sent at once (default 8).
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// Requests to one peer at once, across the tab's Network queries (default 8).
+    #[serde(default)]
+    pub max_per_peer: Option<usize>,
     /// Relayed requests answered at once; more get 503 (default 32).
     #[serde(default)]
     pub max_serving: Option<usize>,
@@ -93,6 +97,8 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_PING_INTERVAL_MS: u32 = 10_000;
 /// Default of `maxInFlight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// Default of `maxPerPeer`.
+pub const DEFAULT_MAX_PER_PEER: usize = 8;
 /// Default of `maxServing`.
 pub const DEFAULT_MAX_SERVING: usize = 32;
 /// Default of `maxAnswerBytes`.
@@ -103,6 +109,7 @@ pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1024 * 1024;
 struct Bounds {
     timeout_ms: u32,
     max_in_flight: usize,
+    max_per_peer: usize,
     max_serving: usize,
     max_answer_bytes: usize,
 }
@@ -178,6 +185,8 @@ pub(crate) struct Tab {
     registered: RefCell<Option<Registered>>,
     left: RefCell<Option<oneshot::Sender<()>>>,
     stopped: Cell<bool>,
+    /// The fan-out of the tab's Network queries (`maxInFlight`, `maxPerPeer`).
+    fanout: Driver,
 }
 
 impl Tab {
@@ -194,6 +203,7 @@ impl Tab {
                 .max_in_flight
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT)
                 .max(1),
+            max_per_peer: options.max_per_peer.unwrap_or(DEFAULT_MAX_PER_PEER).max(1),
             max_serving: options.max_serving.unwrap_or(DEFAULT_MAX_SERVING).max(1),
             max_answer_bytes: options.max_answer_bytes.unwrap_or(DEFAULT_MAX_ANSWER_BYTES),
         };
@@ -255,6 +265,10 @@ impl Tab {
         let (wake, wakes) = mpsc::unbounded();
         let (out, outgoing) = mpsc::unbounded();
         let (registered, is_registered) = oneshot::channel();
+        let fanout = Driver::new(FanoutLimits {
+            per_query: bounds.max_in_flight,
+            per_peer: bounds.max_per_peer,
+        });
         let tab = Rc::new(Tab {
             genesis,
             name,
@@ -273,6 +287,7 @@ impl Tab {
             registered: RefCell::new(Some(registered)),
             left: RefCell::new(None),
             stopped: Cell::new(false),
+            fanout,
         });
         spawn_local(tab.clone().socket(socket, outgoing, 0));
         spawn_local(tab.clone().timer(wakes));
@@ -397,31 +412,89 @@ impl Tab {
     }
 
     /// Runs `request` on this tab's engine: `Local` from its objects,
-    /// `Network` through the peers genesis lists.
+    /// `Network` through the peers genesis lists: planned by the engine,
+    /// asked through the core's fan-out (the tab's own part on its own
+    /// engine), merged by the core, then run with the answers in hand.
     pub(crate) async fn query(&self, request: GraphQLRequest) -> plexus_graphql::Answer {
         let (engine, source) = {
             let data = self.data.borrow();
             (data.engine(), data.source())
         };
-        let remote = self.remote(engine.clone(), source.clone());
-        engine.execute(request, source, Some(remote)).await
+        let plan = match engine.begin(&request, source.clone()).await {
+            Step::Answer(answer) => return answer,
+            Step::Network(plan) => plan,
+        };
+        let timeout = Duration::from_millis(u64::from(self.bounds.timeout_ms));
+        let outcomes = self
+            .fanout
+            .ask(
+                plan.asks(),
+                peer_timeout(plan.timeout, timeout, timeout),
+                self.sender(engine.clone(), source.clone()),
+            )
+            .await;
+        let merged = plexus_core::network::merge(&plan, outcomes);
+        engine.execute(request, source, Some(merged)).await
     }
 
-    fn remote(&self, engine: Arc<Engine>, source: Arc<dyn Source>) -> Arc<dyn Remote> {
-        let peers = self
+    /// How the fan-out's transmits of one query go: `fetch` to the peers
+    /// genesis lists (within the query's deadline and `maxAnswerBytes`),
+    /// the tab's own part on `engine` over `source`.
+    fn sender(&self, engine: Arc<Engine>, source: Arc<dyn Source>) -> Sender {
+        let peers: BTreeMap<PeerName, PeerUri> = self
             .membership
             .borrow()
             .view()
             .iter()
             .map(|(name, p)| (name.clone(), p.uri.clone()))
             .collect();
-        Arc::new(TabRemote {
-            own: self.name.clone(),
-            peers: Arc::new(peers),
-            engine,
-            source,
-            token: self.token.clone(),
-            bounds: self.bounds.clone(),
+        let own = self.name.clone();
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let max_answer_bytes = self.bounds.max_answer_bytes;
+        Rc::new(move |transmit: Transmit| {
+            let (engine, source, bearer) = (engine.clone(), source.clone(), bearer.clone());
+            let uri = peers.get(&transmit.peer).cloned();
+            let own = transmit.peer == own;
+            Box::pin(async move {
+                if own {
+                    let answer = engine
+                        .execute(GraphQLRequest::new(transmit.query), source, None)
+                        .await;
+                    return FanoutReply::Own(answer.body);
+                }
+                let Some(uri) = uri else {
+                    return FanoutReply::Failed("it left the network".to_owned());
+                };
+                let left = transmit.deadline.saturating_since(now());
+                let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+                let mut headers: Vec<(&str, &str)> = vec![
+                    ("accept", "application/json"),
+                    ("content-type", "application/json"),
+                ];
+                if let Some(bearer) = &bearer {
+                    headers.push(("authorization", bearer));
+                }
+                let url = uri.join("/v1/graphql");
+                let body = transmit.body().into_bytes();
+                match fetch(
+                    Method::POST,
+                    &url,
+                    &headers,
+                    Some(body),
+                    ms,
+                    max_answer_bytes,
+                )
+                .await
+                {
+                    Ok(reply) => FanoutReply::Http {
+                        status: reply.status,
+                        body: reply.text,
+                    },
+                    // Out of time: the fan-out's own deadline says so.
+                    Err(reason) if reason.starts_with("no answer within") => FanoutReply::Expired,
+                    Err(reason) => FanoutReply::Failed(reason),
+                }
+            })
         })
     }
 
@@ -938,88 +1011,5 @@ async fn next_frame(socket: &mut WebSocket) -> Result<ToTab, String> {
             Some(Err(e)) => return Err(format!("the relay socket failed: {e}")),
             None => return Err("the relay closed the socket".into()),
         }
-    }
-}
-
-/// The engine's way to ask other peers: `fetch`, `maxInFlight` at once,
-/// each within `timeoutMs` and `maxAnswerBytes`; the tab's own part runs
-/// on its own engine.
-struct TabRemote {
-    own: PeerName,
-    peers: Arc<BTreeMap<PeerName, PeerUri>>,
-    engine: Arc<Engine>,
-    source: Arc<dyn Source>,
-    token: Option<String>,
-    bounds: Bounds,
-}
-
-impl TabRemote {
-    async fn ask_one(self: Arc<Self>, query: PeerQuery) -> PeerAnswer {
-        if query.peer == self.own {
-            let own = self
-                .engine
-                .execute(GraphQLRequest::new(query.query), self.source.clone(), None)
-                .await;
-            return Ok(own.body);
-        }
-        let uri = self
-            .peers
-            .get(&query.peer)
-            .ok_or_else(|| "it left the network".to_owned())?;
-        let url = uri.join("/v1/graphql");
-        let body =
-            serde_json::to_vec(&json!({ "query": query.query })).map_err(|e| e.to_string())?;
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
-        if let Some(bearer) = &bearer {
-            headers.push(("authorization", bearer));
-        }
-        let reply = fetch(
-            Method::POST,
-            &url,
-            &headers,
-            Some(body),
-            self.bounds.timeout_ms,
-            self.bounds.max_answer_bytes,
-        )
-        .await?;
-        if !(200..300).contains(&reply.status) {
-            return Err(format!("it answered {}", reply.status));
-        }
-        serde_json::from_str(&reply.text).map_err(|e| format!("its answer is not JSON: {e}"))
-    }
-}
-
-impl Remote for TabRemote {
-    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>> {
-        let count = queries.len();
-        let (tx, rx) = oneshot::channel();
-        let this = Arc::new(TabRemote {
-            own: self.own.clone(),
-            peers: self.peers.clone(),
-            engine: self.engine.clone(),
-            source: self.source.clone(),
-            token: self.token.clone(),
-            bounds: self.bounds.clone(),
-        });
-        let max = self.bounds.max_in_flight;
-        // The browser's fetch futures are not Send: they run on the page's
-        // executor, and the engine awaits only the channel.
-        spawn_local(async move {
-            let answers = futures::stream::iter(queries)
-                .map(|q| this.clone().ask_one(q))
-                .buffered(max)
-                .collect::<Vec<_>>()
-                .await;
-            let _ = tx.send(answers);
-        });
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                (0..count)
-                    .map(|_| Err("the tab stopped before the answers came".to_owned()))
-                    .collect()
-            })
-        }
-        .boxed()
     }
 }

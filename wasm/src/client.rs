@@ -7,17 +7,19 @@ use std::rc::Rc;
 use futures::future::join_all;
 use gloo_net::http::Method;
 use plexus_core::PeerName;
-use plexus_core::network::PeerAnswer;
+use plexus_core::fanout::{FanoutLimits, peer_timeout};
 use plexus_core::schema::Schema;
 use serde_json::{Value as Json, json};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::ClientError;
+use crate::fanout::{Driver, Reply, Sender};
 use crate::http::send;
 use crate::pure::{
-    ClientOptions, DEFAULT_TIMEOUT_MS, Planned, QueryOptions, decode_answer, decode_graphql,
-    find_peer, finish, named_peers, parse_base_url, plan_query, resolve_peer,
+    ClientOptions, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PER_PEER, DEFAULT_TIMEOUT_MS, Planned,
+    QueryOptions, decode_answer, decode_graphql, find_peer, finish, named_peers, parse_base_url,
+    plan_query, resolve_peer,
 };
 use crate::watch::{WatchHandle, start};
 use crate::{ClientOptionsArg, JsResult, QueryOptionsArg, from_js, to_js};
@@ -35,6 +37,8 @@ struct Inner {
     genesis: PeerUri,
     token: Option<String>,
     timeout_ms: u32,
+    /// The fan-out of this client's Network queries (`maxInFlight`, `maxPerPeer`).
+    fanout: Driver,
     /// Schemas by their hash: peers with the same schema share one entry.
     schemas: RefCell<BTreeMap<String, Rc<Schema>>>,
 }
@@ -55,6 +59,10 @@ impl NetworkClient {
                 genesis,
                 token: options.token.filter(|t| !t.is_empty()),
                 timeout_ms: options.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1),
+                fanout: Driver::new(FanoutLimits {
+                    per_query: options.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+                    per_peer: options.max_per_peer.unwrap_or(DEFAULT_MAX_PER_PEER),
+                }),
                 schemas: RefCell::new(BTreeMap::new()),
             }),
         })
@@ -206,18 +214,42 @@ impl Inner {
                 Planned::Answer(response) => return Ok(response),
                 Planned::Send { plan, unreachable } => (plan, unreachable),
             };
-        let peers = &peers;
-        let sends = plan.queries.iter().map(|q| async move {
-            let uri = peers
-                .iter()
-                .find(|p| p.peer_name == q.peer)
-                .map(|p| p.peer_uri.clone())
-                .ok_or_else(|| format!("genesis no longer lists {}", q.peer))?;
-            self.post_graphql(&uri, &json!({"query": q.query}))
-                .await
-                .map_err(|e| e.to_string())
+        // The core's fan-out decides what is sent when; this only moves bytes.
+        let uris: BTreeMap<PeerName, PeerUri> = peers
+            .iter()
+            .map(|p| (p.peer_name.clone(), p.peer_uri.clone()))
+            .collect();
+        let (token, timeout_ms) = (self.token.clone(), self.timeout_ms);
+        let sender: Sender = Rc::new(move |transmit| {
+            let uri = uris.get(&transmit.peer).cloned();
+            let token = token.clone();
+            Box::pin(async move {
+                let Some(uri) = uri else {
+                    return Reply::Failed(format!("genesis no longer lists {}", transmit.peer));
+                };
+                let left = transmit.deadline.saturating_since(crate::fanout::now());
+                let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+                let body = json!({ "query": transmit.query });
+                let url = uri.join("/v1/graphql");
+                match send(Method::POST, &url, token.as_deref(), Some(&body), ms).await {
+                    Ok(answer) => Reply::Http {
+                        status: answer.status,
+                        body: answer.text,
+                    },
+                    Err(ClientError::Timeout { .. }) => Reply::Expired,
+                    Err(e) => Reply::Failed(e.to_string()),
+                }
+            })
         });
-        let answers: Vec<PeerAnswer> = join_all(sends).await;
-        Ok(finish(&plan, answers, &left_out))
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        let outcomes = self
+            .fanout
+            .ask(
+                plan.asks(),
+                peer_timeout(plan.timeout, timeout, timeout),
+                sender,
+            )
+            .await;
+        Ok(finish(&plan, outcomes, &left_out))
     }
 }

@@ -15,6 +15,7 @@
 
 mod client;
 pub mod error;
+pub mod fanout;
 mod http;
 pub mod pure;
 mod watch;
@@ -103,8 +104,14 @@ export interface GraphQLResponse {
 export interface ClientOptions {
   /** The network's join token, sent as `Authorization: Bearer <token>`. */
   token?: string;
-  /** How long each request may take, in ms (default 10000). */
+  /** How long each request may take, in ms (default 10000); also the
+   * per-peer time of a Network query, which `Network(networkTimeout:)`
+   * may shorten. */
   timeoutMs?: number;
+  /** Local queries of one Network query sent at once (default 8). */
+  maxInFlight?: number;
+  /** Requests to one peer at once, across this client's Network queries (default 8). */
+  maxPerPeer?: number;
 }
 
 /** Options of `client.query(graphql, options)`. */

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use graphql_parser::query::{Definition, Document, OperationDefinition, Selection};
 use plexus_core::PeerName;
 use plexus_core::PeerUri;
+use plexus_core::fanout::Outcome;
 use plexus_core::graphql::{AstSelectionSet, GraphQLError, prepare, response_key};
-use plexus_core::network::{NetworkPlan, PeerAnswer, merge, plan};
+use plexus_core::network::{FORMS, NetworkPlan, merge, plan};
 use plexus_core::schema::Schema;
 use plexus_core::wire::{ErrorBody, Peer, PeerChange};
 use serde::de::DeserializeOwned;
@@ -23,6 +24,10 @@ use crate::error::ClientError;
 
 /// How long one request may take by default, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+/// The default of `maxInFlight`: Local queries of one Network query at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// The default of `maxPerPeer`: requests to one peer at once, across queries.
+pub const DEFAULT_MAX_PER_PEER: usize = 8;
 
 /// The options of `new NetworkClient(genesisUrl, options)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -34,6 +39,12 @@ pub struct ClientOptions {
     /// How long each request may take, in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u32>,
+    /// Local queries of one Network query sent at once.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Requests to one peer at once, across the client's Network queries.
+    #[serde(default)]
+    pub max_per_peer: Option<usize>,
 }
 
 /// The options of `client.query(graphql, options)`.
@@ -129,12 +140,12 @@ pub fn validate<S: Borrow<Schema>>(
     }
 }
 
-/// A peer field of a Network query: `Network.Get.<peer>`.
+/// A peer field of a Network query: `Network.Get.<peer>` (or `GetMeta`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerField {
     /// The peer's name (the field's name).
     pub peer: String,
-    /// Its response path: `[Network key, Get key, peer key]`.
+    /// Its response path: `[Network key, form key, peer key]`.
     pub path: [String; 3],
 }
 
@@ -142,7 +153,15 @@ pub struct PeerField {
 pub fn peer_fields(root: &AstSelectionSet) -> Vec<PeerField> {
     let mut out = Vec::new();
     for network in fields_named(root, "Network") {
-        for get in fields_named(&network.selection_set, "Get") {
+        let forms = network
+            .selection_set
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Selection::Field(f) if FORMS.contains(&f.name.as_str()) => Some(f),
+                _ => None,
+            });
+        for get in forms {
             for item in &get.selection_set.items {
                 if let Selection::Field(peer) = item {
                     out.push(PeerField {
@@ -193,7 +212,7 @@ fn prune(mut root: AstSelectionSet, drop: &BTreeSet<String>) -> Option<String> {
     root.items.retain_mut(|item| match item {
         Selection::Field(network) if network.name == "Network" => {
             network.selection_set.items.retain_mut(|item| match item {
-                Selection::Field(get) if get.name == "Get" => {
+                Selection::Field(get) if FORMS.contains(&get.name.as_str()) => {
                     get.selection_set
                         .items
                         .retain(|i| !matches!(i, Selection::Field(p) if drop.contains(&p.name)));
@@ -283,6 +302,7 @@ pub fn plan_query<S: Borrow<Schema>>(
     let plan = match prune(root, &drop) {
         None => NetworkPlan {
             queries: Vec::new(),
+            timeout: None,
         },
         Some(text) => match plan(&text, None, &Map::new(), schemas) {
             Ok(plan) => plan,
@@ -320,35 +340,18 @@ fn invalid_response(errors: Vec<GraphQLError>, unreachable: &[Unreachable]) -> J
     json!({"data": Json::Null, "errors": all})
 }
 
-/// Merges the answers to `plan` exactly as a peer does, then adds a null and
-/// a per-peer error for each peer left out of it.
-pub fn finish(plan: &NetworkPlan, answers: Vec<PeerAnswer>, unreachable: &[Unreachable]) -> Json {
-    let mut response = merge(plan, answers);
-    if unreachable.is_empty() {
-        return response;
-    }
+/// Merges the outcomes of the fan-out exactly as a peer does, then adds a
+/// null and a per-peer error for each peer left out of the plan.
+pub fn finish(plan: &NetworkPlan, outcomes: Vec<Outcome>, unreachable: &[Unreachable]) -> Json {
+    let mut merged = merge(plan, outcomes);
     for u in unreachable {
-        let [network, get, peer] = &u.field.path;
-        let data = response
-            .as_object_mut()
-            .map(|r| r.entry("data").or_insert_with(|| json!({})));
-        if let Some(Json::Object(data)) = data {
-            let network = data.entry(network.clone()).or_insert_with(|| json!({}));
-            if let Some(network) = network.as_object_mut() {
-                let get = network.entry(get.clone()).or_insert_with(|| json!({}));
-                if let Some(get) = get.as_object_mut() {
-                    get.insert(peer.clone(), Json::Null);
-                }
-            }
-        }
+        merged.insert(&u.field.path, Json::Null);
+        merged.error(
+            format!("peer {} did not answer: {}", u.field.peer, u.reason),
+            &u.field.path,
+        );
     }
-    let mut errors = match response.get_mut("errors").map(Json::take) {
-        Some(Json::Array(errors)) => errors,
-        _ => Vec::new(),
-    };
-    errors.extend(unreachable.iter().map(unreachable_error));
-    response["errors"] = Json::Array(errors);
-    response
+    merged.into_response()
 }
 
 /// The message of a non-2xx answer: the server's `error.message`, or the start of its body.

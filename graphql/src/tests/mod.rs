@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
+use plexus_core::fanout::Outcome;
+use plexus_core::network::PeerQuery;
 use plexus_core::schema::parse_beacon;
 use serde_json::json;
 
@@ -336,27 +338,35 @@ fn many_aliases_and_big_limits_are_refused() {
     );
 }
 
-/// Records what it is asked, and answers each part from a fixed Local answer.
-struct Recorder(Mutex<Vec<PeerQuery>>);
-
-impl Remote for Recorder {
-    fn ask(&self, queries: Vec<PeerQuery>) -> BoxFuture<'static, Vec<PeerAnswer>> {
-        let answers = queries
-            .iter()
-            .map(|q| {
-                let mut data = Map::new();
-                for i in 0..q.paths.len() {
-                    data.insert(
-                        format!("q{i}"),
-                        json!({"Get": {"Things": {"City": [{"name": "Berlin", "inCountry": [{"__typename": "Country", "name": "Germany"}]}]}}}),
-                    );
-                }
-                Ok(json!({ "data": data }))
-            })
-            .collect();
-        self.0.lock().unwrap().extend(queries);
-        futures::future::ready(answers).boxed()
-    }
+/// Runs `query` as a peer in a network does: [`Engine::begin`], each
+/// planned part answered from a fixed Local answer (the queries asked are
+/// pushed to `asked`), merged by the core, then [`Engine::execute`].
+fn through_network(engine: &Engine, query: &str, asked: &mut Vec<PeerQuery>) -> Answer {
+    let request = GraphQLRequest::new(query);
+    let plan = match engine.begin(&request, data()).now_or_never().unwrap() {
+        Step::Answer(answer) => return answer,
+        Step::Network(plan) => plan,
+    };
+    let outcomes = plan
+        .queries
+        .iter()
+        .map(|q| {
+            let mut data = Map::new();
+            for i in 0..q.paths.len() {
+                data.insert(
+                    format!("q{i}"),
+                    json!({"Get": {"Things": {"City": [{"name": "Berlin", "inCountry": [{"__typename": "Country", "name": "Germany"}]}]}}}),
+                );
+            }
+            Outcome::Answered(json!({ "data": data }))
+        })
+        .collect();
+    asked.extend(plan.queries.iter().cloned());
+    let merged = plexus_core::network::merge(&plan, outcomes);
+    engine
+        .execute(request, data(), Some(merged))
+        .now_or_never()
+        .unwrap()
 }
 
 #[test]
@@ -371,19 +381,16 @@ fn network_sends_one_request_per_peer_and_serves_the_merged_answer() {
     let fields: String = (0..1000)
         .map(|i| format!("a{i}: PeerB {{ Things {{ City(limit: 1) {{ name }} }} }} "))
         .collect();
-    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
-    let a = engine
-        .execute(
-            GraphQLRequest::new(format!(
-                "{{ Network {{ Get {{ {fields} x: PeerB {{ Things {{ City {{ __typename name inCountry {{ ... on PeerB_Country {{ name }} }} }} }} }} }} }} }}"
-            )),
-            data(),
-            Some(recorder.clone()),
-        )
-        .now_or_never()
-        .unwrap();
+    let mut asked = Vec::new();
+    let a = through_network(
+        &engine,
+        &format!(
+            "{{ Network(networkTimeout: 700) {{ Get {{ {fields} x: PeerB {{ Things {{ City {{ __typename name inCountry {{ ... on PeerB_Country {{ name }} }} }} }} }} }} }} }}"
+        ),
+        &mut asked,
+    );
     assert!(!a.request_error, "{}", a.body);
-    assert_eq!(recorder.0.lock().unwrap().len(), 1, "one request to PeerB");
+    assert_eq!(asked.len(), 1, "one request to PeerB");
     let get = &a.body["data"]["Network"]["Get"];
     assert_eq!(get["a999"]["Things"]["City"], json!([{"name": "Berlin"}]));
     assert_eq!(
@@ -393,22 +400,53 @@ fn network_sends_one_request_per_peer_and_serves_the_merged_answer() {
 }
 
 #[test]
+fn begin_plans_only_valid_network_queries_and_answers_local_ones() {
+    let remotes = BTreeMap::from([(PeerName::new("PeerB").unwrap(), Arc::new(schema()))]);
+    let engine = Engine::build(&schema(), &remotes, &Limits::default()).unwrap();
+    let request = GraphQLRequest::new(
+        "{ Network(networkTimeout: 250) { Get { PeerB { Things { City { name } } } } } }",
+    );
+    let Step::Network(plan) = engine.begin(&request, data()).now_or_never().unwrap() else {
+        panic!("a Network query is planned")
+    };
+    assert_eq!(plan.timeout, Some(250));
+    assert_eq!(plan.queries.len(), 1);
+    let mut asked = Vec::new();
+    for bad in [
+        // An unknown class of a known peer: a validation error, nothing asked.
+        "{ Network { Get { PeerB { Things { Nope { name } } } } } }",
+        "{ Network(networkTimeout: \"x\") { Get { PeerB { Things { City { name } } } } } }",
+        "{ Network(networkTimeout: -1) { Get { PeerB { Things { City { name } } } } } }",
+    ] {
+        let a = through_network(&engine, bad, &mut asked);
+        assert!(a.request_error, "{bad}: {}", a.body);
+    }
+    assert!(asked.is_empty(), "{asked:?}");
+    // A Local query runs in the first step.
+    let local = GraphQLRequest::new("{ Local { Get { Things { City(limit: 1) { name } } } } }");
+    let Step::Answer(a) = engine.begin(&local, data()).now_or_never().unwrap() else {
+        panic!("a Local query is answered at once")
+    };
+    assert_eq!(
+        a.body["data"]["Local"]["Get"]["Things"]["City"][0]["name"],
+        "Amsterdam"
+    );
+}
+
+#[test]
 fn network_fragment_bomb_is_refused_before_planning() {
     let remotes = BTreeMap::from([(PeerName::new("PeerB").unwrap(), Arc::new(schema()))]);
     let engine = Engine::build(&schema(), &remotes, &Limits::default()).unwrap();
-    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
     let started = Instant::now();
     let query = fragment_bomb(
         23,
         "Network { Get { PeerB { Things { City { ...F0 } } } } }",
     )
     .replace("on City", "on PeerB_City");
-    let a = engine
-        .execute(GraphQLRequest::new(query), data(), Some(recorder.clone()))
-        .now_or_never()
-        .unwrap();
+    let mut asked = Vec::new();
+    let a = through_network(&engine, &query, &mut asked);
     assert!(a.request_error, "{}", a.body);
-    assert!(recorder.0.lock().unwrap().is_empty());
+    assert!(asked.is_empty());
     assert!(started.elapsed().as_millis() < 500);
 }
 

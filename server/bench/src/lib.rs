@@ -286,6 +286,63 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
+/// A peer that answers genesis's probe, its pushes and `GET /v1/schema`
+/// (one class City with `name` and `population`), and accepts `POST
+/// /v1/graphql` and never answers: registered at `genesis` as `name` (the
+/// original's unsigned registration) and pinged once with its schema hash,
+/// so that the peers cache its schema and may name it. Serves on a task of
+/// the current runtime until the runtime ends.
+pub async fn hanging_peer(
+    client: &reqwest::Client,
+    genesis: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    use axum::routing::{get, post, put};
+    let schema = serde_json::json!({"things": {"classes": [{"class": "City", "properties": [
+        {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]}]},
+        "actions": {"classes": []}});
+    let hash = serde_json::from_value::<plexus_core::schema::Schema>(schema.clone())?.hash();
+    let app = axum::Router::new()
+        .route("/p2p/ping", get(|| async { "" }))
+        .route("/p2p/genesis", put(|| async { "" }))
+        .route(
+            "/v1/schema",
+            get(move || {
+                let schema = schema.clone();
+                async move { axum::Json(schema) }
+            }),
+        )
+        .route(
+            "/v1/graphql",
+            post(futures::future::pending::<&'static str>),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let uri = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let registered = post_json(
+        client,
+        &format!("{genesis}/peers/register"),
+        serde_json::json!({"peerName": name, "peerUri": uri}),
+    )
+    .await?;
+    let id = registered["peer"]["id"]
+        .as_str()
+        .with_context(|| format!("genesis did not register {name}: {registered}"))?;
+    let ping = client
+        .post(format!("{genesis}/peers/{id}/ping"))
+        .json(&serde_json::json!({"schemaHash": hash}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        ping.status().is_success(),
+        "genesis answered {name}'s ping {}",
+        ping.status()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use plexus_core::fanout::FanoutLimits;
 use plexus_core::names::PeerUri;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
@@ -128,7 +129,8 @@ pub struct Args {
     /// Rate limit and CORS of write calls.
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// How long each peer asked by a Network query may take to answer.
+    /// How long each peer asked by a Network query may take to answer,
+    /// unless the query gives `Network(networkTimeout:)`.
     #[arg(long, env = "PLEXUS_QUERY_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub query_timeout: Duration,
 
@@ -166,9 +168,19 @@ pub struct Args {
     /// signature headers check) are read at once; the others wait.
     #[arg(long, env = "PLEXUS_MAX_PUSH_BODIES", default_value_t = network::DEFAULT_MAX_PUSH_BODIES)]
     pub max_push_bodies: usize,
-    /// The most Local queries one Network query sends at once (one per distinct peer).
-    #[arg(long, env = "PLEXUS_NETWORK_MAX_IN_FLIGHT", default_value_t = network::DEFAULT_MAX_IN_FLIGHT)]
+    /// The most Network queries whose peers are asked at once; one more
+    /// waits for its turn within its per-peer time.
+    #[arg(long, env = "PLEXUS_NETWORK_MAX_IN_FLIGHT", default_value_t = network::resolver::DEFAULT_MAX_QUERIES)]
     pub network_max_in_flight: usize,
+    /// The most Local queries of one Network query sent at once (one per distinct peer).
+    #[arg(long, env = "PLEXUS_NETWORK_MAX_PER_QUERY", default_value_t = FanoutLimits::default().per_query)]
+    pub network_max_per_query: usize,
+    /// The most requests to one peer at once, across all Network queries.
+    #[arg(long, env = "PLEXUS_NETWORK_MAX_PER_PEER", default_value_t = FanoutLimits::default().per_peer)]
+    pub network_max_per_peer: usize,
+    /// The most per-peer time a query may ask for with `Network(networkTimeout:)`.
+    #[arg(long, env = "PLEXUS_NETWORK_MAX_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub network_max_timeout: Duration,
     /// The GraphQL engine's bounds.
     #[command(flatten)]
     pub graphql: GraphQLArgs,
@@ -434,9 +446,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         concat!("plexus-peer/", env!("CARGO_PKG_VERSION")),
     )?;
     let mut network_settings = network::Settings::new(&settings, public_uri, identity);
-    network_settings.max_in_flight = args.network_max_in_flight;
     network_settings.set_max_list_bytes(args.max_list_bytes);
     network_settings.max_push_bodies = args.max_push_bodies;
+    network_settings.ask.queries = args.network_max_in_flight;
+    network_settings.ask.fanout = FanoutLimits {
+        per_query: args.network_max_per_query,
+        per_peer: args.network_max_per_peer,
+    };
+    network_settings.ask.max_timeout = args.network_max_timeout;
     let (task, handle) = network::start(
         network_settings,
         db.clone(),

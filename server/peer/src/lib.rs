@@ -5,7 +5,7 @@
 //!
 //! [`PeerDb`] is the database every handler shares; [`router`] builds the
 //! HTTP app. The network layer adds its routes with [`api_routes`] and
-//! [`layers`], answers `Network` queries through a [`plexus_graphql::Remote`],
+//! [`layers`], answers `Network` queries through a [`NetworkAsk`],
 //! and follows schema changes with [`PeerDb::subscribe_schema`].
 
 /// The memory allocator of the peer, and of every program that links this
@@ -42,11 +42,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use futures::future::BoxFuture;
 use plexus_core::contextionary::Contextionary;
 use plexus_core::filter::Filter;
 use plexus_core::names::PeerName;
+use plexus_core::network::{Merged, NetworkPlan};
 use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaError};
-use plexus_graphql::{Engine, Limits, Meaning, Remote, Source};
+use plexus_graphql::{Engine, Limits, Meaning, Source, Step};
 use tokio::sync::{RwLock, watch};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -753,52 +755,109 @@ impl PeerDb {
     }
 
     /// Answers a GraphQL request with the engine: `Local` from one snapshot
-    /// of the store, `Network` through `remote` (an error when `None`). The
-    /// query runs on the blocking pool, off the async workers; it is
-    /// cancelled after the timeout or when this future is dropped.
+    /// of the store, `Network` through `network` (an error when `None`).
+    ///
+    /// Only CPU work runs on the query slots (`--graphql-max-running`), each
+    /// job a synchronous run of the engine that waits on nothing: a Local
+    /// query is one job. A Network query is one job that validates and
+    /// plans it, then the fan-out on async tasks (`network`; this peer's
+    /// own part is one more ordinary Local job, submitted by the fan-out),
+    /// holding no slot while it waits, then one job that runs the request
+    /// with the merged answer in hand. No query needs two slots at once.
+    /// The whole is cancelled after `--graphql-timeout` or when this future
+    /// is dropped: the job's flag is set, and the store stops reading.
     pub async fn graphql(
         &self,
         request: GraphQLRequest,
-        remote: Option<Arc<dyn Remote>>,
+        network: Option<Arc<dyn NetworkAsk>>,
     ) -> Answer {
         let engine = self.engine();
-        let store = self.store.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel = CancelOnDrop(cancelled.clone());
-        let flag = cancelled.clone();
         let timeout = self.settings.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        let Some(network) = network else {
+            return self
+                .on_slot(deadline, &cancelled, move |source| {
+                    futures::executor::block_on(engine.execute(request, source, None))
+                })
+                .await
+                .unwrap_or_else(|refused| refused);
+        };
+        let first = {
+            let (engine, request) = (engine.clone(), request.clone());
+            self.on_slot(deadline, &cancelled, move |source| {
+                futures::executor::block_on(engine.begin(&request, source))
+            })
+            .await
+        };
+        let plan = match first {
+            Ok(Step::Answer(answer)) => return answer,
+            Ok(Step::Network(plan)) => plan,
+            Err(refused) => return refused,
+        };
+        // No slot is held while the peers are asked.
+        let Ok(merged) = tokio::time::timeout_at(deadline, network.ask(plan)).await else {
+            return Answer::refused(format!(
+                "the query ran out of time ({timeout:?}, the peer's --graphql-timeout) while the peers were asked"
+            ));
+        };
+        self.on_slot(deadline, &cancelled, move |source| {
+            futures::executor::block_on(engine.execute(request, source, Some(merged)))
+        })
+        .await
+        .unwrap_or_else(|refused| refused)
+    }
+
+    /// Runs `job` on a query slot over a snapshot of the store, by
+    /// `deadline`; a refusal saying why when it could not (no slot in
+    /// time, out of time, the store failed, a panic).
+    async fn on_slot<T: Send + 'static>(
+        &self,
+        deadline: tokio::time::Instant,
+        cancelled: &Arc<AtomicBool>,
+        job: impl FnOnce(Arc<dyn Source>) -> T + Send + 'static,
+    ) -> Result<T, Answer> {
+        let store = self.store.clone();
+        let flag = cancelled.clone();
+        let timeout = self.settings.timeout;
         let began = Arc::new(AtomicBool::new(false));
         let begun = began.clone();
         let outcome = self.running.run(move || {
             begun.store(true, Ordering::Relaxed);
             let snapshot = store.snapshot()?;
-            let source = Arc::new(SnapshotSource {
+            let source: Arc<dyn Source> = Arc::new(SnapshotSource {
                 snapshot,
                 cancelled: flag,
             });
-            Ok::<_, StoreError>(futures::executor::block_on(
-                engine.execute(request, source, remote),
-            ))
+            Ok::<_, StoreError>(job(source))
         });
         match tokio::time::timeout_at(deadline, outcome).await {
-            Ok(Ok(Outcome::Done(Ok(answer)))) => answer,
+            Ok(Ok(Outcome::Done(Ok(value)))) => Ok(value),
             Ok(Ok(Outcome::Done(Err(e)))) => {
                 tracing::error!(error = %e, "GraphQL query failed");
-                Answer::refused("could not read the peer's objects")
+                Err(Answer::refused("could not read the peer's objects"))
             }
             Ok(Ok(Outcome::Panicked) | Err(_)) => {
                 tracing::error!("GraphQL query panicked");
-                Answer::refused("the query failed")
+                Err(Answer::refused("the query failed"))
             }
-            Err(_) if !began.load(Ordering::Relaxed) => Answer::refused(format!(
+            Err(_) if !began.load(Ordering::Relaxed) => Err(Answer::refused(format!(
                 "the peer is busy: no query slot within {timeout:?} (--graphql-max-running)"
-            )),
-            Err(_) => Answer::refused(format!(
+            ))),
+            Err(_) => Err(Answer::refused(format!(
                 "the query ran out of time ({timeout:?}, the peer's --graphql-timeout) and was cancelled"
-            )),
+            ))),
         }
     }
+}
+
+/// Asks the peers of a planned Network query and merges their answers:
+/// the network layer's fan-out ([`network::resolver`]). The future waits
+/// on the network only; dropping it gives the query up.
+pub trait NetworkAsk: Send + Sync {
+    /// The merged answers of the peers `plan` names.
+    fn ask(&self, plan: NetworkPlan) -> BoxFuture<'static, Merged>;
 }
 
 fn build_engine(
@@ -816,8 +875,8 @@ fn build_engine(
 pub struct PeerState {
     /// The database.
     pub db: Arc<PeerDb>,
-    /// Asks remote peers the Local parts of `Network` queries; `None` for a stand-alone peer.
-    pub network: Option<Arc<dyn Remote>>,
+    /// Asks the peers of `Network` queries; `None` for a stand-alone peer.
+    pub network: Option<Arc<dyn NetworkAsk>>,
 }
 
 impl PeerState {

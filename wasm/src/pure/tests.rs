@@ -138,7 +138,7 @@ fn a_peer_without_a_schema_becomes_a_per_peer_error_beside_the_others_data() {
     assert_eq!(plan.queries[0].peer.as_str(), "PeerA");
     assert_eq!(unreachable.len(), 1);
     let a = json!({"data": {"q0": {"Get": {"Things": {"City": [{"name": "Amsterdam"}]}}}}});
-    let response = finish(&plan, vec![Ok(a)], &unreachable);
+    let response = finish(&plan, vec![Outcome::Answered(a)], &unreachable);
     assert_eq!(
         response["data"]["Network"]["Get"]["PeerA"]["Things"]["City"][0]["name"],
         "Amsterdam"
@@ -217,8 +217,40 @@ fn an_invalid_query_is_answered_without_sending_and_keeps_its_locations() {
 fn finish_without_unreachable_peers_is_the_core_merge() {
     let plan = NetworkPlan {
         queries: Vec::new(),
+        timeout: None,
     };
-    assert_eq!(finish(&plan, Vec::new(), &[]), merge(&plan, Vec::new()));
+    assert_eq!(
+        finish(&plan, Vec::new(), &[]),
+        merge(&plan, Vec::new()).into_response()
+    );
+}
+
+#[test]
+fn get_meta_peers_are_named_and_left_out_as_get_peers_are() {
+    let q = "{ Network { GetMeta { PeerB { Things { City { meta { count } } } } } Get { PeerA { Things { City { name } } } } } }";
+    assert_eq!(named_peers(q, None, &Map::new()), ["PeerB", "PeerA"]);
+    let unreachable = BTreeMap::from([("PeerB".to_owned(), "refused".to_owned())]);
+    let Planned::Send { plan, unreachable } =
+        plan_query(q, None, &Map::new(), &schemas(&["PeerA"]), &unreachable)
+    else {
+        panic!("expected a plan");
+    };
+    assert_eq!(plan.queries.len(), 1);
+    let response = finish(&plan, vec![Outcome::Failed("gone".into())], &unreachable);
+    assert_eq!(response["data"]["Network"]["GetMeta"]["PeerB"], Json::Null);
+    let paths: Vec<&Json> = response["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            &json!(["Network", "Get", "PeerA"]),
+            &json!(["Network", "GetMeta", "PeerB"])
+        ]
+    );
 }
 
 #[test]

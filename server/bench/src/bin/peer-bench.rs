@@ -6,9 +6,14 @@
 //! 2. Local Get throughput over 100 000 objects, in-process on a `PeerDb`
 //!    (loaded in one transaction, not by 100 000 HTTP calls).
 //!
+//! 3. Beside a peer that never answers (`--only hanging`): the Local p99 of
+//!    a peer while 20 Network queries naming the hanging peer wait, and the
+//!    querier's CPU per Network query (self plus one other peer).
+//!
 //! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`
 //! (`--only network` or `--only local` for one part; `--only tls`: the
-//! Network Get over HTTP and over HTTPS in one run).
+//! Network Get over HTTP and over HTTPS in one run; `--peer-bin` to run
+//! the process figures with another build's `plexus-peer`).
 
 use std::path::Path;
 use std::process::Command;
@@ -115,6 +120,19 @@ async fn start_peer(
     delay: Option<Duration>,
     tls: Option<&TlsFiles>,
 ) -> anyhow::Result<Server> {
+    start_peer_with(bin, genesis, name, data, delay, tls, &[]).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_peer_with(
+    bin: &Path,
+    genesis: &str,
+    name: &str,
+    data: &Path,
+    delay: Option<Duration>,
+    tls: Option<&TlsFiles>,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let public = match delay {
         Some(delay) => delay_proxy(SocketAddr::from(([127, 0, 0, 1], port)), delay).await?,
@@ -130,6 +148,7 @@ async fn start_peer(
         .args(["--genesis-url", genesis, "--peer-name", name])
         .args(["--ping-interval", "2s"])
         .args(tls.map(TlsFiles::args).unwrap_or_default())
+        .args(extra)
         .arg("--data")
         .arg(data);
     spawn(command)
@@ -171,9 +190,12 @@ async fn time_query(
 /// behind a [`delay_proxy`] of that one-way latency; with `tls`, genesis
 /// and every peer serve HTTPS (certificates of a test CA). The medians
 /// over 1 and 10 peers.
-async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f64, f64)> {
+async fn network_bench(
+    delay: Option<Duration>,
+    tls: bool,
+    peer_bin: &Path,
+) -> anyhow::Result<(f64, f64)> {
     let genesis_bin = sibling("plexus-genesis")?;
-    let peer_bin = sibling("plexus-peer")?;
     let dir = tempfile::tempdir()?;
     let tls = tls.then(|| TlsFiles::new(dir.path())).transpose()?;
     let tls = tls.as_ref();
@@ -188,7 +210,7 @@ async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f6
     let client = client_builder(&trust).build()?;
 
     let querier = start_peer(
-        &peer_bin,
+        peer_bin,
         &genesis.url,
         "Querier",
         &dir.path().join("q"),
@@ -200,7 +222,7 @@ async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f6
     for i in 0..PEERS {
         let name = format!("Peer{i}");
         let peer = start_peer(
-            &peer_bin,
+            peer_bin,
             &genesis.url,
             &name,
             &dir.path().join(&name),
@@ -228,10 +250,7 @@ async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f6
     // Wait until the querier has every schema.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view = network_view(&client, &querier).await?;
-        let cached = view["peers"].as_array().map_or(0, |p| {
-            p.iter().filter(|p| p["schemaCached"] == true).count()
-        });
+        let (cached, view) = cached_schemas(&client, &querier).await?;
         if cached == PEERS {
             break;
         }
@@ -300,6 +319,15 @@ async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f6
 async fn network_view(client: &reqwest::Client, querier: &Server) -> anyhow::Result<Value> {
     let url = format!("{}/v1/network/peers", querier.url);
     Ok(client.get(url).send().await?.json().await?)
+}
+
+/// How many schemas of other peers `peer` has cached, and its view.
+async fn cached_schemas(client: &reqwest::Client, peer: &Server) -> anyhow::Result<(usize, Value)> {
+    let view = network_view(client, peer).await?;
+    let cached = view["peers"].as_array().map_or(0, |p| {
+        p.iter().filter(|p| p["schemaCached"] == true).count()
+    });
+    Ok((cached, view))
 }
 
 /// The URI other peers use for the peer `name` at `peer` (its proxy, when it
@@ -380,6 +408,9 @@ struct Args {
     /// Which figures to measure.
     #[arg(long, value_enum, default_value = "all")]
     only: Part,
+    /// The `plexus-peer` of the process figures (default: the one beside this binary).
+    #[arg(long)]
+    peer_bin: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,19 +426,26 @@ enum Part {
     /// Network Get over HTTP and over HTTPS (genesis and every peer with
     /// certificates of a test CA, `--ca-file`), in turn, plain loopback.
     Tls,
+    /// The Local p99 beside 20 Network queries waiting on a hanging peer,
+    /// and the CPU of one Network query.
+    Hanging,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
     let result = async {
+        let peer_bin = match args.peer_bin {
+            Some(bin) => bin,
+            None => sibling("plexus-peer")?,
+        };
         if matches!(args.only, Part::All | Part::Network) {
-            network_bench(None, false).await?;
-            network_bench(Some(Duration::from_millis(10)), false).await?;
+            network_bench(None, false, &peer_bin).await?;
+            network_bench(Some(Duration::from_millis(10)), false, &peer_bin).await?;
         }
         if args.only == Part::Tls {
-            let http = network_bench(None, false).await?;
-            let https = network_bench(None, true).await?;
+            let http = network_bench(None, false, &peer_bin).await?;
+            let https = network_bench(None, true, &peer_bin).await?;
             println!(
                 "HTTPS / HTTP, median Network Get: over 1 peer {:.2}, over {PEERS} peers {:.2}",
                 https.0 / http.0,
@@ -415,7 +453,10 @@ async fn main() -> std::process::ExitCode {
             );
             return Ok(());
         }
-        if args.only != Part::Network {
+        if matches!(args.only, Part::All | Part::Hanging) {
+            hanging_bench(&peer_bin).await?;
+        }
+        if matches!(args.only, Part::All | Part::Local | Part::Small) {
             local_bench(args.only == Part::Small).await?;
         }
         anyhow::Ok(())
@@ -506,4 +547,134 @@ async fn small_queries(db: &Arc<PeerDb>) -> anyhow::Result<f64> {
         }
     }
     Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The CPU time (user + system) process `pid` has used so far.
+fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // The kernel's clock ticks per second (USER_HZ) are 100 on Linux.
+    Ok(Duration::from_millis((ticks(11) + ticks(12)) * 10))
+}
+
+/// The Local p99 of a peer (`--graphql-max-running 2`) while 20 Network
+/// queries naming a hanging peer wait, and its CPU per Network query.
+async fn hanging_bench(peer_bin: &Path) -> anyhow::Result<()> {
+    let genesis_bin = sibling("plexus-genesis")?;
+    let dir = tempfile::tempdir()?;
+    let mut genesis_cmd = Command::new(&genesis_bin);
+    genesis_cmd.args(["--listen", "127.0.0.1:0", "--peer-timeout", "60s"]);
+    let genesis = spawn(genesis_cmd)?;
+    let client = reqwest::Client::new();
+    let slots = ["--graphql-max-running", "2"];
+    let a = start_peer_with(
+        peer_bin,
+        &genesis.url,
+        "PeerA",
+        &dir.path().join("a"),
+        None,
+        None,
+        &slots,
+    )
+    .await?;
+    let b = start_peer(
+        peer_bin,
+        &genesis.url,
+        "PeerB",
+        &dir.path().join("b"),
+        None,
+        None,
+    )
+    .await?;
+    for (peer, city) in [(&a, "Delft"), (&b, "Utrecht")] {
+        post(
+            &client,
+            &format!("{}/v1/schema/things", peer.url),
+            json!({"class": "City", "properties": [
+                {"name": "name", "dataType": ["string"]}, {"name": "population", "dataType": ["int"]}]}),
+        )
+        .await?;
+        post(
+            &client,
+            &format!("{}/v1/things", peer.url),
+            json!({"class": "City", "schema": {"name": city, "population": 1}}),
+        )
+        .await?;
+    }
+    plexus_bench::hanging_peer(&client, &genesis.url, "Hang").await?;
+    let graphql = format!("{}/v1/graphql", a.url);
+    let both = "{ Network { Get { PeerA { Things { City { name } } } PeerB { Things { City { name } } } } } }";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (cached, view) = cached_schemas(&client, &a).await?;
+        let answer = post(&client, &graphql, json!({ "query": both })).await?;
+        if cached == 2 && answer.get("errors").is_none() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("PeerA cannot ask PeerB and Hang: {view} {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // CPU per Network query: PeerA's own part plus PeerB, one at a time.
+    let pid = a.child.id();
+    let runs = 500;
+    let before = cpu_of(pid)?;
+    let start = Instant::now();
+    for _ in 0..runs {
+        let answer = post(&client, &graphql, json!({ "query": both })).await?;
+        if answer.get("errors").is_some() {
+            bail!("unexpected answer: {answer}");
+        }
+    }
+    let wall = start.elapsed();
+    let cpu = cpu_of(pid)?.saturating_sub(before);
+    println!("Beside a hanging peer (PeerA with --graphql-max-running 2):");
+    println!(
+        "  Network Get of self + PeerB, {runs} in a row: {:.3} ms each, PeerA's CPU {:.3} ms per query",
+        ms(wall) / f64::from(runs),
+        ms(cpu) / f64::from(runs)
+    );
+
+    // 20 Network queries naming Hang, in flight; Local queries meanwhile.
+    let hang = "{ Network { Get { Hang { Things { City { name } } } PeerB { Things { City { name } } } } } }";
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, graphql) = (client.clone(), graphql.clone());
+            tokio::spawn(async move { post(&client, &graphql, json!({ "query": hang })).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let local = json!({"query": "{ Local { Get { Things { City { name } } } } }"});
+    let (mut samples, mut refused) = (Vec::new(), 0);
+    let measuring = Instant::now();
+    while samples.len() < 200 && measuring.elapsed() < Duration::from_secs(4) {
+        let start = Instant::now();
+        let answer = post(&client, &graphql, local.clone()).await?;
+        samples.push(start.elapsed());
+        if answer.get("errors").is_some() {
+            refused += 1;
+        }
+    }
+    let still = waiting.iter().filter(|w| !w.is_finished()).count();
+    println!(
+        "  Local Get while 20 Network queries wait on Hang ({still} still waiting at the end): {} queries, {refused} refused, median {:.3} ms, p99 {:.3} ms",
+        samples.len(),
+        ms(percentile_of(&samples, 50.0)),
+        ms(percentile_of(&samples, 99.0))
+    );
+    for w in waiting {
+        w.abort();
+    }
+    drop((a, b, genesis));
+    Ok(())
 }

@@ -148,12 +148,10 @@ pub struct Settings {
     pub membership: MembershipConfig,
     /// Genesis.
     pub genesis: Genesis,
-    /// How long each peer of a Network query may take.
-    pub query_timeout: Duration,
-    /// The most Local queries of one Network query sent at once.
-    pub max_in_flight: usize,
     /// The most push bodies read at once (`--max-push-bodies`).
     pub max_push_bodies: usize,
+    /// The bounds of Network queries.
+    pub ask: resolver::AskLimits,
 }
 
 /// The default of `--max-list-bytes`: a peer list from genesis (a push, or
@@ -168,9 +166,6 @@ pub fn default_max_list_bytes() -> usize {
 /// (a replica each, with replicas), so two bodies at once leave room for a
 /// fail-over and bound a replay's memory to twice `--max-list-bytes`.
 pub const DEFAULT_MAX_PUSH_BODIES: usize = 2;
-
-/// The default of `--network-max-in-flight`.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl Settings {
     /// Settings from the resolved configuration, with the URI the peer is
@@ -195,9 +190,13 @@ impl Settings {
                 token: config.join_token.clone(),
                 max_list_bytes: default_max_list_bytes(),
             },
-            query_timeout: config.query_timeout,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_push_bodies: DEFAULT_MAX_PUSH_BODIES,
+            ask: resolver::AskLimits {
+                queries: resolver::DEFAULT_MAX_QUERIES,
+                fanout: plexus_core::fanout::FanoutLimits::default(),
+                default_timeout: config.query_timeout,
+                max_timeout: resolver::DEFAULT_MAX_TIMEOUT,
+            },
         }
     }
 
@@ -215,14 +214,10 @@ pub struct NetworkHandle {
     view: watch::Receiver<Arc<View>>,
     /// The guarded client of calls to other peers (Network queries).
     pub peers: Peers,
-    /// How long each peer of a Network query may take.
-    pub query_timeout: Duration,
     /// This peer's own name: a Network query may name it too.
     pub name: PeerName,
-    /// This peer's database, which answers the part of a Network query that names it.
-    pub local: Arc<crate::PeerDb>,
-    /// The most Local queries of one Network query sent at once.
-    pub max_in_flight: usize,
+    /// The fan-out of Network queries.
+    pub asker: resolver::Asker,
     /// One permit per push body being read (`--max-push-bodies`).
     pub push_bodies: Arc<tokio::sync::Semaphore>,
 }
@@ -306,12 +301,16 @@ pub fn start(
     let (view, view_rx) = watch::channel(Arc::new(View::standalone()));
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
-        view: view_rx,
+        view: view_rx.clone(),
         peers: peers.clone(),
-        query_timeout: settings.query_timeout,
         name: settings.membership.name.clone(),
-        local: local.clone(),
-        max_in_flight: settings.max_in_flight,
+        asker: resolver::Asker::start(
+            settings.ask,
+            peers.clone(),
+            view_rx.clone(),
+            settings.membership.name.clone(),
+            local.clone(),
+        ),
         push_bodies: Arc::new(tokio::sync::Semaphore::new(settings.max_push_bodies.max(1))),
     };
     // The engine follows the remote schemas the view holds.
