@@ -266,7 +266,9 @@ pub enum RelayError {
         max: usize,
     },
     /// The tab's send queue has no room for the request.
-    #[error("the tab {name} is not reading its socket fast enough: its queue holds {max} bytes (--relay-max-queue-bytes)")]
+    #[error(
+        "the tab {name} is not reading its socket fast enough: its queue holds {max} bytes (--relay-max-queue-bytes)"
+    )]
     QueueFull {
         /// The tab.
         name: String,
@@ -274,7 +276,9 @@ pub enum RelayError {
         max: usize,
     },
     /// The request's body is larger than the relay passes on.
-    #[error("request body of {size} bytes is larger than the relay's {max} (--relay-max-body-bytes)")]
+    #[error(
+        "request body of {size} bytes is larger than the relay's {max} (--relay-max-body-bytes)"
+    )]
     RequestTooLarge {
         /// Its size.
         size: usize,
@@ -383,7 +387,9 @@ enum State {
         register_by: Option<Timestamp>,
     },
     /// Refused or dropped: only its last frame is left to write.
-    Closing { last: Option<String> },
+    Closing {
+        last: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -536,7 +542,8 @@ impl Relay {
         held_by_other: impl FnOnce(&PeerName, &PublicKey) -> bool,
     ) {
         let state = match self.conns.get(&conn) {
-            None | Some(Conn {
+            None
+            | Some(Conn {
                 state: State::Closing { .. },
                 ..
             }) => return,
@@ -1018,7 +1025,9 @@ impl Relay {
             if c.full_since.is_some_and(|at| at + stall <= now) {
                 refusals.push((
                     *id,
-                    format!("the tab's queue stayed full for {stall:?}: it does not read its socket"),
+                    format!(
+                        "the tab's queue stayed full for {stall:?}: it does not read its socket"
+                    ),
                 ));
             }
         }
@@ -1051,9 +1060,7 @@ impl Relay {
                 State::Serving { register_by, .. } => *register_by,
                 State::Closing { .. } => None,
             };
-            state
-                .into_iter()
-                .chain(c.full_since.map(|at| at + stall))
+            state.into_iter().chain(c.full_since.map(|at| at + stall))
         });
         let requests = self.pending.values().map(|p| p.deadline);
         conns.chain(requests).min()
