@@ -86,7 +86,8 @@ async fn closing_server() -> (SocketAddr, Arc<AtomicUsize>) {
 async fn a_probe_survives_a_pooled_connection_the_peer_just_closed() {
     let (server, accepted) = closing_server().await;
     // Pushes go to every registered peer (all this server): few rounds.
-    let genesis = genesis(&[
+    let mut command = genesis_command("127.0.0.1:0");
+    command.args([
         "--rate-limit",
         "0",
         "--broadcast-delay",
@@ -94,6 +95,7 @@ async fn a_probe_survives_a_pooled_connection_the_peer_just_closed() {
         "--peer-timeout",
         "60s",
     ]);
+    let genesis = spawn(command);
     let client = reqwest::Client::new();
     const REGISTRATIONS: usize = 240;
     let failures: Vec<String> = futures::future::join_all((0..4).map(|lane| {

@@ -405,25 +405,22 @@ impl Genesis {
     /// The registration probe, `GET {peerUri}/p2p/ping`: `Err` says only
     /// "it answered N" or "it is unreachable" (no port scanner's oracle).
     /// A pooled keep-alive connection that the peer closed just as the
-    /// probe went out ("connection closed before message completed") is
-    /// not the peer's fault: the probe is sent once more, on another
-    /// connection.
+    /// probe went out ("connection closed before message completed", a
+    /// reset) is not the peer's fault: the probe is sent again, at most
+    /// [`PROBE_RETRIES`] times (each such failure takes a stale connection
+    /// out of the pool), all within one `--probe-timeout`.
     pub(crate) async fn probe(&self, url: &str) -> Result<(), String> {
-        let mut retried = false;
+        let deadline = tokio::time::Instant::now() + self.settings.probe_timeout;
+        let mut retries = 0;
         loop {
-            let sent = self
-                .outbound
-                .client()
-                .get(url)
-                .timeout(self.settings.probe_timeout)
-                .send()
-                .await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let sent = self.outbound.client().get(url).timeout(left).send().await;
             return match sent {
                 Ok(response) if response.status().is_success() => Ok(()),
                 Ok(response) => Err(format!("it answered {}", response.status().as_u16())),
-                Err(e) if !retried && closed_before_answer(&e) => {
-                    tracing::debug!(url, "probe: a pooled connection was closed; once more");
-                    retried = true;
+                Err(e) if retries < PROBE_RETRIES && cut_off(&e) => {
+                    tracing::debug!(url, error = %plexus_server::error_chain(&e), "probe: a pooled connection was closed; again");
+                    retries += 1;
                     continue;
                 }
                 Err(e) => {
@@ -468,14 +465,23 @@ impl Genesis {
     }
 }
 
-/// Whether `error` is a request that a kept-alive connection's close cut
-/// off before any answer (hyper's "connection closed before message
-/// completed"), which a fresh connection would not have met.
-fn closed_before_answer(error: &reqwest::Error) -> bool {
+/// How many times a probe cut off on a kept-alive connection is sent again.
+const PROBE_RETRIES: usize = 2;
+
+/// Whether `error` is a request cut off on a connection that was open (not
+/// a refused connect, not a timeout): hyper's "connection closed before
+/// message completed" or a reset, which a kept-alive connection the peer
+/// just closed gives, and a fresh one would not.
+fn cut_off(error: &reqwest::Error) -> bool {
+    if error.is_timeout() || error.is_connect() || error.is_redirect() || error.is_body() {
+        return false;
+    }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            return hyper.is_incomplete_message();
+            return hyper.is_incomplete_message()
+                || hyper.is_canceled()
+                || std::error::Error::source(hyper).is_some_and(|s| s.is::<std::io::Error>());
         }
         source = cause.source();
     }

@@ -410,6 +410,7 @@ async fn connect(
         hub.perform(&mut inner);
         (admitted, inner.relay.config().max_body_bytes + 4096)
     };
+    tracing::debug!(conn = conn.0, %client, ok = admitted.is_ok(), "relay: a socket asks to be admitted");
     if let Err(refused) = admitted {
         let status =
             StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
