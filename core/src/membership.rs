@@ -305,13 +305,13 @@ impl PushGate {
         declared: Option<u64>,
         now: Timestamp,
     ) -> Result<(), PushRefused> {
-        let key = self.key.ok_or(PushRefused::NoKey)?;
         if let Some(len) = declared.filter(|&len| len > self.max_bytes as u64) {
             return Err(PushRefused::TooLarge {
                 len,
                 max: self.max_bytes,
             });
         }
+        let key = self.key.ok_or(PushRefused::NoKey)?;
         // What genesis signs: `Message::push`; its body is checked later.
         auth::verify_before_body(
             signature,

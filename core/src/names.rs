@@ -29,6 +29,9 @@ pub enum NameError {
     /// The URI's scheme is not http or https, or it has no host.
     #[error("peer URI {0:?} must be an absolute http or https URI with a host")]
     Scheme(String),
+    /// The URI is `http` where only `https` is taken.
+    #[error("peer URI {0:?} must be https (--require-https)")]
+    NotHttps(String),
     /// A peer URI or a schema hash is longer than its bound.
     #[error("{what} is {len} {unit} long, more than the bound of {max} ({flag})")]
     TooLong {
@@ -59,6 +62,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// The longest schema hash, in characters.
     pub max_schema_hash_chars: usize,
+    /// Whether only `https` peer URIs are taken (`--require-https`).
+    pub require_https: bool,
 }
 
 impl Default for Limits {
@@ -66,13 +71,18 @@ impl Default for Limits {
         Self {
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_schema_hash_chars: DEFAULT_MAX_SCHEMA_HASH_CHARS,
+            require_https: false,
         }
     }
 }
 
 impl Limits {
-    /// Refuses a URI longer than [`Limits::max_uri_bytes`].
+    /// Refuses a URI longer than [`Limits::max_uri_bytes`], or one that is
+    /// not `https` under [`Limits::require_https`].
     pub fn check_uri(&self, uri: &PeerUri) -> Result<(), NameError> {
+        if self.require_https && !uri.is_https() {
+            return Err(NameError::NotHttps(uri.to_string()));
+        }
         let len = uri.as_str().len();
         if len > self.max_uri_bytes {
             return Err(NameError::TooLong {
@@ -201,6 +211,11 @@ impl PeerUri {
         format!("{}{}", self.0, path)
     }
 
+    /// Whether the scheme is `https` (kept in lower case).
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+
     /// The host: a name, an IPv4 address, or an IPv6 address without its
     /// brackets (so that `host().parse::<IpAddr>()` tells addresses apart).
     pub fn host(&self) -> &str {
@@ -324,6 +339,7 @@ mod tests {
         let tight = Limits {
             max_uri_bytes: 10,
             max_schema_hash_chars: 2,
+            require_https: false,
         };
         assert!(
             tight
@@ -336,6 +352,24 @@ mod tests {
                 .is_err()
         );
         assert!(tight.check_schema_hash("abc").is_err());
+        let https_only = Limits {
+            require_https: true,
+            ..Limits::default()
+        };
+        assert_eq!(
+            https_only.check_uri(&PeerUri::new("HTTP://h:1").expect("valid")),
+            Err(NameError::NotHttps("http://h:1".into()))
+        );
+        assert!(
+            https_only
+                .check_uri(&PeerUri::new("HTTPS://h:1").expect("valid"))
+                .is_ok()
+        );
+        assert!(
+            Limits::default()
+                .check_uri(&PeerUri::new("http://h:1").expect("valid"))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -56,6 +56,22 @@ pub fn tab_uri(genesis: &str, name: &PeerName) -> String {
     format!("{}{}", genesis.trim_end_matches('/'), tab_path(name))
 }
 
+/// The URL of the relay's socket for a tab of `genesis`: `ws://…/relay`
+/// for an `http` genesis, `wss://…/relay` for an `https` one (a TLS genesis
+/// serves its socket over TLS too; a page served over HTTPS may open only
+/// `wss`). Another scheme is kept as it is, for the socket to refuse.
+pub fn socket_url(genesis: &str) -> String {
+    let genesis = genesis.trim().trim_end_matches('/');
+    let scheme_end = genesis.find("://").unwrap_or(0);
+    let (scheme, rest) = genesis.split_at(scheme_end);
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "wss",
+        "http" => "ws",
+        _ => scheme,
+    };
+    format!("{scheme}{rest}{SOCKET_PATH}")
+}
+
 /// The message a tab signs to prove its key for `name` on a connection
 /// whose challenge was `nonce`.
 pub fn hello_message<'a>(path: &'a str, nonce: &'a str) -> Message<'a> {
@@ -266,7 +282,9 @@ pub enum RelayError {
         max: usize,
     },
     /// The tab's send queue has no room for the request.
-    #[error("the tab {name} is not reading its socket fast enough: its queue holds {max} bytes (--relay-max-queue-bytes)")]
+    #[error(
+        "the tab {name} is not reading its socket fast enough: its queue holds {max} bytes (--relay-max-queue-bytes)"
+    )]
     QueueFull {
         /// The tab.
         name: String,
@@ -274,7 +292,9 @@ pub enum RelayError {
         max: usize,
     },
     /// The request's body is larger than the relay passes on.
-    #[error("request body of {size} bytes is larger than the relay's {max} (--relay-max-body-bytes)")]
+    #[error(
+        "request body of {size} bytes is larger than the relay's {max} (--relay-max-body-bytes)"
+    )]
     RequestTooLarge {
         /// Its size.
         size: usize,
@@ -383,7 +403,9 @@ enum State {
         register_by: Option<Timestamp>,
     },
     /// Refused or dropped: only its last frame is left to write.
-    Closing { last: Option<String> },
+    Closing {
+        last: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -536,7 +558,8 @@ impl Relay {
         held_by_other: impl FnOnce(&PeerName, &PublicKey) -> bool,
     ) {
         let state = match self.conns.get(&conn) {
-            None | Some(Conn {
+            None
+            | Some(Conn {
                 state: State::Closing { .. },
                 ..
             }) => return,
@@ -1018,7 +1041,9 @@ impl Relay {
             if c.full_since.is_some_and(|at| at + stall <= now) {
                 refusals.push((
                     *id,
-                    format!("the tab's queue stayed full for {stall:?}: it does not read its socket"),
+                    format!(
+                        "the tab's queue stayed full for {stall:?}: it does not read its socket"
+                    ),
                 ));
             }
         }
@@ -1051,9 +1076,7 @@ impl Relay {
                 State::Serving { register_by, .. } => *register_by,
                 State::Closing { .. } => None,
             };
-            state
-                .into_iter()
-                .chain(c.full_since.map(|at| at + stall))
+            state.into_iter().chain(c.full_since.map(|at| at + stall))
         });
         let requests = self.pending.values().map(|p| p.deadline);
         conns.chain(requests).min()

@@ -31,6 +31,14 @@ fn name(n: &str) -> PeerName {
     PeerName::new(n).unwrap()
 }
 
+#[test]
+fn the_socket_of_an_https_genesis_is_wss() {
+    assert_eq!(socket_url("http://g:8111"), "ws://g:8111/relay");
+    assert_eq!(socket_url("https://g:8111/"), "wss://g:8111/relay");
+    assert_eq!(socket_url("HTTPS://g/base"), "wss://g/base/relay");
+    assert_eq!(socket_url("ftp://g"), "ftp://g/relay");
+}
+
 fn drain(relay: &mut Relay) -> Vec<Action> {
     std::iter::from_fn(|| relay.poll_action()).collect()
 }
@@ -147,7 +155,9 @@ fn a_tab_that_proves_its_key_is_welcomed_and_answers_requests() {
             path: "/relay/TabA".into()
         }]
     );
-    assert!(matches!(&actions[..], [Action::Wake { .. }, Action::Joined { key, .. }] if *key == tab.public()));
+    assert!(
+        matches!(&actions[..], [Action::Wake { .. }, Action::Joined { key, .. }] if *key == tab.public())
+    );
     assert_eq!(relay.names().collect::<Vec<_>>(), vec![&name("TabA")]);
 
     let id = relay
@@ -229,7 +239,10 @@ fn a_refused_socket_writes_its_refusal_then_closes_and_keeps_its_slot_until_gone
     let Some(Outgoing::Frame(last)) = relay.poll_frame(ConnId(1)) else {
         panic!("no refusal");
     };
-    assert!(matches!(serde_json::from_str(&last).unwrap(), ToTab::Refused { .. }));
+    assert!(matches!(
+        serde_json::from_str(&last).unwrap(),
+        ToTab::Refused { .. }
+    ));
     relay.handle_written(ConnId(1));
     assert_eq!(relay.poll_frame(ConnId(1)), Some(Outgoing::Close));
     // Frames that still arrive are ignored; the socket still counts.
@@ -314,8 +327,12 @@ fn bounds_sockets_per_relay_and_per_address_and_tabs_per_address() {
     assert_eq!(ConnectRefused::TooManyFromAddress { max: 3 }.status(), 429);
     assert_eq!(relay.len(), 3);
     // Others still get in, up to the relay's bound.
-    relay.handle_connect(ConnId(5), addr(2), "n".into(), T0).unwrap();
-    relay.handle_connect(ConnId(6), addr(3), "n".into(), T0).unwrap();
+    relay
+        .handle_connect(ConnId(5), addr(2), "n".into(), T0)
+        .unwrap();
+    relay
+        .handle_connect(ConnId(6), addr(3), "n".into(), T0)
+        .unwrap();
     let full = relay
         .handle_connect(ConnId(7), addr(4), "n".into(), T0)
         .unwrap_err();
@@ -323,7 +340,9 @@ fn bounds_sockets_per_relay_and_per_address_and_tabs_per_address() {
     assert_eq!(full.status(), 503);
     // A closed socket gives its slot back, to its address too.
     relay.handle_closed(ConnId(1));
-    relay.handle_connect(ConnId(8), addr(1), "n".into(), T0).unwrap();
+    relay
+        .handle_connect(ConnId(8), addr(1), "n".into(), T0)
+        .unwrap();
     relay.handle_closed(ConnId(8));
     relay.handle_closed(ConnId(2));
     relay.handle_closed(ConnId(3));
@@ -515,7 +534,10 @@ fn progress_clears_a_full_queue_and_expired_requests_leave_the_queue() {
     let queued = relay
         .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
         .unwrap();
-    assert!(matches!(relay.poll_frame(ConnId(1)), Some(Outgoing::Frame(_))));
+    assert!(matches!(
+        relay.poll_frame(ConnId(1)),
+        Some(Outgoing::Frame(_))
+    ));
     let later = T0 + Duration::from_secs(1);
     assert!(
         relay

@@ -475,7 +475,11 @@ mod tests {
     fn request_bodies_are_objects_only() {
         for text in ["[]", r#"["h1"]"#, r#""h1""#, "1", "null"] {
             let error = serde_json::from_str::<PeerPing>(text).expect_err(text);
-            assert_eq!(error.classify(), serde_json::error::Category::Data, "{text}");
+            assert_eq!(
+                error.classify(),
+                serde_json::error::Category::Data,
+                "{text}"
+            );
         }
         let error = serde_json::from_str::<PeerUpdate>(r#"["PeerA", "http://127.0.0.1:1"]"#)
             .expect_err("a sequence");

@@ -218,6 +218,13 @@ fn replicas_over_a_store_lose_no_live_peer_and_no_push_when_one_is_killed() {
         assert!(sim.converged(r), "replica {r}: a push was lost");
     }
     assert_eq!(sim.membership(late).view().len(), 100);
+    // Pushed, not only fetched after a ping told of the gap: every peer got
+    // a push of the latest version, from whichever replica owns it now.
+    let version = sim.mirror(1).version();
+    for i in 0..=late {
+        let pushed = sim.last_push(i).map(|(_, v)| v);
+        assert_eq!(pushed, Some(version), "peer {i} was not pushed the join");
+    }
     // Past several peer timeouts no one was evicted.
     sim.run_for(peer_timeout * 4);
     assert!(sim.evicted().is_empty(), "{:?}", sim.evicted());

@@ -34,10 +34,13 @@ pub fn dispatch(model: &mut Model, message: Message) {
     }
 }
 
-/// Runs the dashboard until the user quits.
-pub async fn run(config: Config, initial_query: Option<String>) -> anyhow::Result<()> {
+/// Runs the dashboard with `client` (see [`net::client`]) until the user quits.
+pub async fn run(
+    config: Config,
+    initial_query: Option<String>,
+    client: reqwest::Client,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = unbounded_channel();
-    let client = net::client();
     let mut model = Model::new(config.clone(), net::now());
     if let Some(query) = initial_query {
         set_query_text(&mut model, query);

@@ -48,4 +48,7 @@ pub struct Args {
     /// The query the editor starts with.
     #[arg(long, env = "PLEXUS_QUERY")]
     pub query: Option<String>,
+    /// Trust roots for HTTPS genesis and peers (--ca-file).
+    #[command(flatten)]
+    pub trust: plexus_server::outbound::TrustArgs,
 }

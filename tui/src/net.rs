@@ -24,12 +24,12 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// keep-alive every 15 s).
 const STREAM_IDLE: Duration = Duration::from_secs(40);
 
-/// The HTTP client every task shares.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The HTTP client every task shares: the system's roots and `trust`'s
+/// (`--ca-file`).
+pub fn client(trust: &plexus_server::outbound::Trust) -> reqwest::Result<reqwest::Client> {
+    plexus_server::outbound::client_builder(trust)
         .connect_timeout(Duration::from_secs(3))
         .build()
-        .unwrap_or_default()
 }
 
 /// The current time as the protocol counts it.

@@ -895,7 +895,7 @@ async fn hello(
     identity: &Identity,
     timeout_ms: u32,
 ) -> Result<WebSocket, JoinError> {
-    let url = format!("{}/relay", genesis.replacen("http", "ws", 1));
+    let url = plexus_core::relay::socket_url(genesis);
     let mut socket =
         WebSocket::open(&url).map_err(|e| JoinError::Refused(format!("{url}: {e}")))?;
     let handshake = async {

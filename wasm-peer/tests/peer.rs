@@ -401,7 +401,7 @@ async fn a_dropped_relay_socket_reconnects_and_the_tab_answers_again() {
         .collect();
     let identity = Identity::from_seed(seed.try_into().expect("32 bytes"));
     let name = PeerName::new("TabDrop").expect("a name");
-    let url = format!("{}/relay", genesis().replacen("http", "ws", 1));
+    let url = plexus_core::relay::socket_url(genesis());
     let mut thief = WebSocket::open(&url).expect("a socket");
     let ToTab::Challenge { nonce } = relay_frame(&mut thief).await else {
         panic!("no challenge");

@@ -3,6 +3,7 @@
 //! percentiles and resident memory, so that every figure is measured the
 //! same way.
 
+pub mod certs;
 pub mod tab;
 
 use std::io::{BufRead as _, BufReader};

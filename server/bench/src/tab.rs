@@ -36,7 +36,7 @@ pub async fn hello(
     name: &str,
     identity: &Identity,
 ) -> anyhow::Result<(Socket, ToTab)> {
-    let url = format!("{}/relay", genesis.replacen("http://", "ws://", 1));
+    let url = plexus_core::relay::socket_url(genesis);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
     let nonce = match next_frame(&mut socket).await? {
         ToTab::Challenge { nonce } => nonce,

@@ -8,6 +8,7 @@ pub mod contextionary;
 pub mod outbound;
 pub mod policy;
 pub mod serve;
+pub mod tls;
 
 pub use self::serve::{ConnectionArgs, serve};
 
@@ -110,14 +111,19 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Binds `addr` and prints `listening on http://HOST:PORT` once, so that a
-/// script can read the port the OS chose for `127.0.0.1:0`.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
+/// Binds `addr` and prints `listening on http://HOST:PORT` (`https` with
+/// `tls`) once, so that a script can read the port the OS chose for
+/// `127.0.0.1:0`.
+pub async fn bind(
+    addr: SocketAddr,
+    tls: Option<tls::Tls>,
+) -> anyhow::Result<(tls::Listener, SocketAddr)> {
+    let tcp = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
-    println!("listening on http://{local}");
+    let local = tcp.local_addr()?;
+    let listener = tls::Listener { tcp, tls };
+    println!("listening on {}://{local}", listener.scheme());
     Ok((listener, local))
 }
 

@@ -17,6 +17,7 @@
 //! non-loopback address, and `--deny-cidr`; `--allow-cidr` wins over all of it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,77 @@ pub struct OutboundArgs {
     /// this many bytes are refused. [default: 8388608 (8 MiB)]
     #[arg(long, env = "PLEXUS_MAX_ANSWER_BYTES")]
     pub max_answer_bytes: Option<usize>,
+
+    /// The trust roots of every outbound call.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `--ca-file`: more trust roots for every outbound HTTPS call.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Trust the certificate authorities in this PEM file too, for every
+    /// outbound HTTPS call (repeatable, or comma-separated); the system's
+    /// roots stay trusted. Certificates are always verified.
+    #[arg(long = "ca-file", env = "PLEXUS_CA_FILE", value_delimiter = ',')]
+    pub ca_file: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The roots of the files, read now; an error names the file.
+    pub fn load(&self) -> anyhow::Result<Trust> {
+        let mut roots = Vec::new();
+        for path in &self.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
+            let found = Trust::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
+            roots.extend(found.roots.iter().cloned());
+        }
+        Ok(Trust {
+            roots: roots.into(),
+        })
+    }
+}
+
+/// The trust roots added to the system's for outbound calls (`--ca-file`).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    roots: Arc<[reqwest::Certificate]>,
+}
+
+impl Trust {
+    /// The certificates of a PEM bundle; an error if it holds none.
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<Self> {
+        let roots = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| anyhow::anyhow!("not a PEM certificate bundle: {e}"))?;
+        anyhow::ensure!(!roots.is_empty(), "no PEM certificate in it");
+        Ok(Self {
+            roots: roots.into(),
+        })
+    }
+
+    /// How many roots it adds.
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Whether it adds none.
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+}
+
+/// The one start of every HTTP client of Plexus (servers, dashboard, load
+/// tools): the system's and the bundled roots, plus `trust`. Certificates
+/// and host names are always verified; nothing here can turn that off.
+pub fn client_builder(trust: &Trust) -> reqwest::ClientBuilder {
+    trust
+        .roots
+        .iter()
+        .fold(reqwest::Client::builder(), |builder, root| {
+            builder.add_root_certificate(root.clone())
+        })
 }
 
 /// Why an outbound call was refused or failed.
@@ -226,14 +298,15 @@ pub struct Outbound {
 
 impl Outbound {
     /// A client through `guard` (no redirects, the denying resolver) that
-    /// reads at most `max_answer_bytes` of an answer with [`Outbound::read`].
+    /// trusts `trust` besides the system's roots and reads at most `max_answer_bytes` of an answer with [`Outbound::read`].
     pub fn new(
         guard: Guard,
+        trust: &Trust,
         max_answer_bytes: usize,
         connect_timeout: Duration,
         user_agent: &str,
     ) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = client_builder(trust)
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(DenyingResolver {
                 guard: guard.clone(),

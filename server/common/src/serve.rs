@@ -25,11 +25,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use plexus_core::time::parse_duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::AppError;
+use crate::tls::Listener;
 
 /// The connection bounds every server has, as flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -134,7 +135,7 @@ impl Commit {
 /// resolves, then stops accepting and waits for open connections to end
 /// (bound the wait with a timeout: a stream may last).
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: Router,
     limits: &ConnectionArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -160,6 +161,8 @@ pub async fn serve(
     let max = limits.max_connections.max(1);
     let idle = limits.idle_timeout;
     let graceful = GracefulShutdown::new();
+    let Listener { tcp: listener, tls } = listener.into();
+    let handshake = limits.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -185,15 +188,22 @@ pub async fn serve(
             remote,
             bounds: Arc::clone(&bounds),
         };
-        let io = TokioIo::new(IdleIo::new(stream, idle, permit));
-        let builder = Arc::clone(&builder);
-        let connection = builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        // The socket holds its connection's permit, upgraded ones too.
+        let io = IdleIo::new(stream, idle, permit);
+        let (builder, watcher, tls) = (Arc::clone(&builder), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%remote, error = %e, "connection ended");
+            // With TLS, the handshake first (bounded like a request's headers).
+            match crate::tls::accept(tls.as_ref(), io, handshake).await {
+                Ok(io) => {
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(io),
+                        TowerToHyperService::new(service),
+                    );
+                    if let Err(e) = watcher.watch(connection.into_owned()).await {
+                        tracing::debug!(%remote, error = %e, "connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             }
         });
     }

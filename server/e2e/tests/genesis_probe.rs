@@ -122,7 +122,11 @@ async fn a_probe_survives_a_pooled_connection_the_peer_just_closed() {
         "{REGISTRATIONS} registrations over {} connections",
         accepted.load(Ordering::Relaxed)
     );
-    assert!(failures.is_empty(), "{} failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

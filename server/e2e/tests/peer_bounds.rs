@@ -84,7 +84,7 @@ async fn stream_push(addr: &str, headers: &str, size: u64) -> (Option<u16>, u64)
     (status, sent)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_forged_64_mib_pushes_are_refused_unread_and_cost_the_peer_no_memory() {
     let keys = tempfile::tempdir().unwrap();
     let (key, key_file) = support::genesis_key(keys.path());
@@ -233,7 +233,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_concurrent_batches_of_distinct_words_cost_bounded_disk_and_memory() {
     let data = tempfile::tempdir().unwrap();
     let peer = standalone(data.path(), &[]);
@@ -241,9 +241,10 @@ async fn twelve_concurrent_batches_of_distinct_words_cost_bounded_disk_and_memor
     add_doc_class(&client, &peer).await;
     let pid = peer.child.id();
     let disk_before = dir_bytes(data.path());
-    // Each batch ~7 MB: texts over 64 KiB, and texts of 6,000 distinct
+    // Each batch ~6 MB: texts over 64 KiB, and texts of 6,000 distinct
     // words under it (the attack: 12 such batches wrote 1.4 GB).
-    let batches: Vec<_> = (0..12u64)
+    // Made before any is sent, so that every body streams at once.
+    let bodies: Vec<Vec<u8>> = (0..12u64)
         .map(|b| {
             let things: Vec<Value> = (0..100u64)
                 .map(|i| {
@@ -252,9 +253,26 @@ async fn twelve_concurrent_batches_of_distinct_words_cost_bounded_disk_and_memor
                     json!({"class": "Doc", "schema": {"name": "x", "body": distinct_words(from, words)}})
                 })
                 .collect();
+            serde_json::to_vec(&json!({ "things": things })).unwrap()
+        })
+        .collect();
+    let batches: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
             let (client, url) = (client.clone(), peer.at("/v1/batching/things"));
             tokio::spawn(async move {
-                support::post(&client, &url, json!({ "things": things })).await
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
             })
         })
         .collect();
@@ -346,13 +364,13 @@ async fn stored_ids(client: &reqwest::Client, peer: &Proc) -> std::collections::
 #[tokio::test]
 async fn a_batch_answered_503_is_never_committed_and_an_acknowledged_one_is() {
     let data = tempfile::tempdir().unwrap();
-    let peer = standalone(data.path(), &["--request-timeout", "1s"]);
+    let peer = standalone(data.path(), &["--request-timeout", "2s"]);
     let client = client();
     add_doc_class(&client, &peer).await;
     // Batches of growing size, each text 2,000 distinct words: the small
     // ones commit within the timeout, the large ones run past it.
     let mut sent = Vec::new();
-    for (b, size) in [5u64, 20, 80, 200, 350, 500].into_iter().enumerate() {
+    for (b, size) in [1u64, 3, 10, 40, 150, 450].into_iter().enumerate() {
         let ids: Vec<String> = (0..size)
             .map(|_| uuid::Uuid::new_v4().to_string())
             .collect();
@@ -404,7 +422,7 @@ async fn a_batch_answered_503_is_never_committed_and_an_acknowledged_one_is() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_like_scan_stops_its_work_and_frees_its_slot() {
     let data = tempfile::tempdir().unwrap();
     let peer = standalone(
@@ -415,17 +433,32 @@ async fn a_timed_out_like_scan_stops_its_work_and_frees_its_slot() {
     add_doc_class(&client, &peer).await;
     // 20,000 long texts (~2 KB each, few distinct words: a small index).
     let text = "the quick brown fox jumps over the lazy dog and runs far away ".repeat(32);
-    for _ in 0..20 {
-        let things: Vec<Value> = (0..1_000)
-            .map(|_| json!({"class": "Doc", "schema": {"name": "x", "body": text}}))
+    let things: Vec<Value> = (0..1_000)
+        .map(|_| json!({"class": "Doc", "schema": {"name": "x", "body": text}}))
+        .collect();
+    // The peer gives each object its id: one body serves every batch.
+    let body = axum::body::Bytes::from(serde_json::to_vec(&json!({ "things": things })).unwrap());
+    // Two at a time: the peer writes two batches at once (--batch-max-running).
+    for _ in 0..10 {
+        let loads: Vec<_> = (0..2)
+            .map(|_| {
+                let (client, url, body) =
+                    (client.clone(), peer.at("/v1/batching/things"), body.clone());
+                tokio::spawn(async move {
+                    let response = client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    response.status().as_u16()
+                })
+            })
             .collect();
-        let (status, body) = support::post(
-            &client,
-            &peer.at("/v1/batching/things"),
-            json!({ "things": things }),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        for load in loads {
+            assert_eq!(load.await.unwrap(), 200);
+        }
     }
     let pid = peer.child.id();
     // No word starts after a separator in `*zzz*`: it scans every text.

@@ -117,7 +117,11 @@ async fn relay_sockets_count_as_connections() {
     let at = addr_of(&genesis);
     let mut sockets = Vec::new();
     for i in 0..16u8 {
-        sockets.push(open_from(at, Ipv4Addr::new(127, 0, 3, i + 1)).await.unwrap());
+        sockets.push(
+            open_from(at, Ipv4Addr::new(127, 0, 3, i + 1))
+                .await
+                .unwrap(),
+        );
     }
     // Sixteen upgraded sockets hold every connection: one more is refused.
     let client = reqwest::Client::builder()
@@ -136,10 +140,14 @@ async fn relay_sockets_count_as_connections() {
     );
     // A socket that closes gives its connection back.
     sockets.pop().unwrap().close(None).await.unwrap();
-    poll(Duration::from_secs(3), "a connection is free again", || async {
-        let response = client.get(genesis.at("/healthz")).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    })
+    poll(
+        Duration::from_secs(3),
+        "a connection is free again",
+        || async {
+            let response = client.get(genesis.at("/healthz")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
     .await;
 }
 
@@ -153,9 +161,9 @@ async fn thousands_of_sockets_stay_within_the_caps_and_are_closed_unproven() {
     const ADDRESSES: u8 = 40;
     const PER_ADDRESS: usize = 50;
     let started = Instant::now();
-    let attempts = futures::stream::iter((0..ADDRESSES).flat_map(|a| {
-        (0..PER_ADDRESS).map(move |_| Ipv4Addr::new(127, 0, 4, a + 1))
-    }))
+    let attempts = futures::stream::iter(
+        (0..ADDRESSES).flat_map(|a| (0..PER_ADDRESS).map(move |_| Ipv4Addr::new(127, 0, 4, a + 1))),
+    )
     .map(|source| async move {
         match open_from(at, source).await {
             // Held and pinged until genesis closes it.
@@ -244,7 +252,10 @@ async fn throw_away_keys_cannot_hold_the_tab_slots() {
         match say_hello(&mut socket, &format!("Junk{i}"), &key).await {
             Some(ToTab::Welcome { .. }) => welcomed.push(socket),
             Some(ToTab::Refused { message }) => {
-                assert!(message.contains("--relay-max-tabs-per-address"), "{message}");
+                assert!(
+                    message.contains("--relay-max-tabs-per-address"),
+                    "{message}"
+                );
                 refused += 1;
             }
             other => panic!("{other:?}"),
@@ -296,10 +307,15 @@ async fn tabs_that_never_read_cost_bounded_memory() {
     // Eight tabs that say hello, then never read their sockets again.
     let mut tabs = Vec::new();
     for i in 0..8u8 {
-        let mut socket = open_from(at, Ipv4Addr::new(127, 0, 6, i + 1)).await.unwrap();
+        let mut socket = open_from(at, Ipv4Addr::new(127, 0, 6, i + 1))
+            .await
+            .unwrap();
         let key = Identity::from_seed([50 + i; 32]);
         let welcome = say_hello(&mut socket, &format!("Deaf{i}"), &key).await;
-        assert!(matches!(welcome, Some(ToTab::Welcome { .. })), "{welcome:?}");
+        assert!(
+            matches!(welcome, Some(ToTab::Welcome { .. })),
+            "{welcome:?}"
+        );
         tabs.push(socket);
     }
     let before = status_kib(pid, "VmRSS");
@@ -357,15 +373,28 @@ async fn tabs_that_never_read_cost_bounded_memory() {
     let second = round(2).await;
     assert_eq!(second.get(&502), Some(&256), "{second:?}");
     let again = status_kib(pid, "VmHWM");
-    assert!(again <= peak + 16 * 1024, "peak grew from {peak} to {again} KiB");
+    assert!(
+        again <= peak + 16 * 1024,
+        "peak grew from {peak} to {again} KiB"
+    );
 }
 
 /// A tab that answers every request with `status` and a body.
-async fn answering_tab(genesis: &Proc, name: &str, seed: u8, status: u16) -> tokio::task::JoinHandle<()> {
-    let mut socket = open_from(addr_of(genesis), Ipv4Addr::LOCALHOST).await.unwrap();
+async fn answering_tab(
+    genesis: &Proc,
+    name: &str,
+    seed: u8,
+    status: u16,
+) -> tokio::task::JoinHandle<()> {
+    let mut socket = open_from(addr_of(genesis), Ipv4Addr::LOCALHOST)
+        .await
+        .unwrap();
     let key = Identity::from_seed([seed; 32]);
     let welcome = say_hello(&mut socket, name, &key).await;
-    assert!(matches!(welcome, Some(ToTab::Welcome { .. })), "{welcome:?}");
+    assert!(
+        matches!(welcome, Some(ToTab::Welcome { .. })),
+        "{welcome:?}"
+    );
     tokio::spawn(async move {
         while let Some(frame) = next_frame(&mut socket, Duration::from_secs(30)).await {
             if let ToTab::Request(request) = frame {
@@ -407,7 +436,13 @@ async fn the_relay_passes_final_statuses_only_and_answers_its_errors_as_json() {
             .unwrap();
         assert_eq!(response.status(), 502, "a tab's {status}");
         let body: Value = response.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("invalid status"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid status"),
+            "{body}"
+        );
     }
     for status in [204, 304] {
         let response = client
@@ -445,7 +480,13 @@ async fn the_relay_passes_final_statuses_only_and_answers_its_errors_as_json() {
             .unwrap();
         assert_eq!(response.status(), 413);
         let answer: Value = response.json().await.unwrap();
-        assert!(answer["error"]["message"].as_str().unwrap().contains("--relay-max-body-bytes"), "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--relay-max-body-bytes"),
+            "{answer}"
+        );
     }
     let plain = client.get(genesis.at("/relay")).send().await.unwrap();
     assert!(plain.status().is_client_error());
@@ -471,7 +512,13 @@ async fn relayed_calls_are_rate_limited_per_address_and_tab() {
         if response.status() == 429 {
             assert!(response.headers().get("retry-after").is_some());
             let body: Value = response.json().await.unwrap();
-            assert!(body["error"]["message"].as_str().unwrap().contains("--rate-limit"), "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--rate-limit"),
+                "{body}"
+            );
         }
     }
     assert_eq!(statuses[..5], [502; 5], "{statuses:?}");
@@ -487,11 +534,20 @@ async fn relayed_calls_are_rate_limited_per_address_and_tab() {
 
 /// A tab that says hello and then counts the requests it is sent, never
 /// answering them.
-async fn silent_tab(genesis: &Proc, name: &str, seed: u8) -> tokio::sync::mpsc::UnboundedReceiver<()> {
-    let mut socket = open_from(addr_of(genesis), Ipv4Addr::LOCALHOST).await.unwrap();
+async fn silent_tab(
+    genesis: &Proc,
+    name: &str,
+    seed: u8,
+) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let mut socket = open_from(addr_of(genesis), Ipv4Addr::LOCALHOST)
+        .await
+        .unwrap();
     let key = Identity::from_seed([seed; 32]);
     let welcome = say_hello(&mut socket, name, &key).await;
-    assert!(matches!(welcome, Some(ToTab::Welcome { .. })), "{welcome:?}");
+    assert!(
+        matches!(welcome, Some(ToTab::Welcome { .. })),
+        "{welcome:?}"
+    );
     let (seen, requests) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(frame) = next_frame(&mut socket, Duration::from_secs(30)).await {
@@ -551,7 +607,13 @@ async fn requests_in_flight_and_http2_streams_are_bounded() {
     assert_eq!(refused.status(), 503);
     assert!(started.elapsed() < Duration::from_secs(1));
     let body: Value = refused.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("--max-in-flight 6"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-in-flight 6"),
+        "{body}"
+    );
     for task in pending.into_iter().chain(more) {
         let _ = task.await;
     }

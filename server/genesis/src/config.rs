@@ -12,8 +12,9 @@ use plexus_core::registry::RegistryConfig;
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{Contextionary, ContextionaryHash};
 use plexus_server::ConnectionArgs;
-use plexus_server::outbound::{Guard, OutboundArgs};
+use plexus_server::outbound::{Guard, OutboundArgs, Trust};
 use plexus_server::policy::PolicyArgs;
+use plexus_server::tls::TlsArgs;
 
 /// The default contextionary URL: a real network sets its own.
 pub const DEFAULT_CONTEXTIONARY_URL: &str =
@@ -33,7 +34,8 @@ pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 #[command(name = "plexus-genesis", version, about, long_about)]
 pub struct Args {
     /// Address to listen on (port 0: the OS chooses; the chosen address is
-    /// printed on stdout as `listening on http://HOST:PORT`).
+    /// printed on stdout as `listening on http://HOST:PORT`, or `https`
+    /// with --tls-cert).
     #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8111")]
     pub listen: SocketAddr,
 
@@ -123,6 +125,15 @@ pub struct Args {
     /// The outbound guard of the probe and the pushes.
     #[command(flatten)]
     pub outbound: OutboundArgs,
+
+    /// HTTPS (--tls-cert, --tls-key).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Refuse (422) peer URIs that are not https: every peer must serve
+    /// HTTPS, so pushes, probes and Network queries travel encrypted.
+    #[arg(long, env = "PLEXUS_REQUIRE_HTTPS")]
+    pub require_https: bool,
 
     /// Connection bounds.
     #[command(flatten)]
@@ -244,6 +255,8 @@ pub struct Settings {
     pub guard: Guard,
     /// The cap on answers read from peers.
     pub max_answer_bytes: usize,
+    /// The trust roots of calls to peers besides the system's (`--ca-file`).
+    pub trust: Trust,
     /// The bounds of a peer URI and a schema hash.
     pub limits: Limits,
     /// Changes a watcher may fall behind before its stream is ended.
@@ -277,6 +290,7 @@ impl Settings {
             join_token: None,
             guard: Guard::new(SocketAddr::from(([127, 0, 0, 1], 0)), &[], &[]),
             max_answer_bytes: plexus_server::outbound::DEFAULT_MAX_ANSWER_BYTES,
+            trust: Trust::default(),
             limits: Limits::default(),
             watch_buffer: DEFAULT_WATCH_BUFFER,
             policy: PolicyArgs::default(),
@@ -294,8 +308,14 @@ impl Settings {
     /// The network's contextionary from `args`, for a genesis listening on
     /// `local`: the file of --contextionary (or the embedded default, unless
     /// --contextionary-hash alone names another), served and named by its
-    /// hash at --contextionary-url (default `http://{local}/contextionary`).
-    pub fn resolve_contextionary(&mut self, args: &Args, local: SocketAddr) -> anyhow::Result<()> {
+    /// hash at --contextionary-url (default `{scheme}://{local}/contextionary`,
+    /// `scheme` being the listener's own).
+    pub fn resolve_contextionary(
+        &mut self,
+        args: &Args,
+        scheme: &str,
+        local: SocketAddr,
+    ) -> anyhow::Result<()> {
         use plexus_server::contextionary as ctx;
         let file = match (&args.contextionary, &args.contextionary_hash) {
             (Some(path), _) => Some(ctx::load(path, args.contextionary_max_bytes)?),
@@ -317,7 +337,7 @@ impl Settings {
             url: args
                 .contextionary_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{local}{}", ctx::PATH)),
+                .unwrap_or_else(|| format!("{scheme}://{local}{}", ctx::PATH)),
             hash: file.hash().clone(),
         };
         self.contextionary_file = Some(ctx::Served::new(&file));
@@ -350,7 +370,7 @@ impl From<&Args> for Settings {
         settings.registry.round_wait = args.round_wait;
         settings.registry.require_keys = args.require_keys;
         settings.registry.max_signature_age = args.signature_max_age;
-        // --join-token-file is read by `run`, which can fail.
+        // --join-token-file and --ca-file are read by `run`, which can fail.
         settings.join_token = args.join_token.clone().filter(|t| !t.is_empty());
         settings.guard = Guard::from_args(args.listen, &args.outbound);
         if let Some(max) = args.outbound.max_answer_bytes {
@@ -359,6 +379,7 @@ impl From<&Args> for Settings {
         settings.limits = Limits {
             max_uri_bytes: args.max_uri_bytes,
             max_schema_hash_chars: args.max_schema_hash_chars,
+            require_https: args.require_https,
         };
         settings.watch_buffer = args.watch_buffer.max(1);
         settings.policy = args.policy.clone();

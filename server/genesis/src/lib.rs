@@ -128,6 +128,7 @@ impl Genesis {
     ) -> anyhow::Result<Arc<Self>> {
         let outbound = plexus_server::outbound::Outbound::new(
             settings.guard.clone(),
+            &settings.trust,
             settings.max_answer_bytes,
             settings.probe_timeout.max(settings.broadcast_timeout),
             concat!("plexus-genesis/", env!("CARGO_PKG_VERSION")),
@@ -486,6 +487,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings::from(&args);
     settings.join_token =
         plexus_server::join_token(args.join_token.as_deref(), args.join_token_file.as_deref())?;
+    settings.trust = args.outbound.trust.load()?;
+    let tls = args.tls.load()?;
     let given = match args.key_path() {
         Some(path) => {
             let (identity, made) = plexus_server::keys::load_or_create(&path)?;
@@ -521,8 +524,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(key = %settings.identity.public(), "genesis key (give it to peers as --genesis-key)");
     // Bound first: the contextionary's default URL names the address.
-    let (listener, local) = plexus_server::bind(args.listen).await?;
-    settings.resolve_contextionary(&args, local)?;
+    let (listener, local) = plexus_server::bind(args.listen, tls).await?;
+    settings.resolve_contextionary(&args, listener.scheme(), local)?;
     tracing::info!(url = %settings.registry.contextionary.url, hash = %settings.registry.contextionary.hash, "the network's contextionary");
     let genesis = match replication {
         Some(replication) => {

@@ -24,9 +24,7 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
 use plexus_core::PeerName;
 use plexus_core::auth::{Authority, PublicKey};
-use plexus_core::relay::{
-    Action, ConnId, Outgoing, Relay, RelayConfig, RelayError, RelayResponse,
-};
+use plexus_core::relay::{Action, ConnId, Outgoing, Relay, RelayConfig, RelayError, RelayResponse};
 use plexus_server::{AppError, json_errors};
 use tokio::sync::{Notify, oneshot};
 use tower_governor::GovernorError;
@@ -52,7 +50,11 @@ pub struct RelayArgs {
 
     /// Relay sockets open at once from one client address (IPv6: per /64),
     /// in any state (further upgrades get 429).
-    #[arg(long, env = "PLEXUS_RELAY_MAX_SOCKETS_PER_ADDRESS", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "PLEXUS_RELAY_MAX_SOCKETS_PER_ADDRESS",
+        default_value_t = 16
+    )]
     pub relay_max_sockets_per_address: usize,
 
     /// Tabs (sockets that proved a key) at once from one client address;
@@ -286,7 +288,12 @@ impl Hub {
 
     /// Writes what the relay has for `conn` until it says close (or the
     /// socket fails).
-    async fn write(&self, conn: ConnId, signals: &Signals, mut sink: SplitSink<WebSocket, WsMessage>) {
+    async fn write(
+        &self,
+        conn: ConnId,
+        signals: &Signals,
+        mut sink: SplitSink<WebSocket, WsMessage>,
+    ) {
         loop {
             let next = self.lock().relay.poll_frame(conn);
             match next {
@@ -307,7 +314,12 @@ impl Hub {
 
     /// Reads `conn`'s frames into the relay until the tab closes, the
     /// socket fails, or the relay closes it (`true`).
-    async fn read(&self, conn: ConnId, signals: &Signals, mut stream: SplitStream<WebSocket>) -> bool {
+    async fn read(
+        &self,
+        conn: ConnId,
+        signals: &Signals,
+        mut stream: SplitStream<WebSocket>,
+    ) -> bool {
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
@@ -399,7 +411,8 @@ async fn connect(
         (admitted, inner.relay.config().max_body_bytes + 4096)
     };
     if let Err(refused) = admitted {
-        let status = StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let status =
+            StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return AppError::new(status, refused.to_string()).into_response();
     }
     let slot = Slot { hub, conn };

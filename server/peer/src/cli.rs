@@ -22,6 +22,7 @@ use super::{
 use plexus_graphql::Limits;
 use plexus_server::outbound::{self, Guard, Outbound, OutboundArgs};
 use plexus_server::policy::PolicyArgs;
+use plexus_server::tls::{Listener, TlsArgs};
 use plexus_server::{ConnectionArgs, bind, shutdown_signal};
 
 /// How long open requests may take to finish after a shutdown signal.
@@ -47,7 +48,8 @@ pub const DEFAULT_CONTEXTIONARY_URL: &str =
 #[command(name = "plexus-peer", version, about, long_about)]
 pub struct Args {
     /// Address to listen on (port 0: any free port; the chosen address is
-    /// printed on stdout as `listening on http://HOST:PORT`).
+    /// printed on stdout as `listening on http://HOST:PORT`, or `https`
+    /// with --tls-cert).
     #[arg(long, env = "PLEXUS_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// Directory of the peer's database [default: the user's data dir/plexus/peer].
@@ -67,7 +69,7 @@ pub struct Args {
     #[arg(long, env = "PLEXUS_GENESIS_URL")]
     pub genesis_url: Option<String>,
     /// The URL where genesis and other peers reach this peer
-    /// [default: http:// + the address it listens on].
+    /// [default: http:// (https:// with --tls-cert) + the address it listens on].
     #[arg(long, env = "PLEXUS_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// This peer's name in the network: a letter, then letters and digits (at most 63).
@@ -117,6 +119,9 @@ pub struct Args {
     /// The outbound guard of calls to other peers.
     #[command(flatten)]
     pub outbound: OutboundArgs,
+    /// HTTPS (--tls-cert, --tls-key).
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Connection bounds.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -298,8 +303,10 @@ impl Args {
     /// --contextionary-hash alone, that hash (and the embedded file's
     /// vectors when it is the embedded file's hash); else the embedded file.
     /// A file or download whose hash is not --contextionary-hash is refused.
+    /// A download trusts `trust`'s roots besides the system's.
     pub async fn contextionary(
         &self,
+        trust: &plexus_server::outbound::Trust,
     ) -> anyhow::Result<(
         Option<Arc<plexus_core::contextionary::Contextionary>>,
         Contextionary,
@@ -317,7 +324,7 @@ impl Args {
             (Some(path), _, _) => ctx::load(path, self.contextionary_max_bytes)?,
             (None, Some(url), hash) => {
                 let c = ctx::download(
-                    &network::http_client(),
+                    &network::http_client(trust)?,
                     url,
                     self.contextionary_max_bytes,
                     hash.as_ref(),
@@ -383,7 +390,9 @@ pub async fn open_db(args: &Args) -> anyhow::Result<Arc<PeerDb>> {
 /// gives up on its network (an error naming why).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = args.network()?;
-    let (contextionary, named) = args.contextionary().await?;
+    let trust = args.outbound.trust.load()?;
+    let tls = args.tls.load()?;
+    let (contextionary, named) = args.contextionary(&trust).await?;
     if let Some(settings) = &mut settings {
         settings.contextionary = named;
     }
@@ -396,12 +405,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .merge(p2p::standalone_routes()),
             &args.policy,
         );
-        return serve(app, args.listen, &args.connection).await;
+        return serve(app, bind(args.listen, tls).await?.0, &args.connection).await;
     };
-    let (listener, local) = bind(args.listen).await?;
+    let (listener, local) = bind(args.listen, tls).await?;
     let public_uri = match &settings.public_uri {
         Some(uri) => uri.clone(),
-        None if !local.ip().is_unspecified() => PeerUri::new(format!("http://{local}"))?,
+        None if !local.ip().is_unspecified() => {
+            PeerUri::new(format!("{}://{local}", listener.scheme()))?
+        }
         None => {
             anyhow::bail!("listening on {local}, which other peers cannot dial: set --public-url")
         }
@@ -412,9 +423,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if made {
         tracing::info!(file = %key_file.display(), key = %identity.public(), "made the peer's key");
     }
-    let http = network::http_client();
+    let http = network::http_client(&trust)?;
     let outbound = Outbound::new(
         Guard::from_args(local, &args.outbound),
+        &trust,
         args.outbound
             .max_answer_bytes
             .unwrap_or(outbound::DEFAULT_MAX_ANSWER_BYTES),
@@ -477,14 +489,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     outcome
 }
 
-/// Serves `app` on `listen` (printing the `listening on` line) until Ctrl-C
-/// or SIGTERM, then lets open requests finish for at most [`DRAIN_TIMEOUT`].
+/// Serves `app` on `listener` (bound with [`bind`], which prints the
+/// `listening on` line) until Ctrl-C or SIGTERM, then lets open requests
+/// finish for at most [`DRAIN_TIMEOUT`].
 pub async fn serve(
     app: axum::Router,
-    listen: SocketAddr,
+    listener: Listener,
     limits: &ConnectionArgs,
 ) -> anyhow::Result<()> {
-    let (listener, _) = bind(listen).await?;
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = plexus_server::serve(listener, app, limits, async move {
         shutdown_signal().await;

@@ -33,6 +33,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peer_timeout: args.peer_timeout,
         demo: None,
     };
+    let client = net::client(&args.trust.load()?)?;
     let mut query = args.query;
     // Declared before the UI runs, so dropped (children stopped) after the
     // terminal is restored, on every path out of this function.
@@ -64,7 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             config.demo = Some(url);
         }
-        net.load_samples(&net::client())
+        net.load_samples(&client)
             .await
             .context("loading the sample data")?;
         config.genesis = net.genesis.clone();
@@ -73,7 +74,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         query = query.or_else(|| Some(EXAMPLE_QUERY.to_owned()));
         devnet = Some(net);
     }
-    let result = app::run(config, query).await;
+    let result = app::run(config, query, client).await;
     if let Some(mut net) = devnet {
         eprintln!("plexus-dash: stopping the devnet");
         net.stop();

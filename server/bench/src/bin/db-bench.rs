@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let peer = start_peer(&dir.path().join("peer"), args.batch)?;
-    let client = reqwest::Client::new();
+    let client = plexus_server::outbound::client_builder(&Default::default()).build()?;
     post(
         &client,
         &format!("{}/v1/schema/things", peer.url),

@@ -26,6 +26,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, put};
 use clap::Parser;
+use plexus_bench::certs::TestCa;
 use plexus_bench::{
     GenesisProcess, Load, Post, post_signed_workers, post_workers, sibling_genesis,
 };
@@ -33,6 +34,7 @@ use plexus_core::Timestamp;
 use plexus_core::auth::{Identity, Message, SESSION_KEY_HEADER, SessionKey};
 use plexus_core::time::parse_duration;
 use plexus_core::wire::{PeerId, PeerRegistrationResponse, REGISTER_PATH, ping_path};
+use plexus_server::outbound::{Trust, client_builder};
 use reqwest::header::{HeaderName, HeaderValue};
 
 /// Load on plexus-genesis: registrations, pings/s, latency and memory.
@@ -100,9 +102,21 @@ struct Args {
     /// keyless peers (its Lua cannot sign).
     #[arg(long, default_value_t = 0)]
     keyed_peers: usize,
-    /// Rounds of the keyless-then-keyed closed loops (with --keyed-peers).
+    /// Rounds of the keyless-then-keyed closed loops (with --keyed-peers),
+    /// or of the HTTP-then-HTTPS ones (with --tls).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// HTTPS against HTTP: start a second genesis serving HTTPS (a
+    /// certificate of a test CA) beside the plain one, register --peers on
+    /// each, and run --rounds rounds of closed-loop pings over kept-alive
+    /// HTTP/1.1 connections to each in turn, then of pings that each open a
+    /// new connection (the handshake's cost); prints both rates, genesis's
+    /// CPU per ping, and the median ratios. Replaces the other ping phases.
+    #[arg(long)]
+    tls: bool,
+    /// Trust roots for an HTTPS genesis (`--genesis` built elsewhere).
+    #[command(flatten)]
+    trust: plexus_server::outbound::TrustArgs,
 }
 
 fn wall_clock() -> Timestamp {
@@ -210,6 +224,14 @@ fn pings(base: &str, peers: &[(PeerId, Option<SessionKey>)], schema_hash: &str) 
         .collect()
 }
 
+/// The unsigned pings of `ids` at genesis `base`, carrying `schema_hash`.
+fn plain_pings(base: &str, ids: &[PeerId], schema_hash: &str) -> Arc<[(String, Bytes)]> {
+    let body = Bytes::from(serde_json::json!({ "schemaHash": schema_hash }).to_string());
+    ids.iter()
+        .map(|id| (format!("{base}/peers/{id}/ping"), body.clone()))
+        .collect()
+}
+
 /// Runs `wrk` against the ping endpoint of every registered peer in turn.
 fn run_wrk(args: &Args, base: &str, ids: &[PeerId]) -> anyhow::Result<()> {
     use std::fmt::Write as _;
@@ -290,11 +312,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     } else {
         &["--rate-limit", &rate_limit]
     };
-    let genesis = GenesisProcess::start(
-        &binary,
-        &[&["--broadcast-delay", args.broadcast_delay.as_str()], limit].concat(),
-    )?;
-    let client = reqwest::Client::builder()
+    let genesis_args = [&["--broadcast-delay", args.broadcast_delay.as_str()], limit].concat();
+    if args.tls {
+        return compare_tls(&args, &binary, &genesis_args, &sink_url).await;
+    }
+    let genesis = GenesisProcess::start(&binary, &genesis_args)?;
+    let client = client_builder(&args.trust.load()?)
         .pool_max_idle_per_host(1024)
         .build()?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -444,14 +467,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if !keyed.is_empty() {
         return compare_keys(&args, &client, &genesis, &plain, &keyed).await;
     }
-    let pings: Arc<[(String, Bytes)]> = ids
-        .iter()
-        .map(|id| {
-            let url = format!("{}/peers/{id}/ping", genesis.url);
-            let body = serde_json::json!({ "schemaHash": args.schema_hash }).to_string();
-            (url, Bytes::from(body))
-        })
-        .collect();
+    let pings = plain_pings(&genesis.url, &ids, &args.schema_hash);
     // Warm up the connections.
     let workers = args.concurrency;
     let _ = post_workers(&client, Arc::clone(&pings), workers, WARM_UP, None).await;
@@ -515,10 +531,6 @@ async fn compare_keys(
             ratios.push((keyed / keyless, keyless_cpu / keyed_cpu));
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
-    };
     let rate = median(ratios.iter().map(|r| r.0).collect());
     let cpu = median(ratios.iter().map(|r| r.1).collect());
     if let (Some(rate), Some(cpu)) = (rate, cpu) {
@@ -528,6 +540,120 @@ async fn compare_keys(
         );
     }
     Ok(())
+}
+
+/// `--tls`: the same pings to a plain genesis and to an HTTPS one, in
+/// turn, over kept-alive connections and over a new connection each.
+async fn compare_tls(
+    args: &Args,
+    binary: &std::path::Path,
+    genesis_args: &[&str],
+    sink_url: &str,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("genesis-bench CA")?;
+    let (files, _) = ca.issue_files(dir.path(), "genesis", &["127.0.0.1"])?;
+    let tls_args: Vec<String> = files.args();
+    let tls_args: Vec<&str> = genesis_args
+        .iter()
+        .copied()
+        .chain(tls_args.iter().map(String::as_str))
+        .collect();
+    let http = GenesisProcess::start(binary, genesis_args)?;
+    let https = GenesisProcess::start(binary, &tls_args)?;
+    anyhow::ensure!(
+        https.url.starts_with("https://"),
+        "{} is not HTTPS",
+        https.url
+    );
+    let trust = Trust::from_pem(ca.pem().as_bytes())?;
+    // HTTP/1.1 on both, so that only TLS differs (ALPN would pick HTTP/2).
+    let kept = client_builder(&trust)
+        .http1_only()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let fresh = client_builder(&trust)
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let mut targets = Vec::new();
+    for genesis in [&http, &https] {
+        let peers = register_all(
+            &kept,
+            &genesis.url,
+            sink_url,
+            ("P", args.peers, false),
+            args.register_concurrency,
+            args.deltas,
+        )
+        .await?;
+        let ids: Vec<PeerId> = peers.iter().map(|(id, _)| *id).collect();
+        targets.push((genesis, plain_pings(&genesis.url, &ids, &args.schema_hash)));
+    }
+    println!(
+        "registered {} peers on a plain genesis and on an HTTPS one",
+        args.peers
+    );
+    let workers = args.concurrency;
+    let mut ratios: Vec<(f64, f64)> = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let mut kept_rates = Vec::new();
+        let mut fresh_p50 = Vec::new();
+        for (client, what) in [(&kept, "kept-alive"), (&fresh, "new connection per ping")] {
+            for (genesis, pings) in &targets {
+                let scheme = if genesis.url.starts_with("https") {
+                    "HTTPS"
+                } else {
+                    "HTTP"
+                };
+                let _ = post_workers(client, Arc::clone(pings), workers, WARM_UP, None).await;
+                let ticks = genesis.cpu_ticks()?;
+                let load =
+                    post_workers(client, Arc::clone(pings), workers, args.duration, None).await;
+                let ticks = genesis.cpu_ticks()?.saturating_sub(ticks);
+                let cpu_us = ticks as f64 * 10_000.0
+                    / (load.ops_per_s * args.duration.as_secs_f64()).max(1.0);
+                println!(
+                    "round {round}: {scheme:5} {what}, {workers} workers: {:.0} pings/s, genesis CPU {cpu_us:.1} µs/ping, {}",
+                    load.ops_per_s,
+                    summary(&load)
+                );
+                if what == "kept-alive" {
+                    kept_rates.push(load.ops_per_s);
+                } else {
+                    fresh_p50.push((load.percentile_ms(50.0), cpu_us));
+                }
+            }
+        }
+        if let ([http, https], [(http_ms, http_cpu), (https_ms, https_cpu)]) =
+            (&kept_rates[..], &fresh_p50[..])
+        {
+            ratios.push((https / http, https_ms - http_ms));
+            println!(
+                "round {round}: HTTPS / HTTP kept-alive pings/s {:.3}; a new connection costs {:.3} ms more at p50 and {:.0} µs more genesis CPU over HTTPS",
+                https / http,
+                https_ms - http_ms,
+                https_cpu - http_cpu
+            );
+        }
+    }
+    let (rate, handshake) = (
+        median(ratios.iter().map(|r| r.0).collect()),
+        median(ratios.iter().map(|r| r.1).collect()),
+    );
+    if let (Some(rate), Some(handshake)) = (rate, handshake) {
+        println!(
+            "median of {} rounds: HTTPS / HTTP kept-alive pings/s {rate:.3}; TLS handshake +{handshake:.3} ms per new connection (p50)",
+            ratios.len()
+        );
+    }
+    Ok(())
+}
+
+/// The median of `values`, if any.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 fn summary(load: &Load) -> String {

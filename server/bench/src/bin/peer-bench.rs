@@ -7,7 +7,8 @@
 //!    (loaded in one transaction, not by 100 000 HTTP calls).
 //!
 //! Run: `cargo build --release -p plexus-server --bins && target/release/peer-bench`
-//! (`--only network` or `--only local` for one part).
+//! (`--only network` or `--only local` for one part; `--only tls`: the
+//! Network Get over HTTP and over HTTPS in one run).
 
 use std::path::Path;
 use std::process::Command;
@@ -17,9 +18,12 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 
 use anyhow::bail;
+use plexus_bench::certs::{ServerFiles, TestCa};
 use plexus_bench::{Server, percentile, post_json as post, sibling, spawn_server as spawn};
 use plexus_peer::GraphQLRequest;
 use plexus_peer::{NewObject, PeerDb};
+use plexus_server::outbound::{Trust, client_builder};
+use plexus_server::tls::scheme;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -75,12 +79,41 @@ async fn delay_proxy(target: SocketAddr, delay: Duration) -> anyhow::Result<Sock
     Ok(addr)
 }
 
+/// The certificates of an HTTPS network: the CA file and a server's
+/// `--tls-cert`/`--tls-key` (one certificate for every process on loopback).
+struct TlsFiles {
+    ca_file: std::path::PathBuf,
+    server: ServerFiles,
+    ca: TestCa,
+}
+
+impl TlsFiles {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        let ca = TestCa::new("peer-bench CA")?;
+        let ca_file = ca.write(&dir.join("ca.pem"))?;
+        let (server, _) = ca.issue_files(dir, "server", &["127.0.0.1"])?;
+        Ok(Self {
+            ca_file,
+            server,
+            ca,
+        })
+    }
+
+    /// The flags of a server of this network.
+    fn args(&self) -> Vec<String> {
+        let mut args = self.server.args();
+        args.extend(["--ca-file".into(), self.ca_file.display().to_string()]);
+        args
+    }
+}
+
 async fn start_peer(
     bin: &Path,
     genesis: &str,
     name: &str,
     data: &Path,
     delay: Option<Duration>,
+    tls: Option<&TlsFiles>,
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     let public = match delay {
@@ -90,9 +123,13 @@ async fn start_peer(
     let mut command = Command::new(bin);
     command
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://{public}")])
+        .args([
+            "--public-url",
+            &format!("{}://{public}", scheme(tls.is_some())),
+        ])
         .args(["--genesis-url", genesis, "--peer-name", name])
         .args(["--ping-interval", "2s"])
+        .args(tls.map(TlsFiles::args).unwrap_or_default())
         .arg("--data")
         .arg(data);
     spawn(command)
@@ -131,15 +168,24 @@ async fn time_query(
 }
 
 /// Runs the Network Get benchmark; with `delay`, every remote peer sits
-/// behind a [`delay_proxy`] of that one-way latency.
-async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
+/// behind a [`delay_proxy`] of that one-way latency; with `tls`, genesis
+/// and every peer serve HTTPS (certificates of a test CA). The medians
+/// over 1 and 10 peers.
+async fn network_bench(delay: Option<Duration>, tls: bool) -> anyhow::Result<(f64, f64)> {
     let genesis_bin = sibling("plexus-genesis")?;
     let peer_bin = sibling("plexus-peer")?;
     let dir = tempfile::tempdir()?;
+    let tls = tls.then(|| TlsFiles::new(dir.path())).transpose()?;
+    let tls = tls.as_ref();
     let mut genesis_cmd = Command::new(&genesis_bin);
     genesis_cmd.args(["--listen", "127.0.0.1:0", "--peer-timeout", "30s"]);
+    genesis_cmd.args(tls.map(TlsFiles::args).unwrap_or_default());
     let genesis = spawn(genesis_cmd)?;
-    let client = reqwest::Client::new();
+    let trust = match tls {
+        Some(tls) => Trust::from_pem(tls.ca.pem().as_bytes())?,
+        None => Trust::default(),
+    };
+    let client = client_builder(&trust).build()?;
 
     let querier = start_peer(
         &peer_bin,
@@ -147,6 +193,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
         "Querier",
         &dir.path().join("q"),
         None,
+        tls,
     )
     .await?;
     let mut peers = Vec::new();
@@ -158,6 +205,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
             &name,
             &dir.path().join(&name),
             delay,
+            tls,
         )
         .await?;
         post(
@@ -220,6 +268,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
         Some(d) => format!("each remote peer behind a {} ms one-way delay", ms(d)),
         None => "plain loopback".to_owned(),
     };
+    let link = format!("{link}, {}", if tls.is_some() { "HTTPS" } else { "HTTP" });
     println!(
         "Network Get, {link}, {RUNS} runs each (10 objects per peer, {OBJECTS_PER_PEER} stored):"
     );
@@ -244,7 +293,7 @@ async fn network_bench(delay: Option<Duration>) -> anyhow::Result<()> {
     drop(peers);
     drop(querier);
     drop(genesis);
-    Ok(())
+    Ok((ms(m1), ms(m10)))
 }
 
 /// The querier's `GET /v1/network/peers`.
@@ -343,6 +392,9 @@ enum Part {
     Local,
     /// Only the small Local queries (`City(limit: 10)`), e.g. to profile them.
     Small,
+    /// Network Get over HTTP and over HTTPS (genesis and every peer with
+    /// certificates of a test CA, `--ca-file`), in turn, plain loopback.
+    Tls,
 }
 
 #[tokio::main]
@@ -350,8 +402,18 @@ async fn main() -> std::process::ExitCode {
     let args = <Args as clap::Parser>::parse();
     let result = async {
         if matches!(args.only, Part::All | Part::Network) {
-            network_bench(None).await?;
-            network_bench(Some(Duration::from_millis(10))).await?;
+            network_bench(None, false).await?;
+            network_bench(Some(Duration::from_millis(10)), false).await?;
+        }
+        if args.only == Part::Tls {
+            let http = network_bench(None, false).await?;
+            let https = network_bench(None, true).await?;
+            println!(
+                "HTTPS / HTTP, median Network Get: over 1 peer {:.2}, over {PEERS} peers {:.2}",
+                https.0 / http.0,
+                https.1 / http.1
+            );
+            return Ok(());
         }
         if args.only != Part::Network {
             local_bench(args.only == Part::Small).await?;

@@ -38,6 +38,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use plexus_bench::{GenesisProcess, percentile, post_workers, rss_kib, sibling_genesis};
 use plexus_core::time::parse_duration;
+use plexus_server::outbound::Trust;
 use serde_json::{Value, json};
 
 /// Load on plexus-genesis and, for comparison, on etcd.
@@ -46,6 +47,9 @@ use serde_json::{Value, json};
 struct Args {
     #[command(subcommand)]
     command: Cmd,
+    /// Trust roots for an HTTPS genesis (--ca-file, before the subcommand).
+    #[command(flatten)]
+    trust: plexus_server::outbound::TrustArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,8 +172,8 @@ async fn start_fakes() -> anyhow::Result<(String, Arc<Fakes>)> {
     Ok((url, fakes))
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+fn client(trust: &Trust) -> anyhow::Result<reqwest::Client> {
+    Ok(plexus_server::outbound::client_builder(trust)
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(30))
         .build()?)
@@ -236,8 +240,9 @@ async fn pings(
     concurrency: usize,
     duration: Duration,
     rss_pid: Option<u32>,
+    trust: &Trust,
 ) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(trust)?;
     let requests: Arc<[(String, Bytes)]> = match (genesis, etcd) {
         (Some(genesis), None) => {
             let (fakes_url, fakes) = start_fakes().await?;
@@ -334,7 +339,7 @@ async fn join(
     let binary = genesis_bin.map_or_else(sibling_genesis, Ok)?;
     let state = tempfile::tempdir()?;
     let state_arg = state.path().to_str().context("temporary folder name")?;
-    let client = client()?;
+    let client = client(&Trust::default())?;
     let (fakes_url, fakes) = start_fakes().await?;
     let bootstrap =
         GenesisProcess::start(&binary, &["--state", state_arg, "--broadcast-delay", "1h"])?;
@@ -566,7 +571,7 @@ async fn replicas(
     duration: Duration,
 ) -> anyhow::Result<()> {
     let binary = genesis_bin.map_or_else(sibling_genesis, Ok)?;
-    let client = client()?;
+    let client = client(&Trust::default())?;
     let etcd = start_etcd(&client).await?;
     // No --key-file: the replicas of each prefix share the key in etcd.
     // Broadcasts off while measuring registrations and pings: a round to
@@ -673,6 +678,7 @@ async fn replicas(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let trust = args.trust.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -685,7 +691,7 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 duration,
                 rss_pid,
-            } => pings(genesis, etcd, keys, concurrency, duration, rss_pid).await,
+            } => pings(genesis, etcd, keys, concurrency, duration, rss_pid, &trust).await,
             Cmd::Join {
                 genesis_bin,
                 broadcast_delay,

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let genesis_bin = exe.with_file_name("plexus-genesis");
     let peer_bin = exe.with_file_name("plexus-peer");
     let genesis = GenesisProcess::start(&genesis_bin, &["--relay"])?;
-    let client = reqwest::Client::new();
+    let client = plexus_server::outbound::client_builder(&Default::default()).build()?;
     let dir = tempfile::tempdir()?;
 
     // The tab's data: a peer database behind a router in this process.

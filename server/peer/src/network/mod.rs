@@ -266,14 +266,14 @@ impl Peers {
 }
 
 /// Builds the client of calls to genesis (a configured URL, not one from
-/// the network): short connect timeout, no redirects.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// the network): short connect timeout, no redirects, `trust`'s roots
+/// besides the system's.
+pub fn http_client(trust: &plexus_server::outbound::Trust) -> reqwest::Result<reqwest::Client> {
+    plexus_server::outbound::client_builder(trust)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
-        .unwrap_or_default()
 }
 
 /// The membership task, not yet running, and the handle to it.

@@ -74,7 +74,7 @@ async fn peer_list(
     // come before the peer has read that answer, and with it genesis's key.
     // Wait for the key a little (no body is read meanwhile).
     let until = tokio::time::Instant::now() + KEY_WAIT;
-    while !gate.has_key() && views.borrow().state == "registering" {
+    while !gate.has_key() && matches!(views.borrow().state, "idle" | "registering") {
         match tokio::time::timeout_at(until, views.changed()).await {
             Ok(Ok(())) => gate = views.borrow_and_update().push_gate,
             _ => break,
