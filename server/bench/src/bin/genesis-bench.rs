@@ -10,7 +10,10 @@
 //! * `--duration` of pings paced at `--rate` (default: half the closed-loop
 //!   rate): latency percentiles at that load;
 //! * the genesis process's resident memory (`VmRSS`) before and after the
-//!   registrations, and the bytes of broadcasts the sink received.
+//!   registrations, and the bytes of broadcasts the sink received;
+//! * with `--tls`, instead: a plain and an HTTPS genesis side by side,
+//!   kept-alive pings and pings on a new connection each, to one then the
+//!   other (`BENCHMARKS.md`, *HTTPS against HTTP*).
 //!
 //! Build with `--release` for meaningful figures.
 
