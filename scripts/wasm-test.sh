@@ -117,8 +117,13 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 native_listed || die "the relay genesis does not list Native with its schema hash"
+# A genesis that lets another origin write: the runner's page may not register there.
+"$genesis_bin" --listen 127.0.0.1:0 --relay --cors-origin "http://app.example" >"$work/closed-genesis.log" 2>&1 &
+pids+=($!)
+closed_genesis="$(listening "$work/closed-genesis.log" $!)" || die "the closed genesis did not start"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=180 \
   PLEXUS_TEST_RELAY_GENESIS="$relay_genesis" PLEXUS_TEST_NATIVE_PEER="$native" \
+  PLEXUS_TEST_CLOSED_GENESIS="$closed_genesis" \
   WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$peer_runner_port" \
   cargo test -p plexus-wasm-peer --target wasm32-unknown-unknown --test peer || failed+=(peer-browser)
 

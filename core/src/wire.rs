@@ -19,9 +19,16 @@ use crate::time::Timestamp;
 pub const AUTHORIZATION: &str = "authorization";
 /// Header with which genesis tells the version of the peer list in a response or broadcast.
 pub const PEERS_VERSION_HEADER: &str = "x-plexus-peers-version";
+/// Header with which a server answers a request from a web page whose
+/// origin may not write there (not one of its `--cors-origin`): the origin,
+/// as the page sent it. A browser hides why a refused write failed; a page
+/// reads this header on any answer to a read, which every origin may make.
+pub const REFUSED_ORIGIN_HEADER: &str = "x-plexus-refused-origin";
 
 /// The API path of registration.
 pub const REGISTER_PATH: &str = "/peers/register";
+/// The path of genesis's health (`GET`, open to every origin).
+pub const HEALTH_PATH: &str = "/healthz";
 /// The API path of the whole peer list.
 pub const PEERS_PATH: &str = "/peers";
 /// The API path of a peer's pushes from genesis.

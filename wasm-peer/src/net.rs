@@ -35,6 +35,7 @@ const READ_HEADERS: &[&str] = &[
     plexus_core::auth::SIGNATURE,
     plexus_core::auth::CONTENT_DIGEST,
     plexus_core::auth::SESSION_KEY_HEADER,
+    plexus_core::wire::REFUSED_ORIGIN_HEADER,
 ];
 
 /// Sends `method url` with `headers` and `body` (JSON), and reads the

@@ -23,7 +23,7 @@ use plexus_core::membership::{Answer, CallError, Event, Membership, MembershipCo
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
 use plexus_core::schema::Schema;
 use plexus_core::tab_link::{LinkAction, LinkConfig, LinkEvent, TabLink};
-use plexus_core::wire::{ErrorBody, PEERS_VERSION_HEADER};
+use plexus_core::wire::{ErrorBody, HEALTH_PATH, PEERS_VERSION_HEADER, REFUSED_ORIGIN_HEADER};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 use plexus_graphql::{Engine, GraphQLRequest, Limits, Source, Step};
 use plexus_wasm::fanout::{Driver, Reply as FanoutReply, Sender};
@@ -183,6 +183,9 @@ pub(crate) struct Tab {
     out: RefCell<Option<mpsc::UnboundedSender<String>>>,
     serving: Cell<usize>,
     registered: RefCell<Option<Registered>>,
+    /// Whether a registration that got no answer made the tab ask genesis
+    /// if it refuses the page's origin ([`Tab::check_origin`]).
+    origin_checked: Cell<bool>,
     left: RefCell<Option<oneshot::Sender<()>>>,
     stopped: Cell<bool>,
     /// The fan-out of the tab's Network queries (`maxInFlight`, `maxPerPeer`).
@@ -285,6 +288,7 @@ impl Tab {
             out: RefCell::new(Some(out)),
             serving: Cell::new(0),
             registered: RefCell::new(Some(registered)),
+            origin_checked: Cell::new(false),
             left: RefCell::new(None),
             stopped: Cell::new(false),
             fanout,
@@ -711,6 +715,9 @@ impl Tab {
             self.bounds.max_answer_bytes,
         )
         .await;
+        if matches!(request, Request::Register(_)) && reply.is_err() {
+            spawn_local(self.clone().check_origin());
+        }
         let now = now();
         {
             let mut m = self.membership.borrow_mut();
@@ -733,6 +740,41 @@ impl Tab {
             }
         }
         self.pump(true);
+    }
+
+    /// After a registration that failed without an answer, while joining:
+    /// a browser does not tell a page that CORS refused its write, so the
+    /// tab asks genesis a read (which every origin may make) and, when its
+    /// answer carries [`REFUSED_ORIGIN_HEADER`], fails the join saying
+    /// which origin to start genesis with. Once per join.
+    async fn check_origin(self: Rc<Self>) {
+        if self.registered.borrow().is_none() || self.origin_checked.replace(true) {
+            return;
+        }
+        let url = self.genesis.join(HEALTH_PATH);
+        let reply = fetch(
+            Method::GET,
+            &url,
+            &[("accept", "application/json")],
+            None,
+            self.bounds.timeout_ms,
+            self.bounds.max_answer_bytes,
+        )
+        .await;
+        let Some(origin) = reply
+            .ok()
+            .and_then(|r| r.header(REFUSED_ORIGIN_HEADER).map(str::to_owned))
+        else {
+            return;
+        };
+        let message = format!(
+            "genesis {} refuses writes from this page's origin {origin}, so it cannot register \
+             this tab: start genesis with --cors-origin {origin}",
+            self.genesis
+        );
+        if let Some(tx) = self.registered.borrow_mut().take() {
+            let _ = tx.send(Err(message));
+        }
     }
 
     /// Wakes the machine when it asks, or when woken; ends when closed.

@@ -5,7 +5,9 @@
 //!
 //! - `PLEXUS_TEST_RELAY_GENESIS`: the URL of a genesis with `--relay`;
 //! - `PLEXUS_TEST_NATIVE_PEER`: the URL of the native peer `Native` (one
-//!   City, Amsterdam) registered there.
+//!   City, Amsterdam) registered there;
+//! - `PLEXUS_TEST_CLOSED_GENESIS`: the URL of a genesis with `--relay` whose
+//!   `--cors-origin` is another origin than the test page's.
 #![cfg(target_arch = "wasm32")]
 
 use futures::{SinkExt as _, StreamExt as _};
@@ -44,6 +46,13 @@ fn native() -> &'static str {
     env(
         option_env!("PLEXUS_TEST_NATIVE_PEER"),
         "PLEXUS_TEST_NATIVE_PEER",
+    )
+}
+
+fn closed_genesis() -> &'static str {
+    env(
+        option_env!("PLEXUS_TEST_CLOSED_GENESIS"),
+        "PLEXUS_TEST_CLOSED_GENESIS",
     )
 }
 
@@ -248,6 +257,40 @@ async fn the_tab_network_query_reaches_the_native_peer() {
         json!([{"name": "Leiden"}])
     );
     JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_of_an_origin_genesis_refuses_is_told_so() {
+    let origin = js_sys::Reflect::get(&js_sys::global(), &"location".into())
+        .and_then(|location| js_sys::Reflect::get(&location, &"origin".into()))
+        .ok()
+        .and_then(|o| o.as_string())
+        .expect("the page's origin");
+    let timeout_ms = 20_000.0;
+    let started = js_sys::Date::now();
+    let refused = join_with_options(
+        "TabRefused",
+        Json::Null,
+        json!({ "genesis": closed_genesis(), "timeoutMs": timeout_ms }),
+    )
+    .await;
+    let waited = js_sys::Date::now() - started;
+    let error = refused
+        .err()
+        .expect("genesis does not let this origin register");
+    let message = js_sys::Reflect::get(&error, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("origin {origin}")) && message.contains("--cors-origin"),
+        "{message}"
+    );
+    // Told at once, not after the wait for a registration.
+    assert!(
+        waited < timeout_ms / 2.0,
+        "rejected after {waited} ms: {message}"
+    );
 }
 
 #[wasm_bindgen_test]

@@ -16,8 +16,8 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into())
         .parse()?;
-    let (listener, _) = plexus_server::bind(addr).await?;
+    let (listener, _) = plexus_server::bind(addr, None).await?;
     let app = Router::new().fallback(|| async { StatusCode::OK });
-    axum::serve(listener, app).await?;
+    axum::serve(listener.tcp, app).await?;
     Ok(())
 }

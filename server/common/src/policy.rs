@@ -5,10 +5,16 @@
 //! A write is any request but `GET`, `HEAD` and `OPTIONS`, except
 //! `POST /v1/graphql`, which is a read ([`is_write`]): Plexus's GraphQL has
 //! no mutations.
+//!
+//! A page of an origin that may not write learns it from the
+//! [`REFUSED_ORIGIN_HEADER`] of any answer (the browser hides why its write
+//! failed), and the server logs each refused origin, at most once a minute
+//! ([`RefusalLog`]).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -25,6 +31,7 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, Expos
 
 use crate::AppError;
 use crate::serve::client_addr;
+pub use plexus_core::wire::REFUSED_ORIGIN_HEADER;
 
 /// The path of GraphQL queries: a `POST` that only reads.
 pub const GRAPHQL_PATH: &str = "/v1/graphql";
@@ -165,6 +172,102 @@ fn origin_allowed(allowed: &[HeaderValue], origin: &HeaderValue) -> bool {
     allowed.iter().any(|a| a == origin)
 }
 
+/// How often the log names one refused origin at most.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Refused origins the log remembers at most (each up to
+/// [`REFUSAL_LOG_ORIGIN_BYTES`]); past that, within a minute, it says how
+/// many more it did not name instead.
+pub const REFUSAL_LOG_ORIGINS: usize = 1024;
+/// The longest origin the log keeps and prints (a longer one is cut).
+pub const REFUSAL_LOG_ORIGIN_BYTES: usize = 256;
+
+/// What [`RefusalLog::note`] says to log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Name this origin (the first refusal of it in [`REFUSAL_LOG_EVERY`]).
+    Name(String),
+    /// Say that this many more origins were refused and not named, the log
+    /// being full of ones named within the last minute.
+    Unnamed(u64),
+    /// Nothing to log now.
+    Quiet,
+}
+
+/// The log of refused origins: each origin at most once per
+/// [`REFUSAL_LOG_EVERY`], in at most [`REFUSAL_LOG_ORIGINS`] entries. Time
+/// comes in as an argument.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    inner: Mutex<RefusalState>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalState {
+    named: HashMap<String, Instant>,
+    unnamed: u64,
+    unnamed_since: Option<Instant>,
+    /// When full entries were last swept (at most once a second: a flood of
+    /// origins costs no sweep per request).
+    swept_at: Option<Instant>,
+}
+
+impl RefusalLog {
+    /// Notes a refusal of `origin` at `now`; what to log.
+    pub fn note(&self, origin: &[u8], now: Instant) -> Refusal {
+        let mut origin = String::from_utf8_lossy(origin).into_owned();
+        if origin.len() > REFUSAL_LOG_ORIGIN_BYTES {
+            let mut end = REFUSAL_LOG_ORIGIN_BYTES;
+            while !origin.is_char_boundary(end) {
+                end -= 1;
+            }
+            origin.truncate(end);
+        }
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < REFUSAL_LOG_EVERY;
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.named.get(&origin).is_some_and(recent) {
+            return Refusal::Quiet;
+        }
+        if state.named.len() >= REFUSAL_LOG_ORIGINS
+            && !state.named.contains_key(&origin)
+            && state
+                .swept_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+        {
+            state.swept_at = Some(now);
+            state.named.retain(|_, at| recent(at));
+        }
+        if state.named.len() < REFUSAL_LOG_ORIGINS || state.named.contains_key(&origin) {
+            state.named.insert(origin.clone(), now);
+            return Refusal::Name(origin);
+        }
+        state.unnamed += 1;
+        match state.unnamed_since {
+            Some(since) if recent(&since) => Refusal::Quiet,
+            _ => {
+                state.unnamed_since = Some(now);
+                Refusal::Unnamed(std::mem::take(&mut state.unnamed))
+            }
+        }
+    }
+
+    /// Notes a refusal of `origin` now, and logs it if [`Self::note`] says so.
+    fn log(&self, origin: &HeaderValue) {
+        match self.note(origin.as_bytes(), Instant::now()) {
+            Refusal::Name(origin) => tracing::warn!(
+                %origin,
+                "refused a write from a web page of origin {origin}: it is not one of --cors-origin \
+                 (logged once a minute per origin)"
+            ),
+            Refusal::Unnamed(count) => tracing::warn!(
+                count,
+                "refused writes from {count} more web page origins, not named: more than \
+                 {REFUSAL_LOG_ORIGINS} origins were refused within a minute (--cors-origin)"
+            ),
+            Refusal::Quiet => {}
+        }
+    }
+}
+
 /// The method a request is, or (for a CORS preflight) asks to be.
 fn intended_method(parts: &Parts) -> Method {
     if parts.method == Method::OPTIONS
@@ -213,7 +316,9 @@ where
 /// Wraps `router` with the write policy of `args`: CORS (reads from any
 /// origin; preflights of writes answered only for the named origins), 403
 /// for a write that carries another `Origin` (a browser sends a simple
-/// `POST` without a preflight), and the rate limit on writes.
+/// `POST` without a preflight), [`REFUSED_ORIGIN_HEADER`] on every answer to
+/// such an origin (exposed to pages with the headers of `expose`), each
+/// refused origin logged ([`RefusalLog`]), and the rate limit on writes.
 pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) -> Router {
     let allowed: Arc<[HeaderValue]> = args
         .cors_origin
@@ -228,17 +333,26 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
         }),
         None => router,
     };
+    let refusals = Arc::new(RefusalLog::default());
     let for_cors = Arc::clone(&allowed);
+    let cors_refusals = Arc::clone(&refusals);
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, parts| {
-            !is_write(&intended_method(parts), parts.uri.path())
-                || origin_allowed(&for_cors, origin)
+            let write = is_write(&intended_method(parts), parts.uri.path());
+            let allowed = !write || origin_allowed(&for_cors, origin);
+            // The preflight of a refused write ends here (a write sent
+            // without one is logged by `Policy`).
+            if !allowed && parts.method == Method::OPTIONS {
+                cors_refusals.log(origin);
+            }
+            allowed
         }))
         .allow_methods(AllowMethods::mirror_request())
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(ExposeHeaders::list(
             expose
                 .iter()
+                .chain(&[REFUSED_ORIGIN_HEADER])
                 .map(|h| axum::http::HeaderName::from_static(h)),
         ))
         .max_age(Duration::from_secs(600));
@@ -246,19 +360,23 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
         plain: limited.clone(),
         cors: limited.layer(cors),
         allowed,
+        refusals,
     })
 }
 
 /// The write policy in front of the routes: a request with an `Origin`
 /// (a browser's), a `GET`/`HEAD` (a cacheable answer, whose `Vary` must
 /// be right) or an `OPTIONS` goes through CORS, and a write from a page of
-/// another origin gets 403; any other request (a peer's, a script's: no
-/// `Origin`, not cacheable) needs no CORS headers and skips them.
+/// another origin gets 403 (logged in `refusals`); any other request (a
+/// peer's, a script's: no `Origin`, not cacheable) needs no CORS headers
+/// and skips them. Every answer to a page of a refused origin carries
+/// [`REFUSED_ORIGIN_HEADER`].
 #[derive(Clone)]
 struct Policy {
     plain: Router,
     cors: Router,
     allowed: Arc<[HeaderValue]>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl tower::Service<Request> for Policy {
@@ -266,7 +384,7 @@ impl tower::Service<Request> for Policy {
     type Error = std::convert::Infallible;
     type Future = futures::future::Either<
         <Router as tower::Service<Request>>::Future,
-        std::future::Ready<Result<Response, std::convert::Infallible>>,
+        futures::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>,
     >;
 
     fn poll_ready(
@@ -277,6 +395,7 @@ impl tower::Service<Request> for Policy {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        use futures::FutureExt as _;
         let method = request.method();
         let Some(origin) = request.headers().get(ORIGIN) else {
             let router = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -286,18 +405,30 @@ impl tower::Service<Request> for Policy {
             };
             return futures::future::Either::Left(router.call(request));
         };
-        if *method != Method::OPTIONS
-            && is_write(method, request.uri().path())
-            && !origin_allowed(&self.allowed, origin)
-        {
-            let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-            return futures::future::Either::Right(std::future::ready(Ok(AppError::new(
-                StatusCode::FORBIDDEN,
-                format!("a page of origin {origin} may not write here (--cors-origin)"),
-            )
-            .into_response())));
+        if origin_allowed(&self.allowed, origin) {
+            return futures::future::Either::Left(self.cors.call(request));
         }
-        futures::future::Either::Left(self.cors.call(request))
+        let origin = origin.clone();
+        if *method != Method::OPTIONS && is_write(method, request.uri().path()) {
+            self.refusals.log(&origin);
+            let text = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+            let mut response = AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("a page of origin {text} may not write here (--cors-origin)"),
+            )
+            .into_response();
+            response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);
+            return futures::future::Either::Right(std::future::ready(Ok(response)).boxed());
+        }
+        let answer = self.cors.call(request);
+        futures::future::Either::Right(
+            async move {
+                let mut response = answer.await?;
+                response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);
+                Ok(response)
+            }
+            .boxed(),
+        )
     }
 }
 
@@ -314,5 +445,64 @@ mod tests {
         assert!(is_write(&Method::POST, "/v1/graphql/x"));
         assert!(is_write(&Method::PUT, "/p2p/genesis"));
         assert!(is_write(&Method::DELETE, "/peers/x"));
+    }
+
+    #[test]
+    fn the_refusal_log_names_an_origin_once_a_minute() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(
+            log.note(b"http://a.example", at(0)),
+            Refusal::Name("http://a.example".into())
+        );
+        assert_eq!(log.note(b"http://a.example", at(1)), Refusal::Quiet);
+        assert_eq!(log.note(b"http://a.example", at(59)), Refusal::Quiet);
+        assert_eq!(
+            log.note(b"http://b.example", at(59)),
+            Refusal::Name("http://b.example".into())
+        );
+        assert_eq!(
+            log.note(b"http://a.example", at(60)),
+            Refusal::Name("http://a.example".into())
+        );
+        assert_eq!(log.note(b"http://b.example", at(61)), Refusal::Quiet);
+        // A long origin is cut, on a character boundary.
+        let long = format!("http://{}.example", "\u{e9}".repeat(300));
+        let Refusal::Name(named) = log.note(long.as_bytes(), at(61)) else {
+            panic!("the long origin was not named");
+        };
+        assert!(named.len() <= REFUSAL_LOG_ORIGIN_BYTES && long.starts_with(&named));
+    }
+
+    #[test]
+    fn the_refusal_log_holds_a_bounded_number_of_origins() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for i in 0..REFUSAL_LOG_ORIGINS {
+            let origin = format!("http://{i}.example");
+            assert_eq!(log.note(origin.as_bytes(), at(0)), Refusal::Name(origin));
+        }
+        // Full of origins named this minute: the next ones are counted, and
+        // said once a minute.
+        assert_eq!(log.note(b"http://x.example", at(1)), Refusal::Unnamed(1));
+        assert_eq!(log.note(b"http://y.example", at(2)), Refusal::Quiet);
+        assert_eq!(log.note(b"http://z.example", at(3)), Refusal::Quiet);
+        assert_eq!(log.note(b"http://0.example", at(4)), Refusal::Quiet);
+        assert_eq!(
+            log.inner.lock().expect("lock").named.len(),
+            REFUSAL_LOG_ORIGINS
+        );
+        // A minute on, the old entries make room.
+        assert_eq!(
+            log.note(b"http://x.example", at(61)),
+            Refusal::Name("http://x.example".into())
+        );
+        assert!(log.inner.lock().expect("lock").named.len() <= REFUSAL_LOG_ORIGINS);
+        assert_eq!(
+            log.note(b"http://y.example", at(62)),
+            Refusal::Name("http://y.example".into())
+        );
     }
 }

@@ -46,7 +46,7 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
         .route("/peers/watch", get(watch))
         .route("/peers/{peer_id}/ping", post(ping))
         .route("/peers/{peer_id}", delete(leave))
-        .route("/healthz", get(healthz))
+        .route(plexus_core::wire::HEALTH_PATH, get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route(plexus_server::contextionary::PATH, get(contextionary))
