@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -130,26 +130,14 @@ pub async fn serve(
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-                // Reads commit nothing: only writes carry a gate.
-                let read = matches!(
-                    *request.method(),
-                    Method::GET | Method::HEAD | Method::OPTIONS
-                );
-                let gate = Commit::default();
-                let commit = gate.clone();
-                let run = async move {
-                    if read {
-                        next.run(request).await
-                    } else {
-                        COMMIT.scope(commit.clone(), next.run(request)).await
-                    }
-                };
+                let commit = Commit::default();
+                let run = COMMIT.scope(commit.clone(), next.run(request));
                 tokio::pin!(run);
                 match tokio::time::timeout(request_timeout, &mut run).await {
                     Ok(response) => response,
                     // Its write began to commit before the deadline: its
                     // answer, whatever it is, is the truth.
-                    Err(_) if !read && !gate.time_out() => run.await,
+                    Err(_) if !commit.time_out() => run.await,
                     Err(_) => AppError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("no answer within {request_timeout:?} (--request-timeout)"),
