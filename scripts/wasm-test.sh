@@ -5,7 +5,8 @@
 #      two real peers on loopback, plus a third peer killed after it joined;
 #   3. the tab peer (plexus-wasm-peer): its native unit tests, then
 #      headless-Chromium tests of PlexusPeer against a genesis with --relay
-#      and a native peer on loopback;
+#      and a native peer on loopback (and a peer that never answers,
+#      scripts/hanging-peer.py);
 #   4. the npm package: wasm/build.sh, then a Node test that packs it, installs
 #      the tarball into a temporary project and uses it as an npm user would.
 # Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
@@ -121,15 +122,21 @@ native_listed || die "the relay genesis does not list Native with its schema has
 "$genesis_bin" --listen 127.0.0.1:0 --relay --cors-origin "http://app.example" >"$work/closed-genesis.log" 2>&1 &
 pids+=($!)
 closed_genesis="$(listening "$work/closed-genesis.log" $!)" || die "the closed genesis did not start"
+# A peer that never answers a query (scripts/hanging-peer.py), registered at
+# the relay genesis (for the tab peer) and at the first (for the Node test),
+# after the first genesis's browser tests.
+python3 scripts/hanging-peer.py Hanging "$relay_genesis" "$genesis" >"$work/hanging.log" 2>&1 &
+pids+=($!)
+listening "$work/hanging.log" $! >/dev/null || die "the hanging peer did not start"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=180 \
   PLEXUS_TEST_RELAY_GENESIS="$relay_genesis" PLEXUS_TEST_NATIVE_PEER="$native" \
-  PLEXUS_TEST_CLOSED_GENESIS="$closed_genesis" \
+  PLEXUS_TEST_CLOSED_GENESIS="$closed_genesis" PLEXUS_TEST_HANGING_PEER=Hanging \
   WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$peer_runner_port" \
   cargo test -p plexus-wasm-peer --target wasm32-unknown-unknown --test peer || failed+=(peer-browser)
 
 say "npm package and Node test"
 if bash wasm/build.sh; then
-  PLEXUS_TEST_GENESIS="$genesis" node --test wasm/tests/node/ || failed+=(node)
+  PLEXUS_TEST_GENESIS="$genesis" PLEXUS_TEST_HANGING_PEER=Hanging node --test wasm/tests/node/ || failed+=(node)
 else
   failed+=(build)
 fi

@@ -7,7 +7,9 @@
 //! - `PLEXUS_TEST_NATIVE_PEER`: the URL of the native peer `Native` (one
 //!   City, Amsterdam) registered there;
 //! - `PLEXUS_TEST_CLOSED_GENESIS`: the URL of a genesis with `--relay` whose
-//!   `--cors-origin` is another origin than the test page's.
+//!   `--cors-origin` is another origin than the test page's;
+//! - `PLEXUS_TEST_HANGING_PEER`: the name of a peer registered at the relay
+//!   genesis (one City class) that never answers a query.
 #![cfg(target_arch = "wasm32")]
 
 use futures::{SinkExt as _, StreamExt as _};
@@ -53,6 +55,13 @@ fn closed_genesis() -> &'static str {
     env(
         option_env!("PLEXUS_TEST_CLOSED_GENESIS"),
         "PLEXUS_TEST_CLOSED_GENESIS",
+    )
+}
+
+fn hanging() -> &'static str {
+    env(
+        option_env!("PLEXUS_TEST_HANGING_PEER"),
+        "PLEXUS_TEST_HANGING_PEER",
     )
 }
 
@@ -489,6 +498,60 @@ async fn a_dropped_relay_socket_reconnects_and_the_tab_answers_again() {
         listing("TabDrop").await.expect("listed")["id"],
         id,
         "the same registration"
+    );
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn a_peer_that_never_answers_times_out_beside_the_others_data() {
+    let mut peer = tab_with_cities("TabHangAsker", &["Leiden"]).await;
+    let hanging = hanging();
+    let path = json!(["Network", "Get", hanging]);
+    // The tab's timeoutMs is 5000; networkTimeout asks for less.
+    let network_timeout = 800.0;
+    let query = format!(
+        "{{ Network(networkTimeout: {network_timeout}) {{ Get {{ TabHangAsker {{ Things {{ City {{ name }} }} }} {hanging} {{ Things {{ City {{ name }} }} }} }} }} }}"
+    );
+    // Until the tab has the hanging peer's schema from genesis's list, the
+    // planner does not know it: wait for the fan-out's own error.
+    let (mut last, mut waited) = (Json::Null, 0.0);
+    for _ in 0..100 {
+        let started = js_sys::Date::now();
+        // Bounded here too: a query that hangs with the peer fails the test.
+        let answer = Box::pin(resolve(peer.query(query.clone(), JsValue::UNDEFINED)));
+        last = match futures::future::select(answer, TimeoutFuture::new(10_000)).await {
+            futures::future::Either::Left((answer, _)) => answer,
+            futures::future::Either::Right(_) => panic!("no answer within 10 s"),
+        };
+        waited = js_sys::Date::now() - started;
+        let timed_out = last["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| {
+                e["path"] == path
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("no answer within"))
+            })
+        });
+        if timed_out {
+            break;
+        }
+        TimeoutFuture::new(200).await;
+    }
+    let errors: Vec<&Json> = last["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter(|e| e["path"] == path).collect())
+        .unwrap_or_default();
+    assert_eq!(errors.len(), 1, "one error at {hanging}'s path: {last}");
+    let message = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no answer within"), "{last}");
+    assert_eq!(
+        last["data"]["Network"]["Get"]["TabHangAsker"]["Things"]["City"],
+        json!([{"name": "Leiden"}]),
+        "{last}"
+    );
+    assert!(
+        waited >= network_timeout - 100.0 && waited < network_timeout + 1000.0,
+        "answered after {waited} ms, networkTimeout {network_timeout} ms: {last}"
     );
     JsFuture::from(peer.leave()).await.expect("left");
 }

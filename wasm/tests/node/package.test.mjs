@@ -2,7 +2,9 @@
 // tarball into a fresh project, import "plexus-wasm" from there.
 // Run by scripts/wasm-test.sh after wasm/build.sh; with PLEXUS_TEST_GENESIS
 // (a genesis with PeerA and PeerB, as that script starts) it also talks to
-// the network through Node's fetch.
+// the network through Node's fetch; with PLEXUS_TEST_HANGING_PEER too (the
+// name of a peer registered there that never answers a query) it checks the
+// fan-out's per-peer timeout.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -14,6 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const pkgDir = resolve(dirname(fileURLToPath(import.meta.url)), "../../pkg");
 const genesis = process.env.PLEXUS_TEST_GENESIS;
+const hanging = process.env.PLEXUS_TEST_HANGING_PEER;
 let project;
 let plexus;
 
@@ -127,4 +130,35 @@ test("peers and a planned Network query through Node's fetch", { skip: !genesis 
   assert.equal(response.errors, undefined, JSON.stringify(response));
   assert.deepEqual(response.data.Network.Get.PeerA.Things.City, [{ name: "Amsterdam" }]);
   assert.deepEqual(response.data.Network.Get.PeerB.Things.City, [{ name: "Berlin" }]);
+});
+
+// A Network query naming PeerA and the peer that never answers, run by
+// `client` with `network` (the root field, with or without arguments):
+// PeerA's data beside an error at the hanging peer's path, within `bound` ms.
+async function askWithHangingPeer(client, network, bound) {
+  const query = `{ ${network} { Get { PeerA { Things { City { name } } } ${hanging} { Things { City { name } } } } } }`;
+  const started = Date.now();
+  const response = await client.query(query);
+  const waited = Date.now() - started;
+  assert.deepEqual(response.data.Network.Get.PeerA.Things.City, [{ name: "Amsterdam" }], JSON.stringify(response));
+  const errors = (response.errors ?? []).filter((e) => JSON.stringify(e.path) === JSON.stringify(["Network", "Get", hanging]));
+  assert.equal(errors.length, 1, `one error at ${hanging}'s path: ${JSON.stringify(response)}`);
+  assert.match(errors[0].message, /no answer within/, JSON.stringify(errors[0]));
+  assert.ok(waited < bound, `answered after ${waited} ms, bound ${bound} ms`);
+  return waited;
+}
+
+const hangingSkip = !(genesis && hanging) && "PLEXUS_TEST_GENESIS and PLEXUS_TEST_HANGING_PEER are not set";
+
+// The test's own timeout fails it if the query hangs with the peer.
+test("a peer that never answers: the others' data and its error, within the client's timeoutMs", { skip: hangingSkip, timeout: 20_000 }, async () => {
+  const client = new plexus.NetworkClient(genesis, { timeoutMs: 1500 });
+  const waited = await askWithHangingPeer(client, "Network", 1500 + 1000);
+  assert.ok(waited >= 1400, `it waited for the hanging peer (${waited} ms)`);
+});
+
+test("a peer that never answers: the others' data and its error, within networkTimeout", { skip: hangingSkip, timeout: 20_000 }, async () => {
+  const client = new plexus.NetworkClient(genesis, { timeoutMs: 10_000 });
+  const waited = await askWithHangingPeer(client, "Network(networkTimeout: 800)", 800 + 1000);
+  assert.ok(waited >= 700, `it waited for the hanging peer (${waited} ms)`);
 });
