@@ -11,6 +11,8 @@ rustup target add wasm32-unknown-unknown >/dev/null
 
 missing=()
 command -v tmux >/dev/null || missing+=(tmux)
+# scripts/wasm-test.sh makes the HTTPS genesis's test certificates with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # The replica tests run etcd (etcd-client's build needs no protoc: scripts/protoc).
