@@ -11,9 +11,10 @@ rustup target add wasm32-unknown-unknown >/dev/null
 
 missing=()
 command -v tmux >/dev/null || missing+=(tmux)
+# scripts/wasm-test.sh makes the HTTPS genesis's test certificates with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
-command -v wasm-opt >/dev/null || missing+=(binaryen)
 # The replica tests run etcd (etcd-client's build needs no protoc: scripts/protoc).
 command -v etcd >/dev/null || missing+=(etcd-server)
 # The GraphQL tools test (server/e2e/graphql-tools) runs on Node.
@@ -35,6 +36,10 @@ if [ -n "$want" ] && ! wasm-bindgen --version 2>/dev/null | grep -q " $want\$"; 
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet \
     || cargo install wasm-bindgen-cli --version "$want" --quiet
 fi
+
+# wasm-opt (binaryen from the crates.io crate, built from source), at the
+# version scripts/wasm-setup.sh pins.
+bash "$(dirname "$0")/wasm-setup.sh"
 
 # graphql-js and graphql-http for the GraphQL tools test, as locked.
 tools="$(cd "$(dirname "$0")/.." && pwd)/server/e2e/graphql-tools"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing plexus-wasm needs, skipping what is there:
 #   the wasm32-unknown-unknown target, wasm-bindgen-cli at the version of the
-#   wasm-bindgen crate, and Debian's binaryen (wasm-opt); with --browser also
-#   chromium and chromium-driver. Idempotent; safe to run on every build.
+#   wasm-bindgen crate, and wasm-opt from the crates.io crate `wasm-opt` at
+#   $WASM_OPT_CRATE (it builds binaryen from C++ source: ~15-20 min on two
+#   idle cores, 72 min on a loaded one; Debian's binaryen 108 breaks the tab
+#   peer's closures); with --browser also chromium and chromium-driver.
+#   Idempotent; safe to run on every build.
 # Usage: scripts/wasm-setup.sh [--browser]
 set -euo pipefail
 
@@ -34,8 +37,16 @@ if [[ "$have_bindgen" != "$bindgen_version" || "$have_runner" != "$bindgen_versi
     || cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
+# wasm/build.sh runs this wasm-opt ($WASM_OPT, in cargo's bin folder), not
+# one on the PATH.
+WASM_OPT_CRATE=0.116.1
+WASM_OPT="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-opt"
+if ! cargo install --list 2>/dev/null | grep -qx "wasm-opt v$WASM_OPT_CRATE:" || [[ ! -x "$WASM_OPT" ]]; then
+  say "installing wasm-opt $WASM_OPT_CRATE (binaryen built from source: long)"
+  cargo install wasm-opt --version "$WASM_OPT_CRATE" --locked
+fi
+
 packages=()
-command -v wasm-opt >/dev/null || packages+=(binaryen)
 if [[ $browser == 1 ]]; then
   [[ -x /usr/bin/chromium ]] || packages+=(chromium)
   [[ -x /usr/bin/chromedriver ]] || packages+=(chromium-driver)

@@ -6,7 +6,8 @@
 #   3. the tab peer (plexus-wasm-peer): its native unit tests, then
 #      headless-Chromium tests of PlexusPeer against a genesis with --relay
 #      and a native peer on loopback (and a peer that never answers,
-#      scripts/hanging-peer.py);
+#      scripts/hanging-peer.py), and against a genesis on HTTPS (wss://)
+#      whose test certificate Chromium trusts through its flags;
 #   4. the npm package: wasm/build.sh, then a Node test that packs it, installs
 #      the tarball into a temporary project and uses it as an npm user would.
 # Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
@@ -122,6 +123,35 @@ native_listed || die "the relay genesis does not list Native with its schema has
 "$genesis_bin" --listen 127.0.0.1:0 --relay --cors-origin "http://app.example" >"$work/closed-genesis.log" 2>&1 &
 pids+=($!)
 closed_genesis="$(listening "$work/closed-genesis.log" $!)" || die "the closed genesis did not start"
+# A genesis on HTTPS, with the relay (wss://): a test CA and a certificate
+# for 127.0.0.1 it signs. Chromium trusts that certificate only through a
+# flag naming its key (the SHA-256 of its SubjectPublicKeyInfo), added to a
+# copy of wasm-peer/webdriver.json.
+command -v openssl >/dev/null || die "openssl is needed for the test certificates"
+tls="$work/tls"
+mkdir -p "$tls"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext.cnf"
+{ openssl req -x509 "${ec[@]}" -keyout "$tls/ca.key" -out "$tls/ca.crt" -days 2 -subj "/CN=plexus wasm-test CA" &&
+  openssl req "${ec[@]}" -keyout "$tls/genesis.key" -out "$tls/genesis.csr" -subj "/CN=127.0.0.1" &&
+  openssl x509 -req -in "$tls/genesis.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext.cnf" -out "$tls/genesis.crt"; } >"$work/openssl.out" 2>&1 \
+  || die "cannot make the test certificates: $(cat "$work/openssl.out")"
+spki="$(openssl x509 -in "$tls/genesis.crt" -noout -pubkey | openssl pkey -pubin -outform der \
+  | openssl dgst -sha256 -binary | base64)" || die "cannot hash the certificate's key"
+python3 - "$root/wasm-peer/webdriver.json" "$work/webdriver.json" "$spki" <<'PY' || die "cannot write webdriver.json"
+import json, sys
+caps = json.load(open(sys.argv[1]))
+caps["goog:chromeOptions"]["args"].append("--ignore-certificate-errors-spki-list=" + sys.argv[3])
+json.dump(caps, open(sys.argv[2], "w"), indent=2)
+PY
+"$genesis_bin" --listen 127.0.0.1:0 --relay --peer-timeout 300s \
+  --tls-cert "$tls/genesis.crt" --tls-key "$tls/genesis.key" --ca-file "$tls/ca.crt" \
+  --cors-origin "http://127.0.0.1:$peer_runner_port" >"$work/tls-genesis.log" 2>&1 &
+pids+=($!)
+tls_genesis="$(listening "$work/tls-genesis.log" $!)" || die "the HTTPS genesis did not start"
+[[ "$tls_genesis" == https://* ]] || die "the HTTPS genesis listens on $tls_genesis"
+curl -sf --cacert "$tls/ca.crt" "$tls_genesis/peers" >/dev/null || die "the HTTPS genesis does not answer over TLS"
 # A peer that never answers a query (scripts/hanging-peer.py), registered at
 # the relay genesis (for the tab peer) and at the first (for the Node test),
 # after the first genesis's browser tests.
@@ -130,7 +160,9 @@ pids+=($!)
 listening "$work/hanging.log" $! >/dev/null || die "the hanging peer did not start"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=180 \
   PLEXUS_TEST_RELAY_GENESIS="$relay_genesis" PLEXUS_TEST_NATIVE_PEER="$native" \
-  PLEXUS_TEST_CLOSED_GENESIS="$closed_genesis" PLEXUS_TEST_HANGING_PEER=Hanging \
+  PLEXUS_TEST_CLOSED_GENESIS="$closed_genesis" PLEXUS_TEST_TLS_GENESIS="$tls_genesis" \
+  PLEXUS_TEST_HANGING_PEER=Hanging \
+  WASM_BINDGEN_TEST_WEBDRIVER_JSON="$work/webdriver.json" \
   WASM_BINDGEN_TEST_ADDRESS="127.0.0.1:$peer_runner_port" \
   cargo test -p plexus-wasm-peer --target wasm32-unknown-unknown --test peer || failed+=(peer-browser)
 

@@ -21,8 +21,10 @@ use plexus_core::object::Object as Obj;
 use plexus_core::schema::{Class, DataType, Kind, Schema, parse_beacon};
 use serde_json::Value;
 
+#[cfg(feature = "meaning")]
+use crate::fetch;
 use crate::network::Remote;
-use crate::{ROOT_TYPE, RequestData, fetch, meta, network};
+use crate::{ROOT_TYPE, RequestData, meta, network};
 
 /// The scalar of a `where` argument: the original's filter object
 /// (`{operator: Equal, path: ["name"], valueString: "Berlin"}`), checked
@@ -61,6 +63,7 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
         local_obj = local_obj.field(fixed("GetMeta", &get));
         has_local = true;
     }
+    #[cfg(feature = "meaning")]
     if let Side::Local(schema) = &side {
         let (fetch, introspect, objects) = fetch::local_fields(schema);
         local_obj = local_obj.field(fetch).field(introspect);
@@ -129,15 +132,18 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
     for ty in meta::types() {
         builder = builder.register(ty);
     }
-    let (objects, inputs, enums) = fetch::types();
-    for ty in objects {
-        builder = builder.register(ty);
-    }
-    for ty in inputs {
-        builder = builder.register(ty);
-    }
-    for ty in enums {
-        builder = builder.register(ty);
+    #[cfg(feature = "meaning")]
+    {
+        let (objects, inputs, enums) = fetch::types();
+        for ty in objects {
+            builder = builder.register(ty);
+        }
+        for ty in inputs {
+            builder = builder.register(ty);
+        }
+        for ty in enums {
+            builder = builder.register(ty);
+        }
     }
     builder = builder.register(
         Object::new("GeoCoordinates")

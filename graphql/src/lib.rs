@@ -22,6 +22,7 @@
 mod build;
 pub mod cost;
 mod documents;
+#[cfg_attr(not(feature = "meaning"), allow(dead_code))]
 mod fetch;
 mod meta;
 mod network;

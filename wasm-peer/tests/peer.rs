@@ -10,6 +10,10 @@
 //!   `--cors-origin` is another origin than the test page's;
 //! - `PLEXUS_TEST_HANGING_PEER`: the name of a peer registered at the relay
 //!   genesis (one City class) that never answers a query.
+//! - `PLEXUS_TEST_TLS_GENESIS`: the `https` URL of a genesis with `--relay`
+//!   on TLS (`--tls-cert`, `--tls-key`), whose certificate Chromium trusts
+//!   only through the runner's flags (`--ignore-certificate-errors-spki-list`
+//!   with the certificate's key).
 #![cfg(target_arch = "wasm32")]
 
 use futures::{SinkExt as _, StreamExt as _};
@@ -62,6 +66,13 @@ fn hanging() -> &'static str {
     env(
         option_env!("PLEXUS_TEST_HANGING_PEER"),
         "PLEXUS_TEST_HANGING_PEER",
+    )
+}
+
+fn tls_genesis() -> &'static str {
+    env(
+        option_env!("PLEXUS_TEST_TLS_GENESIS"),
+        "PLEXUS_TEST_TLS_GENESIS",
     )
 }
 
@@ -162,6 +173,57 @@ async fn a_tab_joins_and_genesis_lists_it_with_its_schema_hash() {
     })
     .await;
     // The tab answers genesis's relay for its name.
+    let schema: Json = Request::get(&format!("{uri}/v1/schema"))
+        .send()
+        .await
+        .expect("the relay answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(schema["things"]["classes"][0]["class"], "City", "{schema}");
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_joins_an_https_genesis_over_wss() {
+    let genesis = tls_genesis();
+    assert!(genesis.starts_with("https://"), "{genesis}");
+    let socket = plexus_core::relay::socket_url(genesis);
+    assert!(socket.starts_with("wss://"), "{socket}");
+    let options = json!({
+        "genesis": genesis,
+        "name": "TabWss",
+        "timeoutMs": 5000,
+        "pingIntervalMs": 500,
+        "database": null,
+    });
+    let mut peer = PlexusPeer::join(to_js(&options).unchecked_into::<PeerOptionsArg>())
+        .await
+        .unwrap_or_else(|e| panic!("the tab joins {genesis}: {e:?}"));
+    assert_eq!(peer.genesis_url(), genesis);
+    // The relay's socket (the tab's own) answers over TLS with a challenge.
+    let mut probe = WebSocket::open(&socket).expect("a wss socket");
+    assert!(
+        matches!(relay_frame(&mut probe).await, ToTab::Challenge { .. }),
+        "no challenge on {socket}"
+    );
+    drop(probe);
+    let uri = format!("{genesis}/relay/TabWss");
+    assert_eq!(peer.uri(), uri);
+    let peers: Json = Request::get(&format!("{genesis}/peers"))
+        .send()
+        .await
+        .expect("genesis answers over HTTPS")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = peers
+        .as_array()
+        .and_then(|peers| peers.iter().find(|p| p["peerName"] == "TabWss"))
+        .unwrap_or_else(|| panic!("genesis lists TabWss: {peers}"));
+    assert_eq!(listed["peerUri"], uri.as_str());
+    // A request to the tab's HTTPS URI reaches it through its wss socket.
+    resolve(peer.create_class("things".into(), JsValue::from_str(CITY))).await;
     let schema: Json = Request::get(&format!("{uri}/v1/schema"))
         .send()
         .await

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use plexus_core::PeerName;
+use plexus_core::fanout::Outcome;
 use plexus_core::schema::Schema;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let schemas = BTreeMap::from([(PeerName::new("PeerB").expect("name"), schema)]);
     let variables = serde_json::Map::new();
     if let Ok(plan) = plexus_core::network::plan(text, None, &variables, &schemas) {
-        let answers = plan.queries.iter().map(|q| Err(q.query.clone())).collect();
+        let answers = plan
+            .queries
+            .iter()
+            .map(|q| Outcome::Failed(q.query.clone()))
+            .collect();
         let _ = plexus_core::network::merge(&plan, answers);
     }
     // Half the input as a remote's answer to a fixed plan.
@@ -30,6 +35,6 @@ fuzz_target!(|data: &[u8]| {
             &schemas,
         )
     {
-        let _ = plexus_core::network::merge(&plan, vec![Ok(answer)]);
+        let _ = plexus_core::network::merge(&plan, vec![Outcome::Answered(answer)]);
     }
 });

@@ -385,8 +385,11 @@ async fn a_silent_peer_is_evicted_after_the_timeout_while_a_live_one_stays() {
         after >= Duration::from_millis(950),
         "evicted too early: {after:?}"
     );
+    // The exact instant (last contact + timeout) is core's, tested in
+    // virtual time (core/tests/registry.rs); here the wiring, with room for
+    // a loaded machine's scheduling (1.6 s and 1.96 s were seen under load).
     assert!(
-        after <= Duration::from_millis(1500),
+        after <= Duration::from_millis(2500),
         "evicted too late: {after:?}"
     );
     let (version, peers) = list(&g).await;

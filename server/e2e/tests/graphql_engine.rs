@@ -204,15 +204,20 @@ async fn introspection_get_meta_and_http_semantics() {
     for (name, size) in [("Amsterdam", 905), ("Utrecht", 361), ("Amsterdam", 10)] {
         add_thing(&client, &b.url, "City", name, size).await;
     }
-    wait_cached(&client, &a.url, &["PeerB"], SETTLE).await;
+    // PeerA may have cached PeerB's schema from before its class: wait
+    // until its engine has the class (the view's next hash, then a rebuild).
+    let body = poll(SETTLE, "PeerA's engine has PeerB_City", || async {
+        let body = graphql(
+            &client,
+            &a.url,
+            "{ __schema { queryType { name } } __type(name: \"PeerB_City\") { fields { name } } }",
+        )
+        .await;
+        (!body["data"]["__type"].is_null()).then_some(body)
+    })
+    .await;
 
     // Introspection names the Local and Network types.
-    let body = graphql(
-        &client,
-        &a.url,
-        "{ __schema { queryType { name } } __type(name: \"PeerB_City\") { fields { name } } }",
-    )
-    .await;
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "WeaviateObj");
     assert_eq!(
         body["data"]["__type"]["fields"],
