@@ -212,6 +212,9 @@ impl Settings {
 pub struct NetworkHandle {
     inputs: mpsc::Sender<Input>,
     view: watch::Receiver<Arc<View>>,
+    /// The view as the engine has applied it: `GET /v1/network/peers`
+    /// shows a schema as cached only once a query can name its peer.
+    applied: watch::Receiver<Arc<View>>,
     /// The guarded client of calls to other peers (Network queries).
     pub peers: Peers,
     /// This peer's own name: a Network query may name it too.
@@ -223,9 +226,9 @@ pub struct NetworkHandle {
 }
 
 impl NetworkHandle {
-    /// The current view.
+    /// The current view, as the engine has applied it.
     pub fn view(&self) -> Arc<View> {
-        self.view.borrow().clone()
+        self.applied.borrow().clone()
     }
 
     /// A receiver of the view, for waiting on changes.
@@ -299,9 +302,11 @@ pub fn start(
     let membership = Membership::new(Some(settings.membership.clone()), hash);
     let (inputs_tx, inputs) = mpsc::channel(256);
     let (view, view_rx) = watch::channel(Arc::new(View::standalone()));
+    let (applied_tx, applied) = watch::channel(Arc::new(View::standalone()));
     let handle = NetworkHandle {
         inputs: inputs_tx.clone(),
         view: view_rx.clone(),
+        applied,
         peers: peers.clone(),
         name: settings.membership.name.clone(),
         asker: resolver::Asker::start(
@@ -313,13 +318,15 @@ pub fn start(
         ),
         push_bodies: Arc::new(tokio::sync::Semaphore::new(settings.max_push_bodies.max(1))),
     };
-    // The engine follows the remote schemas the view holds.
+    // The engine follows the remote schemas the view holds; the view is
+    // shown once the engine has them.
     if tokio::runtime::Handle::try_current().is_ok() {
         let (mut views, name) = (handle.watch_view(), handle.name.clone());
         tokio::spawn(async move {
             loop {
-                let schemas = views.borrow_and_update().schemas.clone();
-                local.set_network(name.clone(), schemas).await;
+                let view = views.borrow_and_update().clone();
+                local.set_network(name.clone(), view.schemas.clone()).await;
+                applied_tx.send_replace(view);
                 if views.changed().await.is_err() {
                     break;
                 }
