@@ -212,8 +212,8 @@ impl Settings {
 pub struct NetworkHandle {
     inputs: mpsc::Sender<Input>,
     view: watch::Receiver<Arc<View>>,
-    /// The view as the engine has applied it: `GET /v1/network/peers`
-    /// shows a schema as cached only once a query can name its peer.
+    /// The last view the engine was rebuilt for: a schema is shown as
+    /// cached only once a query can name its peer.
     applied: watch::Receiver<Arc<View>>,
     /// The guarded client of calls to other peers (Network queries).
     pub peers: Peers,
@@ -226,9 +226,22 @@ pub struct NetworkHandle {
 }
 
 impl NetworkHandle {
-    /// The current view, as the engine has applied it.
-    pub fn view(&self) -> Arc<View> {
-        self.applied.borrow().clone()
+    /// The current view, for `GET /v1/network/peers`: a peer's schema
+    /// counts as cached once the engine holds it, so a query naming the
+    /// peer is planned the moment the view shows it cached.
+    pub fn view(&self) -> View {
+        let mut view = View::clone(&self.view.borrow());
+        let applied = self.applied.borrow();
+        for peer in &mut view.peers {
+            peer.schema_cached &= match (
+                view.schemas.get(&peer.name),
+                applied.schemas.get(&peer.name),
+            ) {
+                (Some(live), Some(built)) => Arc::ptr_eq(live, built),
+                _ => false,
+            };
+        }
+        view
     }
 
     /// A receiver of the view, for waiting on changes.

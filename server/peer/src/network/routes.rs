@@ -42,7 +42,7 @@ async fn ping() -> StatusCode {
 }
 
 async fn view(State(handle): State<NetworkHandle>) -> Json<View> {
-    Json(View::clone(&handle.view()))
+    Json(handle.view())
 }
 
 /// `PUT /p2p/genesis`: the whole peer list or a delta, with its version in
