@@ -445,13 +445,16 @@ impl Tab {
     /// genesis lists (within the query's deadline and `maxAnswerBytes`),
     /// the tab's own part on `engine` over `source`.
     fn sender(&self, engine: Arc<Engine>, source: Arc<dyn Source>) -> Sender {
-        let peers: BTreeMap<PeerName, PeerUri> = self
-            .membership
-            .borrow()
-            .view()
-            .iter()
-            .map(|(name, p)| (name.clone(), p.uri.clone()))
-            .collect();
+        // extend, not collect: collecting into a BTree sorts first, and every
+        // sort instantiated costs the tab module's size budget (wasm/build.sh).
+        let mut peers: BTreeMap<PeerName, PeerUri> = BTreeMap::new();
+        peers.extend(
+            self.membership
+                .borrow()
+                .view()
+                .iter()
+                .map(|(name, p)| (name.clone(), p.uri.clone())),
+        );
         let own = self.name.clone();
         let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let max_answer_bytes = self.bounds.max_answer_bytes;
@@ -648,13 +651,16 @@ impl Tab {
             }
         }
         if view_changed {
-            let remotes: BTreeMap<PeerName, Arc<Schema>> = self
-                .membership
-                .borrow()
-                .schemas()
-                .into_iter()
-                .map(|(name, schema)| (name, Arc::new(schema.clone())))
-                .collect();
+            // extend, not collect: collecting into a BTree sorts first, and every
+            // sort instantiated costs the tab module's size budget (wasm/build.sh).
+            let mut remotes: BTreeMap<PeerName, Arc<Schema>> = BTreeMap::new();
+            remotes.extend(
+                self.membership
+                    .borrow()
+                    .schemas()
+                    .into_iter()
+                    .map(|(name, schema)| (name, Arc::new(schema.clone()))),
+            );
             self.data.borrow_mut().set_remotes(remotes);
         }
         if wake {
