@@ -334,13 +334,7 @@ async fn throw_away_keys_cannot_hold_the_tab_slots() {
     assert_eq!((welcomed.len(), refused), (8, 4));
     // A real tab from another address joins beside them and registers.
     let client = reqwest::Client::new();
-    let dir = tempfile::tempdir().unwrap();
-    let db = std::sync::Arc::new(plexus_peer::PeerDb::open(dir.path()).unwrap());
-    let app = plexus_peer::router(plexus_peer::PeerState::standalone(db.clone()));
-    let key = Identity::from_seed([7; 32]);
-    let _tab = plexus_bench::tab::join(&client, &genesis.url, "Real", &key, app, &db.schema_hash())
-        .await
-        .unwrap();
+    let _tab = registered_tab(&client, &genesis, "Real", 7).await;
     // The throw-away tabs never registered: they lose their slots.
     for mut socket in welcomed {
         let last = next_frame(&mut socket, Duration::from_secs(14)).await;
