@@ -37,8 +37,8 @@ if [ -n "$want" ] && ! wasm-bindgen --version 2>/dev/null | grep -q " $want\$"; 
     || cargo install wasm-bindgen-cli --version "$want" --quiet
 fi
 
-# wasm-opt (binaryen from the crates.io crate, built from source), at the
-# version scripts/wasm-setup.sh pins.
+# binaryen's wasm-opt (npm, the version wasm/tools/package-lock.json pins)
+# and the rest of the wasm toolchain.
 bash "$(dirname "$0")/wasm-setup.sh"
 
 # graphql-js and graphql-http for the GraphQL tools test, as locked.

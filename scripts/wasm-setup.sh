@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing plexus-wasm needs, skipping what is there:
 #   the wasm32-unknown-unknown target, wasm-bindgen-cli at the version of the
-#   wasm-bindgen crate, and wasm-opt from the crates.io crate `wasm-opt` at
-#   $WASM_OPT_CRATE (it builds binaryen from C++ source: ~15-20 min on two
-#   idle cores, 72 min on a loaded one; Debian's binaryen 108 breaks the tab
-#   peer's closures); with --browser also chromium and chromium-driver.
+#   wasm-bindgen crate, and binaryen's wasm-opt from npm (the `binaryen`
+#   package pinned with its hash in wasm/tools/package-lock.json: a wasm
+#   build run by Node, installed in seconds; Debian's binaryen 108 breaks the
+#   tab peer's closures); with --browser also chromium and chromium-driver.
 #   Idempotent; safe to run on every build.
 # Usage: scripts/wasm-setup.sh [--browser]
 set -euo pipefail
@@ -37,13 +37,15 @@ if [[ "$have_bindgen" != "$bindgen_version" || "$have_runner" != "$bindgen_versi
     || cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
-# wasm/build.sh runs this wasm-opt ($WASM_OPT, in cargo's bin folder), not
-# one on the PATH.
-WASM_OPT_CRATE=0.116.1
-WASM_OPT="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-opt"
-if ! cargo install --list 2>/dev/null | grep -qx "wasm-opt v$WASM_OPT_CRATE:" || [[ ! -x "$WASM_OPT" ]]; then
-  say "installing wasm-opt $WASM_OPT_CRATE (binaryen built from source: long)"
-  cargo install wasm-opt --version "$WASM_OPT_CRATE" --locked
+# wasm/build.sh runs this wasm-opt (wasm/tools/node_modules/.bin/wasm-opt),
+# not one on the PATH. npm ci installs exactly the locked version; it runs
+# again when the lock file is newer than what it installed.
+tools="$root/wasm/tools"
+if [[ ! -x "$tools/node_modules/.bin/wasm-opt" || "$tools/package-lock.json" -nt "$tools/node_modules" ]]; then
+  command -v npm >/dev/null || { say "npm is needed for binaryen's wasm-opt"; exit 1; }
+  say "installing binaryen's wasm-opt with npm ci ($tools)"
+  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$tools/node_modules"
 fi
 
 packages=()

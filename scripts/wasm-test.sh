@@ -9,7 +9,9 @@
 #      scripts/hanging-peer.py), and against a genesis on HTTPS (wss://)
 #      whose test certificate Chromium trusts through its flags;
 #   4. the npm package: wasm/build.sh, then a Node test that packs it, installs
-#      the tarball into a temporary project and uses it as an npm user would.
+#      the tarball into a temporary project and uses it as an npm user would,
+#      and its optimised tab peer module in headless Chromium
+#      (scripts/peer-module-test.py: join, a class, an object, a query).
 # Installs what it needs (scripts/wasm-setup.sh --browser). The servers come
 # from `cargo build -p plexus-genesis -p plexus-peer`, or from PLEXUS_GENESIS_BIN / PLEXUS_PEER_BIN.
 # Usage: scripts/wasm-test.sh
@@ -169,6 +171,9 @@ CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=180 \
 say "npm package and Node test"
 if bash wasm/build.sh; then
   PLEXUS_TEST_GENESIS="$genesis" PLEXUS_TEST_HANGING_PEER=Hanging node --test wasm/tests/node/ || failed+=(node)
+  # The optimised tab peer module in Chromium, served from the origin the
+  # relay genesis lets write (the runner that used it has exited).
+  python3 scripts/peer-module-test.py wasm/pkg "$relay_genesis" "$peer_runner_port" || failed+=(peer-module)
 else
   failed+=(build)
 fi

@@ -239,11 +239,13 @@ pub fn json_to_value(json: &Json) -> Value<'static, String> {
         },
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::List(items.iter().map(json_to_value).collect()),
-        Json::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), json_to_value(v)))
-                .collect(),
-        ),
+        Json::Object(map) => {
+            // extend, not collect: collecting into a BTree sorts first, and every
+            // sort instantiated costs the tab module's size budget (wasm/build.sh).
+            let mut object = BTreeMap::new();
+            object.extend(map.iter().map(|(k, v)| (k.clone(), json_to_value(v))));
+            Value::Object(object)
+        }
     }
 }
 

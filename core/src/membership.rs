@@ -578,10 +578,15 @@ impl Membership {
 
     /// The cached schema of every remote peer that has one, for the Network planner.
     pub fn schemas(&self) -> BTreeMap<PeerName, &Schema> {
-        self.view
-            .iter()
-            .filter_map(|(name, peer)| peer.schema.as_ref().map(|(_, s)| (name.clone(), s)))
-            .collect()
+        // extend, not collect: collecting into a BTree sorts first, and every
+        // sort instantiated costs the tab module's size budget (wasm/build.sh).
+        let mut schemas = BTreeMap::new();
+        schemas.extend(
+            self.view
+                .iter()
+                .filter_map(|(name, peer)| peer.schema.as_ref().map(|(_, s)| (name.clone(), s))),
+        );
+        schemas
     }
 
     /// The genesis key this peer trusts: configured, or pinned at the last
@@ -934,20 +939,23 @@ impl Membership {
     }
 
     fn apply_delta(&mut self, delta: PeerDelta, now: Timestamp) {
-        let mut entries: BTreeMap<PeerName, PeerListEntry> = self
-            .view
-            .iter()
-            .filter(|(_, p)| !delta.removed.contains(&p.id))
-            .map(|(name, p)| {
-                let entry = PeerListEntry {
-                    id: p.id,
-                    name: name.clone(),
-                    uri: p.uri.clone(),
-                    schema_hash: p.schema_hash.as_str().into(),
-                };
-                (name.clone(), entry)
-            })
-            .collect();
+        // extend, not collect: collecting into a BTree sorts first, and every
+        // sort instantiated costs the tab module's size budget (wasm/build.sh).
+        let mut entries: BTreeMap<PeerName, PeerListEntry> = BTreeMap::new();
+        entries.extend(
+            self.view
+                .iter()
+                .filter(|(_, p)| !delta.removed.contains(&p.id))
+                .map(|(name, p)| {
+                    let entry = PeerListEntry {
+                        id: p.id,
+                        name: name.clone(),
+                        uri: p.uri.clone(),
+                        schema_hash: p.schema_hash.as_str().into(),
+                    };
+                    (name.clone(), entry)
+                }),
+        );
         for entry in delta.upserts {
             entries.insert(entry.name.clone(), entry);
         }

@@ -436,6 +436,11 @@ impl Registry {
         self.peers.get(&id)
     }
 
+    /// The peer registered as `name`.
+    pub fn peer_named(&self, name: &PeerName) -> Option<&Peer> {
+        self.by_name.get(name).and_then(|id| self.peers.get(id))
+    }
+
     /// Whether the peer with `id` asked for deltas (to save it with [`SavedPeer`]).
     pub fn wants_deltas(&self, id: PeerId) -> bool {
         self.wants_deltas.contains(&id)

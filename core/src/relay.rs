@@ -399,7 +399,8 @@ enum State {
     Serving {
         name: PeerName,
         key: PublicKey,
-        /// Until the registry lists the tab: the time by which it must.
+        /// Until the registry lists the tab: the time by which it must
+        /// (`None`: confirmed; then it goes when the list drops it).
         register_by: Option<Timestamp>,
     },
     /// Refused or dropped: only its last frame is left to write.
@@ -931,6 +932,48 @@ impl Relay {
         self.fail_requests_of(conn);
     }
 
+    /// Genesis's list changed for `name` (a registration, an update, an
+    /// eviction for silent pings, a leave), or, with `None`, maybe for any
+    /// name (the shell missed changes). `listed(name, key)` says whether the
+    /// registry lists `name` under `key` now. A tab listed so is confirmed
+    /// at once (its registration deadline no longer applies). A confirmed
+    /// tab that is no longer listed loses its socket, and then its slot:
+    /// evicted or gone, it must prove its key and register anew. A tab not
+    /// yet confirmed is left to its registration deadline
+    /// ([`Relay::handle_timeout`]).
+    pub fn handle_list_changed(
+        &mut self,
+        name: Option<&PeerName>,
+        mut listed: impl FnMut(&PeerName, &PublicKey) -> bool,
+    ) {
+        let conns: Vec<ConnId> = match name {
+            Some(name) => self.names.get(name).copied().into_iter().collect(),
+            None => self.names.values().copied().collect(),
+        };
+        let mut refusals = Vec::new();
+        for conn in conns {
+            let Some(State::Serving {
+                name,
+                key,
+                register_by,
+            }) = self.conns.get_mut(&conn).map(|c| &mut c.state)
+            else {
+                continue;
+            };
+            if listed(name, key) {
+                *register_by = None;
+            } else if register_by.is_none() {
+                refusals.push((
+                    conn,
+                    format!("{name} is no longer registered (evicted, or it left)"),
+                ));
+            }
+        }
+        for (conn, message) in refusals {
+            self.refuse(conn, message);
+        }
+    }
+
     fn fail_requests_of(&mut self, conn: ConnId) {
         let ids: Vec<u64> = self
             .pending
@@ -1007,7 +1050,8 @@ impl Relay {
     /// Expires what is due at `now`: hellos, registrations, queues that
     /// stayed full and requests. `registered(name, key)` says whether the
     /// registry lists `name` under `key` (asked once per tab, at its
-    /// registration deadline).
+    /// registration deadline, unless [`Relay::handle_list_changed`]
+    /// confirmed it before).
     pub fn handle_timeout(
         &mut self,
         now: Timestamp,

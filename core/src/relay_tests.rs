@@ -734,3 +734,82 @@ fn frames_have_the_documented_shape() {
         "http://127.0.0.1:8111/relay/TabA"
     );
 }
+
+#[test]
+fn a_registered_tab_that_genesis_evicts_or_that_leaves_loses_its_socket_and_slot() {
+    let mut relay = Relay::new(config());
+    let ids: Vec<Identity> = (1..=4).map(|n| Identity::from_seed([n; 32])).collect();
+    join(&mut relay, 1, &ids[0], "TabA");
+    join(&mut relay, 2, &ids[1], "TabB");
+    join(&mut relay, 3, &ids[2], "TabC");
+    // TabA and TabB register (the list changes for them): confirmed at
+    // once, before their deadline. TabC registers later, at its deadline.
+    let mut listed = vec!["TabA", "TabB"];
+    relay.handle_list_changed(Some(&name("TabA")), lists(&listed));
+    relay.handle_list_changed(Some(&name("TabB")), lists(&listed));
+    assert!(drain(&mut relay).is_empty());
+    listed.push("TabC");
+    relay.handle_timeout(T0 + Duration::from_secs(3), lists(&listed));
+    assert!(settle(&mut relay).is_empty());
+    // Every slot is taken.
+    assert!(!connect(&mut relay, 4, "full"));
+    let ping = relay
+        .begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0)
+        .unwrap();
+    drain(&mut relay);
+
+    // Genesis evicts TabA (silent pings): its socket is refused and closed,
+    // its request fails, its name and its slot are free; the others stay.
+    listed.retain(|n| *n != "TabA");
+    relay.handle_list_changed(Some(&name("TabA")), lists(&listed));
+    let actions = drain(&mut relay);
+    assert!(
+        is_closed(&actions, 1) && !is_closed(&actions, 2),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&Action::Complete {
+        id: ping,
+        result: Err(RelayError::Gone)
+    }));
+    match written(&mut relay, 1).as_slice() {
+        [ToTab::Refused { message }] => assert!(message.contains("no longer registered")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(relay.poll_frame(ConnId(1)), Some(Outgoing::Close));
+    relay.handle_closed(ConnId(1));
+    assert_eq!(relay.names().count(), 2);
+    assert!(matches!(
+        relay.begin_request("TabA", "GET", "/p2p/ping", &[], b"", T0),
+        Err(RelayError::NoTab(_))
+    ));
+    // Its slot is free: a new tab fits.
+    join(&mut relay, 4, &ids[3], "TabD");
+    assert_eq!(relay.len(), 3);
+
+    // A change after which the name is listed again under the tab's key
+    // (a new registration came first) keeps the socket; so does one of a
+    // name no tab holds, and one of a tab not yet registered (TabD: left
+    // to its deadline).
+    relay.handle_list_changed(Some(&name("TabB")), lists(&listed));
+    relay.handle_list_changed(Some(&name("Nobody")), lists(&listed));
+    relay.handle_list_changed(Some(&name("TabD")), lists(&listed));
+    assert!(drain(&mut relay).is_empty());
+
+    // Missed changes (None): every tab is checked; TabC left.
+    listed.retain(|n| *n != "TabC");
+    relay.handle_list_changed(None, lists(&listed));
+    let actions = settle(&mut relay);
+    assert!(is_closed(&actions, 3), "{actions:?}");
+    assert!(
+        !is_closed(&actions, 2) && !is_closed(&actions, 4),
+        "{actions:?}"
+    );
+    let mut names: Vec<&PeerName> = relay.names().collect();
+    names.sort();
+    assert_eq!(names, vec![&name("TabB"), &name("TabD")]);
+}
+
+/// A registry that lists `names` (under whatever key asks).
+fn lists<'a>(names: &'a [&'a str]) -> impl FnMut(&PeerName, &PublicKey) -> bool + 'a {
+    move |n, _| names.contains(&n.as_str())
+}

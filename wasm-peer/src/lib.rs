@@ -142,13 +142,7 @@ impl PlexusPeer {
     /// (the relay or genesis refused, e.g. another tab holds the name).
     pub async fn join(options: PeerOptionsArg) -> Result<PlexusPeer, JsValue> {
         let options: tab::PeerOptions = from_js(Some(options.into()), "peer options")?;
-        let tab = tab::Tab::join(options).await.map_err(|e| match e {
-            tab::JoinError::Invalid(m) => ClientError::invalid(m),
-            tab::JoinError::Refused(reason) => ClientError::Network {
-                url: "join".into(),
-                reason,
-            },
-        })?;
+        let tab = tab::Tab::join(options).await.map_err(ClientError::from)?;
         let pagehide = web_sys::window().map(|window| {
             let for_page = tab.clone();
             let closure = Closure::<dyn FnMut()>::new(move || for_page.leave_on_pagehide());

@@ -26,6 +26,7 @@ use plexus_core::tab_link::{LinkAction, LinkConfig, LinkEvent, TabLink};
 use plexus_core::wire::{ErrorBody, HEALTH_PATH, PEERS_VERSION_HEADER, REFUSED_ORIGIN_HEADER};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 use plexus_graphql::{Engine, GraphQLRequest, Limits, Source, Step};
+use plexus_wasm::ClientError;
 use plexus_wasm::fanout::{Driver, Reply as FanoutReply, Sender};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -158,10 +159,25 @@ pub(crate) enum JoinError {
     Invalid(String),
     /// The relay or genesis refused, or did not answer.
     Refused(String),
+    /// Genesis refuses writes from the page's origin `.1` (genesis `.0`).
+    Origin(String, String),
+}
+
+impl From<JoinError> for ClientError {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::Invalid(m) => ClientError::invalid(m),
+            JoinError::Refused(reason) => ClientError::Network {
+                url: "join".into(),
+                reason,
+            },
+            JoinError::Origin(genesis, origin) => ClientError::RefusedOrigin { genesis, origin },
+        }
+    }
 }
 
 /// Told once genesis registered the tab, or why it will not.
-type Registered = oneshot::Sender<Result<(), String>>;
+type Registered = oneshot::Sender<Result<(), JoinError>>;
 
 /// One tab peer.
 pub(crate) struct Tab {
@@ -303,15 +319,17 @@ impl Tab {
         let outcome = match select(is_registered, timeout).await {
             Either::Left((Ok(Ok(())), _)) => Ok(()),
             Either::Left((Ok(Err(e)), _)) => Err(e),
-            Either::Left((Err(_), _)) => Err("stopped before it registered".to_owned()),
-            Either::Right(_) => Err(format!(
+            Either::Left((Err(_), _)) => Err(JoinError::Refused(
+                "stopped before it registered".to_owned(),
+            )),
+            Either::Right(_) => Err(JoinError::Refused(format!(
                 "genesis did not register it within {} ms",
                 tab.bounds.timeout_ms
-            )),
+            ))),
         };
         if let Err(e) = outcome {
             tab.close();
-            return Err(JoinError::Refused(e));
+            return Err(e);
         }
         Ok(tab)
     }
@@ -445,13 +463,16 @@ impl Tab {
     /// genesis lists (within the query's deadline and `maxAnswerBytes`),
     /// the tab's own part on `engine` over `source`.
     fn sender(&self, engine: Arc<Engine>, source: Arc<dyn Source>) -> Sender {
-        let peers: BTreeMap<PeerName, PeerUri> = self
-            .membership
-            .borrow()
-            .view()
-            .iter()
-            .map(|(name, p)| (name.clone(), p.uri.clone()))
-            .collect();
+        // extend, not collect: collecting into a BTree sorts first, and every
+        // sort instantiated costs the tab module's size budget (wasm/build.sh).
+        let mut peers: BTreeMap<PeerName, PeerUri> = BTreeMap::new();
+        peers.extend(
+            self.membership
+                .borrow()
+                .view()
+                .iter()
+                .map(|(name, p)| (name.clone(), p.uri.clone())),
+        );
         let own = self.name.clone();
         let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let max_answer_bytes = self.bounds.max_answer_bytes;
@@ -606,7 +627,8 @@ impl Tab {
                 self.link.borrow_mut().handle_welcomed(now());
                 spawn_local(self.clone().socket(socket, outgoing, generation));
             }
-            Err(JoinError::Invalid(reason) | JoinError::Refused(reason)) => {
+            Err(e) => {
+                let reason = ClientError::from(e);
                 web_sys::console::warn_1(
                     &format!("plexus: reconnecting {} failed: {reason}", self.name).into(),
                 );
@@ -633,7 +655,7 @@ impl Tab {
                 }
                 Some(Event::Failed(reason)) => {
                     if let Some(tx) = self.registered.borrow_mut().take() {
-                        let _ = tx.send(Err(reason.to_string()));
+                        let _ = tx.send(Err(JoinError::Refused(reason.to_string())));
                     }
                     if let Some(tx) = self.left.borrow_mut().take() {
                         let _ = tx.send(());
@@ -648,13 +670,16 @@ impl Tab {
             }
         }
         if view_changed {
-            let remotes: BTreeMap<PeerName, Arc<Schema>> = self
-                .membership
-                .borrow()
-                .schemas()
-                .into_iter()
-                .map(|(name, schema)| (name, Arc::new(schema.clone())))
-                .collect();
+            // extend, not collect: collecting into a BTree sorts first, and every
+            // sort instantiated costs the tab module's size budget (wasm/build.sh).
+            let mut remotes: BTreeMap<PeerName, Arc<Schema>> = BTreeMap::new();
+            remotes.extend(
+                self.membership
+                    .borrow()
+                    .schemas()
+                    .into_iter()
+                    .map(|(name, schema)| (name, Arc::new(schema.clone()))),
+            );
             self.data.borrow_mut().set_remotes(remotes);
         }
         if wake {
@@ -767,13 +792,8 @@ impl Tab {
         else {
             return;
         };
-        let message = format!(
-            "genesis {} refuses writes from this page's origin {origin}, so it cannot register \
-             this tab: start genesis with --cors-origin {origin}",
-            self.genesis
-        );
         if let Some(tx) = self.registered.borrow_mut().take() {
-            let _ = tx.send(Err(message));
+            let _ = tx.send(Err(JoinError::Origin(self.genesis.to_string(), origin)));
         }
     }
 

@@ -357,6 +357,8 @@ async fn a_tab_of_an_origin_genesis_refuses_is_told_so() {
         message.contains(&format!("origin {origin}")) && message.contains("--cors-origin"),
         "{message}"
     );
+    // Genesis answered (the browser hid it): not "join: no answer (...)".
+    assert!(message.starts_with("genesis "), "{message}");
     // Told at once, not after the wait for a registration.
     assert!(
         waited < timeout_ms / 2.0,

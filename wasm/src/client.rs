@@ -215,10 +215,14 @@ impl Inner {
                 Planned::Send { plan, unreachable } => (plan, unreachable),
             };
         // The core's fan-out decides what is sent when; this only moves bytes.
-        let uris: BTreeMap<PeerName, PeerUri> = peers
-            .iter()
-            .map(|p| (p.peer_name.clone(), p.peer_uri.clone()))
-            .collect();
+        // extend, not collect: collecting into a BTree sorts first, and every
+        // sort instantiated costs the tab module's size budget (wasm/build.sh).
+        let mut uris: BTreeMap<PeerName, PeerUri> = BTreeMap::new();
+        uris.extend(
+            peers
+                .iter()
+                .map(|p| (p.peer_name.clone(), p.peer_uri.clone())),
+        );
         let (token, timeout_ms) = (self.token.clone(), self.timeout_ms);
         let sender: Sender = Rc::new(move |transmit| {
             let uri = uris.get(&transmit.peer).cloned();

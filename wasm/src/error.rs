@@ -30,6 +30,19 @@ pub enum ClientError {
         /// What the browser said.
         reason: String,
     },
+    /// Genesis refuses writes from the page's origin (CORS), so a tab peer of
+    /// this page cannot register: kind `network`, without the "no answer" of
+    /// [`ClientError::Network`] (genesis did answer, the browser hid it).
+    #[error(
+        "genesis {genesis} refuses writes from this page's origin {origin}, so it cannot \
+         register this tab: start genesis with --cors-origin {origin}"
+    )]
+    RefusedOrigin {
+        /// Genesis's URL.
+        genesis: String,
+        /// The page's origin, as genesis saw it.
+        origin: String,
+    },
     /// The server answered with a status other than 2xx.
     #[error("{url} answered {status}: {message}")]
     Http {
@@ -67,7 +80,7 @@ impl ClientError {
         match self {
             ClientError::InvalidInput(_) => "invalid-input",
             ClientError::UnknownPeer { .. } => "unknown-peer",
-            ClientError::Network { .. } => "network",
+            ClientError::Network { .. } | ClientError::RefusedOrigin { .. } => "network",
             ClientError::Http { .. } => "http",
             ClientError::Timeout { .. } => "timeout",
             ClientError::Decode { .. } => "decode",
@@ -139,6 +152,13 @@ mod tests {
                 "decode",
             ),
             (ClientError::Unsupported("no".into()), "unsupported"),
+            (
+                ClientError::RefusedOrigin {
+                    genesis: "g".into(),
+                    origin: "o".into(),
+                },
+                "network",
+            ),
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind);
@@ -161,6 +181,19 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "http://p/v1/graphql did not answer within 250 ms"
+        );
+    }
+
+    #[test]
+    fn a_refused_origin_names_it_and_the_flag_without_no_answer() {
+        let e = ClientError::RefusedOrigin {
+            genesis: "http://g:1".into(),
+            origin: "http://app.example".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "genesis http://g:1 refuses writes from this page's origin http://app.example, so it \
+             cannot register this tab: start genesis with --cors-origin http://app.example"
         );
     }
 }

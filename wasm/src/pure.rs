@@ -298,7 +298,10 @@ pub fn plan_query<S: Borrow<Schema>>(
     if left_out.is_empty() || !other.is_empty() {
         return Planned::Answer(invalid_response(other, &left_out));
     }
-    let drop: BTreeSet<String> = left_out.iter().map(|u| u.field.peer.clone()).collect();
+    // extend, not collect: collecting into a BTree sorts first, and every
+    // sort instantiated costs the tab module's size budget (wasm/build.sh).
+    let mut drop = BTreeSet::new();
+    drop.extend(left_out.iter().map(|u| u.field.peer.clone()));
     let plan = match prune(root, &drop) {
         None => NetworkPlan {
             queries: Vec::new(),

@@ -334,13 +334,7 @@ async fn throw_away_keys_cannot_hold_the_tab_slots() {
     assert_eq!((welcomed.len(), refused), (8, 4));
     // A real tab from another address joins beside them and registers.
     let client = reqwest::Client::new();
-    let dir = tempfile::tempdir().unwrap();
-    let db = std::sync::Arc::new(plexus_peer::PeerDb::open(dir.path()).unwrap());
-    let app = plexus_peer::router(plexus_peer::PeerState::standalone(db.clone()));
-    let key = Identity::from_seed([7; 32]);
-    let _tab = plexus_bench::tab::join(&client, &genesis.url, "Real", &key, app, &db.schema_hash())
-        .await
-        .unwrap();
+    let _tab = registered_tab(&client, &genesis, "Real", 7).await;
     // The throw-away tabs never registered: they lose their slots.
     for mut socket in welcomed {
         let last = next_frame(&mut socket, Duration::from_secs(14)).await;
@@ -708,4 +702,117 @@ async fn requests_in_flight_are_bounded() {
     }
     let healthy = h1.get(genesis.at("/healthz")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
+}
+
+/// A tab simulated by a socket client (`plexus_bench::tab`): it joins and
+/// registers as `name`, answering what genesis relays with a standalone
+/// peer's app (whose data folder is the second half).
+async fn registered_tab(
+    client: &reqwest::Client,
+    genesis: &Proc,
+    name: &str,
+    seed: u8,
+) -> (plexus_bench::tab::Tab, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(plexus_peer::PeerDb::open(dir.path()).unwrap());
+    let app = plexus_peer::router(plexus_peer::PeerState::standalone(db.clone()));
+    let key = Identity::from_seed([seed; 32]);
+    let tab = plexus_bench::tab::join(client, &genesis.url, name, &key, app, &db.schema_hash())
+        .await
+        .unwrap();
+    (tab, dir)
+}
+
+/// Whether `tab`'s socket closed within `limit` (its serving task ends,
+/// and with it the stream of the requests it answered).
+async fn socket_closed(tab: &mut plexus_bench::tab::Tab, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, tab.requests.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_or_departed_tab_loses_its_socket_and_its_slot() {
+    // Three sockets at most; a peer silent for 2 s is evicted.
+    let genesis = genesis(&["--relay", "--relay-max-tabs", "3", "--peer-timeout", "2s"]);
+    let client = reqwest::Client::new();
+    let (mut silent, _d1) = registered_tab(&client, &genesis, "Silent", 31).await;
+    let (mut leaving, _d2) = registered_tab(&client, &genesis, "Leaving", 32).await;
+    let (mut alive, _d3) = registered_tab(&client, &genesis, "Alive", 33).await;
+    // Every slot is taken.
+    assert_eq!(
+        open_from(addr_of(&genesis), Ipv4Addr::LOCALHOST)
+            .await
+            .err(),
+        Some(503)
+    );
+    // "Alive" keeps pinging (and so genesis does not hold evictions);
+    // "Leaving" leaves; "Silent" stops pinging.
+    let pinger = {
+        let (client, url, id, session) = (
+            client.clone(),
+            genesis.url.clone(),
+            alive.id,
+            alive.session.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let _ = plexus_bench::tab::ping(&client, &url, id, &session, "").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let path = plexus_core::wire::leave_path(leaving.id);
+    let signature = leaving.session.sign(
+        &plexus_core::auth::Message::request("DELETE", &path, b""),
+        plexus_genesis::now(),
+    );
+    let mut leave = client.delete(genesis.at(&path));
+    for (n, v) in signature.pairs() {
+        leave = leave.header(n, v);
+    }
+    let left = leave.send().await.unwrap().status();
+    assert!(left.is_success(), "{left}");
+    assert!(
+        socket_closed(&mut leaving, Duration::from_secs(2)).await,
+        "the relay keeps the socket of a tab that left"
+    );
+    let started = Instant::now();
+    assert!(
+        socket_closed(&mut silent, Duration::from_secs(8)).await,
+        "the relay keeps the socket of an evicted tab"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !plexus_bench::tab::is_listed(&client, &genesis.url, "Silent")
+            .await
+            .unwrap()
+    );
+    // Its name answers no more, and its slot is free for another tab.
+    let gone = client
+        .get(genesis.at("/relay/Silent/p2p/ping"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(gone, 502);
+    let _newcomer = registered_tab(&client, &genesis, "Newcomer", 34).await;
+    // The tab that kept pinging keeps its socket.
+    assert!(!socket_closed(&mut alive, Duration::from_millis(500)).await);
+    let ping = client
+        .get(genesis.at("/relay/Alive/p2p/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    pinger.abort();
 }

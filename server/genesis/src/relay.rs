@@ -25,7 +25,9 @@ use futures::{SinkExt as _, StreamExt as _};
 use plexus_core::PeerName;
 use plexus_core::auth::{Authority, PublicKey};
 use plexus_core::relay::{Action, ConnId, Outgoing, Relay, RelayConfig, RelayError, RelayResponse};
+use plexus_core::wire::PeerChange;
 use plexus_server::{AppError, json_errors};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Notify, oneshot};
 use tower_governor::GovernorError;
 use tower_governor::key_extractor::KeyExtractor;
@@ -156,7 +158,9 @@ pub fn routes(genesis: &Arc<Genesis>) -> Router {
         next_conn: AtomicU64::new(1),
         wake: Notify::new(),
     });
-    tokio::spawn(Arc::clone(&hub).timer());
+    // Subscribed before any tab can connect: every removal from then on reaches it.
+    let changes = genesis.changes.subscribe();
+    tokio::spawn(Arc::clone(&hub).timer(changes));
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods(Any)
@@ -208,8 +212,7 @@ impl Hub {
         let registry = self.genesis.lock();
         let authority = &registry.config().authority;
         registry
-            .peers()
-            .find(|p| &p.peer_name == name)
+            .peer_named(name)
             .is_some_and(|p| Authority::is_keyed(p.id) && !authority.holds(p.id, key))
     }
 
@@ -218,8 +221,7 @@ impl Hub {
         let registry = self.genesis.lock();
         let authority = &registry.config().authority;
         registry
-            .peers()
-            .find(|p| &p.peer_name == name)
+            .peer_named(name)
             .is_some_and(|p| Authority::is_keyed(p.id) && authority.holds(p.id, key))
     }
 
@@ -261,7 +263,7 @@ impl Hub {
 
     /// Expires hellos, registrations, full queues and requests when the
     /// relay says.
-    async fn timer(self: Arc<Self>) {
+    async fn timer(self: Arc<Self>, mut changes: broadcast::Receiver<PeerChange>) {
         let stopped = self.genesis.stopped();
         tokio::pin!(stopped);
         loop {
@@ -281,9 +283,30 @@ impl Hub {
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
+                change = changes.recv() => self.handle_change(change),
                 () = &mut stopped => return,
             }
         }
+    }
+
+    /// A change of genesis's list: the relay confirms a tab registered, or
+    /// drops one evicted or gone ([`Relay::handle_list_changed`]); after
+    /// missed changes every tab is checked.
+    fn handle_change(&self, change: Result<PeerChange, RecvError>) {
+        let name = match &change {
+            Ok(change) => Some(&change.peer.peer_name),
+            // Closed cannot happen: the hub holds genesis, which holds the sender.
+            Err(RecvError::Closed) => return,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::info!(missed, "relay: missed list changes; checking every tab");
+                None
+            }
+        };
+        let mut inner = self.lock();
+        inner
+            .relay
+            .handle_list_changed(name, |name, key| self.registered(name, key));
+        self.drain(&mut inner);
     }
 
     /// Writes what the relay has for `conn` until it says close (or the
