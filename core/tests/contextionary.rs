@@ -344,7 +344,7 @@ fn network_fetch_asks_only_the_peers_whose_cached_schema_is_near() {
     let skipped: Vec<&str> = plan.skipped.iter().map(|(_, p)| p.as_str()).collect();
     assert_eq!(skipped, ["PeerC", "PeerD", "PeerE"]);
     let path = ["Network".to_owned(), "Fetch".into(), "things".into()];
-    assert_eq!(plan.lists, [path.clone()]);
+    assert_eq!(plan.lists, std::slice::from_ref(&path));
     assert_eq!(plan.timeout, Some(500));
     let q = &plan.queries[0];
     assert_eq!(q.parts[0].path, path);
