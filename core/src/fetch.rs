@@ -485,9 +485,9 @@ impl Question {
     /// Whether a peer whose (cached) schema is `schema` may hold an answer:
     /// for Fetch and Introspect, a class of the kind at least the queried
     /// certainty near a queried class (the same search the peer runs, so a
-    /// peer left out would have answered nothing); without a contextionary
-    /// (`near` is `None`), any class of the kind. For Fuzzy, a class with a
-    /// string or text property.
+    /// peer left out would have answered nothing), `ctx` being the
+    /// contextionary and [`Question::vectors`]; without one (`None`), any
+    /// class of the kind. For Fuzzy, a class with a string or text property.
     pub fn may_answer(
         &self,
         ctx: Option<(&Contextionary, &[(Vector, f64)])>,
