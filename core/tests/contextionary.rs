@@ -413,6 +413,15 @@ fn network_fetch_refuses_unknown_words_and_beacons_of_unknown_peers_before_sendi
     let bad = r#"{ Network { Introspect { Beacon(id: "nope") { className } } } }"#;
     let errors = network::plan(bad, None, &vars, &schemas).expect_err("not a beacon");
     assert!(errors[0].message.contains("not a beacon"), "{errors:?}");
+    let bad = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.5}}) { _rankTie0: className } } } }"#;
+    let errors = network::plan(bad, None, &vars, &schemas).expect_err("a rank key");
+    assert!(errors[0].message.contains("_rankTie0"), "{errors:?}");
+    let bad = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 2}}) { beacon } } } }"#;
+    let errors = network::plan(bad, None, &vars, &schemas).expect_err("a certainty over 1");
+    assert!(
+        errors[0].message.contains("certainty from 0 to 1"),
+        "{errors:?}"
+    );
 }
 
 #[test]
