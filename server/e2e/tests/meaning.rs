@@ -246,7 +246,9 @@ async fn network_fetch_and_introspect_ask_every_near_peer_and_a_killed_one_is_an
         triple("PeerB", "Town", 0.76),
         triple("PeerC", "Village", 0.66),
     ];
-    // Until PeerA's engine holds every peer's schema with its classes.
+    // Until PeerA's engine holds every peer's schema with its classes (the
+    // airplane's too: it must be known to be left out).
+    wait_cached(&client, &a, &["PeerB", "PeerC", "PeerD"], SETTLE).await;
     let answer = poll(SETTLE, "a Network Fetch finds the three cities", || async {
         let answer = graphql(&client, &a, NETWORK_FETCH_CITY).await;
         (found_by_peer(&answer["data"]["Network"]["Fetch"]["Things"]) == want).then_some(answer)
@@ -286,8 +288,11 @@ async fn network_fetch_and_introspect_ask_every_near_peer_and_a_killed_one_is_an
         "{answer}"
     );
 
-    // A killed peer: the others' results, and one error naming it.
+    // A killed peer: the others' results, and one error naming it. The
+    // airplane's peer is killed too: it is never asked (no class near City
+    // in its cached schema), so it is no error.
     peers[2].kill9();
+    peers[3].kill9();
     let answer = graphql(&client, &a, NETWORK_FETCH_CITY).await;
     assert_eq!(
         found_by_peer(&answer["data"]["Network"]["Fetch"]["Things"]),
