@@ -454,3 +454,60 @@ pub fn introspect(
     });
     Ok(found)
 }
+
+/// One question of a Network `Fetch` or `Introspect` (its arguments read),
+/// to decide which peers are asked it ([`Question::may_answer`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Question {
+    /// `Fetch { Things(where:) }` or `Actions`.
+    Fetch(Kind, FetchWhere),
+    /// `Fetch { Fuzzy(value:, certainty:) }`.
+    Fuzzy,
+    /// `Introspect { Things(where:) }` or `Actions`.
+    Introspect(Kind, Vec<IntrospectWhere>),
+}
+
+impl Question {
+    /// The queried names' vectors, once per query (an unknown word is an
+    /// error here, before any peer is asked).
+    pub fn vectors(&self, ctx: &Contextionary) -> Result<Vec<(Vector, f64)>, FetchError> {
+        match self {
+            Question::Fetch(_, w) => Ok(vec![(w.class.vector(ctx)?, w.class.certainty)]),
+            Question::Fuzzy => Ok(Vec::new()),
+            Question::Introspect(_, wheres) => wheres
+                .iter()
+                .flat_map(|w| &w.classes)
+                .map(|q| Ok((q.vector(ctx)?, q.certainty)))
+                .collect(),
+        }
+    }
+
+    /// Whether a peer whose (cached) schema is `schema` may hold an answer:
+    /// for Fetch and Introspect, a class of the kind at least the queried
+    /// certainty near a queried class (the same search the peer runs, so a
+    /// peer left out would have answered nothing), `ctx` being the
+    /// contextionary and [`Question::vectors`]; without one (`None`), any
+    /// class of the kind. For Fuzzy, a class with a string or text property.
+    pub fn may_answer(
+        &self,
+        ctx: Option<(&Contextionary, &[(Vector, f64)])>,
+        schema: &Schema,
+    ) -> bool {
+        let kind = match self {
+            Question::Fuzzy => {
+                return schema.classes().any(|(_, c)| {
+                    c.properties
+                        .iter()
+                        .any(|p| matches!(p.kind(), Ok(DataType::String | DataType::Text)))
+                });
+            }
+            Question::Fetch(kind, _) | Question::Introspect(kind, _) => *kind,
+        };
+        match ctx {
+            None => !schema.list(kind).classes.is_empty(),
+            Some((ctx, near)) => near
+                .iter()
+                .any(|(v, min)| !ctx.classes(schema, kind, v, *min).is_empty()),
+        }
+    }
+}

@@ -11,6 +11,17 @@
 //! planned (and each peer judges its own Local query), so the planner only
 //! checks the shape and that every named peer is known. Peers, the
 //! dashboard and the browser client all use this.
+//!
+//! `Network { Fetch { … } Introspect { … } }` names no peer: each of its
+//! lists (`Fetch.Things`, `Fetch.Actions`, `Fetch.Fuzzy`,
+//! `Introspect.Things`, `Introspect.Actions`) is the same Local sub-query
+//! asked of every peer whose schema is known and may answer it
+//! ([`crate::fetch::Question::may_answer`]: a class near the queried one by
+//! the contextionary, at the query's certainty), as one more aliased part of
+//! that peer's one Local query; the answers are concatenated and ranked by
+//! certainty (descending; ties by beacon, or by peer and class), with one
+//! error per peer that did not answer. `Introspect.Beacon(id:)` asks the
+//! peer the beacon names.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -20,13 +31,40 @@ use graphql_parser::query::{
 };
 use serde_json::{Map, Value as Json, json};
 
+use crate::contextionary::Contextionary;
 use crate::fanout::{Ask, Outcome};
-use crate::graphql::{AstField, AstSelectionSet, GraphQLError, prepare, response_key};
+use crate::fetch::{FetchWhere, IntrospectWhere, Question};
+use crate::graphql::{
+    AstField, AstSelectionSet, GraphQLError, prepare, response_key, value_to_json,
+};
 use crate::names::PeerName;
-use crate::schema::Schema;
+use crate::schema::{Kind, Schema, parse_beacon};
 
-/// The query forms of `Network` (and of `Local`).
+/// The query forms of `Network` (and of `Local`) that name their peers.
 pub const FORMS: [&str; 2] = ["Get", "GetMeta"];
+/// The query forms of `Network` that ask every peer whose schema is known.
+pub const MEANING_FORMS: [&str; 2] = ["Fetch", "Introspect"];
+
+/// How the answer of one part joins the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gather {
+    /// `Get`, `GetMeta`: the named peer's answer, at its field.
+    Peer,
+    /// `Introspect.Beacon`: the answer of the peer the beacon names, at the field.
+    Field,
+    /// A list of `Fetch` or `Introspect`: every asked peer's items, ranked.
+    Ranked,
+}
+
+/// One part of a peer's Local query: its answer `q{i}` goes to `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// `[Network key, form key, peer key]` (Get, GetMeta) or `[Network
+    /// key, form key, field key]` (Fetch, Introspect).
+    pub path: [String; 3],
+    /// How it joins the response.
+    pub gather: Gather,
+}
 
 /// One Local query to send to one peer.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,19 +73,26 @@ pub struct PeerQuery {
     pub peer: PeerName,
     /// The Local query text to `POST {peer}/v1/graphql`.
     pub query: String,
-    /// Where each of its `q{i}` answers goes in the response:
-    /// `[Network key, form key, peer key]`, `i` being the index here.
-    pub paths: Vec<[String; 3]>,
+    /// Where each of its `q{i}` answers goes in the response, `i` being
+    /// the index here.
+    pub parts: Vec<Part>,
 }
 
 /// A planned Network query.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetworkPlan {
-    /// The queries to send, one per distinct peer, in the order first named.
+    /// The queries to send, one per distinct peer, in the order first named
+    /// (the peers of Fetch and Introspect in name order).
     pub queries: Vec<PeerQuery>,
     /// The per-peer time the query asked for (`Network(networkTimeout:)`,
     /// in ms; the smallest when several `Network` fields give one).
     pub timeout: Option<u64>,
+    /// The ranked lists' paths (each answered a list, empty when no peer
+    /// was asked), in query order.
+    pub lists: Vec<[String; 3]>,
+    /// Peers whose schema is known but who were not asked a list, as `(path,
+    /// peer)`: their schema has no class near the query.
+    pub skipped: Vec<([String; 3], PeerName)>,
 }
 
 impl NetworkPlan {
@@ -66,23 +111,81 @@ impl NetworkPlan {
 /// The argument of `Network` that gives the per-peer time, in ms.
 pub const TIMEOUT_ARGUMENT: &str = "networkTimeout";
 
-/// One field naming a peer: its form (`Get`), its selection, its response path.
-type Part = (String, AstSelectionSet, [String; 3]);
+/// The response keys the planner adds to a ranked list's selection to
+/// rank its items (certainty, then the ties); the merger drops them.
+const RANK_KEYS: [&str; 3] = ["_rankCertainty", "_rankTie0", "_rankTie1"];
+
+/// One planned part: the form field to put under `q{i}: Local`, and where
+/// its answer goes.
+type Planned = (AstField, Part);
+
+/// Whether `query` holds a `Network` field of a form that asks every peer
+/// whose schema is known (`Fetch`, `Introspect`): a client that plans it
+/// needs every peer's schema, not only those the query names.
+pub fn asks_every_peer(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Map<String, Json>,
+) -> bool {
+    let Ok(root) = prepare(query, operation_name, variables) else {
+        return false;
+    };
+    root.items.iter().any(|item| {
+        match item {
+        Selection::Field(network) if network.name == "Network" => {
+            network.selection_set.items.iter().any(|form| {
+                matches!(form, Selection::Field(f) if MEANING_FORMS.contains(&f.name.as_str()))
+            })
+        }
+        _ => false,
+    }
+    })
+}
 
 /// Plans the `Network` root fields of `query` (with `variables`); other
 /// root fields are left to the caller. Every named peer must be a key of
-/// `schemas` (the peers whose schema is known).
+/// `schemas` (the peers whose schema is known). Fetch and Introspect lists
+/// are asked of every peer of `schemas` with a class of the kind (see
+/// [`plan_with`] to leave out those with no class near the query).
 pub fn plan<S: Borrow<Schema>>(
     query: &str,
     operation_name: Option<&str>,
     variables: &Map<String, Json>,
     schemas: &BTreeMap<PeerName, S>,
 ) -> Result<NetworkPlan, Vec<GraphQLError>> {
+    plan_with(query, operation_name, variables, schemas, None)
+}
+
+/// [`plan`], with the network's contextionary: a Fetch or Introspect list
+/// is asked only of the peers whose cached schema has a class near the
+/// queried one, at the query's certainty; a word of the query outside the
+/// contextionary is an error before anything is sent.
+pub fn plan_with<S: Borrow<Schema>>(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Map<String, Json>,
+    schemas: &BTreeMap<PeerName, S>,
+    contextionary: Option<&Contextionary>,
+) -> Result<NetworkPlan, Vec<GraphQLError>> {
     let root = prepare(query, operation_name, variables).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    // Per peer, in the order first named: its (form, selection, path) parts.
-    let mut parts: Vec<(PeerName, Vec<Part>)> = Vec::new();
+    // Per peer, in the order first asked: its planned parts.
+    let mut parts: Vec<(PeerName, Vec<Planned>)> = Vec::new();
+    let mut push =
+        |peer: &PeerName, planned: Planned| match parts.iter_mut().find(|(p, _)| p == peer) {
+            Some((_, list)) => list.push(planned),
+            None => parts.push((peer.clone(), vec![planned])),
+        };
     let mut timeout: Option<u64> = None;
+    let mut lists = Vec::new();
+    let mut skipped = Vec::new();
+    let unknown = |name: &str| {
+        let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
+        format!(
+            "unknown peer {name:?} (known peers with a schema: {})",
+            known.join(", ")
+        )
+    };
     for network in fields(&root, &mut errors, "the root") {
         if network.name != "Network" {
             continue;
@@ -106,9 +209,83 @@ pub fn plan<S: Borrow<Schema>>(
         }
         for form in fields(&network.selection_set, &mut errors, "Network") {
             let form_key = response_key(form).to_owned();
+            if form.name == "__typename" {
+                continue;
+            }
+            if MEANING_FORMS.contains(&form.name.as_str()) {
+                for sub in fields(&form.selection_set, &mut errors, "Network.Fetch") {
+                    if sub.name.starts_with("__") {
+                        continue;
+                    }
+                    let path = [
+                        network_key.clone(),
+                        form_key.clone(),
+                        response_key(sub).to_owned(),
+                    ];
+                    let at = |message: String| GraphQLError::at(message, sub.position, &path);
+                    let target = match target(&form.name, sub) {
+                        Ok(target) => target,
+                        Err(message) => {
+                            errors.push(at(message));
+                            continue;
+                        }
+                    };
+                    let question = match target {
+                        Target::Peer(name) => match PeerName::new(name.clone()) {
+                            Ok(peer) if schemas.contains_key(&peer) => {
+                                let item = form_field(&form.name, sub, &[]);
+                                let gather = Gather::Field;
+                                push(&peer, (item, Part { path, gather }));
+                                continue;
+                            }
+                            _ => {
+                                errors.push(at(unknown(&name)));
+                                continue;
+                            }
+                        },
+                        Target::Everyone(question) => question,
+                    };
+                    let near = match contextionary.map(|c| question.vectors(c).map(|v| (c, v))) {
+                        None => None,
+                        Some(Ok(near)) => Some(near),
+                        Some(Err(e)) => {
+                            errors.push(at(e.to_string()));
+                            continue;
+                        }
+                    };
+                    if let Some(key) = RANK_KEYS.iter().find(|k| selects(sub, k)) {
+                        errors.push(at(format!(
+                            "{key} is a response key the Network planner keeps for itself"
+                        )));
+                        continue;
+                    }
+                    let ties: &[&str] = match question {
+                        Question::Introspect(..) => &["weaviate", "className"],
+                        _ => &["beacon"],
+                    };
+                    let item = form_field(&form.name, sub, ties);
+                    for (peer, schema) in schemas {
+                        let near = near.as_ref().map(|(c, v)| (*c, &v[..]));
+                        if question.may_answer(near, schema.borrow()) {
+                            let part = Part {
+                                path: path.clone(),
+                                gather: Gather::Ranked,
+                            };
+                            push(peer, (item.clone(), part));
+                        } else {
+                            skipped.push((path.clone(), peer.clone()));
+                        }
+                    }
+                    lists.push(path);
+                }
+                continue;
+            }
             if !FORMS.contains(&form.name.as_str()) {
                 errors.push(GraphQLError::at(
-                    format!("Network.{} is not supported: use Get or GetMeta", form.name),
+                    format!(
+                        "Network.{} is not supported: use Get, GetMeta, Fetch or Introspect",
+                        form.name
+                    ),
                     form.position,
                     &[network_key.clone(), form_key],
                 ));
@@ -123,24 +300,19 @@ pub fn plan<S: Borrow<Schema>>(
                 let peer = match PeerName::new(peer_field.name.clone()) {
                     Ok(peer) if schemas.contains_key(&peer) => peer,
                     _ => {
-                        let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
                         errors.push(GraphQLError::at(
-                            format!(
-                                "unknown peer {:?} (known peers with a schema: {})",
-                                peer_field.name,
-                                known.join(", ")
-                            ),
+                            unknown(&peer_field.name),
                             peer_field.position,
                             &path,
                         ));
                         continue;
                     }
                 };
-                let part = (form.name.clone(), peer_field.selection_set.clone(), path);
-                match parts.iter_mut().find(|(p, _)| *p == peer) {
-                    Some((_, list)) => list.push(part),
-                    None => parts.push((peer, vec![part])),
-                }
+                let mut set = peer_field.selection_set.clone();
+                with_typenames(&mut set, &format!("{peer}_"));
+                let item = field(None, &form.name, set.items);
+                let gather = Gather::Peer;
+                push(&peer, (item, Part { path, gather }));
             }
         }
     }
@@ -152,14 +324,13 @@ pub fn plan<S: Borrow<Schema>>(
         .map(|(peer, list)| {
             let mut items = Vec::new();
             let mut paths = Vec::new();
-            for (i, (form, mut set, path)) in list.into_iter().enumerate() {
-                with_typenames(&mut set, &format!("{peer}_"));
+            for (i, (item, part)) in list.into_iter().enumerate() {
                 items.push(Selection::Field(field(
                     Some(format!("q{i}")),
                     "Local",
-                    vec![Selection::Field(field(None, &form, set.items))],
+                    vec![Selection::Field(item)],
                 )));
-                paths.push(path);
+                paths.push(part);
             }
             let document: Document<'static, String> = Document {
                 definitions: vec![graphql_parser::query::Definition::Operation(
@@ -169,11 +340,93 @@ pub fn plan<S: Borrow<Schema>>(
             PeerQuery {
                 peer,
                 query: document.to_string(),
-                paths,
+                parts: paths,
             }
         })
         .collect();
-    Ok(NetworkPlan { queries, timeout })
+    Ok(NetworkPlan {
+        queries,
+        timeout,
+        lists,
+        skipped,
+    })
+}
+
+/// Whom a field of Fetch or Introspect asks.
+enum Target {
+    /// The peers that may answer this question.
+    Everyone(Question),
+    /// The peer a beacon names.
+    Peer(String),
+}
+
+/// Reads the arguments of `Fetch.{Things,Actions,Fuzzy}` or
+/// `Introspect.{Things,Actions,Beacon}` (as the peers will: the core's
+/// readers) to know whom to ask.
+fn target(form: &str, sub: &AstField) -> Result<Target, String> {
+    let arg = |name: &str| {
+        sub.arguments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(Json::Null, |(_, v)| value_to_json(v))
+    };
+    let kind = Kind::parse(&sub.name).filter(|_| sub.name != "things" && sub.name != "actions");
+    match (form, kind, sub.name.as_str()) {
+        ("Fetch", Some(kind), _) => FetchWhere::parse(&arg("where"))
+            .map(|w| Target::Everyone(Question::Fetch(kind, w)))
+            .map_err(|e| e.to_string()),
+        ("Fetch", None, "Fuzzy") => Ok(Target::Everyone(Question::Fuzzy)),
+        ("Introspect", Some(kind), _) => IntrospectWhere::parse_list(&arg("where"))
+            .map(|w| Target::Everyone(Question::Introspect(kind, w)))
+            .map_err(|e| e.to_string()),
+        ("Introspect", None, "Beacon") => {
+            let id = arg("id");
+            let peer = id
+                .as_str()
+                .filter(|b| parse_beacon(b).is_some())
+                .and_then(|b| b.strip_prefix("weaviate://"))
+                .and_then(|rest| rest.split('/').next());
+            match peer {
+                Some(peer) => Ok(Target::Peer(peer.to_owned())),
+                None => Err(format!(
+                    "{id} is not a beacon (weaviate://PEER/things/UUID)"
+                )),
+            }
+        }
+        _ => Err(format!(
+            "Network.{form}.{} is not supported: use Things, Actions or {}",
+            sub.name,
+            if form == "Fetch" { "Fuzzy" } else { "Beacon" }
+        )),
+    }
+}
+
+/// Whether `sub`'s selection uses the response key `key`.
+fn selects(sub: &AstField, key: &str) -> bool {
+    sub.selection_set
+        .items
+        .iter()
+        .any(|i| matches!(i, Selection::Field(f) if response_key(f) == key))
+}
+
+/// `Fetch { Things(where: …) { <selection> <rank fields> } }`: the field
+/// to put under `q{i}: Local`, the sub-field without its alias (the
+/// response path says where its answer goes), and `certainty` and `ties`
+/// under the rank keys when it is a ranked list.
+fn form_field(form: &str, sub: &AstField, ties: &[&str]) -> AstField {
+    let mut sub = sub.clone();
+    sub.alias = None;
+    if sub.name != "Beacon" {
+        let rank = std::iter::once("certainty").chain(ties.iter().copied());
+        for (key, name) in RANK_KEYS.iter().zip(rank) {
+            sub.selection_set.items.push(Selection::Field(field(
+                Some((*key).to_owned()),
+                name,
+                Vec::new(),
+            )));
+        }
+    }
+    field(None, form, vec![Selection::Field(sub)])
 }
 
 /// The fields of `set`: fragments were inlined by `prepare`, and only a
@@ -292,25 +545,30 @@ impl Merged {
         });
     }
 }
-
 /// Merges the outcomes of the fan-out (in the order of `plan.queries`).
 /// A peer that did not answer gets `null` and an error `peer X did not
-/// answer: …` at each of its fields; a part missing from an answer (no
-/// `q{i}`, or `null` with no error of the peer's for it) or an answer that
-/// is not shaped as a GraphQL response gets `null` and an error saying so.
+/// answer: …` at each of its fields (at a ranked list: the error, beside
+/// the other peers' items); a part missing from an answer (no `q{i}`, or
+/// `null` with no error of the peer's for it) or an answer that is not
+/// shaped as a GraphQL response gets `null` and an error saying so. A
+/// ranked list holds the items of every peer that answered, by certainty
+/// (descending), then by beacon (Fetch) or by peer and class (Introspect),
+/// stable; the rank keys the planner added are dropped.
 pub fn merge(plan: &NetworkPlan, outcomes: Vec<Outcome>) -> Merged {
     let mut merged = Merged::default();
+    let mut lists: BTreeMap<&[String; 3], Vec<Json>> =
+        plan.lists.iter().map(|p| (p, Vec::new())).collect();
     for (query, outcome) in plan.queries.iter().zip(outcomes) {
+        let peer = &query.peer;
         let response = match outcome {
             Outcome::Answered(response) => response,
             other => {
                 let reason = other.reason().unwrap_or_default();
-                for path in &query.paths {
-                    merged.error(
-                        format!("peer {} did not answer: {reason}", query.peer),
-                        path,
-                    );
-                    merged.insert(path, Json::Null);
+                for part in &query.parts {
+                    merged.error(format!("peer {peer} did not answer: {reason}"), &part.path);
+                    if part.gather != Gather::Ranked {
+                        merged.insert(&part.path, Json::Null);
+                    }
                 }
                 continue;
             }
@@ -327,81 +585,139 @@ pub fn merge(plan: &NetworkPlan, outcomes: Vec<Outcome>) -> Merged {
             Some(Json::Object(data)) => Some(data),
             Some(Json::Null) | None => None,
             Some(_) => {
-                for path in &query.paths {
+                for part in &query.parts {
                     merged.error(
-                        format!(
-                            "peer {} answered malformed: its data is not an object",
-                            query.peer
-                        ),
-                        path,
+                        format!("peer {peer} answered malformed: its data is not an object"),
+                        &part.path,
                     );
-                    merged.insert(path, Json::Null);
+                    if part.gather != Gather::Ranked {
+                        merged.insert(&part.path, Json::Null);
+                    }
                 }
                 continue;
             }
         };
-        for (i, path) in query.paths.iter().enumerate() {
+        for (i, part) in query.parts.iter().enumerate() {
             let alias = format!("q{i}");
             let before = merged.errors.len();
             for error in errors {
-                if let Some(e) = rebase_error(error, &alias, path) {
+                if let Some(e) = rebase_error(error, &alias, part, peer) {
                     merged.errors.push(e);
                 }
             }
             let explained = merged.errors.len() > before;
-            let part = data.as_mut().and_then(|d| d.remove(&alias));
-            let value = match part {
-                Some(Json::Object(local)) if local.len() == 1 => {
-                    local.into_iter().next().map_or(Json::Null, |(_, v)| v)
+            let depth = if part.gather == Gather::Peer { 1 } else { 2 };
+            let mut value = data.as_mut().and_then(|d| d.remove(&alias));
+            let mut shaped = true;
+            for _ in 0..depth {
+                value = match value {
+                    Some(Json::Object(one)) if one.len() == 1 => {
+                        one.into_iter().next().map(|(_, v)| v)
+                    }
+                    Some(Json::Null) | None => None,
+                    Some(_) => {
+                        shaped = false;
+                        None
+                    }
+                };
+            }
+            let malformed = |merged: &mut Merged| {
+                merged.error(
+                    format!("peer {peer} answered malformed: its part {alias} is not an object of one form"),
+                    &part.path,
+                )
+            };
+            let value = match value {
+                _ if !shaped => {
+                    malformed(&mut merged);
+                    Json::Null
                 }
                 Some(Json::Null) | None => {
                     if !explained {
                         merged.error(
                             format!(
-                                "peer {} answered without this part ({alias}) and without an error for it",
-                                query.peer
+                                "peer {peer} answered without this part ({alias}) and without an error for it"
                             ),
-                            path,
+                            &part.path,
                         );
                     }
                     Json::Null
                 }
-                Some(_) => {
-                    merged.error(
-                        format!(
-                            "peer {} answered malformed: its part {alias} is not an object of one form",
-                            query.peer
-                        ),
-                        path,
-                    );
-                    Json::Null
-                }
+                Some(value) => value,
             };
-            merged.insert(path, value);
+            if part.gather != Gather::Ranked {
+                merged.insert(&part.path, value);
+                continue;
+            }
+            match value {
+                Json::Null => {}
+                Json::Array(items) if items.iter().all(Json::is_object) => {
+                    if let Some(list) = lists.get_mut(&part.path) {
+                        list.extend(items);
+                    }
+                }
+                _ => malformed(&mut merged),
+            }
         }
+    }
+    for (path, mut items) in lists {
+        let rank = |item: &Json| {
+            let certainty = item[RANK_KEYS[0]].as_f64().unwrap_or(f64::NEG_INFINITY);
+            let tie = |k: &str| item[k].as_str().unwrap_or_default().to_owned();
+            (certainty, tie(RANK_KEYS[1]), tie(RANK_KEYS[2]))
+        };
+        let mut ranked: Vec<_> = items.drain(..).map(|i| (rank(&i), i)).collect();
+        ranked.sort_by(|(a, _), (b, _)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        let items = ranked
+            .into_iter()
+            .map(|(_, mut item)| {
+                if let Json::Object(map) = &mut item {
+                    for key in RANK_KEYS {
+                        map.remove(key);
+                    }
+                }
+                item
+            })
+            .collect();
+        merged.insert(path, Json::Array(items));
     }
     merged
 }
 
 /// A remote peer's error for its part `alias` (`q{i}`), with its path moved
-/// from `q{i}.Get…` to `Network.Get.Peer…`; its locations refer to the
-/// Local query and are dropped. An error without a path (the whole Local
-/// query failed) counts for every part; one of another part, for none.
-fn rebase_error(error: &Json, alias: &str, prefix: &[String; 3]) -> Option<GraphQLError> {
+/// from `q{i}.Get…` to `Network.Get.Peer…` (from `q{i}.Fetch.Things…` to
+/// `Network.Fetch.Things`, its message naming the peer); its locations
+/// refer to the Local query and are dropped. An error without a path (the
+/// whole Local query failed) counts for every part; one of another part,
+/// for none.
+fn rebase_error(error: &Json, alias: &str, part: &Part, peer: &PeerName) -> Option<GraphQLError> {
     let message = error
         .get("message")
         .and_then(Json::as_str)
         .unwrap_or("error");
     let remote_path = error.get("path").and_then(Json::as_array);
-    let mut path: Vec<Json> = prefix.iter().map(|p| Json::String(p.clone())).collect();
+    let mut path: Vec<Json> = part.path.iter().map(|p| Json::String(p.clone())).collect();
     if let Some(remote) = remote_path.filter(|p| !p.is_empty()) {
         if remote.first().and_then(Json::as_str) != Some(alias) {
             return None;
         }
-        path.extend(remote.iter().skip(2).cloned());
+        match part.gather {
+            Gather::Peer => path.extend(remote.iter().skip(2).cloned()),
+            Gather::Field => path.extend(remote.iter().skip(3).cloned()),
+            // An item's index means nothing once the lists are merged.
+            Gather::Ranked => {}
+        }
     }
+    let message = match part.gather {
+        Gather::Peer => message.to_owned(),
+        Gather::Field | Gather::Ranked => format!("peer {peer}: {message}"),
+    };
     Some(GraphQLError {
-        message: message.to_owned(),
+        message,
         locations: Vec::new(),
         path,
     })
@@ -435,12 +751,12 @@ mod tests {
         assert_eq!(plan.queries.len(), 2, "{plan:?}");
         let b = &plan.queries[0];
         assert_eq!(b.peer.as_str(), "PeerB");
-        assert_eq!(b.paths.len(), 3);
+        assert_eq!(b.parts.len(), 3);
         assert_eq!(
-            b.paths[1],
+            b.parts[1].path,
             ["Network".to_owned(), "Get".into(), "b2".into()]
         );
-        assert_eq!(b.paths[2][1], "GetMeta");
+        assert_eq!(b.parts[2].path[1], "GetMeta");
         let text = graphql_parser::parse_query::<String>(&b.query)
             .expect("valid GraphQL")
             .to_string();
@@ -453,8 +769,11 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            plan.queries[1].paths,
-            [["Network".to_owned(), "Get".into(), "PeerC".into()]]
+            plan.queries[1].parts,
+            [Part {
+                path: ["Network".to_owned(), "Get".into(), "PeerC".into()],
+                gather: Gather::Peer
+            }]
         );
     }
 
@@ -466,7 +785,7 @@ mod tests {
         let q = format!("{{ Network {{ Get {{ {fields} }} }} }}");
         let plan = plan(&q, None, &no_vars(), &schemas()).expect("valid");
         assert_eq!(plan.queries.len(), 1);
-        assert_eq!(plan.queries[0].paths.len(), 1000);
+        assert_eq!(plan.queries[0].parts.len(), 1000);
     }
 
     #[test]
@@ -504,10 +823,7 @@ mod tests {
         let local_only = "{ Local { Get { Things { City { name } } } } }";
         assert_eq!(
             plan(local_only, None, &no_vars(), &schemas()).expect("Local is left alone"),
-            NetworkPlan {
-                queries: vec![],
-                timeout: None
-            }
+            NetworkPlan::default()
         );
     }
 

@@ -290,3 +290,236 @@ fn the_default_file_keeps_the_originals_certainties() {
     assert_eq!(round(certainty(&city, &v("Country"))), 0.63);
     assert_eq!(round(certainty(&city, &v("Airplane"))), 0.49);
 }
+
+// ---- Network Fetch and Introspect: who is asked, and the ranked merge ----
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plexus_core::PeerName;
+use plexus_core::Timestamp;
+use plexus_core::fanout::{Fanout, FanoutLimits};
+use plexus_core::network::{self, Gather};
+
+/// PeerA holds City, PeerB Town, PeerC Village, PeerD Airplane, PeerE only
+/// an action class; each class with a string `name`.
+fn network_schemas() -> BTreeMap<PeerName, Schema> {
+    let one = |kind: &str, class: &str| -> Schema {
+        serde_json::from_value(json!({kind: {"classes": [
+            {"class": class, "properties": [{"name": "name", "dataType": ["string"]}]}]}}))
+        .expect("schema")
+    };
+    [
+        ("PeerA", one("things", "City")),
+        ("PeerB", one("things", "Town")),
+        ("PeerC", one("things", "Village")),
+        ("PeerD", one("things", "Airplane")),
+        ("PeerE", one("actions", "Town")),
+    ]
+    .into_iter()
+    .map(|(n, s)| (PeerName::new(n).expect("name"), s))
+    .collect()
+}
+
+fn fetch_city(certainty: f64) -> String {
+    format!(
+        r#"{{ Network(networkTimeout: 500) {{ Fetch {{ things: Things(where: {{class: {{name: "City", certainty: {certainty}}},
+           properties: [{{name: "name", certainty: 0.9, operator: Equal, valueString: "Amsterdam"}}]}}) {{ className beacon }} }} }} }}"#
+    )
+}
+
+fn peers_asked(plan: &network::NetworkPlan) -> Vec<&str> {
+    plan.queries.iter().map(|q| q.peer.as_str()).collect()
+}
+
+#[test]
+fn network_fetch_asks_only_the_peers_whose_cached_schema_is_near() {
+    let c = tiny();
+    let schemas = network_schemas();
+    let vars = serde_json::Map::new();
+    // City–Town 7/12, City–Village 1/6, City–Airplane 0 (tiny vocabulary).
+    let plan =
+        network::plan_with(&fetch_city(0.5), None, &vars, &schemas, Some(&c)).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerA", "PeerB"], "{plan:?}");
+    let skipped: Vec<&str> = plan.skipped.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(skipped, ["PeerC", "PeerD", "PeerE"]);
+    let path = ["Network".to_owned(), "Fetch".into(), "things".into()];
+    assert_eq!(plan.lists, std::slice::from_ref(&path));
+    assert_eq!(plan.timeout, Some(500));
+    let q = &plan.queries[0];
+    assert_eq!(q.parts[0].path, path);
+    assert_eq!(q.parts[0].gather, Gather::Ranked);
+    let text = graphql_parser::parse_query::<String>(&q.query)
+        .expect("valid GraphQL")
+        .to_string();
+    assert!(
+        text.contains("q0: Local")
+            && text.contains("Fetch")
+            && text.contains("Things(where:")
+            && !text.contains("things:")
+            && text.contains("_rankCertainty: certainty")
+            && text.contains("_rankTie0: beacon"),
+        "{text}"
+    );
+    // A lower certainty reaches the village too.
+    let plan =
+        network::plan_with(&fetch_city(0.1), None, &vars, &schemas, Some(&c)).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerA", "PeerB", "PeerC"]);
+    // Without a contextionary: every peer with a class of the kind.
+    let plan = network::plan(&fetch_city(0.5), None, &vars, &schemas).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerA", "PeerB", "PeerC", "PeerD"]);
+    // Introspect and Fetch of one peer share its one request.
+    let both = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.5}}) { beacon } }
+        Introspect { Things(where: [{class: [{name: "City", certainty: 0.1}]}]) { className }
+                     Actions(where: [{class: [{name: "Town", certainty: 0.9}]}]) { className } } } }"#;
+    let plan = network::plan_with(both, None, &vars, &schemas, Some(&c)).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerA", "PeerB", "PeerC", "PeerE"]);
+    assert_eq!(
+        plan.queries[0].parts.len(),
+        2,
+        "PeerA: Fetch and Introspect"
+    );
+    assert!(plan.queries[1].query.contains("_rankTie1: className"));
+    assert_eq!(plan.lists.len(), 3);
+}
+
+#[test]
+fn network_fetch_refuses_unknown_words_and_beacons_of_unknown_peers_before_sending() {
+    let c = tiny();
+    let schemas = network_schemas();
+    let vars = serde_json::Map::new();
+    let q = r#"{ Network { Fetch { Things(where: {class: {name: "XyzzyCity", certainty: 0.5}}) { beacon } } } }"#;
+    let errors = network::plan_with(q, None, &vars, &schemas, Some(&c)).expect_err("unknown word");
+    assert!(errors[0].message.contains("\"xyzzy\""), "{errors:?}");
+    assert_eq!(
+        errors[0].path,
+        [json!("Network"), json!("Fetch"), json!("Things")]
+    );
+    let beacon = |peer: &str| {
+        format!(
+            r#"{{ Network {{ Introspect {{ Beacon(id: "weaviate://{peer}/things/6f9b5a32-8d7b-4c36-9a8e-0b1c2d3e4f50") {{ className }} }} }} }}"#
+        )
+    };
+    let plan =
+        network::plan_with(&beacon("PeerC"), None, &vars, &schemas, Some(&c)).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerC"]);
+    assert_eq!(plan.queries[0].parts[0].gather, Gather::Field);
+    assert!(plan.lists.is_empty());
+    let errors = network::plan(&beacon("PeerZ"), None, &vars, &schemas).expect_err("unknown");
+    assert!(
+        errors[0].message.contains("unknown peer \"PeerZ\""),
+        "{errors:?}"
+    );
+    let bad = r#"{ Network { Introspect { Beacon(id: "nope") { className } } } }"#;
+    let errors = network::plan(bad, None, &vars, &schemas).expect_err("not a beacon");
+    assert!(errors[0].message.contains("not a beacon"), "{errors:?}");
+    let bad = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.5}}) { _rankTie0: className } } } }"#;
+    let errors = network::plan(bad, None, &vars, &schemas).expect_err("a rank key");
+    assert!(errors[0].message.contains("_rankTie0"), "{errors:?}");
+    let bad = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 2}}) { beacon } } } }"#;
+    let errors = network::plan(bad, None, &vars, &schemas).expect_err("a certainty over 1");
+    assert!(
+        errors[0].message.contains("certainty from 0 to 1"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn network_fetch_merges_the_answers_by_certainty_with_an_error_per_peer_that_did_not_answer() {
+    let schemas = network_schemas();
+    let vars = serde_json::Map::new();
+    let plan = network::plan(&fetch_city(0.5), None, &vars, &schemas).expect("valid");
+    assert_eq!(peers_asked(&plan), ["PeerA", "PeerB", "PeerC", "PeerD"]);
+    // Virtual time: A and B answer, C refuses the connection, D never answers.
+    let mut fanout = Fanout::new(FanoutLimits::default());
+    let t0 = Timestamp(1_000);
+    let timeout = Duration::from_millis(500);
+    let id = fanout.start(plan.asks(), timeout, t0);
+    let sent: Vec<_> = std::iter::from_fn(|| fanout.poll_transmit()).collect();
+    assert_eq!(sent.len(), 4);
+    let item = |class: &str, beacon: &str, c: f64| json!({"className": class, "beacon": beacon, "_rankCertainty": c, "_rankTie0": beacon});
+    let answer =
+        |items: Vec<Value>| json!({"data": {"q0": {"Fetch": {"Things": items}}}}).to_string();
+    let a = answer(vec![item("City", "weaviate://PeerA/things/2", 1.0)]);
+    let b = answer(vec![
+        item("Town", "weaviate://PeerB/things/9", 7.0 / 12.0),
+        item("Town", "weaviate://PeerB/things/1", 7.0 / 12.0),
+        item("Town", "weaviate://PeerB/things/5", 0.99),
+    ]);
+    fanout.handle_reply(sent[1].id, 200, b.as_bytes(), Timestamp(1_010));
+    fanout.handle_reply(sent[0].id, 200, a.as_bytes(), Timestamp(1_020));
+    fanout.handle_failure(sent[2].id, "connection refused".into(), Timestamp(1_030));
+    assert!(fanout.poll_event().is_none(), "PeerD is still awaited");
+    assert_eq!(fanout.poll_timeout(), Some(Timestamp(1_500)));
+    fanout.handle_timeout(Timestamp(1_500));
+    let done = fanout.poll_event().expect("over at the deadline");
+    assert_eq!(done.query, id);
+    let response = network::merge(&plan, done.outcomes).into_response();
+    let found = &response["data"]["Network"]["Fetch"]["things"];
+    assert_eq!(
+        *found,
+        json!([
+            {"className": "City", "beacon": "weaviate://PeerA/things/2"},
+            {"className": "Town", "beacon": "weaviate://PeerB/things/5"},
+            {"className": "Town", "beacon": "weaviate://PeerB/things/1"},
+            {"className": "Town", "beacon": "weaviate://PeerB/things/9"},
+        ]),
+        "by certainty, ties by beacon, rank keys dropped: {response}"
+    );
+    let errors: Vec<(&str, &Value)> = response["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["message"].as_str().expect("text"), &e["path"]))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, "peer PeerC did not answer: connection refused");
+    assert_eq!(
+        errors[1].0,
+        "peer PeerD did not answer: no answer within 500ms"
+    );
+    for (_, path) in &errors {
+        assert_eq!(**path, json!(["Network", "Fetch", "things"]));
+    }
+}
+
+#[test]
+fn a_peers_own_error_and_a_malformed_list_are_errors_naming_it_beside_the_others_items() {
+    let schemas = network_schemas();
+    let vars = serde_json::Map::new();
+    let plan = network::plan(&fetch_city(0.5), None, &vars, &schemas).expect("valid");
+    let ok = |beacon: &str| {
+        plexus_core::fanout::Outcome::Answered(json!({"data": {"q0": {"Fetch": {"Things": [
+            {"beacon": beacon, "_rankCertainty": 0.5, "_rankTie0": beacon}]}}}}))
+    };
+    let outcomes = vec![
+        ok("weaviate://PeerA/things/1"),
+        plexus_core::fanout::Outcome::Answered(json!({"data": {"q0": {"Fetch": {"Things": null}}},
+            "errors": [{"message": "the contextionary has no word \"x\"", "path": ["q0", "Fetch", "Things"]}]})),
+        plexus_core::fanout::Outcome::Answered(json!({"data": {"q0": {"Fetch": {"Things": 7}}}})),
+        ok("weaviate://PeerD/things/1"),
+    ];
+    let merged = network::merge(&plan, outcomes);
+    let messages: Vec<&str> = merged.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "peer PeerB: the contextionary has no word \"x\"",
+            "peer PeerC answered malformed: its part q0 is not an object of one form"
+        ]
+    );
+    let response = merged.into_response();
+    assert_eq!(
+        response["data"]["Network"]["Fetch"]["things"],
+        json!([{"beacon": "weaviate://PeerA/things/1"}, {"beacon": "weaviate://PeerD/things/1"}])
+    );
+    // No peer asked: an empty list, no error.
+    let c = tiny();
+    let q = r#"{ Network { Fetch { Actions(where: {class: {name: "Airplane", certainty: 0.9}}) { beacon } } } }"#;
+    let plan = network::plan_with(q, None, &vars, &schemas, Some(&c)).expect("valid");
+    assert!(plan.queries.is_empty());
+    assert_eq!(
+        network::merge(&plan, vec![]).into_response(),
+        json!({"data": {"Network": {"Fetch": {"Actions": []}}}})
+    );
+}

@@ -107,8 +107,17 @@ pub(crate) fn schema(local: &Schema, remotes: &BTreeMap<PeerName, Arc<Schema>>) 
             any_meta = true;
         }
     }
-    if any_get || any_meta {
+    // Fetch and Introspect ask every peer whose schema is known: they
+    // exist as soon as one is.
+    let by_meaning = cfg!(feature = "meaning") && !remotes.is_empty();
+    if any_get || any_meta || by_meaning {
         let mut net = Object::new("WeaviateNetworkObj");
+        #[cfg(feature = "meaning")]
+        if by_meaning {
+            let (fetch, introspect, objects) = fetch::network_fields();
+            net = net.field(fetch).field(introspect);
+            types.extend(objects);
+        }
         if any_get {
             net = net.field(data_field("Get", TypeRef::named("WeaviateNetworkGetObj")));
             types.push(net_get);

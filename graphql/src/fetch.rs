@@ -357,3 +357,36 @@ pub(crate) fn local_fields(schema: &Arc<Schema>) -> (Field, Field, Vec<Object>) 
         vec![fetch_obj, introspect_obj],
     )
 }
+
+/// `Network { Fetch Introspect }` and their types: the same arguments and
+/// result types as Local's, answered from the merged answer of every peer
+/// asked ([`plexus_core::network`] plans and merges); each list carries
+/// one error per peer that did not answer.
+pub(crate) fn network_fields() -> (Field, Field, Vec<Object>) {
+    let mut fetch_obj = Object::new("WeaviateNetworkFetchObj");
+    let mut introspect_obj = Object::new("WeaviateNetworkIntrospectObj");
+    for kind in Kind::ALL {
+        let name = kind.graphql_field();
+        fetch_obj = fetch_obj.field(fetch_arguments(crate::network::ranked(
+            name,
+            TypeRef::named_list("FetchResult"),
+        )));
+        introspect_obj = introspect_obj.field(introspect_arguments(crate::network::ranked(
+            name,
+            TypeRef::named_list("IntrospectResult"),
+        )));
+    }
+    fetch_obj = fetch_obj.field(fuzzy_arguments(crate::network::ranked(
+        "Fuzzy",
+        TypeRef::named_list("FetchResult"),
+    )));
+    introspect_obj = introspect_obj.field(beacon_arguments(data_field(
+        "Beacon",
+        TypeRef::named("IntrospectBeaconResult"),
+    )));
+    (
+        data_field("Fetch", TypeRef::named("WeaviateNetworkFetchObj")),
+        data_field("Introspect", TypeRef::named("WeaviateNetworkIntrospectObj")),
+        vec![fetch_obj, introspect_obj],
+    )
+}

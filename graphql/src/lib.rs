@@ -352,11 +352,12 @@ impl Engine {
             return Step::Answer(checked);
         }
         let empty = Map::new();
-        match plexus_core::network::plan(
+        match plexus_core::network::plan_with(
             &request.query,
             request.operation_name.as_deref(),
             request.variables.as_ref().unwrap_or(&empty),
             &*self.peers,
+            self.meaning.as_deref().map(|m| &*m.contextionary),
         ) {
             Ok(plan) => Step::Network(plan),
             Err(errors) => Step::Answer(Answer {

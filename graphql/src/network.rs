@@ -41,13 +41,13 @@ pub(crate) enum Mode {
 /// The merged answer, with its errors by response path.
 pub(crate) struct Served {
     data: Map<String, Value>,
-    /// Errors by response path (segments as text).
-    errors: HashMap<Vec<String>, String>,
+    /// Errors by response path (segments as text), in the merger's order.
+    errors: HashMap<Vec<String>, Vec<String>>,
 }
 
 impl From<Merged> for Served {
     fn from(merged: Merged) -> Self {
-        let mut errors: HashMap<Vec<String>, String> = HashMap::new();
+        let mut errors: HashMap<Vec<String>, Vec<String>> = HashMap::new();
         for e in merged.errors {
             let path: Vec<String> = e
                 .path
@@ -57,13 +57,7 @@ impl From<Merged> for Served {
                     other => other.to_string(),
                 })
                 .collect();
-            errors
-                .entry(path)
-                .and_modify(|m| {
-                    m.push_str("; ");
-                    m.push_str(&e.message);
-                })
-                .or_insert(e.message);
+            errors.entry(path).or_default().push(e.message);
         }
         Served {
             data: merged.data,
@@ -103,7 +97,33 @@ pub(crate) fn error_at(ctx: &ResolverContext<'_>) -> Option<Error> {
         return None;
     };
     let path = ctx.path_node?.to_string_vec();
-    served.errors.get(&path).map(|m| Error::new(m.clone()))
+    served.errors.get(&path).map(|m| Error::new(m.join("; ")))
+}
+
+/// A ranked list of Network Fetch or Introspect: the items of every peer
+/// that answered, and beside them every error the merger reported at this
+/// path (one per peer that did not answer), each a GraphQL error of its own.
+#[cfg_attr(not(feature = "meaning"), allow(dead_code))]
+pub(crate) fn ranked(name: &str, ty: TypeRef) -> Field {
+    Field::new(name, ty, |ctx| {
+        crate::now!(ctx, {
+            let data = ctx.data::<RequestData>()?;
+            let Mode::Served(served) = &data.network else {
+                return Ok(None);
+            };
+            let remote = ctx.parent_value.try_downcast_ref::<Remote>()?;
+            if let Some(path) = ctx.path_node.map(|p| p.to_string_vec())
+                && let Some(messages) = served.errors.get(&path)
+            {
+                for m in messages {
+                    let error = Error::new(m.clone()).into_server_error(ctx.ctx.item.pos);
+                    ctx.ctx.add_error(ctx.ctx.set_error_path(error));
+                }
+            }
+            let key = ctx.ctx.item.node.response_key().node.as_str();
+            Ok(json_value(remote.get(key), true))
+        })
+    })
 }
 
 /// A reference property of a remote object: each referenced object is

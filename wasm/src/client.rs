@@ -8,6 +8,7 @@ use futures::future::join_all;
 use gloo_net::http::Method;
 use plexus_core::PeerName;
 use plexus_core::fanout::{FanoutLimits, peer_timeout};
+use plexus_core::network::asks_every_peer;
 use plexus_core::schema::Schema;
 use serde_json::{Value as Json, json};
 use wasm_bindgen::prelude::*;
@@ -188,11 +189,17 @@ impl Inner {
             }
             return self.post_graphql(&uri, &body).await;
         }
-        // Fetch (or find cached) the schemas of the peers the query names, in parallel.
-        let named: Vec<&Peer> = named_peers(graphql, operation_name, &variables)
-            .iter()
-            .filter_map(|name| peers.iter().find(|p| p.peer_name.as_str() == name))
-            .collect();
+        // Fetch (or find cached) the schemas of the peers the query names,
+        // in parallel: of every listed peer for Fetch and Introspect, which
+        // ask every peer whose schema is known.
+        let named: Vec<&Peer> = if asks_every_peer(graphql, operation_name, &variables) {
+            peers.iter().collect()
+        } else {
+            named_peers(graphql, operation_name, &variables)
+                .iter()
+                .filter_map(|name| peers.iter().find(|p| p.peer_name.as_str() == name))
+                .collect()
+        };
         let fetched = join_all(named.iter().map(|peer| self.schema_of(peer))).await;
         let mut schemas: BTreeMap<PeerName, Rc<Schema>> = BTreeMap::new();
         let mut unreachable = BTreeMap::new();

@@ -276,10 +276,8 @@ pub fn plan_query<S: Borrow<Schema>>(
     };
     let errors = match plan(query, operation_name, variables, schemas) {
         Ok(plan) => {
-            return Planned::Send {
-                plan,
-                unreachable: Vec::new(),
-            };
+            let unreachable = at_lists(&plan, unreachable);
+            return Planned::Send { plan, unreachable };
         }
         Err(errors) => errors,
     };
@@ -303,19 +301,32 @@ pub fn plan_query<S: Borrow<Schema>>(
     let mut drop = BTreeSet::new();
     drop.extend(left_out.iter().map(|u| u.field.peer.clone()));
     let plan = match prune(root, &drop) {
-        None => NetworkPlan {
-            queries: Vec::new(),
-            timeout: None,
-        },
+        None => NetworkPlan::default(),
         Some(text) => match plan(&text, None, &Map::new(), schemas) {
             Ok(plan) => plan,
             Err(errors) => return Planned::Answer(invalid_response(errors, &left_out)),
         },
     };
-    Planned::Send {
-        plan,
-        unreachable: left_out,
-    }
+    let mut unreachable = at_lists(&plan, unreachable);
+    unreachable.extend(left_out);
+    Planned::Send { plan, unreachable }
+}
+
+/// Fetch and Introspect ask every peer whose schema is known: a peer whose
+/// schema could not be fetched is an error at each of the plan's lists.
+fn at_lists(plan: &NetworkPlan, unreachable: &BTreeMap<String, String>) -> Vec<Unreachable> {
+    plan.lists
+        .iter()
+        .flat_map(|path| {
+            unreachable.iter().map(|(peer, reason)| Unreachable {
+                field: PeerField {
+                    peer: peer.clone(),
+                    path: path.clone(),
+                },
+                reason: reason.clone(),
+            })
+        })
+        .collect()
 }
 
 fn path_starts_with(path: &[Json], prefix: &[String; 3]) -> bool {
@@ -344,11 +355,14 @@ fn invalid_response(errors: Vec<GraphQLError>, unreachable: &[Unreachable]) -> J
 }
 
 /// Merges the outcomes of the fan-out exactly as a peer does, then adds a
-/// null and a per-peer error for each peer left out of the plan.
+/// null (not at a Fetch or Introspect list: the others' items stand) and a
+/// per-peer error for each peer left out of the plan.
 pub fn finish(plan: &NetworkPlan, outcomes: Vec<Outcome>, unreachable: &[Unreachable]) -> Json {
     let mut merged = merge(plan, outcomes);
     for u in unreachable {
-        merged.insert(&u.field.path, Json::Null);
+        if !plan.lists.contains(&u.field.path) {
+            merged.insert(&u.field.path, Json::Null);
+        }
         merged.error(
             format!("peer {} did not answer: {}", u.field.peer, u.reason),
             &u.field.path,

@@ -306,6 +306,42 @@ async fn a_dead_peer_is_a_per_peer_error_beside_the_data_of_the_others() {
 }
 
 #[wasm_bindgen_test]
+async fn a_network_fetch_asks_every_listed_peer_and_the_dead_one_is_an_error_at_the_list() {
+    let dead = env(
+        option_env!("PLEXUS_TEST_DEAD_PEER"),
+        "PLEXUS_TEST_DEAD_PEER",
+    );
+    let q = r#"{ Network(networkTimeout: 2000) { Fetch { Things(where: {class: {name: "City", certainty: 0.9}}) { className beacon certainty } } } }"#;
+    let response = resolve(client().query(q.into(), None)).await;
+    let found = response["data"]["Network"]["Fetch"]["Things"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {response}"))
+        .clone();
+    let beacons: Vec<&str> = found.iter().filter_map(|f| f["beacon"].as_str()).collect();
+    // All at certainty 1, so ranked by beacon (another test may register a
+    // second name for PeerA's address: it answers PeerA's beacons too).
+    let mut sorted = beacons.clone();
+    sorted.sort();
+    assert_eq!(beacons, sorted, "{response}");
+    let mut peers: Vec<&str> = beacons
+        .iter()
+        .filter_map(|b| b.strip_prefix("weaviate://")?.split('/').next())
+        .collect();
+    peers.dedup();
+    assert_eq!(peers, ["PeerA", "PeerB"], "{response}");
+    let errors = response["errors"]
+        .as_array()
+        .expect("an error for the dead peer");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["path"] == json!(["Network", "Fetch", "Things"])
+                && e["message"].as_str().is_some_and(|m| m.contains(dead))),
+        "{response}"
+    );
+}
+
+#[wasm_bindgen_test]
 async fn a_query_via_a_peer_is_sent_there_as_it_is() {
     // PeerA plans it: it learns PeerB's schema from genesis's broadcasts, so give it a moment.
     let q = "{ Network { Get { PeerB { Things { City { name } } } } } }";

@@ -1,4 +1,5 @@
-//! Network query planning from any text, and merging any answers: no panic.
+//! Network query planning from any text, and merging any answers (to Get,
+//! Fetch and Introspect plans): no panic.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -35,6 +36,20 @@ fuzz_target!(|data: &[u8]| {
             &schemas,
         )
     {
-        let _ = plexus_core::network::merge(&plan, vec![Outcome::Answered(answer)]);
+        let _ = plexus_core::network::merge(&plan, vec![Outcome::Answered(answer.clone())]);
+        // The same answer for every peer of a Fetch and Introspect (ranked
+        // lists, a beacon's field).
+        let fixed = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.5}}) { beacon certainty }
+            Fuzzy(value: "x", certainty: 0.5) { beacon } }
+            Introspect { Things(where: [{class: [{name: "City", certainty: 0.5}]}]) { className }
+            Beacon(id: "weaviate://PeerB/things/6f9b5a32-8d7b-4c36-9a8e-0b1c2d3e4f50") { className } } } }"#;
+        if let Ok(plan) = plexus_core::network::plan(fixed, None, &variables, &schemas) {
+            let answers = plan
+                .queries
+                .iter()
+                .map(|_| Outcome::Answered(answer.clone()))
+                .collect();
+            let _ = plexus_core::network::merge(&plan, answers);
+        }
     }
 });

@@ -187,3 +187,180 @@ fn fuzzy_introspect_and_beacon() {
         "Amsterdam"
     );
 }
+
+#[test]
+fn network_fetch_asks_the_near_peers_and_serves_their_ranked_items_beside_an_error_per_peer() {
+    let (schema, source) = places();
+    let one = |class: &str| -> Arc<Schema> {
+        Arc::new(
+            serde_json::from_value(json!({"things": {"classes": [
+                {"class": class, "properties": [{"name": "name", "dataType": ["string"]}]}]}}))
+            .unwrap(),
+        )
+    };
+    let remotes = BTreeMap::from([
+        (PeerName::new("PeerA").unwrap(), Arc::new(schema.clone())),
+        (PeerName::new("PeerB").unwrap(), one("Town")),
+        (PeerName::new("PeerC").unwrap(), one("Airplane")),
+        (PeerName::new("PeerD").unwrap(), one("Village")),
+    ]);
+    let engine = Engine::build(&schema, &remotes, &Limits::default())
+        .unwrap()
+        .with_meaning(meaning());
+    let request = GraphQLRequest::new(
+        r#"{ Network(networkTimeout: 300) { Fetch { found: Things(where: {
+            class: {name: "City", certainty: 0.6},
+            properties: [{name: "name", certainty: 0.9, operator: Equal, valueString: "Amsterdam"}]
+        }) { className beacon certainty } } } }"#,
+    );
+    let plan = match engine
+        .begin(&request, source.clone())
+        .now_or_never()
+        .unwrap()
+    {
+        Step::Network(plan) => plan,
+        Step::Answer(answer) => panic!("{}", answer.body),
+    };
+    let asked: Vec<&str> = plan.queries.iter().map(|q| q.peer.as_str()).collect();
+    assert_eq!(
+        asked,
+        ["PeerA", "PeerB", "PeerD"],
+        "the airplane's peer is not asked"
+    );
+    // PeerA (this peer) answers its Local part; PeerB is down, PeerD times out.
+    let own = engine
+        .execute(
+            GraphQLRequest::new(plan.queries[0].query.clone()),
+            source.clone(),
+            None,
+        )
+        .now_or_never()
+        .unwrap();
+    let outcomes = vec![
+        Outcome::Answered(own.body),
+        Outcome::Failed("connection refused".into()),
+        Outcome::TimedOut {
+            after: std::time::Duration::from_millis(300),
+            sent: true,
+        },
+    ];
+    let merged = plexus_core::network::merge(&plan, outcomes);
+    let body = engine
+        .execute(request, source, Some(merged))
+        .now_or_never()
+        .unwrap()
+        .body;
+    let found = body["data"]["Network"]["Fetch"]["found"]
+        .as_array()
+        .unwrap();
+    let classes: Vec<&str> = found
+        .iter()
+        .map(|f| f["className"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["City", "Town", "Village"], "{body}");
+    assert_eq!(found[0]["beacon"], beacon(1));
+    assert!(found[0].get("_rankCertainty").is_none(), "{body}");
+    let errors: Vec<(&str, &Value)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["message"].as_str().unwrap(), &e["path"]))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "peer PeerB did not answer: connection refused",
+                &json!(["Network", "Fetch", "found"])
+            ),
+            (
+                "peer PeerD did not answer: no answer within 300ms",
+                &json!(["Network", "Fetch", "found"])
+            ),
+        ],
+        "{body}"
+    );
+}
+
+#[test]
+fn network_introspect_ranks_every_peers_classes_and_beacon_asks_its_peer() {
+    let (schema, source) = places();
+    let remotes = BTreeMap::from([
+        (PeerName::new("PeerA").unwrap(), Arc::new(schema.clone())),
+        (PeerName::new("PeerB").unwrap(), Arc::new(schema.clone())),
+    ]);
+    let engine = Engine::build(&schema, &remotes, &Limits::default())
+        .unwrap()
+        .with_meaning(meaning());
+    let request = GraphQLRequest::new(format!(
+        r#"{{ Network {{ Introspect {{ Things(where: [{{class: [{{name: "City", certainty: 0.6}}]}}]) {{ weaviate className }}
+             Beacon(id: "{}") {{ className }} }} }} }}"#,
+        beacon(3).replace("PeerA", "PeerB")
+    ));
+    let plan = match engine
+        .begin(&request, source.clone())
+        .now_or_never()
+        .unwrap()
+    {
+        Step::Network(plan) => plan,
+        Step::Answer(answer) => panic!("{}", answer.body),
+    };
+    assert_eq!(plan.queries.len(), 2);
+    assert_eq!(
+        plan.queries[1].parts.len(),
+        2,
+        "PeerB: the list and the beacon"
+    );
+    let outcomes = plan
+        .queries
+        .iter()
+        .map(|q| {
+            let mut answer = engine
+                .execute(GraphQLRequest::new(q.query.clone()), source.clone(), None)
+                .now_or_never()
+                .unwrap()
+                .body;
+            // Each peer names itself.
+            let text = answer
+                .to_string()
+                .replace("\"PeerA\"", &format!("\"{}\"", q.peer));
+            answer = serde_json::from_str(&text).unwrap();
+            Outcome::Answered(answer)
+        })
+        .collect();
+    let merged = plexus_core::network::merge(&plan, outcomes);
+    let body = engine
+        .execute(request, source, Some(merged))
+        .now_or_never()
+        .unwrap()
+        .body;
+    let listed: Vec<String> = body["data"]["Network"]["Introspect"]["Things"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}.{}",
+                f["weaviate"].as_str().unwrap(),
+                f["className"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "PeerA.City",
+            "PeerB.City",
+            "PeerA.Town",
+            "PeerB.Town",
+            "PeerA.Village",
+            "PeerB.Village"
+        ],
+        "{body}"
+    );
+    assert_eq!(
+        body["data"]["Network"]["Introspect"]["Beacon"],
+        json!({"className": "Town"})
+    );
+    assert!(body.get("errors").is_none(), "{body}");
+}

@@ -352,7 +352,7 @@ fn through_network(engine: &Engine, query: &str, asked: &mut Vec<PeerQuery>) -> 
         .iter()
         .map(|q| {
             let mut data = Map::new();
-            for i in 0..q.paths.len() {
+            for i in 0..q.parts.len() {
                 data.insert(
                     format!("q{i}"),
                     json!({"Get": {"Things": {"City": [{"name": "Berlin", "inCountry": [{"__typename": "Country", "name": "Germany"}]}]}}}),

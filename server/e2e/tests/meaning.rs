@@ -185,3 +185,128 @@ async fn local_fetch_and_introspect_find_the_cities_and_not_the_airplane() {
         "{answer}"
     );
 }
+
+const NETWORK_FETCH_CITY: &str = r#"{ Network(networkTimeout: 3000) { Fetch { Things(where: {
+    class: {name: "City", certainty: 0.6},
+    properties: [{name: "name", certainty: 0.9, operator: Equal, valueString: "Amsterdam"}]
+}) { className beacon certainty } } } }"#;
+
+const NETWORK_INTROSPECT_CITY: &str = r#"{ Network { Introspect { Things(where: [{
+    class: [{name: "City", certainty: 0.6}], properties: [{name: "name", certainty: 0.9}]
+}]) { weaviate className certainty properties { propertyName certainty } } } } }"#;
+
+/// `(peer of the beacon, className, certainty to 2 places)` of each item.
+fn found_by_peer(list: &Value) -> Vec<(String, String, f64)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|f| {
+            let beacon = f["beacon"].as_str().unwrap_or_default();
+            let peer = beacon
+                .strip_prefix("weaviate://")
+                .and_then(|r| r.split('/').next())
+                .or_else(|| f["weaviate"].as_str())
+                .unwrap_or_default();
+            (
+                peer.to_owned(),
+                f["className"].as_str().unwrap().to_owned(),
+                (f["certainty"].as_f64().unwrap() * 100.0).round() / 100.0,
+            )
+        })
+        .collect()
+}
+
+fn triple(peer: &str, class: &str, certainty: f64) -> (String, String, f64) {
+    (peer.to_owned(), class.to_owned(), certainty)
+}
+
+#[tokio::test]
+async fn network_fetch_and_introspect_ask_every_near_peer_and_a_killed_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    // A long peer timeout: the killed peer stays listed, so it is asked.
+    let genesis = genesis(&["--peer-timeout", "60s"]);
+    let mut peers = Vec::new();
+    for (name, classes) in [
+        ("PeerA", &["City", "Airplane"][..]),
+        ("PeerB", &["Town"]),
+        ("PeerC", &["Village"]),
+        ("PeerD", &["Airplane"]),
+    ] {
+        let p = peer(&genesis, name, &dir.path().join(name), &[]);
+        for class in classes {
+            add_class(&client, &p.url, class).await;
+            add_thing(&client, &p.url, class, "Amsterdam", 1).await;
+        }
+        peers.push(p);
+    }
+    let a = peers[0].url.clone();
+    let want = [
+        triple("PeerA", "City", 1.0),
+        triple("PeerB", "Town", 0.76),
+        triple("PeerC", "Village", 0.66),
+    ];
+    // Until PeerA's engine holds every peer's schema with its classes (the
+    // airplane's too: it must be known to be left out).
+    wait_cached(&client, &a, &["PeerB", "PeerC", "PeerD"], SETTLE).await;
+    let answer = poll(SETTLE, "a Network Fetch finds the three cities", || async {
+        let answer = graphql(&client, &a, NETWORK_FETCH_CITY).await;
+        (found_by_peer(&answer["data"]["Network"]["Fetch"]["Things"]) == want).then_some(answer)
+    })
+    .await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let beacons = answer["data"]["Network"]["Fetch"]["Things"].to_string();
+    assert!(!beacons.contains("Airplane"), "{answer}");
+
+    let answer = graphql(&client, &a, NETWORK_INTROSPECT_CITY).await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let listed = &answer["data"]["Network"]["Introspect"]["Things"];
+    assert_eq!(found_by_peer(listed), want, "{answer}");
+    for class in listed.as_array().unwrap() {
+        assert_eq!(
+            class["properties"],
+            json!([{"propertyName": "name", "certainty": 1.0}]),
+            "{answer}"
+        );
+    }
+
+    // The beacon's peer answers Introspect.Beacon.
+    let town = answer["data"]["Network"]["Introspect"]["Things"][1]["weaviate"].clone();
+    assert_eq!(town, "PeerB");
+    let fetched = graphql(&client, &a, NETWORK_FETCH_CITY).await;
+    let beacon = fetched["data"]["Network"]["Fetch"]["Things"][1]["beacon"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let q = format!(
+        r#"{{ Network {{ Introspect {{ Beacon(id: "{beacon}") {{ weaviate className properties {{ propertyName }} }} }} }} }}"#
+    );
+    let answer = graphql(&client, &a, &q).await;
+    assert_eq!(
+        answer["data"]["Network"]["Introspect"]["Beacon"],
+        json!({"weaviate": "PeerB", "className": "Town", "properties": [{"propertyName": "name"}, {"propertyName": "size"}]}),
+        "{answer}"
+    );
+
+    // A killed peer: the others' results, and one error naming it. The
+    // airplane's peer is killed too: it is never asked (no class near City
+    // in its cached schema), so it is no error.
+    peers[2].kill9();
+    peers[3].kill9();
+    let answer = graphql(&client, &a, NETWORK_FETCH_CITY).await;
+    assert_eq!(
+        found_by_peer(&answer["data"]["Network"]["Fetch"]["Things"]),
+        want[..2],
+        "{answer}"
+    );
+    let errors = answer["errors"].as_array().expect("an error for PeerC");
+    assert_eq!(errors.len(), 1, "{answer}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("peer PeerC did not answer: "),
+        "{answer}"
+    );
+    assert_eq!(errors[0]["path"], json!(["Network", "Fetch", "Things"]));
+}

@@ -215,10 +215,7 @@ fn an_invalid_query_is_answered_without_sending_and_keeps_its_locations() {
 
 #[test]
 fn finish_without_unreachable_peers_is_the_core_merge() {
-    let plan = NetworkPlan {
-        queries: Vec::new(),
-        timeout: None,
-    };
+    let plan = NetworkPlan::default();
     assert_eq!(
         finish(&plan, Vec::new(), &[]),
         merge(&plan, Vec::new()).into_response()
@@ -377,4 +374,50 @@ fn options_refuse_unknown_fields() {
     )
     .expect("options");
     assert_eq!(q.via.as_deref(), Some("PeerA"));
+}
+
+#[test]
+fn a_network_fetch_asks_every_peer_with_a_schema_and_an_unreachable_one_is_an_error_at_the_list() {
+    let q = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.8}}) { className beacon } } } }"#;
+    let vars = Map::new();
+    assert!(plexus_core::network::asks_every_peer(q, None, &vars));
+    assert!(!plexus_core::network::asks_every_peer(TWO, None, &vars));
+    assert!(named_peers(q, None, &vars).is_empty());
+    assert!(validate(q, &ValidateOptions::default(), &schemas(&["PeerA"])).is_empty());
+    let unreachable = BTreeMap::from([(
+        "PeerC".to_owned(),
+        "cannot fetch its schema: 503".to_owned(),
+    )]);
+    let Planned::Send { plan, unreachable } =
+        plan_query(q, None, &vars, &schemas(&["PeerA", "PeerB"]), &unreachable)
+    else {
+        panic!("a Fetch is planned");
+    };
+    let asked: Vec<&str> = plan.queries.iter().map(|q| q.peer.as_str()).collect();
+    assert_eq!(asked, ["PeerA", "PeerB"]);
+    let item = |b: &str, c: f64| json!({"className": "City", "beacon": b, "_rankCertainty": c, "_rankTie0": b});
+    let response = finish(
+        &plan,
+        vec![
+            Outcome::Answered(
+                json!({"data": {"q0": {"Fetch": {"Things": [item("weaviate://PeerA/things/1", 0.9)]}}}}),
+            ),
+            Outcome::Answered(
+                json!({"data": {"q0": {"Fetch": {"Things": [item("weaviate://PeerB/things/1", 1.0)]}}}}),
+            ),
+        ],
+        &unreachable,
+    );
+    assert_eq!(
+        response["data"]["Network"]["Fetch"]["Things"],
+        json!([
+            {"className": "City", "beacon": "weaviate://PeerB/things/1"},
+            {"className": "City", "beacon": "weaviate://PeerA/things/1"}
+        ]),
+        "{response}"
+    );
+    assert_eq!(
+        response["errors"],
+        json!([{"message": "peer PeerC did not answer: cannot fetch its schema: 503", "path": ["Network", "Fetch", "Things"]}])
+    );
 }

@@ -2,7 +2,9 @@
 //!
 //! 1. Latency of a Network Get over 1 and over 10 peers: one genesis and
 //!    eleven real `plexus-peer` processes on loopback (the binaries next to
-//!    this one), the median of many runs from one querying peer.
+//!    this one), the median of many runs from one querying peer; and a
+//!    Network Fetch asking the same 10 peers (no peer named), timed
+//!    interleaved with the Get over 10.
 //! 2. Local Get throughput over 100 000 objects, in-process on a `PeerDb`
 //!    (loaded in one transaction, not by 100 000 HTTP calls).
 //!
@@ -171,8 +173,20 @@ async fn time_query(
     for _ in 0..20 {
         post(client, url, body.clone()).await?;
     }
-    let mut samples = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    time_query_runs(client, url, query, expect_peers, RUNS).await
+}
+
+/// `runs` timed runs of a Network Get whose answer must hold `expect_peers` peers.
+async fn time_query_runs(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+    expect_peers: usize,
+    runs: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let body = json!({ "query": query });
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
         let start = Instant::now();
         let answer = post(client, url, body.clone()).await?;
         samples.push(start.elapsed());
@@ -184,6 +198,39 @@ async fn time_query(
         }
     }
     Ok(samples)
+}
+
+/// Times `get` (a Network Get over [`PEERS`] peers) and `fetch` (a
+/// Network Fetch asking every peer) interleaved, one of each per run, so
+/// both see the same machine: their samples.
+async fn time_get_and_fetch(
+    client: &reqwest::Client,
+    url: &str,
+    get: &str,
+    fetch: &str,
+    expect_items: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let fetch_body = json!({ "query": fetch });
+    for _ in 0..20 {
+        post(client, url, fetch_body.clone()).await?;
+    }
+    let mut gets = Vec::with_capacity(RUNS);
+    let mut fetches = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS / 20 {
+        gets.extend(time_query_runs(client, url, get, PEERS, 20).await?);
+        for _ in 0..20 {
+            let start = Instant::now();
+            let answer = post(client, url, fetch_body.clone()).await?;
+            fetches.push(start.elapsed());
+            let got = answer["data"]["Network"]["Fetch"]["Things"]
+                .as_array()
+                .map_or(0, Vec::len);
+            if answer.get("errors").is_some() || got != expect_items {
+                bail!("unexpected answer: {answer}");
+            }
+        }
+    }
+    Ok((gets, fetches))
 }
 
 /// Runs the Network Get benchmark; with `delay`, every remote peer sits
@@ -281,7 +328,13 @@ async fn network_bench(
         direct.push(start.elapsed());
     }
     let s1 = time_query(&client, &graphql, &one, 1).await?;
-    let s10 = time_query(&client, &graphql, &ten, PEERS).await?;
+    // Fetch asks every peer whose schema has a class near City: the ten
+    // (the querier holds none); 10 objects of each.
+    let fetch = r#"{ Network { Fetch { Things(where: {class: {name: "City", certainty: 0.9}, first: 10}) { className beacon certainty } } } }"#;
+    for _ in 0..20 {
+        post(&client, &graphql, json!({ "query": &ten })).await?;
+    }
+    let (s10, f10) = time_get_and_fetch(&client, &graphql, &ten, fetch, PEERS * 10).await?;
     let (m1, m10) = (percentile_of(&s1, 50.0), percentile_of(&s10, 50.0));
     let link = match delay {
         Some(d) => format!("each remote peer behind a {} ms one-way delay", ms(d)),
@@ -308,6 +361,16 @@ async fn network_bench(
     println!(
         "  ratio 10 / 1: {:.2}",
         m10.as_secs_f64() / m1.as_secs_f64()
+    );
+    let mf = percentile_of(&f10, 50.0);
+    println!(
+        "  Network Fetch over {PEERS} peers:    median {:>8.3} ms  p90 {:>8.3} ms  (interleaved with the Get over {PEERS})",
+        ms(mf),
+        ms(percentile_of(&f10, 90.0))
+    );
+    println!(
+        "  ratio Fetch / Get over {PEERS}: {:.2}",
+        mf.as_secs_f64() / m10.as_secs_f64()
     );
     drop(peers);
     drop(querier);
