@@ -84,13 +84,16 @@ pub fn certainty(a: &Vector, b: &Vector) -> f64 {
 
 /// The words of a camelCase (or snake_case) name, lower-cased: `inCountry`
 /// → `in`, `country`; `HTTPServer` → `http`, `server`; digits and `_`
-/// separate words and are dropped.
+/// separate words and are dropped. The vocabulary is a-z words, so ASCII
+/// rules suffice (and keep Unicode's tables out of the browser modules): a
+/// non-ASCII character stays in its word, which is then no word of the
+/// contextionary, an error naming it.
 pub fn split_name(name: &str) -> Vec<String> {
     let chars: Vec<char> = name.chars().collect();
     let mut words = Vec::new();
     let mut current = String::new();
     for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphabetic() {
+        if c.is_ascii() && !c.is_ascii_alphabetic() {
             if !current.is_empty() {
                 words.push(std::mem::take(&mut current));
             }
@@ -98,13 +101,14 @@ pub fn split_name(name: &str) -> Vec<String> {
         }
         let prev = i.checked_sub(1).map(|p| chars[p]);
         let next = chars.get(i + 1);
-        let starts = c.is_uppercase()
-            && (prev.is_some_and(char::is_lowercase)
-                || prev.is_some_and(char::is_uppercase) && next.is_some_and(|n| n.is_lowercase()));
+        let starts = c.is_ascii_uppercase()
+            && (prev.is_some_and(|p| p.is_ascii_lowercase())
+                || prev.is_some_and(|p| p.is_ascii_uppercase())
+                    && next.is_some_and(char::is_ascii_lowercase));
         if starts && !current.is_empty() {
             words.push(std::mem::take(&mut current));
         }
-        current.extend(c.to_lowercase());
+        current.push(c.to_ascii_lowercase());
     }
     if !current.is_empty() {
         words.push(current);
@@ -341,7 +345,9 @@ impl Contextionary {
                 found.push((i, c));
             }
         }
-        found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Words are stored sorted: a tie by word is a tie by index.
+        let ranks: Vec<_> = found.iter().map(|&(i, c)| (c, self.word(i), "")).collect();
+        let mut found = crate::rank::arrange(found, &crate::rank::order(&ranks));
         found.truncate(max);
         found
             .into_iter()
@@ -387,7 +393,6 @@ fn ranked<'a, T>(
     min: f64,
     name: impl Fn(&T) -> &str,
 ) -> Vec<(&'a T, f64)> {
-    let mut out: Vec<(&T, f64)> = found.filter(|(_, c)| *c >= min).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| name(a.0).cmp(name(b.0))));
-    out
+    let out: Vec<(&T, f64)> = found.filter(|(_, c)| *c >= min).collect();
+    crate::rank::sort(out, |(item, c)| (*c, name(item), ""))
 }

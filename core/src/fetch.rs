@@ -319,7 +319,11 @@ fn capitalised(word: &str) -> String {
     let mut chars = word.chars();
     chars
         .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
+        .map(|c| {
+            std::iter::once(c.to_ascii_uppercase())
+                .chain(chars)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -444,15 +448,12 @@ pub fn introspect(
         }
     }
     for f in &mut found {
-        f.properties
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let properties = std::mem::take(&mut f.properties);
+        f.properties = crate::rank::sort(properties, |p| (p.1, p.0.as_str(), ""));
     }
-    found.sort_by(|a, b| {
-        b.certainty
-            .total_cmp(&a.certainty)
-            .then_with(|| a.class.cmp(&b.class))
-    });
-    Ok(found)
+    Ok(crate::rank::sort(found, |f| {
+        (f.certainty, f.class.as_str(), "")
+    }))
 }
 
 /// One question of a Network `Fetch` or `Introspect` (its arguments read),

@@ -17,6 +17,7 @@ pub mod membership;
 pub mod names;
 pub mod network;
 pub mod object;
+pub mod rank;
 pub mod registry;
 pub mod relay;
 pub mod replica;

@@ -167,6 +167,20 @@ pub fn plan_with<S: Borrow<Schema>>(
     schemas: &BTreeMap<PeerName, S>,
     contextionary: Option<&Contextionary>,
 ) -> Result<NetworkPlan, Vec<GraphQLError>> {
+    // One body for every kind of map: the browser modules have a size
+    // budget, and the planner is large. (`extend`, not `collect`: no sort.)
+    let mut borrowed = BTreeMap::new();
+    borrowed.extend(schemas.iter().map(|(name, schema)| (name, schema.borrow())));
+    plan_over(query, operation_name, variables, &borrowed, contextionary)
+}
+
+fn plan_over(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Map<String, Json>,
+    schemas: &BTreeMap<&PeerName, &Schema>,
+    contextionary: Option<&Contextionary>,
+) -> Result<NetworkPlan, Vec<GraphQLError>> {
     let root = prepare(query, operation_name, variables).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     // Per peer, in the order first asked: its planned parts.
@@ -180,7 +194,7 @@ pub fn plan_with<S: Borrow<Schema>>(
     let mut lists = Vec::new();
     let mut skipped = Vec::new();
     let unknown = |name: &str| {
-        let known: Vec<&str> = schemas.keys().map(PeerName::as_str).collect();
+        let known: Vec<&str> = schemas.keys().map(|peer| peer.as_str()).collect();
         format!(
             "unknown peer {name:?} (known peers with a schema: {})",
             known.join(", ")
@@ -266,14 +280,14 @@ pub fn plan_with<S: Borrow<Schema>>(
                     let item = form_field(&form.name, sub, ties);
                     for (peer, schema) in schemas {
                         let near = near.as_ref().map(|(c, v)| (*c, &v[..]));
-                        if question.may_answer(near, schema.borrow()) {
+                        if question.may_answer(near, schema) {
                             let part = Part {
                                 path: path.clone(),
                                 gather: Gather::Ranked,
                             };
                             push(peer, (item.clone(), part));
                         } else {
-                            skipped.push((path.clone(), peer.clone()));
+                            skipped.push((path.clone(), PeerName::clone(peer)));
                         }
                     }
                     lists.push(path);
@@ -556,8 +570,10 @@ impl Merged {
 /// stable; the rank keys the planner added are dropped.
 pub fn merge(plan: &NetworkPlan, outcomes: Vec<Outcome>) -> Merged {
     let mut merged = Merged::default();
-    let mut lists: BTreeMap<&[String; 3], Vec<Json>> =
-        plan.lists.iter().map(|p| (p, Vec::new())).collect();
+    // extend, not collect: collecting into a BTreeMap sorts first (the
+    // browser modules' size budget).
+    let mut lists: BTreeMap<&[String; 3], Vec<Json>> = BTreeMap::new();
+    lists.extend(plan.lists.iter().map(|p| (p, Vec::new())));
     for (query, outcome) in plan.queries.iter().zip(outcomes) {
         let peer = &query.peer;
         let response = match outcome {
@@ -666,15 +682,16 @@ pub fn merge(plan: &NetworkPlan, outcomes: Vec<Outcome>) -> Merged {
             let tie = |k: &str| item[k].as_str().unwrap_or_default().to_owned();
             (certainty, tie(RANK_KEYS[1]), tie(RANK_KEYS[2]))
         };
-        let mut ranked: Vec<_> = items.drain(..).map(|i| (rank(&i), i)).collect();
-        ranked.sort_by(|(a, _), (b, _)| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| a.1.cmp(&b.1))
-                .then_with(|| a.2.cmp(&b.2))
-        });
-        let items = ranked
+        let ranks: Vec<_> = items.iter().map(rank).collect();
+        let order = crate::rank::order(
+            &ranks
+                .iter()
+                .map(|(c, a, b)| (*c, a.as_str(), b.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let items = crate::rank::arrange(std::mem::take(&mut items), &order)
             .into_iter()
-            .map(|(_, mut item)| {
+            .map(|mut item| {
                 if let Json::Object(map) = &mut item {
                     for key in RANK_KEYS {
                         map.remove(key);

@@ -81,6 +81,11 @@ fn certainties_on_a_tiny_vocabulary_are_exact() {
     assert_eq!(split_name("inCountry"), ["in", "country"]);
     assert_eq!(split_name("HTTPServer"), ["http", "server"]);
     assert_eq!(split_name("city_name2x"), ["city", "name", "x"]);
+    // A non-ASCII letter stays in its word (no word of an a-z vocabulary:
+    // an error naming it), never a silent separator.
+    assert_eq!(split_name("grosseStädte"), ["grosse", "städte"]);
+    let err = c.vector("Städte", &[]).expect_err("not an a-z word");
+    assert!(err.to_string().contains("\"städte\""), "{err}");
 }
 
 fn schema() -> Schema {
