@@ -19,8 +19,8 @@ use plexus_core::replica::{LeaveStep, PingStep};
 use super::etcd::Replication;
 use plexus_core::wire::{
     DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
+    WatchSnapshot, asks_deltas,
 };
-use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -43,7 +43,7 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
     let router = Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
-        .route("/peers/watch", get(watch))
+        .route(plexus_core::wire::WATCH_PATH, get(watch))
         .route("/peers/{peer_id}/ping", post(ping))
         .route("/peers/{peer_id}", delete(leave))
         .route(plexus_core::wire::HEALTH_PATH, get(healthz))
@@ -163,9 +163,7 @@ async fn register_inner(
     let update: PeerUpdate = parse(body)?;
     check_uri(genesis, &update.peer_uri).await?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
-    let deltas = headers
-        .get(DELTAS_HEADER)
-        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let deltas = asks_deltas(headers.get(DELTAS_HEADER).map(HeaderValue::as_bytes));
     let probe = genesis
         .lock()
         .begin_register(update)
@@ -483,13 +481,6 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
     Ok((headers, body).into_response())
 }
 
-/// The first event of the watch stream: the whole list at `version`.
-#[derive(Serialize)]
-struct Snapshot {
-    version: u64,
-    peers: Vec<Peer>,
-}
-
 enum WatchState {
     Start,
     Live { version: u64 },
@@ -499,7 +490,7 @@ fn snapshot_event(genesis: &Genesis) -> (Event, u64, tokio::sync::broadcast::Rec
     let registry = genesis.lock();
     // Subscribing under the lock: every change after the snapshot is received.
     let rx = genesis.changes.subscribe();
-    let snapshot = Snapshot {
+    let snapshot = WatchSnapshot {
         version: registry.version(),
         peers: registry.peers().cloned().collect(),
     };
