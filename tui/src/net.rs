@@ -3,12 +3,11 @@
 use std::time::{Duration, Instant};
 
 use plexus_core::Timestamp;
-use plexus_core::client::{
-    Answer, Call, CallError, Failover, RETRY_MAX, RETRY_MIN, WatchEvent, read_answer,
-};
+use plexus_core::client::{Call, CallError, Failover, RETRY_MAX, RETRY_MIN, WatchEvent};
 use plexus_core::schema::Schema;
 use plexus_core::time::backoff;
 use plexus_core::wire::Peer;
+use plexus_server::genesis_call;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -138,39 +137,6 @@ enum StreamEnd {
     },
 }
 
-/// Sends `call` to `genesis` (its base URL): the response, its body unread.
-async fn send(
-    client: &reqwest::Client,
-    genesis: &str,
-    call: Call,
-) -> Result<reqwest::Response, CallError> {
-    let method = call.method.parse().unwrap_or(reqwest::Method::GET);
-    let mut request = client.request(method, format!("{genesis}{}", call.path));
-    for (name, value) in call.headers() {
-        request = request.header(name, value);
-    }
-    request
-        .body(call.body)
-        .send()
-        .await
-        .map_err(|e| CallError::Transport(describe(&e)))
-}
-
-/// Genesis's answer as the core reads it, with at most `max` bytes of body.
-async fn reply(response: reqwest::Response, max: usize) -> Result<Answer, CallError> {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = plexus_server::outbound::read_at_most(response, max, "the answer cap")
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| e.to_string());
-    read_answer(
-        status,
-        |name| headers.get(name).and_then(|v| v.to_str().ok()),
-        body,
-    )
-}
-
 async fn follow_stream(
     client: &reqwest::Client,
     genesis: &str,
@@ -180,17 +146,20 @@ async fn follow_stream(
         reason,
         answered: false,
     };
-    let mut response = match send(client, genesis, Call::watch()).await {
+    let sent = genesis_call::request(client, genesis, Call::watch())
+        .send()
+        .await;
+    let mut response = match sent {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
-            return match reply(r, MAX_ERROR_BYTES).await {
+            return match genesis_call::answer(r, MAX_ERROR_BYTES, "the answer cap").await {
                 Err(CallError::NotFound) => StreamEnd::NotSupported,
                 Err(e) => failed(e.to_string()),
                 Ok(_) => failed("the watch stream ended at once".into()),
             };
         }
         Err(e) => {
-            let reason = e.to_string();
+            let reason = describe(&e);
             if tx.send(Message::Disconnected(reason.clone())).is_err() {
                 return StreamEnd::Closed;
             }
@@ -247,9 +216,9 @@ pub async fn fetch_peers(
     client: &reqwest::Client,
     genesis: &str,
 ) -> Result<(u64, Vec<Peer>), String> {
+    let request = genesis_call::request(client, genesis, Call::peers());
     let call = async {
-        let response = send(client, genesis, Call::peers()).await?;
-        let answer = reply(response, max_list_bytes()).await?;
+        let answer = genesis_call::send(request, max_list_bytes(), "the answer cap").await?;
         answer.peer_list(None, now(), plexus_core::auth::DEFAULT_MAX_AGE)
     };
     let (peers, version) = tokio::time::timeout(REQUEST_TIMEOUT, call)

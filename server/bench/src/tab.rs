@@ -11,11 +11,12 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use futures::{SinkExt as _, StreamExt as _};
 use plexus_core::auth::{self, Expect, Identity, SessionKey};
-use plexus_core::client::{Answer, Call, CallError, read_answer};
+use plexus_core::client::{Answer, Call, CallError};
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
 use plexus_core::wire::{PeerId, PeerPing, PeerUpdate};
 use plexus_core::{PeerName, PeerUri};
 use plexus_peer::network::now;
+use plexus_server::genesis_call;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tower::ServiceExt as _;
@@ -135,28 +136,8 @@ pub type Registration = Result<(PeerId, SessionKey), CallError>;
 
 /// Sends `call` to `genesis` and reads the answer as the core does.
 async fn send(client: &reqwest::Client, genesis: &str, call: Call) -> Result<Answer, CallError> {
-    let method = call.method.parse().unwrap_or(reqwest::Method::GET);
-    let mut request = client.request(method, format!("{genesis}{}", call.path));
-    for (name, value) in call.headers() {
-        request = request.header(name, value);
-    }
-    let response = request
-        .body(call.body)
-        .send()
-        .await
-        .map_err(|e| CallError::Transport(e.to_string()))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| e.to_string());
-    read_answer(
-        status,
-        |name| headers.get(name).and_then(|v| v.to_str().ok()),
-        body,
-    )
+    let request = genesis_call::request(client, genesis, call);
+    genesis_call::send(request, MAX_ANSWER_BYTES, "the answer cap").await
 }
 
 /// Registers `name` at `{genesis}/relay/{name}`, signed with `identity`;

@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use plexus_core::client::{Answer, Call, CallError, read_answer};
+use plexus_core::client::{Answer, Call, CallError};
 use plexus_core::membership::Request;
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
-use plexus_server::error_chain;
-use plexus_server::outbound::read_at_most;
-use reqwest::Response;
+use plexus_server::genesis_call;
 
 use super::Peers;
 
@@ -56,31 +54,6 @@ impl Genesis {
     }
 }
 
-fn transport(e: &reqwest::Error) -> CallError {
-    CallError::Transport(error_chain(e))
-}
-
-/// Genesis's answer (or its absence) as the core reads it
-/// ([`plexus_core::client::read_answer`]), with at most `max` bytes of body.
-async fn reply(
-    result: reqwest::Result<Response>,
-    max: usize,
-    flag: &'static str,
-) -> Result<Answer, CallError> {
-    let response = result.map_err(|e| transport(&e))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = read_at_most(response, max, flag)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| e.to_string());
-    read_answer(
-        status,
-        |name| headers.get(name).and_then(|v| v.to_str().ok()),
-        body,
-    )
-}
-
 /// Performs `request`, sent as `call` (built and signed by the core, see
 /// [`plexus_core::membership::Membership::call`]; `None` for a schema
 /// download), and returns its outcome; never fails, never hangs longer
@@ -120,20 +93,9 @@ async fn send(
     call: Call,
 ) -> Result<Answer, CallError> {
     let call = call.with_token(genesis.token.as_deref());
-    let mut sent = http
-        .request(
-            call.method.parse().unwrap_or(reqwest::Method::GET),
-            genesis.base(replica).join(&call.path),
-        )
-        .timeout(CALL_TIMEOUT);
-    for (name, value) in call.headers() {
-        sent = sent.header(name, value);
-    }
-    if !call.body.is_empty() {
-        sent = sent.body(call.body);
-    }
-    reply(
-        sent.send().await,
+    let request = genesis_call::request(http, genesis.base(replica).as_str(), call);
+    genesis_call::send(
+        request.timeout(CALL_TIMEOUT),
         genesis.max_list_bytes,
         "--max-list-bytes",
     )
@@ -156,10 +118,9 @@ async fn download_schema(peers: &Peers, uri: &PeerUri) -> Result<Schema, CallErr
     let call = outbound
         .client()
         .get(uri.join("/v1/schema"))
-        .timeout(CALL_TIMEOUT)
-        .send()
-        .await;
-    let answer = reply(call, outbound.max_answer_bytes(), "--max-answer-bytes").await?;
+        .timeout(CALL_TIMEOUT);
+    let answer =
+        genesis_call::send(call, outbound.max_answer_bytes(), "--max-answer-bytes").await?;
     let schema: Schema = serde_json::from_slice(&answer.body)
         .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
     schema
