@@ -497,6 +497,52 @@ impl Registry {
         }
     }
 
+    /// First step of `POST /peers/register` of `update` (signed by `key`,
+    /// asking for deltas or not): the probe to make, or the refusal that
+    /// needs none ([`Registry::check_register`]: a key required, a name
+    /// held by another key). Hand the probe's result to
+    /// [`Registry::handle_probed`].
+    pub fn register(
+        &self,
+        update: PeerUpdate,
+        key: Option<PublicKey>,
+        deltas: bool,
+    ) -> Result<Probe, RegisterError> {
+        let probe = self
+            .begin_register(update)
+            .with_deltas(deltas)
+            .with_key(key);
+        self.check_register(&probe)?;
+        Ok(probe)
+    }
+
+    /// Second step: the probe reached the peer (`Ok`) or not. One genesis
+    /// registers it at once ([`Registry::complete_register`],
+    /// [`RegisterStep::Reply`]); a replica's mirror admits it, to be
+    /// written to the store first ([`Registry::admit`],
+    /// [`RegisterStep::Write`]). Either way the checks are redone, since
+    /// the list may have changed during the probe.
+    pub fn handle_probed(
+        &mut self,
+        probe: Probe,
+        reached: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<RegisterStep, RegisterError> {
+        if self.mirror {
+            let admission = self.admit(probe, reached, now)?;
+            let reply = Registered {
+                session: self.session_key(admission.peer.peer.id),
+                response: admission.response.clone(),
+            };
+            return Ok(RegisterStep::Write { admission, reply });
+        }
+        let response = self.complete_register(probe, reached, now)?;
+        Ok(RegisterStep::Reply(Registered {
+            session: self.session_key(response.peer.id),
+            response,
+        }))
+    }
+
     /// The session key of the keyed registration `id`, to hand to the peer
     /// in the registration's answer ([`auth::SESSION_KEY_HEADER`]); `None`
     /// for a keyless one.
@@ -908,6 +954,36 @@ pub struct Admission {
     pub replaces: Option<PeerId>,
     /// The answer to the registering peer.
     pub response: PeerRegistrationResponse,
+}
+
+/// What a registration does after its probe ([`Registry::handle_probed`]):
+/// the same flow in one genesis and at a replica, the store deciding only
+/// whether a write comes first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "the peer is answered only when the step is done"]
+pub enum RegisterStep {
+    /// A replica: write `admission` to the shared store (removing the
+    /// registration it replaces there first); once written, answer
+    /// `reply`. The list changes when the store reports the write
+    /// ([`Registry::apply_upsert`]). A failed write is answered 503.
+    Write {
+        /// What to write.
+        admission: Admission,
+        /// The answer once it is written.
+        reply: Registered,
+    },
+    /// One genesis: the list has changed (publish it); answer `reply`.
+    Reply(Registered),
+}
+
+/// The answer to a registration: the signed body and, for a keyed
+/// registration, its session key ([`auth::SESSION_KEY_HEADER`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The body.
+    pub response: PeerRegistrationResponse,
+    /// The session key of a keyed registration.
+    pub session: Option<SessionKey>,
 }
 
 /// What a replica does with a ping ([`Registry::ping_outcome`]).

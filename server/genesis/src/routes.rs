@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
-use plexus_core::registry::{CallRefused, RegisterError, UnknownPeer};
+use plexus_core::registry::{CallRefused, RegisterError, RegisterStep, Registered, UnknownPeer};
 use plexus_core::replica::{LeaveStep, PingStep};
 
 use super::etcd::Replication;
@@ -164,46 +164,31 @@ async fn register_inner(
     check_uri(genesis, &update.peer_uri).await?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
     let deltas = asks_deltas(headers.get(DELTAS_HEADER).map(HeaderValue::as_bytes));
+    // The core decides each step (a name held by another key is refused
+    // before any probe); the shell probes, writes and answers.
     let probe = genesis
         .lock()
-        .begin_register(update)
-        .with_deltas(deltas)
-        .with_key(key);
-    // A name held by another key is refused before any probe.
-    genesis
-        .lock()
-        .check_register(&probe)
+        .register(update, key, deltas)
         .map_err(register_error)?;
     let reached = genesis.probe(&probe.url).await;
-    let (response, session) = if let Some(replication) = genesis.replication() {
-        // A replica writes the registration to etcd; its mirror lists it
-        // when etcd reports the write.
-        let (admission, session) = {
-            let mut registry = genesis.lock();
-            let admission = registry
-                .admit(probe, reached, now())
-                .map_err(register_error)?;
-            let session = registry.session_key(admission.peer.peer.id);
-            (admission, session)
-        };
-        replication
-            .register(&admission.peer, admission.replaces)
-            .await
-            .map_err(etcd_unavailable)?;
-        (admission.response, session)
-    } else {
-        let (response, saved) = {
-            let mut registry = genesis.lock();
-            let response = registry.complete_register(probe, reached, now()).map(|r| {
-                let session = registry.session_key(r.peer.id);
-                (r, session)
-            });
-            let saved = genesis.publish(&mut registry, true);
-            (response, saved)
-        };
-        let response = response.map_err(register_error)?;
-        committed(saved).await?;
-        response
+    let (step, saved) = {
+        let mut registry = genesis.lock();
+        let step = registry.handle_probed(probe, reached, now());
+        (step, genesis.publish(&mut registry, true))
+    };
+    committed(saved).await?;
+    let Registered { response, session } = match step.map_err(register_error)? {
+        RegisterStep::Reply(reply) => reply,
+        RegisterStep::Write { admission, reply } => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a write step without a shared store"))?;
+            store
+                .register(&admission.peer, admission.replaces)
+                .await
+                .map_err(etcd_unavailable)?;
+            reply
+        }
     };
     inc(&genesis.metrics.registrations);
     // Signed by genesis, so that a peer can pin its key; a keyed
