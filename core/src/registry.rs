@@ -497,6 +497,25 @@ impl Registry {
         }
     }
 
+    /// `DELETE /peers/{id}` with the signature headers `received`: 403
+    /// without the session key's signature of a keyed registration; then
+    /// one genesis removes the peer at once (404 when it does not know
+    /// it), and a replica's mirror leaves it to the store
+    /// ([`LeaveStart::AtStore`]).
+    pub fn leave(
+        &mut self,
+        id: PeerId,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<LeaveStart, CallRefused> {
+        if self.mirror {
+            self.check_signed_leave(id, received, now)?;
+            return Ok(LeaveStart::AtStore);
+        }
+        self.handle_signed_leave(id, received, now)?;
+        Ok(LeaveStart::Removed)
+    }
+
     /// First step of `POST /peers/register` of `update` (signed by `key`,
     /// asking for deltas or not): the probe to make, or the refusal that
     /// needs none ([`Registry::check_register`]: a key required, a name
@@ -534,7 +553,10 @@ impl Registry {
                 session: self.session_key(admission.peer.peer.id),
                 response: admission.response.clone(),
             };
-            return Ok(RegisterStep::Write { admission, reply });
+            return Ok(RegisterStep::Write {
+                admission: Box::new(admission),
+                reply,
+            });
         }
         let response = self.complete_register(probe, reached, now)?;
         Ok(RegisterStep::Reply(Registered {
@@ -968,12 +990,23 @@ pub enum RegisterStep {
     /// ([`Registry::apply_upsert`]). A failed write is answered 503.
     Write {
         /// What to write.
-        admission: Admission,
+        admission: Box<Admission>,
         /// The answer once it is written.
         reply: Registered,
     },
     /// One genesis: the list has changed (publish it); answer `reply`.
     Reply(Registered),
+}
+
+/// Where a leave stands once its signature is checked ([`Registry::leave`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a leave at a replica is done only by its replica machine"]
+pub enum LeaveStart {
+    /// One genesis: the peer is removed (publish the change; answer 204).
+    Removed,
+    /// A replica: the store holds the registration; drive
+    /// [`crate::replica::Replica::leave`] to remove it there.
+    AtStore,
 }
 
 /// The answer to a registration: the signed body and, for a keyed

@@ -1,12 +1,14 @@
-//! Registration as one flow of steps (probe, store write, reply), the same
-//! in one genesis and at a replica: driven with virtual instants, the store
+//! Registration as one flow of steps (probe, store write, reply), and the
+//! start of a leave, the same in one genesis and at a replica: driven with virtual instants, the store
 //! being a log fed back to the mirror as etcd's watch feeds it.
 
 use std::time::Duration;
 
-use plexus_core::auth::{Authority, Identity, PublicKey};
-use plexus_core::registry::{RegisterError, RegisterStep, Registered, Registry, RegistryConfig};
-use plexus_core::wire::{PeerId, PeerUpdate};
+use plexus_core::auth::{Authority, Identity, Message, PublicKey, Received};
+use plexus_core::registry::{
+    CallRefused, LeaveStart, RegisterError, RegisterStep, Registered, Registry, RegistryConfig,
+};
+use plexus_core::wire::{PeerId, PeerUpdate, leave_path};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -76,7 +78,7 @@ impl Genesis {
             RegisterStep::Write { admission, reply } => {
                 assert!(self.registry.is_mirror());
                 assert_eq!(admission.response, reply.response);
-                self.log.push(admission);
+                self.log.push(*admission);
                 Ok(reply)
             }
         }
@@ -233,5 +235,41 @@ fn a_genesis_that_requires_keys_refuses_a_keyless_registration_before_any_probe(
                 .register(update("PeerA", "a"), Some(key(1)), true)
                 .is_ok()
         );
+    }
+}
+
+#[test]
+fn a_signed_leave_removes_the_peer_in_one_genesis_and_goes_to_the_store_at_a_replica() {
+    for mut genesis in both() {
+        let reply = genesis
+            .register(update("PeerA", "a"), Some(key(1)), Ok(()), T0)
+            .expect("registered");
+        genesis.feed(T0);
+        let id = reply.response.peer.id;
+        let session = reply.session.expect("a session key");
+        let now = T0 + Duration::from_secs(1);
+        // Unsigned, or signed for another path: refused, nothing changes.
+        let unsigned = genesis.registry.leave(id, &Received::default(), now);
+        assert!(
+            matches!(unsigned, Err(CallRefused::Denied(_))),
+            "{unsigned:?}"
+        );
+        let elsewhere = session.sign(&Message::request("DELETE", "/peers/other", b""), now);
+        let moved = genesis.registry.leave(id, &(&elsewhere).into(), now);
+        assert!(matches!(moved, Err(CallRefused::Denied(_))), "{moved:?}");
+        assert_eq!(genesis.listed().len(), 1);
+        let signed = session.sign(&Message::request("DELETE", &leave_path(id), b""), now);
+        let start = genesis.registry.leave(id, &(&signed).into(), now);
+        if genesis.registry.is_mirror() {
+            // The store removes it; the mirror follows when told.
+            assert_eq!(start, Ok(LeaveStart::AtStore));
+            assert_eq!(genesis.listed().len(), 1);
+        } else {
+            assert_eq!(start, Ok(LeaveStart::Removed));
+            assert!(genesis.listed().is_empty());
+            // Again: unknown (404).
+            let again = genesis.registry.leave(id, &(&signed).into(), now);
+            assert!(matches!(again, Err(CallRefused::Unknown(_))), "{again:?}");
+        }
     }
 }

@@ -13,7 +13,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
-use plexus_core::registry::{CallRefused, RegisterError, RegisterStep, Registered, UnknownPeer};
+use plexus_core::registry::{
+    CallRefused, LeaveStart, RegisterError, RegisterStep, Registered, UnknownPeer,
+};
 use plexus_core::replica::{LeaveStep, PingStep};
 
 use super::etcd::Replication;
@@ -350,45 +352,54 @@ async fn leave(
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
     let received = keys::received(&headers);
-    if let Some(replication) = genesis.replication() {
-        genesis
-            .lock()
-            .check_signed_leave(id, &received, now())
-            .map_err(call_refused)?;
-        let mut step = replication.run(&mut genesis.lock(), |replica, _| replica.leave(id));
-        let removed = loop {
-            step = match step {
-                LeaveStep::Remove { lease } => {
-                    break replication
-                        .remove(id, lease)
-                        .await
-                        .map_err(etcd_unavailable)?;
-                }
-                LeaveStep::Unknown => break false,
-                LeaveStep::Fetch(id) => {
-                    let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
-                    let lease = fetched.map(|(_, lease)| lease);
-                    replication.run(&mut genesis.lock(), |replica, _| {
-                        replica.handle_leave_fetched(lease)
-                    })
-                }
-            };
-        };
-        return if removed {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(AppError::not_found(UnknownPeer(id).to_string()))
+    let (start, saved) = {
+        let mut registry = genesis.lock();
+        let start = registry.leave(id, &received, now());
+        (start, genesis.publish(&mut registry, true))
+    };
+    committed(saved).await?;
+    match start.map_err(call_refused)? {
+        LeaveStart::Removed => Ok(StatusCode::NO_CONTENT),
+        LeaveStart::AtStore => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a store step without a shared store"))?;
+            if replica_leave(&genesis, store, id).await? {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(AppError::not_found(UnknownPeer(id).to_string()))
+            }
+        }
+    }
+}
+
+/// A leave at a replica, as [`plexus_core::replica::Replica::leave`]
+/// decides it: the shell only does each step's etcd call. `false`: the
+/// store does not hold `id` (404).
+async fn replica_leave(
+    genesis: &Genesis,
+    replication: &Replication,
+    id: PeerId,
+) -> Result<bool, AppError> {
+    let mut step = replication.run(&mut genesis.lock(), |replica, _| replica.leave(id));
+    loop {
+        step = match step {
+            LeaveStep::Remove { lease } => {
+                return replication
+                    .remove(id, lease)
+                    .await
+                    .map_err(etcd_unavailable);
+            }
+            LeaveStep::Unknown => return Ok(false),
+            LeaveStep::Fetch(id) => {
+                let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
+                let lease = fetched.map(|(_, lease)| lease);
+                replication.run(&mut genesis.lock(), |replica, _| {
+                    replica.handle_leave_fetched(lease)
+                })
+            }
         };
     }
-    let (result, saved) = {
-        let mut registry = genesis.lock();
-        let result = registry.handle_signed_leave(id, &received, now());
-        let saved = genesis.publish(&mut registry, true);
-        (result, saved)
-    };
-    result.map_err(call_refused)?;
-    committed(saved).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// 503 for a call to etcd that failed: the replica cannot serve it now;
