@@ -497,6 +497,29 @@ impl Registry {
         }
     }
 
+    /// `POST /peers/{id}/ping` with the `check` of its signature
+    /// ([`RegistryConfig::check_ping`], made outside the registry's lock)
+    /// and its schema hash. One genesis counts it at once
+    /// ([`Registry::handle_checked_ping`]: 404 for an unknown id first, then
+    /// 403 for a refused signature); a replica's mirror refuses a bad
+    /// signature (403) and leaves the rest to the replica machine, since the
+    /// id may be in the store and not yet in the mirror.
+    pub fn ping(
+        &mut self,
+        check: PingCheck,
+        schema_hash: &str,
+        now: Timestamp,
+    ) -> Result<PingStart, CallRefused> {
+        if self.mirror {
+            let session = check.keyed.map_err(CallRefused::Denied)?;
+            return Ok(PingStart::AtStore {
+                keyed: session.is_some(),
+            });
+        }
+        let keyed = self.handle_checked_ping(check, schema_hash, now)?;
+        Ok(PingStart::Counted { keyed })
+    }
+
     /// `DELETE /peers/{id}` with the signature headers `received`: 403
     /// without the session key's signature of a keyed registration; then
     /// one genesis removes the peer at once (404 when it does not know
@@ -1007,6 +1030,24 @@ pub enum LeaveStart {
     /// A replica: the store holds the registration; drive
     /// [`crate::replica::Replica::leave`] to remove it there.
     AtStore,
+}
+
+/// Where a ping stands once it is checked ([`Registry::ping`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a ping at a replica counts only once its replica machine says so"]
+pub enum PingStart {
+    /// One genesis: the ping counted (publish a changed schema hash;
+    /// answer 200, with the signed version for a keyed peer).
+    Counted {
+        /// The registration is keyed: its answer carries the signed version.
+        keyed: bool,
+    },
+    /// A replica: the signature holds; drive
+    /// [`crate::replica::Replica::ping`] with the store (404 if it says unknown).
+    AtStore {
+        /// As in [`PingStart::Counted`].
+        keyed: bool,
+    },
 }
 
 /// The answer to a registration: the signed body and, for a keyed

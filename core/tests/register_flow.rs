@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use plexus_core::auth::{Authority, Identity, Message, PublicKey, Received};
 use plexus_core::registry::{
-    CallRefused, LeaveStart, RegisterError, RegisterStep, Registered, Registry, RegistryConfig,
+    CallRefused, LeaveStart, PingStart, RegisterError, RegisterStep, Registered, Registry,
+    RegistryConfig,
 };
-use plexus_core::wire::{PeerId, PeerUpdate, leave_path};
+use plexus_core::wire::{PeerId, PeerUpdate, leave_path, ping_path};
 use plexus_core::{PeerName, PeerUri, Timestamp};
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -270,6 +271,64 @@ fn a_signed_leave_removes_the_peer_in_one_genesis_and_goes_to_the_store_at_a_rep
             // Again: unknown (404).
             let again = genesis.registry.leave(id, &(&signed).into(), now);
             assert!(matches!(again, Err(CallRefused::Unknown(_))), "{again:?}");
+        }
+    }
+}
+
+#[test]
+fn a_ping_counts_in_one_genesis_and_goes_to_the_store_at_a_replica() {
+    for mut genesis in both() {
+        let keyed = genesis
+            .register(update("PeerA", "a"), Some(key(1)), Ok(()), T0)
+            .expect("registered");
+        let keyless = genesis
+            .register(update("PeerB", "b"), None, Ok(()), T0)
+            .expect("registered");
+        genesis.feed(T0);
+        let (id, session) = (keyed.response.peer.id, keyed.session.expect("session"));
+        let now = T0 + Duration::from_secs(1);
+        let body = br#"{"schemaHash":"h2"}"#;
+        let check = |genesis: &Genesis, id, received: &Received| {
+            genesis
+                .registry
+                .config()
+                .check_ping(id, received, body, now)
+        };
+        // A keyed ping without its session's signature: 403.
+        let unsigned = check(&genesis, id, &Received::default());
+        assert!(matches!(
+            genesis.registry.ping(unsigned, "h2", now),
+            Err(CallRefused::Denied(_))
+        ));
+        let signed: Received =
+            (&session.sign(&Message::request("POST", &ping_path(id), body), now)).into();
+        let start = genesis
+            .registry
+            .ping(check(&genesis, id, &signed), "h2", now);
+        let plain = check(&genesis, keyless.response.peer.id, &Received::default());
+        let plain = genesis.registry.ping(plain, "h2", now);
+        // An id no one registered: unsigned, as a keyless one's.
+        let stranger = PeerId(uuid::Uuid::from_u128(99));
+        let unknown =
+            genesis
+                .registry
+                .ping(check(&genesis, stranger, &Received::default()), "", now);
+        if genesis.registry.is_mirror() {
+            assert_eq!(start, Ok(PingStart::AtStore { keyed: true }));
+            assert_eq!(plain, Ok(PingStart::AtStore { keyed: false }));
+            // The store may hold it (registered a moment ago elsewhere).
+            assert_eq!(unknown, Ok(PingStart::AtStore { keyed: false }));
+        } else {
+            assert_eq!(start, Ok(PingStart::Counted { keyed: true }));
+            assert_eq!(plain, Ok(PingStart::Counted { keyed: false }));
+            assert_eq!(
+                unknown,
+                Err(CallRefused::Unknown(plexus_core::registry::UnknownPeer(
+                    stranger
+                )))
+            );
+            let hash = genesis.registry.peer(id).map(|p| p.schema_hash.to_string());
+            assert_eq!(hash.as_deref(), Some("h2"));
         }
     }
 }

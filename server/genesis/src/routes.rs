@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
+use plexus_core::auth::{self, Message, SignatureHeaders};
 use plexus_core::registry::{
-    CallRefused, LeaveStart, RegisterError, RegisterStep, Registered, UnknownPeer,
+    CallRefused, LeaveStart, PingStart, RegisterError, RegisterStep, Registered, UnknownPeer,
 };
 use plexus_core::replica::{LeaveStep, PingStep};
 
@@ -273,55 +273,47 @@ async fn ping_inner(
         .check_schema_hash(&ping.schema_hash)
         .map_err(|e| AppError::unprocessable(e.to_string()))?;
     let received = keys::received_ref(&headers);
-    if let Some(replication) = genesis.replication() {
-        genesis
-            .settings
-            .registry
-            .check_signed_ping(id, received, &body, now())
-            .map_err(call_refused)?;
-        let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
-        if !known {
-            inc(&genesis.metrics.pings_unknown);
-            return Err(AppError::not_found(UnknownPeer(id).to_string()));
-        }
-        inc(&genesis.metrics.pings);
-        let (version, signature) = {
-            let mut registry = genesis.lock();
-            let keyed = Authority::is_keyed(id);
-            let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
-            (registry.version(), stamp)
-        };
-        return Ok(ping_answer(&genesis, version, signature));
-    }
     // The signature is checked before the registry's lock (it needs no
     // registry state), so that the lock is held for the registry's part only.
     let check = genesis
         .settings
         .registry
         .check_ping(id, received, &body, now());
-    let (result, saved, version) = {
+    let (start, stamp, saved, version) = {
         let mut registry = genesis.lock();
         let now = now();
+        let start = registry.ping(check, &ping.schema_hash, now);
         // With the list version signed for a keyed peer: it fetches the
         // list when it sees it is behind.
-        let result = registry
-            .handle_checked_ping(check, &ping.schema_hash, now)
-            .map(|keyed| keyed.then(|| registry.ping_answer(&genesis.settings.identity, now)));
+        let stamp = matches!(start, Ok(PingStart::Counted { keyed: true }))
+            .then(|| registry.ping_answer(&genesis.settings.identity, now));
         let saved = genesis.publish(&mut registry, true);
-        (result, saved, registry.version())
+        (start, stamp, saved, registry.version())
     };
-    let signature = match result {
-        Ok(signature) => signature,
-        Err(refused) => {
-            if matches!(refused, CallRefused::Unknown(_)) {
+    let start = start.map_err(|refused| {
+        if matches!(refused, CallRefused::Unknown(_)) {
+            inc(&genesis.metrics.pings_unknown);
+        }
+        call_refused(refused)
+    })?;
+    committed(saved).await?;
+    let (version, stamp) = match start {
+        PingStart::Counted { .. } => (version, stamp),
+        PingStart::AtStore { keyed } => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a store step without a shared store"))?;
+            if !replica_ping(&genesis, store, id, &ping.schema_hash).await? {
                 inc(&genesis.metrics.pings_unknown);
+                return Err(AppError::not_found(UnknownPeer(id).to_string()));
             }
-            return Err(call_refused(refused));
+            let mut registry = genesis.lock();
+            let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
+            (registry.version(), stamp)
         }
     };
-    committed(saved).await?;
     inc(&genesis.metrics.pings);
-    Ok(ping_answer(&genesis, version, signature))
+    Ok(ping_answer(&genesis, version, stamp))
 }
 
 /// Headers a ping's answer has room for at first (a map of 16 slots holds 12).
