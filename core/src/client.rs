@@ -16,6 +16,7 @@ use crate::auth::{
     self, AuthError, Expect, Identity, Message, PublicKey, Received, SESSION_KEY_HEADER,
     SessionKey, SignatureHeaders,
 };
+use crate::schema::Schema;
 use crate::time::Timestamp;
 use crate::wire::{
     AUTHORIZATION, DELTAS_HEADER, ErrorBody, PEERS_PATH, PEERS_VERSION_HEADER, Peer, PeerChange,
@@ -319,6 +320,18 @@ impl Answer {
             .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
         Ok((peers, self.version))
     }
+}
+
+/// Reads the answer of a schema download (`GET {uri}/v1/schema` of a
+/// remote peer, [`crate::membership::Request::DownloadSchema`]): a schema
+/// that validates, or why not.
+pub fn read_schema(answer: &Answer) -> Result<Schema, CallError> {
+    let schema: Schema = serde_json::from_slice(&answer.body)
+        .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
+    schema
+        .validate()
+        .map(|()| schema)
+        .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
 }
 
 /// One event of the watch stream (`GET /peers/watch`).

@@ -483,3 +483,24 @@ fn replicas_are_tried_at_once_until_each_failed_since_the_last_answer() {
     assert!(failover.fail_over());
     assert!(!failover.fail_over());
 }
+
+// ---- a remote peer's schema ----
+
+#[test]
+fn a_downloaded_schema_is_taken_only_when_it_validates() {
+    let read = |body: serde_json::Value| {
+        read_schema(&Answer {
+            body: body.to_string().into_bytes(),
+            ..Answer::default()
+        })
+    };
+    let city = json!({"class": "City", "properties": [{"name": "name", "dataType": ["string"]}]});
+    let schema = read(json!({"things": {"classes": [city]}, "actions": {"classes": []}}))
+        .expect("a valid schema");
+    assert_eq!(schema.classes().count(), 1);
+    assert!(matches!(
+        read(json!({"things": {"classes": [city, city]}, "actions": {"classes": []}})),
+        Err(CallError::Invalid(_))
+    ));
+    assert!(matches!(read(json!([1, 2])), Err(CallError::Transport(_))));
+}

@@ -727,14 +727,8 @@ impl Tab {
                 Request::Leave { .. } => m.handle_leave_response(answer_of(reply).map(|_| ()), now),
                 Request::FetchPeers => m.handle_peers_answer(answer_of(reply), now),
                 Request::DownloadSchema { peer, hash, .. } => {
-                    let schema = answer_of(reply).and_then(|a| {
-                        let schema: Schema = serde_json::from_slice(&a.body)
-                            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
-                        schema
-                            .validate()
-                            .map(|()| schema)
-                            .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
-                    });
+                    let schema =
+                        answer_of(reply).and_then(|a| plexus_core::client::read_schema(&a));
                     m.handle_schema_response(&peer, &hash, schema, now);
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use plexus_core::client::{Answer, Call, CallError};
+use plexus_core::client::{Answer, Call, CallError, read_schema};
 use plexus_core::membership::Request;
 use plexus_core::names::{PeerName, PeerUri};
 use plexus_core::schema::Schema;
@@ -121,10 +121,5 @@ async fn download_schema(peers: &Peers, uri: &PeerUri) -> Result<Schema, CallErr
         .timeout(CALL_TIMEOUT);
     let answer =
         genesis_call::send(call, outbound.max_answer_bytes(), "--max-answer-bytes").await?;
-    let schema: Schema = serde_json::from_slice(&answer.body)
-        .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
-    schema
-        .validate()
-        .map(|()| schema)
-        .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
+    read_schema(&answer)
 }
