@@ -8,6 +8,7 @@
 //! the same machines, so the same rules hold everywhere.
 
 pub mod auth;
+pub mod client;
 pub mod contextionary;
 pub mod fanout;
 pub mod fetch;

@@ -16,6 +16,8 @@ use crate::auth::{
     self, AuthError, Expect, Identity, Message, PublicKey, Received, ReceivedRef, SessionKey,
     SignatureHeaders,
 };
+pub use crate::client::{Answer, CallError};
+use crate::client::{Call, Failover, RegistrationError};
 use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
 use crate::time::Timestamp;
@@ -83,8 +85,8 @@ impl MembershipConfig {
             public_uri,
             contextionary: None,
             ping_interval: Duration::from_secs(10),
-            retry_min: Duration::from_millis(500),
-            retry_max: Duration::from_secs(30),
+            retry_min: crate::client::RETRY_MIN,
+            retry_max: crate::client::RETRY_MAX,
             seed,
             genesis_replicas: 1,
             genesis_names: Vec::new(),
@@ -224,20 +226,6 @@ impl Request {
     }
 }
 
-/// An answer of genesis as it came: what its signature covers, and the
-/// headers that carry it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Answer {
-    /// The raw body.
-    pub body: Vec<u8>,
-    /// The `x-plexus-peers-version` header, if any.
-    pub version: Option<u64>,
-    /// The signature headers.
-    pub signature: Received,
-    /// The [`auth::SESSION_KEY_HEADER`] of a registration's answer, if any.
-    pub session_key: Option<String>,
-}
-
 /// Why a push (`PUT /p2p/genesis`) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -326,38 +314,6 @@ impl PushGate {
     }
 }
 
-/// How a call to genesis failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// 400: genesis could not reach this peer.
-    Unreachable(String),
-    /// 403: the join token is missing or wrong.
-    Forbidden(String),
-    /// 404: genesis does not know this id.
-    NotFound,
-    /// 422 or another 4xx: the request itself is wrong.
-    Invalid(String),
-    /// No answer, a 5xx, or an answer that does not parse.
-    Transport(String),
-}
-
-impl CallError {
-    /// The error of a call that genesis answered with `status` (not a
-    /// success) and `body` (`{"error": {"message": ...}}`, or anything).
-    pub fn from_status(status: u16, body: &str) -> CallError {
-        let message = serde_json::from_str::<crate::wire::ErrorBody>(body)
-            .map(|b| b.error.message)
-            .unwrap_or_else(|_| format!("HTTP {status}"));
-        match status {
-            400 => CallError::Unreachable(message),
-            403 => CallError::Forbidden(message),
-            404 => CallError::NotFound,
-            401..=499 => CallError::Invalid(message),
-            _ => CallError::Transport(message),
-        }
-    }
-}
-
 /// Something the caller may want to show or act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -424,10 +380,8 @@ pub struct Membership {
     pending_failure: Option<FailReason>,
     transmits: VecDeque<Request>,
     events: VecDeque<Event>,
-    /// The genesis replica that calls go to, an index into the peer's list.
-    genesis: usize,
-    /// Replicas moved past since a call last got an answer.
-    failovers: usize,
+    /// The genesis replica that calls go to ([`Failover`]'s rule).
+    failover: Failover,
     /// The replicas that refused this peer since a call last succeeded,
     /// and why: when every replica has, the peer gives up.
     refusals: BTreeMap<usize, FailReason>,
@@ -438,6 +392,7 @@ impl Membership {
     pub fn new(config: Option<MembershipConfig>, schema_hash: String) -> Self {
         let seed = config.as_ref().map_or(0, |c| c.seed);
         let genesis_key = config.as_ref().and_then(|c| c.genesis_key);
+        let config_replicas = config.as_ref().map_or(1, |c| c.genesis_replicas);
         Self {
             state: if config.is_some() {
                 State::Idle
@@ -459,8 +414,7 @@ impl Membership {
             pending_failure: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            genesis: 0,
-            failovers: 0,
+            failover: Failover::new(config_replicas),
             refusals: BTreeMap::new(),
         }
     }
@@ -468,34 +422,23 @@ impl Membership {
     /// The genesis replica (an index into the list the peer was given) that
     /// the next call goes to.
     pub fn genesis(&self) -> usize {
-        self.genesis
+        self.failover.current()
     }
 
     /// A call got no answer (transport failure or 5xx): move to the next
-    /// replica. Returns whether that replica is worth trying at once: not
-    /// when every replica failed since the last answer (then the usual
-    /// schedule applies, so a network without genesis is not hammered).
+    /// replica ([`Failover::fail_over`]). Whether to call it at once.
     fn fail_over(&mut self) -> bool {
-        let replicas = self
-            .config
-            .as_ref()
-            .map_or(1, |c| c.genesis_replicas.max(1));
-        if replicas == 1 {
-            return false;
-        }
-        self.genesis = (self.genesis + 1) % replicas;
-        self.failovers += 1;
-        self.failovers < replicas
+        self.failover.fail_over()
     }
 
     /// A call got an answer from the current replica.
     fn answered(&mut self) {
-        self.failovers = 0;
+        self.failover.answered();
     }
 
     /// A call succeeded: no replica refuses this peer any more.
     fn accepted(&mut self) {
-        self.failovers = 0;
+        self.failover.answered();
         self.refusals.clear();
     }
 
@@ -506,15 +449,12 @@ impl Membership {
     /// given up; whether to call the next replica at once (as for a
     /// replica that does not answer, [`Membership::fail_over`]).
     fn refused(&mut self, reason: FailReason) -> Option<bool> {
-        let replicas = self
-            .config
-            .as_ref()
-            .map_or(1, |c| c.genesis_replicas.max(1));
+        let replicas = self.failover.replicas();
         if replicas == 1 {
             self.fail(reason);
             return None;
         }
-        self.refusals.insert(self.genesis, reason);
+        self.refusals.insert(self.failover.current(), reason);
         if self.refusals.len() >= replicas {
             let names = self
                 .config
@@ -609,29 +549,34 @@ impl Membership {
         }
     }
 
-    /// The headers that prove `request` (sent with `body`) at `now`: its
-    /// registration signed with the peer's key, pings and leave with the
-    /// session key genesis handed out. `None` for any other request, or for
-    /// a keyless peer.
+    /// The call to genesis that `request` is, signed as it must be: a
+    /// registration with the peer's key, pings and leave with the session
+    /// key genesis handed out (a keyless peer's are not signed). `None` for
+    /// [`Request::DownloadSchema`], a call of another peer's API.
+    #[must_use]
+    pub fn call(&self, request: &Request, now: Timestamp) -> Option<Call> {
+        let identity = self.config.as_ref().and_then(|c| c.identity.as_ref());
+        let session = self.session.as_ref();
+        Some(match request {
+            Request::Register(update) => Call::register(update, identity, now),
+            Request::Ping { id, body } => Call::ping(*id, body, session, now),
+            Request::Leave { id } => Call::leave(*id, session, now),
+            Request::FetchPeers => Call::peers(),
+            Request::DownloadSchema { .. } => return None,
+        })
+    }
+
+    /// The signature headers of [`Membership::call`] of `request` at
+    /// `now`, for a host that writes the body itself (it must be the
+    /// call's: the request's JSON). `None` for an unsigned call.
     #[must_use]
     pub fn sign_request(
         &self,
         request: &Request,
-        body: &[u8],
+        _body: &[u8],
         now: Timestamp,
     ) -> Option<SignatureHeaders> {
-        let (method, path) = request.method_and_path();
-        let message = Message::request(method, &path, body);
-        match request {
-            Request::Register(_) => {
-                let identity = self.config.as_ref()?.identity.as_ref()?;
-                Some(identity.sign(&message, now))
-            }
-            Request::Ping { .. } | Request::Leave { .. } => {
-                Some(self.session.as_ref()?.sign(&message, now))
-            }
-            Request::FetchPeers | Request::DownloadSchema { .. } => None,
-        }
+        self.call(request, now)?.signature().cloned()
     }
 
     // ---- handle_* ----
@@ -640,9 +585,9 @@ impl Membership {
     /// genesis's (the configured key, or else any key, which this peer then
     /// pins), and a keyed registration's answer carries the session key.
     pub fn handle_register_answer(&mut self, result: Result<Answer, CallError>, now: Timestamp) {
-        if !matches!(self.state, State::Registering { .. }) {
+        let State::Registering { attempt, .. } = self.state else {
             return;
-        }
+        };
         let Some(config) = &self.config else { return };
         let answer = match result {
             Ok(answer) => answer,
@@ -652,36 +597,22 @@ impl Membership {
             Some(key) => Expect::Key(key),
             None => Expect::AnyKey,
         };
-        let message = Message::response(&answer.body);
-        let verified = auth::verify(
-            &answer.signature,
-            &message,
-            expect,
-            now,
-            config.max_signature_age,
-        );
-        let key = match verified {
-            Ok(verified) => verified.key,
-            Err(e) => {
-                let State::Registering { attempt, .. } = self.state else {
-                    return;
-                };
-                return self.registration_refused(FailReason::Unauthentic(e), attempt, now);
+        let keyed = config.identity.is_some();
+        match answer.registration(expect, keyed, now, config.max_signature_age) {
+            Ok(registered) => {
+                self.genesis_key = registered.key;
+                self.session = registered.session;
+                self.handle_register_response(Ok(registered.response), now);
             }
-        };
-        let response = match serde_json::from_slice::<PeerRegistrationResponse>(&answer.body) {
-            Ok(response) => response,
-            Err(e) => {
-                let error = CallError::Transport(format!("unexpected answer: {e}"));
-                return self.handle_register_response(Err(error), now);
+            Err(RegistrationError::Unauthentic(e)) => {
+                self.registration_refused(FailReason::Unauthentic(e), attempt, now)
             }
-        };
-        self.genesis_key = key;
-        self.session = match (&config.identity, answer.session_key) {
-            (Some(_), Some(text)) => text.parse().ok(),
-            _ => None,
-        };
-        self.handle_register_response(Ok(response), now);
+            // A replica that answered wrongly: as one that did not answer.
+            Err(e) => {
+                let error = CallError::Transport(e.to_string());
+                self.handle_register_response(Err(error), now);
+            }
+        }
     }
 
     /// The answer to [`Request::Ping`]: the list version it carries counts
@@ -690,10 +621,7 @@ impl Membership {
         let result = result.map(|answer| {
             let key = self.genesis_key.as_ref()?;
             let max_age = self.config.as_ref()?.max_signature_age;
-            let message = Message::response(&answer.body).with_version(answer.version);
-            auth::verify(&answer.signature, &message, Expect::Key(key), now, max_age)
-                .ok()
-                .and(answer.version)
+            answer.signed_version(key, now, max_age)
         });
         self.handle_ping_response(result, now);
     }
@@ -709,12 +637,8 @@ impl Membership {
                 .config
                 .as_ref()
                 .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
-            let message = Message::response(&answer.body).with_version(answer.version);
-            auth::verify(&answer.signature, &message, Expect::Key(&key), now, max_age)
-                .map_err(|e| CallError::Forbidden(e.to_string()))?;
-            let peers: Vec<Peer> = serde_json::from_slice(&answer.body)
-                .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
-            Ok((peers.iter().map(Peer::to_entry).collect(), answer.version))
+            let (peers, version) = answer.peer_list(Some(&key), now, max_age)?;
+            Ok((peers.iter().map(Peer::to_entry).collect(), version))
         });
         self.handle_peers_response(verified, now);
     }
@@ -764,7 +688,7 @@ impl Membership {
         let Some(config) = &self.config else { return };
         match result {
             Ok(response) => {
-                self.failovers = 0;
+                self.failover.answered();
                 self.refusals.clear();
                 if let Some(ours) = &config.contextionary
                     && ours.hash != response.contextionary.hash

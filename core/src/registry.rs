@@ -502,6 +502,97 @@ impl Registry {
         }
     }
 
+    /// `POST /peers/{id}/ping` with the `check` of its signature
+    /// ([`RegistryConfig::check_ping`], made outside the registry's lock)
+    /// and its schema hash. One genesis counts it at once
+    /// ([`Registry::handle_checked_ping`]: 404 for an unknown id first, then
+    /// 403 for a refused signature); a replica's mirror refuses a bad
+    /// signature (403) and leaves the rest to the replica machine, since the
+    /// id may be in the store and not yet in the mirror.
+    pub fn ping(
+        &mut self,
+        check: PingCheck,
+        schema_hash: &str,
+        now: Timestamp,
+    ) -> Result<PingStart, CallRefused> {
+        if self.mirror {
+            let session = check.keyed.map_err(CallRefused::Denied)?;
+            return Ok(PingStart::AtStore {
+                keyed: session.is_some(),
+            });
+        }
+        let keyed = self.handle_checked_ping(check, schema_hash, now)?;
+        Ok(PingStart::Counted { keyed })
+    }
+
+    /// `DELETE /peers/{id}` with the signature headers `received`: 403
+    /// without the session key's signature of a keyed registration; then
+    /// one genesis removes the peer at once (404 when it does not know
+    /// it), and a replica's mirror leaves it to the store
+    /// ([`LeaveStart::AtStore`]).
+    pub fn leave(
+        &mut self,
+        id: PeerId,
+        received: &Received,
+        now: Timestamp,
+    ) -> Result<LeaveStart, CallRefused> {
+        if self.mirror {
+            self.check_signed_leave(id, received, now)?;
+            return Ok(LeaveStart::AtStore);
+        }
+        self.handle_signed_leave(id, received, now)?;
+        Ok(LeaveStart::Removed)
+    }
+
+    /// First step of `POST /peers/register` of `update` (signed by `key`,
+    /// asking for deltas or not): the probe to make, or the refusal that
+    /// needs none ([`Registry::check_register`]: a key required, a name
+    /// held by another key). Hand the probe's result to
+    /// [`Registry::handle_probed`].
+    pub fn register(
+        &self,
+        update: PeerUpdate,
+        key: Option<PublicKey>,
+        deltas: bool,
+    ) -> Result<Probe, RegisterError> {
+        let probe = self
+            .begin_register(update)
+            .with_deltas(deltas)
+            .with_key(key);
+        self.check_register(&probe)?;
+        Ok(probe)
+    }
+
+    /// Second step: the probe reached the peer (`Ok`) or not. One genesis
+    /// registers it at once ([`Registry::complete_register`],
+    /// [`RegisterStep::Reply`]); a replica's mirror admits it, to be
+    /// written to the store first ([`Registry::admit`],
+    /// [`RegisterStep::Write`]). Either way the checks are redone, since
+    /// the list may have changed during the probe.
+    pub fn handle_probed(
+        &mut self,
+        probe: Probe,
+        reached: Result<(), String>,
+        now: Timestamp,
+    ) -> Result<RegisterStep, RegisterError> {
+        if self.mirror {
+            let admission = self.admit(probe, reached, now)?;
+            let reply = Registered {
+                session: self.session_key(admission.peer.peer.id),
+                response: admission.response.clone(),
+            };
+            return Ok(RegisterStep::Write {
+                admission: Box::new(admission),
+                reply,
+            });
+        }
+        let response = self.complete_register(probe, reached, now)?;
+        Ok(RegisterStep::Reply(Registered {
+            session: self.session_key(response.peer.id),
+            response,
+        }))
+    }
+
     /// The session key of the keyed registration `id`, to hand to the peer
     /// in the registration's answer ([`auth::SESSION_KEY_HEADER`]); `None`
     /// for a keyless one.
@@ -913,6 +1004,65 @@ pub struct Admission {
     pub replaces: Option<PeerId>,
     /// The answer to the registering peer.
     pub response: PeerRegistrationResponse,
+}
+
+/// What a registration does after its probe ([`Registry::handle_probed`]):
+/// the same flow in one genesis and at a replica, the store deciding only
+/// whether a write comes first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "the peer is answered only when the step is done"]
+pub enum RegisterStep {
+    /// A replica: write `admission` to the shared store (removing the
+    /// registration it replaces there first); once written, answer
+    /// `reply`. The list changes when the store reports the write
+    /// ([`Registry::apply_upsert`]). A failed write is answered 503.
+    Write {
+        /// What to write.
+        admission: Box<Admission>,
+        /// The answer once it is written.
+        reply: Registered,
+    },
+    /// One genesis: the list has changed (publish it); answer `reply`.
+    Reply(Registered),
+}
+
+/// Where a leave stands once its signature is checked ([`Registry::leave`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a leave at a replica is done only by its replica machine"]
+pub enum LeaveStart {
+    /// One genesis: the peer is removed (publish the change; answer 204).
+    Removed,
+    /// A replica: the store holds the registration; drive
+    /// [`crate::replica::Replica::leave`] to remove it there.
+    AtStore,
+}
+
+/// Where a ping stands once it is checked ([`Registry::ping`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a ping at a replica counts only once its replica machine says so"]
+pub enum PingStart {
+    /// One genesis: the ping counted (publish a changed schema hash;
+    /// answer 200, with the signed version for a keyed peer).
+    Counted {
+        /// The registration is keyed: its answer carries the signed version.
+        keyed: bool,
+    },
+    /// A replica: the signature holds; drive
+    /// [`crate::replica::Replica::ping`] with the store (404 if it says unknown).
+    AtStore {
+        /// As in [`PingStart::Counted`].
+        keyed: bool,
+    },
+}
+
+/// The answer to a registration: the signed body and, for a keyed
+/// registration, its session key ([`auth::SESSION_KEY_HEADER`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The body.
+    pub response: PeerRegistrationResponse,
+    /// The session key of a keyed registration.
+    pub session: Option<SessionKey>,
 }
 
 /// What a replica does with a ping ([`Registry::ping_outcome`]).

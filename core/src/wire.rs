@@ -31,6 +31,8 @@ pub const REGISTER_PATH: &str = "/peers/register";
 pub const HEALTH_PATH: &str = "/healthz";
 /// The API path of the whole peer list.
 pub const PEERS_PATH: &str = "/peers";
+/// The API path of the watch stream (`GET`, server-sent events).
+pub const WATCH_PATH: &str = "/peers/watch";
 /// The API path of a peer's pushes from genesis.
 pub const PUSH_PATH: &str = "/p2p/genesis";
 
@@ -351,6 +353,11 @@ pub fn max_list_bytes(peers: usize, limits: &crate::names::Limits) -> usize {
 /// changes as a [`PeerDelta`] rather than the whole list.
 pub const DELTAS_HEADER: &str = "x-plexus-deltas";
 
+/// Whether a [`DELTAS_HEADER`] of `value` asks for deltas: `1` or `true`.
+pub fn asks_deltas(value: Option<&[u8]>) -> bool {
+    matches!(value, Some(b"1" | b"true"))
+}
+
 /// The changes of the peer list from version `from` to version `to`: what a
 /// peer that asked for deltas gets in `PUT /p2p/genesis`, instead of the
 /// whole list, so that a change costs genesis O(N) bytes, not O(N²).
@@ -404,6 +411,15 @@ pub struct PeerChange {
     pub kind: ChangeKind,
     /// The peer it happened to, as it was at that moment.
     pub peer: Peer,
+}
+
+/// The first event of the watch stream (`snapshot`): the whole list at `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSnapshot {
+    /// The list version.
+    pub version: u64,
+    /// Every registered peer.
+    pub peers: Vec<Peer>,
 }
 
 /// The JSON body of every 4xx and 5xx answer: `{"error": {"message": ...}}`.

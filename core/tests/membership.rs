@@ -747,6 +747,31 @@ mod keys {
     }
 
     #[test]
+    fn a_keyed_registration_answered_without_its_session_key_is_tried_again() {
+        let mut genesis = Genesis::new();
+        let mut m = Membership::new(Some(keyed_config()), "h1".into());
+        m.handle_start(T0);
+        let request = only(&mut m);
+        let Request::Register(update) = &request else {
+            panic!("expected a registration");
+        };
+        let call = m.call(&request, T0).expect("a call to genesis");
+        let signature = call.signature().map(Received::from).unwrap_or_default();
+        let mut answer = genesis.register(update, signature, T0);
+        answer.session_key = None;
+        m.handle_register_answer(Ok(answer), T0);
+        // Its pings could not be signed: not registered, registering again
+        // after the backoff, as after an answer that does not parse.
+        assert!(
+            matches!(m.state(), State::Registering { attempt: 1, .. }),
+            "{:?}",
+            m.state()
+        );
+        assert_eq!(m.id(), None);
+        assert!(events(&mut m).is_empty());
+    }
+
+    #[test]
     fn a_keyed_peer_registers_pings_and_leaves_under_its_keys() {
         let mut genesis = Genesis::new();
         let mut m = Membership::new(Some(keyed_config()), "h1".into());

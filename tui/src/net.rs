@@ -3,9 +3,11 @@
 use std::time::{Duration, Instant};
 
 use plexus_core::Timestamp;
+use plexus_core::client::{Call, CallError, Failover, RETRY_MAX, RETRY_MIN, WatchEvent};
 use plexus_core::schema::Schema;
-use plexus_core::wire::{PEERS_VERSION_HEADER, Peer, PeerChange};
-use serde::Deserialize;
+use plexus_core::time::backoff;
+use plexus_core::wire::Peer;
+use plexus_server::genesis_call;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -40,11 +42,11 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-/// The first event of the watch stream.
-#[derive(Debug, Deserialize)]
-struct WatchSnapshot {
-    version: u64,
-    peers: Vec<Peer>,
+/// The most bytes of an error's body that the watcher reads (its message).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+/// The most bytes of a polled peer list (as a peer's `--max-list-bytes`).
+fn max_list_bytes() -> usize {
+    plexus_core::membership::default_max_list_bytes()
 }
 
 /// The genesis URLs of `--genesis`: one, or replicas comma-separated.
@@ -62,29 +64,45 @@ pub fn replicas(genesis: &str) -> Vec<String> {
 }
 
 /// Follows genesis forever: its watch stream when it can, polling otherwise.
-/// With several replicas (`a,b`), a replica that fails is left for the next
-/// one. Ends when the receiving side of `tx` is gone.
+/// With several replicas (`a,b`), a replica that fails is left for the
+/// next one, at once until every one has failed since the last answer,
+/// then after the core's backoff ([`Failover`], [`backoff`]: the rule of
+/// every client of genesis), polling meanwhile. Ends when the receiving
+/// side of `tx` is gone.
 pub async fn watch_genesis(client: reqwest::Client, genesis: String, tx: UnboundedSender<Message>) {
     let replicas = replicas(&genesis);
-    let mut current = 0;
+    let mut failover = Failover::new(replicas.len());
+    let mut rng = fastrand::Rng::new();
+    // Rounds of every replica failing since the last answer.
+    let mut rounds = 0;
     loop {
-        let genesis = &replicas[current % replicas.len()];
-        let polls = match follow_stream(&client, genesis, &tx).await {
+        let genesis = &replicas[failover.current() % replicas.len()];
+        let polling = match follow_stream(&client, genesis, &tx).await {
             StreamEnd::Closed => return,
-            StreamEnd::NotSupported => 30,
-            // The next replica at once, until every one failed in a row.
-            StreamEnd::Failed(reason) if (current + 1) % replicas.len() != 0 => {
-                tracing::info!(%reason, %genesis, "watch stream failed; trying the next replica");
-                current += 1;
-                continue;
+            StreamEnd::NotSupported => {
+                failover.answered();
+                rounds = 0;
+                POLL_INTERVAL * 30
             }
-            StreamEnd::Failed(reason) => {
+            StreamEnd::Failed { reason, answered } => {
+                if answered {
+                    failover.answered();
+                    rounds = 0;
+                }
+                if failover.fail_over() {
+                    tracing::info!(%reason, %genesis, "watch stream failed; trying the next replica");
+                    continue;
+                }
                 tracing::info!(%reason, "watch stream failed; polling");
-                current += 1;
-                3
+                let delay = backoff(RETRY_MIN, RETRY_MAX, rounds, rng.f64());
+                rounds = rounds.saturating_add(1);
+                delay
             }
         };
-        for _ in 0..polls {
+        // Poll until the stream is tried again: at once, then every POLL_INTERVAL.
+        let until = Instant::now() + polling;
+        loop {
+            let genesis = &replicas[failover.current() % replicas.len()];
             let message = match fetch_peers(&client, genesis).await {
                 Ok((version, peers)) => Message::Snapshot {
                     version,
@@ -96,7 +114,11 @@ pub async fn watch_genesis(client: reqwest::Client, genesis: String, tx: Unbound
             if tx.send(message).is_err() {
                 return;
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(POLL_INTERVAL)).await;
+            if left <= POLL_INTERVAL {
+                break;
+            }
         }
     }
 }
@@ -106,8 +128,13 @@ enum StreamEnd {
     Closed,
     /// Genesis has no watch stream.
     NotSupported,
-    /// It failed or ended: why.
-    Failed(String),
+    /// It failed or ended: why, and whether genesis answered first.
+    Failed {
+        /// Why.
+        reason: String,
+        /// Whether the replica answered (opened the stream) first.
+        answered: bool,
+    },
 }
 
 async fn follow_stream(
@@ -115,22 +142,33 @@ async fn follow_stream(
     genesis: &str,
     tx: &UnboundedSender<Message>,
 ) -> StreamEnd {
-    let response = client
-        .get(format!("{genesis}/peers/watch"))
-        .header("accept", "text/event-stream")
+    let failed = |reason: String| StreamEnd::Failed {
+        reason,
+        answered: false,
+    };
+    let sent = genesis_call::request(client, genesis, Call::watch())
         .send()
         .await;
-    let mut response = match response {
+    let mut response = match sent {
         Ok(r) if r.status().is_success() => r,
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return StreamEnd::NotSupported,
-        Ok(r) => return StreamEnd::Failed(format!("watch stream answered {}", r.status())),
+        Ok(r) => {
+            return match genesis_call::answer(r, MAX_ERROR_BYTES, "the answer cap").await {
+                Err(CallError::NotFound) => StreamEnd::NotSupported,
+                Err(e) => failed(e.to_string()),
+                Ok(_) => failed("the watch stream ended at once".into()),
+            };
+        }
         Err(e) => {
             let reason = describe(&e);
             if tx.send(Message::Disconnected(reason.clone())).is_err() {
                 return StreamEnd::Closed;
             }
-            return StreamEnd::Failed(reason);
+            return failed(reason);
         }
+    };
+    let failed = |reason: String| StreamEnd::Failed {
+        reason,
+        answered: true,
     };
     let mut parser = SseParser::new();
     let mut refresh = tokio::time::interval(POLL_INTERVAL * 2);
@@ -139,21 +177,20 @@ async fn follow_stream(
             chunk = tokio::time::timeout(STREAM_IDLE, response.chunk()) => {
                 let chunk = match chunk {
                     Ok(Ok(Some(chunk))) => chunk,
-                    Ok(Ok(None)) => return StreamEnd::Failed("genesis closed the watch stream".into()),
-                    Ok(Err(e)) => return StreamEnd::Failed(describe(&e)),
-                    Err(_) => return StreamEnd::Failed("watch stream silent".into()),
+                    Ok(Ok(None)) => return failed("genesis closed the watch stream".into()),
+                    Ok(Err(e)) => return failed(describe(&e)),
+                    Err(_) => return failed("watch stream silent".into()),
                 };
                 for event in parser.push(&chunk) {
-                    let message = match event.event.as_str() {
-                        "snapshot" => match serde_json::from_str::<WatchSnapshot>(&event.data) {
-                            Ok(s) => Message::Snapshot { version: s.version, peers: s.peers, source: Source::Watch },
-                            Err(e) => return StreamEnd::Failed(format!("bad snapshot: {e}")),
+                    let message = match WatchEvent::read(&event.event, &event.data) {
+                        Ok(Some(WatchEvent::Snapshot(s))) => Message::Snapshot {
+                            version: s.version,
+                            peers: s.peers,
+                            source: Source::Watch,
                         },
-                        "change" => match serde_json::from_str::<PeerChange>(&event.data) {
-                            Ok(change) => Message::Change(change),
-                            Err(e) => return StreamEnd::Failed(format!("bad change: {e}")),
-                        },
-                        _ => continue,
+                        Ok(Some(WatchEvent::Change(change))) => Message::Change(change),
+                        Ok(None) => continue,
+                        Err(e) => return failed(e.to_string()),
                     };
                     if tx.send(message).is_err() {
                         return StreamEnd::Closed;
@@ -172,31 +209,23 @@ async fn follow_stream(
     }
 }
 
-/// `GET {genesis}/peers`: the list version (0 when not told) and the peers.
+/// `GET {genesis}/peers`: the list version (0 when not told) and the
+/// peers, read as the core reads them (a dashboard only shows the list:
+/// its signature is not checked).
 pub async fn fetch_peers(
     client: &reqwest::Client,
     genesis: &str,
 ) -> Result<(u64, Vec<Peer>), String> {
-    let response = client
-        .get(format!("{genesis}/peers"))
-        .timeout(REQUEST_TIMEOUT)
-        .send()
+    let request = genesis_call::request(client, genesis, Call::peers());
+    let call = async {
+        let answer = genesis_call::send(request, max_list_bytes(), "the answer cap").await?;
+        answer.peer_list(None, now(), plexus_core::auth::DEFAULT_MAX_AGE)
+    };
+    let (peers, version) = tokio::time::timeout(REQUEST_TIMEOUT, call)
         .await
-        .map_err(|e| describe(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("GET /peers answered {}", response.status()));
-    }
-    let version = response
-        .headers()
-        .get(PEERS_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let peers = response
-        .json()
-        .await
-        .map_err(|e| format!("bad peer list: {e}"))?;
-    Ok((version, peers))
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok((version.unwrap_or(0), peers))
 }
 
 /// Performs `command`, sending its answer on `tx`.

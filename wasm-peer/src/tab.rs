@@ -752,14 +752,8 @@ impl Tab {
                 Request::Leave { .. } => m.handle_leave_response(answer_of(reply).map(|_| ()), now),
                 Request::FetchPeers => m.handle_peers_answer(answer_of(reply), now),
                 Request::DownloadSchema { peer, hash, .. } => {
-                    let schema = answer_of(reply).and_then(|a| {
-                        let schema: Schema = serde_json::from_slice(&a.body)
-                            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
-                        schema
-                            .validate()
-                            .map(|()| schema)
-                            .map_err(|e| CallError::Invalid(format!("invalid schema: {e}")))
-                    });
+                    let schema =
+                        answer_of(reply).and_then(|a| plexus_core::client::read_schema(&a));
                     m.handle_schema_response(&peer, &hash, schema, now);
                 }
             }
@@ -913,7 +907,7 @@ impl Tab {
         match (request.method.as_str(), path) {
             ("GET" | "HEAD", "/p2p/ping") => ok(id, String::new()),
             ("PUT", "/p2p/genesis") => {
-                let version = header(PEERS_VERSION_HEADER).and_then(|v| v.trim().parse().ok());
+                let version = plexus_core::client::read_version(header(PEERS_VERSION_HEADER));
                 let signature = Received::from_headers(header);
                 let verdict = self.membership.borrow_mut().handle_signed_push(
                     request.body.as_bytes(),
@@ -1002,25 +996,12 @@ fn error(id: u64, status: u16, message: &str) -> RelayResponse {
     )
 }
 
-/// A genesis answer as the machine takes it.
+/// A genesis answer as the machine takes it, read by the core
+/// ([`plexus_core::client::read_answer`]).
 fn answer_of(reply: Result<Reply, String>) -> Result<Answer, CallError> {
     let reply = reply.map_err(CallError::Transport)?;
-    if !(200..300).contains(&reply.status) {
-        return Err(CallError::from_status(reply.status, &reply.text));
-    }
-    let version = reply
-        .header(PEERS_VERSION_HEADER)
-        .and_then(|v| v.trim().parse().ok());
-    let signature = Received::from_headers(|n| reply.header(n));
-    let session_key = reply
-        .header(plexus_core::auth::SESSION_KEY_HEADER)
-        .map(str::to_owned);
-    Ok(Answer {
-        body: reply.text.clone().into_bytes(),
-        version,
-        signature,
-        session_key,
-    })
+    let body = Ok(reply.text.clone().into_bytes());
+    plexus_core::client::read_answer(reply.status, |n| reply.header(n), body)
 }
 
 /// Opens the relay socket and proves the key; the socket once welcomed.

@@ -482,34 +482,28 @@ pub enum WatchEvent {
     },
 }
 
-#[derive(Deserialize)]
-struct Snapshot {
-    version: u64,
-    peers: Vec<Peer>,
-}
-
-/// Reads one server-sent event of `GET /peers/watch` (its name and data).
+/// Reads one server-sent event of `GET /peers/watch` (its name and data),
+/// as the core reads it ([`plexus_core::client::WatchEvent::read`]).
 pub fn parse_watch_event(name: &str, data: Option<&str>) -> WatchEvent {
+    use plexus_core::client::WatchEvent as Read;
     let Some(data) = data else {
         return WatchEvent::Error {
             message: format!("watch event {name:?} without data"),
         };
     };
-    let parsed = match name {
-        "snapshot" => serde_json::from_str::<Snapshot>(data).map(|s| WatchEvent::Snapshot {
+    match Read::read(name, data) {
+        Ok(Some(Read::Snapshot(s))) => WatchEvent::Snapshot {
             version: s.version,
             peers: s.peers,
-        }),
-        "change" => serde_json::from_str::<PeerChange>(data).map(WatchEvent::Change),
-        other => {
-            return WatchEvent::Error {
-                message: format!("unknown watch event {other:?}"),
-            };
-        }
-    };
-    parsed.unwrap_or_else(|e| WatchEvent::Error {
-        message: format!("unreadable {name} event: {e}"),
-    })
+        },
+        Ok(Some(Read::Change(change))) => WatchEvent::Change(change),
+        Ok(None) => WatchEvent::Error {
+            message: format!("unknown watch event {name:?}"),
+        },
+        Err(e) => WatchEvent::Error {
+            message: format!("unreadable {name} event: {}", e.reason),
+        },
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -10,12 +10,13 @@ use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use futures::{SinkExt as _, StreamExt as _};
-use plexus_core::PeerName;
-use plexus_core::auth::{self, Identity, Message, SessionKey};
+use plexus_core::auth::{self, Expect, Identity, SessionKey};
+use plexus_core::client::{Answer, Call, CallError};
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
-use plexus_core::wire::{PeerId, REGISTER_PATH, ping_path};
+use plexus_core::wire::{PeerId, PeerPing, PeerUpdate};
+use plexus_core::{PeerName, PeerUri};
 use plexus_peer::network::now;
-use serde_json::{Value, json};
+use plexus_server::genesis_call;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tower::ServiceExt as _;
@@ -130,68 +131,54 @@ pub fn serve(
     (stop, requests)
 }
 
-/// A registration's id and session key, or genesis's refusal status.
-pub type Registration = Result<(PeerId, SessionKey), u16>;
+/// A registration's id and session key, or what genesis's refusal means.
+pub type Registration = Result<(PeerId, SessionKey), CallError>;
 
-/// Registers `name` at `{genesis}/relay/{name}`, signed with `identity`.
+/// Sends `call` to `genesis` and reads the answer as the core does.
+async fn send(client: &reqwest::Client, genesis: &str, call: Call) -> Result<Answer, CallError> {
+    let request = genesis_call::request(client, genesis, call);
+    genesis_call::send(request, MAX_ANSWER_BYTES, "the answer cap").await
+}
+
+/// Registers `name` at `{genesis}/relay/{name}`, signed with `identity`;
+/// genesis's answer checked as every peer checks it (signed, with its
+/// session key), its key pinned. `Ok(Err(_))`: genesis refused.
 pub async fn register(
     client: &reqwest::Client,
     genesis: &str,
     name: &str,
     identity: &Identity,
 ) -> anyhow::Result<Registration> {
-    let body = serde_json::to_vec(&json!({
-        "peerName": name,
-        "peerUri": format!("{genesis}/relay/{name}"),
-    }))?;
-    let signature = identity.sign(&Message::request("POST", REGISTER_PATH, &body), now());
-    let mut request = client
-        .post(format!("{genesis}{REGISTER_PATH}"))
-        .header("content-type", "application/json")
-        .body(body);
-    for (n, v) in signature.pairs() {
-        request = request.header(n, v);
-    }
-    let response = request.send().await?;
-    if !response.status().is_success() {
-        return Ok(Err(response.status().as_u16()));
-    }
-    let session: SessionKey = response
-        .headers()
-        .get(auth::SESSION_KEY_HEADER)
-        .context("no session key")?
-        .to_str()?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad session key: {e:?}"))?;
-    let answer: Value = response.json().await?;
-    let id = answer["peer"]["id"]
-        .as_str()
-        .context("no id")?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad id: {e:?}"))?;
-    Ok(Ok((id, session)))
+    let update = PeerUpdate {
+        peer_name: PeerName::new(name)?,
+        peer_uri: PeerUri::new(format!("{genesis}/relay/{name}"))?,
+    };
+    let call = Call::register(&update, Some(identity), now());
+    let answer = match send(client, genesis, call).await {
+        Ok(answer) => answer,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let registered = answer.registration(Expect::AnyKey, true, now(), auth::DEFAULT_MAX_AGE)?;
+    let session = registered.session.context("no session key")?;
+    Ok(Ok((registered.response.peer.id, session)))
 }
 
-/// Pings genesis as registration `id` with `hash`, signed with `session`;
-/// the status.
+/// Pings genesis as registration `id` with `hash`, signed with `session`:
+/// the list version it told, or what its refusal means.
 pub async fn ping(
     client: &reqwest::Client,
     genesis: &str,
     id: PeerId,
     session: &SessionKey,
     hash: &str,
-) -> anyhow::Result<u16> {
-    let body = serde_json::to_vec(&json!({ "schemaHash": hash }))?;
-    let path = ping_path(id);
-    let signature = session.sign(&Message::request("POST", &path, &body), now());
-    let mut request = client
-        .post(format!("{genesis}{path}"))
-        .header("content-type", "application/json")
-        .body(body);
-    for (n, v) in signature.pairs() {
-        request = request.header(n, v);
-    }
-    Ok(request.send().await?.status().as_u16())
+) -> Result<Option<u64>, CallError> {
+    let ping = PeerPing {
+        schema_hash: hash.to_owned(),
+    };
+    let call = Call::ping(id, &ping, Some(session), now());
+    send(client, genesis, call)
+        .await
+        .map(|answer| answer.version)
 }
 
 /// A tab that joined: its registration, and its serving task.
@@ -225,8 +212,9 @@ pub async fn join(
     let (id, session) = register(client, genesis, name, identity)
         .await?
         .map_err(|status| anyhow::anyhow!("genesis refused the registration: {status}"))?;
-    let status = ping(client, genesis, id, &session, schema_hash).await?;
-    anyhow::ensure!(status == 200, "ping answered {status}");
+    ping(client, genesis, id, &session, schema_hash)
+        .await
+        .map_err(|refused| anyhow::anyhow!("ping refused: {refused}"))?;
     Ok(Tab {
         id,
         session,
@@ -241,15 +229,9 @@ pub async fn is_listed(
     genesis: &str,
     name: &str,
 ) -> anyhow::Result<bool> {
-    let peers: Value = client
-        .get(format!("{genesis}/peers"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(peers
-        .as_array()
-        .is_some_and(|list| list.iter().any(|p| p["peerName"] == name)))
+    let answer = send(client, genesis, Call::peers()).await?;
+    let (peers, _) = answer.peer_list(None, now(), auth::DEFAULT_MAX_AGE)?;
+    Ok(peers.iter().any(|p| p.peer_name.as_str() == name))
 }
 
 /// Joins as `name` and waits until genesis lists it; the time it took.

@@ -5,6 +5,7 @@
 //! shutdown.
 
 pub mod contextionary;
+pub mod genesis_call;
 pub mod outbound;
 pub mod policy;
 pub mod serve;

@@ -12,15 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use plexus_core::auth::{self, Authority, Message, SignatureHeaders};
-use plexus_core::registry::{CallRefused, RegisterError, UnknownPeer};
+use plexus_core::auth::{self, Message, SignatureHeaders};
+use plexus_core::registry::{
+    CallRefused, LeaveStart, PingStart, RegisterError, RegisterStep, Registered, UnknownPeer,
+};
 use plexus_core::replica::{LeaveStep, PingStep};
 
 use super::etcd::Replication;
 use plexus_core::wire::{
     DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
+    WatchSnapshot, asks_deltas,
 };
-use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -43,7 +45,7 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
     let router = Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
-        .route("/peers/watch", get(watch))
+        .route(plexus_core::wire::WATCH_PATH, get(watch))
         .route("/peers/{peer_id}/ping", post(ping))
         .route("/peers/{peer_id}", delete(leave))
         .route(plexus_core::wire::HEALTH_PATH, get(healthz))
@@ -163,49 +165,32 @@ async fn register_inner(
     let update: PeerUpdate = parse(body)?;
     check_uri(genesis, &update.peer_uri).await?;
     // A peer that sends `x-plexus-deltas: 1` is told of later changes as deltas.
-    let deltas = headers
-        .get(DELTAS_HEADER)
-        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let deltas = asks_deltas(headers.get(DELTAS_HEADER).map(HeaderValue::as_bytes));
+    // The core decides each step (a name held by another key is refused
+    // before any probe); the shell probes, writes and answers.
     let probe = genesis
         .lock()
-        .begin_register(update)
-        .with_deltas(deltas)
-        .with_key(key);
-    // A name held by another key is refused before any probe.
-    genesis
-        .lock()
-        .check_register(&probe)
+        .register(update, key, deltas)
         .map_err(register_error)?;
     let reached = genesis.probe(&probe.url).await;
-    let (response, session) = if let Some(replication) = genesis.replication() {
-        // A replica writes the registration to etcd; its mirror lists it
-        // when etcd reports the write.
-        let (admission, session) = {
-            let mut registry = genesis.lock();
-            let admission = registry
-                .admit(probe, reached, now())
-                .map_err(register_error)?;
-            let session = registry.session_key(admission.peer.peer.id);
-            (admission, session)
-        };
-        replication
-            .register(&admission.peer, admission.replaces)
-            .await
-            .map_err(etcd_unavailable)?;
-        (admission.response, session)
-    } else {
-        let (response, saved) = {
-            let mut registry = genesis.lock();
-            let response = registry.complete_register(probe, reached, now()).map(|r| {
-                let session = registry.session_key(r.peer.id);
-                (r, session)
-            });
-            let saved = genesis.publish(&mut registry, true);
-            (response, saved)
-        };
-        let response = response.map_err(register_error)?;
-        committed(saved).await?;
-        response
+    let (step, saved) = {
+        let mut registry = genesis.lock();
+        let step = registry.handle_probed(probe, reached, now());
+        (step, genesis.publish(&mut registry, true))
+    };
+    committed(saved).await?;
+    let Registered { response, session } = match step.map_err(register_error)? {
+        RegisterStep::Reply(reply) => reply,
+        RegisterStep::Write { admission, reply } => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a write step without a shared store"))?;
+            store
+                .register(&admission.peer, admission.replaces)
+                .await
+                .map_err(etcd_unavailable)?;
+            reply
+        }
     };
     inc(&genesis.metrics.registrations);
     // Signed by genesis, so that a peer can pin its key; a keyed
@@ -288,55 +273,47 @@ async fn ping_inner(
         .check_schema_hash(&ping.schema_hash)
         .map_err(|e| AppError::unprocessable(e.to_string()))?;
     let received = keys::received_ref(&headers);
-    if let Some(replication) = genesis.replication() {
-        genesis
-            .settings
-            .registry
-            .check_signed_ping(id, received, &body, now())
-            .map_err(call_refused)?;
-        let known = replica_ping(&genesis, replication, id, &ping.schema_hash).await?;
-        if !known {
-            inc(&genesis.metrics.pings_unknown);
-            return Err(AppError::not_found(UnknownPeer(id).to_string()));
-        }
-        inc(&genesis.metrics.pings);
-        let (version, signature) = {
-            let mut registry = genesis.lock();
-            let keyed = Authority::is_keyed(id);
-            let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
-            (registry.version(), stamp)
-        };
-        return Ok(ping_answer(&genesis, version, signature));
-    }
     // The signature is checked before the registry's lock (it needs no
     // registry state), so that the lock is held for the registry's part only.
     let check = genesis
         .settings
         .registry
         .check_ping(id, received, &body, now());
-    let (result, saved, version) = {
+    let (start, stamp, saved, version) = {
         let mut registry = genesis.lock();
         let now = now();
+        let start = registry.ping(check, &ping.schema_hash, now);
         // With the list version signed for a keyed peer: it fetches the
         // list when it sees it is behind.
-        let result = registry
-            .handle_checked_ping(check, &ping.schema_hash, now)
-            .map(|keyed| keyed.then(|| registry.ping_answer(&genesis.settings.identity, now)));
+        let stamp = matches!(start, Ok(PingStart::Counted { keyed: true }))
+            .then(|| registry.ping_answer(&genesis.settings.identity, now));
         let saved = genesis.publish(&mut registry, true);
-        (result, saved, registry.version())
+        (start, stamp, saved, registry.version())
     };
-    let signature = match result {
-        Ok(signature) => signature,
-        Err(refused) => {
-            if matches!(refused, CallRefused::Unknown(_)) {
+    let start = start.map_err(|refused| {
+        if matches!(refused, CallRefused::Unknown(_)) {
+            inc(&genesis.metrics.pings_unknown);
+        }
+        call_refused(refused)
+    })?;
+    committed(saved).await?;
+    let (version, stamp) = match start {
+        PingStart::Counted { .. } => (version, stamp),
+        PingStart::AtStore { keyed } => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a store step without a shared store"))?;
+            if !replica_ping(&genesis, store, id, &ping.schema_hash).await? {
                 inc(&genesis.metrics.pings_unknown);
+                return Err(AppError::not_found(UnknownPeer(id).to_string()));
             }
-            return Err(call_refused(refused));
+            let mut registry = genesis.lock();
+            let stamp = keyed.then(|| registry.ping_answer(&genesis.settings.identity, now()));
+            (registry.version(), stamp)
         }
     };
-    committed(saved).await?;
     inc(&genesis.metrics.pings);
-    Ok(ping_answer(&genesis, version, signature))
+    Ok(ping_answer(&genesis, version, stamp))
 }
 
 /// Headers a ping's answer has room for at first (a map of 16 slots holds 12).
@@ -367,45 +344,54 @@ async fn leave(
 ) -> Result<StatusCode, AppError> {
     authorize(&genesis, &headers)?;
     let received = keys::received(&headers);
-    if let Some(replication) = genesis.replication() {
-        genesis
-            .lock()
-            .check_signed_leave(id, &received, now())
-            .map_err(call_refused)?;
-        let mut step = replication.run(&mut genesis.lock(), |replica, _| replica.leave(id));
-        let removed = loop {
-            step = match step {
-                LeaveStep::Remove { lease } => {
-                    break replication
-                        .remove(id, lease)
-                        .await
-                        .map_err(etcd_unavailable)?;
-                }
-                LeaveStep::Unknown => break false,
-                LeaveStep::Fetch(id) => {
-                    let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
-                    let lease = fetched.map(|(_, lease)| lease);
-                    replication.run(&mut genesis.lock(), |replica, _| {
-                        replica.handle_leave_fetched(lease)
-                    })
-                }
-            };
-        };
-        return if removed {
-            Ok(StatusCode::NO_CONTENT)
-        } else {
-            Err(AppError::not_found(UnknownPeer(id).to_string()))
+    let (start, saved) = {
+        let mut registry = genesis.lock();
+        let start = registry.leave(id, &received, now());
+        (start, genesis.publish(&mut registry, true))
+    };
+    committed(saved).await?;
+    match start.map_err(call_refused)? {
+        LeaveStart::Removed => Ok(StatusCode::NO_CONTENT),
+        LeaveStart::AtStore => {
+            let store = genesis
+                .replication()
+                .ok_or_else(|| AppError::internal("a store step without a shared store"))?;
+            if replica_leave(&genesis, store, id).await? {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(AppError::not_found(UnknownPeer(id).to_string()))
+            }
+        }
+    }
+}
+
+/// A leave at a replica, as [`plexus_core::replica::Replica::leave`]
+/// decides it: the shell only does each step's etcd call. `false`: the
+/// store does not hold `id` (404).
+async fn replica_leave(
+    genesis: &Genesis,
+    replication: &Replication,
+    id: PeerId,
+) -> Result<bool, AppError> {
+    let mut step = replication.run(&mut genesis.lock(), |replica, _| replica.leave(id));
+    loop {
+        step = match step {
+            LeaveStep::Remove { lease } => {
+                return replication
+                    .remove(id, lease)
+                    .await
+                    .map_err(etcd_unavailable);
+            }
+            LeaveStep::Unknown => return Ok(false),
+            LeaveStep::Fetch(id) => {
+                let fetched = replication.fetch(id).await.map_err(etcd_unavailable)?;
+                let lease = fetched.map(|(_, lease)| lease);
+                replication.run(&mut genesis.lock(), |replica, _| {
+                    replica.handle_leave_fetched(lease)
+                })
+            }
         };
     }
-    let (result, saved) = {
-        let mut registry = genesis.lock();
-        let result = registry.handle_signed_leave(id, &received, now());
-        let saved = genesis.publish(&mut registry, true);
-        (result, saved)
-    };
-    result.map_err(call_refused)?;
-    committed(saved).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// 503 for a call to etcd that failed: the replica cannot serve it now;
@@ -483,13 +469,6 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
     Ok((headers, body).into_response())
 }
 
-/// The first event of the watch stream: the whole list at `version`.
-#[derive(Serialize)]
-struct Snapshot {
-    version: u64,
-    peers: Vec<Peer>,
-}
-
 enum WatchState {
     Start,
     Live { version: u64 },
@@ -499,7 +478,7 @@ fn snapshot_event(genesis: &Genesis) -> (Event, u64, tokio::sync::broadcast::Rec
     let registry = genesis.lock();
     // Subscribing under the lock: every change after the snapshot is received.
     let rx = genesis.changes.subscribe();
-    let snapshot = Snapshot {
+    let snapshot = WatchSnapshot {
         version: registry.version(),
         peers: registry.peers().cloned().collect(),
     };

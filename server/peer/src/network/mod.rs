@@ -446,13 +446,11 @@ impl Task {
                 self.genesis.clone(),
                 self.inputs_tx.clone(),
             );
-            // The core signs what it asked for; the task only sends it.
-            let body = calls::body(&request);
-            let signature = self.membership.sign_request(&request, &body, now());
+            // The core builds and signs the call; the task only sends it.
+            let call = self.membership.call(&request, now());
             let replica = self.membership.genesis();
             tokio::spawn(async move {
-                let outcome =
-                    perform(&http, &peers, &genesis, replica, request, body, signature).await;
+                let outcome = perform(&http, &peers, &genesis, replica, request, call).await;
                 let _ = back.send(Input::Outcome(outcome)).await;
             });
         }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use plexus_core::client::read_version;
 use plexus_core::membership::PushRefused;
 use plexus_core::wire::PEERS_VERSION_HEADER;
 use plexus_server::keys;
@@ -59,10 +60,11 @@ async fn peer_list(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    let version = headers
-        .get(PEERS_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+    let version = read_version(
+        headers
+            .get(PEERS_VERSION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
