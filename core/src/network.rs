@@ -26,16 +26,14 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
-use graphql_parser::query::{
-    Document, Field, OperationDefinition, Selection, SelectionSet, Text, Value,
-};
 use serde_json::{Map, Value as Json, json};
 
 use crate::contextionary::Contextionary;
 use crate::fanout::{Ask, Outcome};
 use crate::fetch::{FetchWhere, IntrospectWhere, Question};
 use crate::graphql::{
-    AstField, AstSelectionSet, GraphQLError, prepare, response_key, value_to_json,
+    AstField, AstSelectionSet, Field, GraphQLError, Selection, SelectionSet, Value, prepare,
+    response_key, value_to_json,
 };
 use crate::names::PeerName;
 use crate::schema::{Kind, Schema, parse_beacon};
@@ -207,7 +205,7 @@ fn plan_over(
         let network_key = response_key(network).to_owned();
         for (name, value) in &network.arguments {
             let ms = match value {
-                Value::Int(n) if name == TIMEOUT_ARGUMENT => n.as_i64().filter(|n| *n > 0),
+                Value::Number(n) if name == TIMEOUT_ARGUMENT => n.as_i64().filter(|n| *n > 0),
                 _ => None,
             };
             match ms.and_then(|ms| u64::try_from(ms).ok()) {
@@ -346,14 +344,9 @@ fn plan_over(
                 )));
                 paths.push(part);
             }
-            let document: Document<'static, String> = Document {
-                definitions: vec![graphql_parser::query::Definition::Operation(
-                    OperationDefinition::SelectionSet(selection_set(items)),
-                )],
-            };
             PeerQuery {
                 peer,
-                query: document.to_string(),
+                query: selection_set(items).to_string(),
                 parts: paths,
             }
         })
@@ -473,14 +466,13 @@ fn with_typenames(set: &mut AstSelectionSet, prefix: &str) {
             Selection::Field(f) => with_typenames(&mut f.selection_set, prefix),
             Selection::InlineFragment(f) => {
                 fragments = true;
-                if let Some(graphql_parser::query::TypeCondition::On(name)) = &mut f.type_condition
+                if let Some(name) = &mut f.type_condition
                     && let Some(bare) = name.strip_prefix(prefix)
                 {
                     *name = bare.to_owned();
                 }
                 with_typenames(&mut f.selection_set, prefix);
             }
-            Selection::FragmentSpread(_) => {}
         }
     }
     if fragments {
@@ -489,18 +481,11 @@ fn with_typenames(set: &mut AstSelectionSet, prefix: &str) {
     }
 }
 
-fn selection_set<'a, T: Text<'a>>(items: Vec<Selection<'a, T>>) -> SelectionSet<'a, T> {
-    SelectionSet {
-        span: Default::default(),
-        items,
-    }
+fn selection_set(items: Vec<Selection>) -> SelectionSet {
+    SelectionSet { items }
 }
 
-fn field(
-    alias: Option<String>,
-    name: &str,
-    items: Vec<Selection<'static, String>>,
-) -> Field<'static, String> {
+fn field(alias: Option<String>, name: &str, items: Vec<Selection>) -> Field {
     Field {
         position: Default::default(),
         alias,
@@ -774,7 +759,7 @@ mod tests {
             ["Network".to_owned(), "Get".into(), "b2".into()]
         );
         assert_eq!(b.parts[2].path[1], "GetMeta");
-        let text = graphql_parser::parse_query::<String>(&b.query)
+        let text = prepare(&b.query, None, &no_vars())
             .expect("valid GraphQL")
             .to_string();
         assert!(

@@ -354,7 +354,7 @@ fn network_fetch_asks_only_the_peers_whose_cached_schema_is_near() {
     let q = &plan.queries[0];
     assert_eq!(q.parts[0].path, path);
     assert_eq!(q.parts[0].gather, Gather::Ranked);
-    let text = graphql_parser::parse_query::<String>(&q.query)
+    let text = plexus_core::graphql::prepare(&q.query, None, &serde_json::Map::new())
         .expect("valid GraphQL")
         .to_string();
     assert!(

@@ -8,11 +8,10 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use graphql_parser::query::{Definition, Document, OperationDefinition, Selection};
 use plexus_core::PeerName;
 use plexus_core::PeerUri;
 use plexus_core::fanout::Outcome;
-use plexus_core::graphql::{AstSelectionSet, GraphQLError, prepare, response_key};
+use plexus_core::graphql::{AstSelectionSet, GraphQLError, Selection, prepare, response_key};
 use plexus_core::network::{FORMS, NetworkPlan, merge, plan};
 use plexus_core::schema::Schema;
 use plexus_core::wire::{ErrorBody, Peer, PeerChange};
@@ -227,12 +226,7 @@ fn prune(mut root: AstSelectionSet, drop: &BTreeSet<String>) -> Option<String> {
     if root.items.is_empty() {
         return None;
     }
-    let document: Document<'static, String> = Document {
-        definitions: vec![Definition::Operation(OperationDefinition::SelectionSet(
-            root,
-        ))],
-    };
-    Some(document.to_string())
+    Some(root.to_string())
 }
 
 /// A peer named by the query whose schema could not be fetched.
