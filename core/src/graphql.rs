@@ -262,7 +262,9 @@ impl Inliner<'_> {
                     })?;
                     Selection::InlineFragment(InlineFragment {
                         position: spread.pos,
-                        type_condition: Some(definition.node.type_condition.node.on.node.to_string()),
+                        type_condition: Some(
+                            definition.node.type_condition.node.on.node.to_string(),
+                        ),
                         directives: self.directives(&spread.node.directives)?,
                         selection_set: self.set(&definition.node.selection_set.node, depth + 1)?,
                     })
@@ -564,7 +566,8 @@ mod tests {
             } } }
         }
         fragment F on City { inCountry { __typename } }"#;
-        let vars = json!({"v": {"operator": "Like", "valueString": "\"quoted\" \\ \u{2028} \u{0} end"}});
+        let vars =
+            json!({"v": {"operator": "Like", "valueString": "\"quoted\" \\ \u{2028} \u{0} end"}});
         let first = prepare(query, None, vars.as_object().expect("object")).expect("parse");
         let text = print(&first);
         let second = prepare(&text, None, &empty).expect(&text);
@@ -625,11 +628,18 @@ mod tests {
         assert!(prepare(&hostile, None, &empty).is_err());
         let error = prepare("{ a(x: ) }", None, &empty).expect_err("syntax");
         assert!(error.message.starts_with("syntax error"), "{error:?}");
-        assert_eq!(error.locations.first().map(|l| l.line), Some(1), "{error:?}");
+        assert_eq!(
+            error.locations.first().map(|l| l.line),
+            Some(1),
+            "{error:?}"
+        );
         let error = prepare("subscription { a }", None, &empty).expect_err("subscription");
         assert_eq!(error.message, "subscriptions are not supported");
         let error = prepare("mutation M { a }", None, &empty).expect_err("mutation");
-        assert_eq!(error.message, "mutations are not supported: use the REST API");
+        assert_eq!(
+            error.message,
+            "mutations are not supported: use the REST API"
+        );
         assert_eq!(error.locations, [Location { line: 1, column: 1 }]);
     }
 
