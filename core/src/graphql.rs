@@ -4,6 +4,11 @@
 //! which runs after the engine of `plexus-graphql` validated the query and
 //! bounded its fragment expansion). Whether a query fits a schema is the
 //! engine's to judge, on the peer that answers it.
+//!
+//! It parses with async-graphql-parser, the engine's own parser (one
+//! GraphQL parser in the browser modules, not two), into a small owned tree
+//! of its own ([`SelectionSet`]), which prints back as query text
+//! ([`print`]) for the Local queries the planner sends.
 
 use std::collections::HashMap;
 use std::fmt::{self, Display, Formatter, Write as _};

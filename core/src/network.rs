@@ -762,6 +762,7 @@ mod tests {
         let text = prepare(&b.query, None, &no_vars())
             .expect("valid GraphQL")
             .to_string();
+        assert_eq!(text, b.query, "the planned text prints back the same");
         assert!(
             text.contains("q0: Local")
                 && text.contains("q2: Local")
