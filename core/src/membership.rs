@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crate::auth::{
     self, AuthError, Expect, Identity, Message, PublicKey, Received, ReceivedRef, SessionKey,
-    SignatureHeaders,
 };
 pub use crate::client::{Answer, CallError};
 use crate::client::{Call, Failover, RegistrationError};
@@ -22,8 +21,8 @@ use crate::names::{PeerName, PeerUri};
 use crate::schema::Schema;
 use crate::time::Timestamp;
 use crate::wire::{
-    Contextionary, GenesisPush, PEERS_PATH, Peer, PeerDelta, PeerId, PeerListEntry, PeerPing,
-    PeerRegistrationResponse, PeerUpdate, REGISTER_PATH, leave_path, ping_path,
+    Contextionary, GenesisPush, Peer, PeerDelta, PeerId, PeerListEntry, PeerPing,
+    PeerRegistrationResponse, PeerUpdate,
 };
 
 /// How a peer takes part in a network.
@@ -210,20 +209,6 @@ pub enum Request {
         /// The hash genesis announced.
         hash: String,
     },
-}
-
-impl Request {
-    /// The method and API path of the call (of genesis's API; a schema
-    /// download's is the remote peer's `/v1/schema`).
-    pub fn method_and_path(&self) -> (&'static str, String) {
-        match self {
-            Request::Register(_) => ("POST", REGISTER_PATH.to_owned()),
-            Request::Ping { id, .. } => ("POST", ping_path(*id)),
-            Request::Leave { id } => ("DELETE", leave_path(*id)),
-            Request::FetchPeers => ("GET", PEERS_PATH.to_owned()),
-            Request::DownloadSchema { .. } => ("GET", "/v1/schema".to_owned()),
-        }
-    }
 }
 
 /// Why a push (`PUT /p2p/genesis`) was refused.
@@ -564,19 +549,6 @@ impl Membership {
             Request::FetchPeers => Call::peers(),
             Request::DownloadSchema { .. } => return None,
         })
-    }
-
-    /// The signature headers of [`Membership::call`] of `request` at
-    /// `now`, for a host that writes the body itself (it must be the
-    /// call's: the request's JSON). `None` for an unsigned call.
-    #[must_use]
-    pub fn sign_request(
-        &self,
-        request: &Request,
-        _body: &[u8],
-        now: Timestamp,
-    ) -> Option<SignatureHeaders> {
-        self.call(request, now)?.signature().cloned()
     }
 
     // ---- handle_* ----

@@ -728,10 +728,8 @@ mod keys {
         let Request::Register(update) = &request else {
             panic!("expected a registration");
         };
-        let body = serde_json::to_vec(&update).expect("json");
-        let signature = m
-            .sign_request(&request, &body, now)
-            .map(|h| Received::from(&h));
+        let call = m.call(&request, now).expect("a call to genesis");
+        let signature = call.signature().map(Received::from);
         let answer = genesis.register(update, signature.unwrap_or_default(), now);
         m.handle_register_answer(Ok(answer), now);
     }
@@ -788,8 +786,10 @@ mod keys {
         let Request::Ping { body, .. } = &ping else {
             panic!("expected a ping");
         };
-        let bytes = serde_json::to_vec(body).expect("json");
-        let signature = Received::from(&m.sign_request(&ping, &bytes, T0).expect("signed"));
+        // The bytes signed are the bytes the call sends.
+        let call = m.call(&ping, T0).expect("a call to genesis");
+        let bytes = call.body.clone();
+        let signature = Received::from(call.signature().expect("signed"));
         let keyed = genesis
             .registry
             .handle_signed_ping(id, &body.schema_hash, &signature, &bytes, T0)
@@ -816,7 +816,8 @@ mod keys {
         let Request::Leave { .. } = &leave else {
             panic!("expected a leave");
         };
-        let signature = Received::from(&m.sign_request(&leave, b"", T0).expect("signed"));
+        let call = m.call(&leave, T0).expect("a call to genesis");
+        let signature = Received::from(call.signature().expect("signed"));
         assert!(
             genesis
                 .registry
@@ -1078,7 +1079,8 @@ mod keys {
         let mut m = Membership::new(Some(config()), "h1".into());
         m.handle_start(T0);
         let requests = transmits(&mut m);
-        assert_eq!(m.sign_request(&requests[0], b"{}", T0), None);
+        let call = m.call(&requests[0], T0).expect("a call to genesis");
+        assert_eq!(call.signature(), None);
         let _ = GenesisPush::Full(Vec::new());
     }
 }

@@ -38,8 +38,9 @@ const READ_HEADERS: &[&str] = &[
     plexus_core::wire::REFUSED_ORIGIN_HEADER,
 ];
 
-/// Sends `method url` with `headers` and `body` (JSON), and reads the
-/// answer within `timeout_ms`; an answer longer than `max_bytes` is an error.
+/// Sends `method url` with `headers` (its content type among them) and
+/// `body`, and reads the answer within `timeout_ms`; an answer longer than
+/// `max_bytes` is an error.
 pub(crate) async fn fetch(
     method: Method,
     url: &str,
@@ -59,9 +60,7 @@ pub(crate) async fn fetch(
     let request = match body {
         Some(body) => {
             let text = String::from_utf8(body).map_err(|e| e.to_string())?;
-            builder
-                .header("content-type", "application/json")
-                .body(text)
+            builder.body(text)
         }
         None => builder.build(),
     }

@@ -547,17 +547,12 @@ impl Tab {
         membership.handle_shutdown(now());
         while let Some(request) = membership.poll_transmit() {
             if let Request::Leave { .. } = request {
-                let (method, path) = request.method_and_path();
-                let signature = membership.sign_request(&request, &[], now());
-                let mut headers: Vec<(&str, &str)> = Vec::new();
-                if let Some(signature) = &signature {
-                    headers.extend(signature.pairs());
-                }
-                let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-                if let Some(bearer) = &bearer {
-                    headers.push(("authorization", bearer));
-                }
-                fetch_keepalive(method, &self.genesis.join(&path), &headers);
+                let Some(call) = membership.call(&request, now()) else {
+                    continue;
+                };
+                let call = call.with_token(self.token.as_deref());
+                let headers: Vec<(&str, &str)> = call.headers().collect();
+                fetch_keepalive(call.method, &self.genesis.join(&call.path), &headers);
             }
         }
         drop(membership);
@@ -704,32 +699,20 @@ impl Tab {
 
     /// Sends one request of the machine and hands it the answer.
     async fn perform(self: Rc<Self>, request: Request) {
-        let (method, path) = request.method_and_path();
-        let body = match &request {
-            Request::Register(update) => serde_json::to_vec(update).ok(),
-            Request::Ping { body, .. } => serde_json::to_vec(body).ok(),
-            _ => None,
-        };
-        let (url, to_genesis) = match &request {
-            Request::DownloadSchema { uri, .. } => (uri.join("/v1/schema"), false),
-            _ => (self.genesis.join(&path), true),
-        };
-        let signature =
-            self.membership
-                .borrow()
-                .sign_request(&request, body.as_deref().unwrap_or(&[]), now());
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        // The call is core's (method, path, headers, body, signature), as
+        // every host sends it; a schema download is a GET of another peer.
+        let call = self.membership.borrow().call(&request, now());
+        let call = call.map(|c| c.with_token(self.token.as_deref()));
         let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
-        if let Some(signature) = &signature {
-            headers.extend(signature.pairs());
-        }
-        if let (Some(bearer), true) = (&bearer, to_genesis) {
-            headers.push(("authorization", bearer));
-        }
-        let method = match method {
-            "POST" => Method::POST,
-            "DELETE" => Method::DELETE,
-            _ => Method::GET,
+        let (method, url, body) = match (&request, &call) {
+            (Request::DownloadSchema { uri, .. }, _) => (Method::GET, uri.join("/v1/schema"), None),
+            (_, Some(call)) => {
+                headers.extend(call.headers());
+                let body = (!call.body.is_empty()).then(|| call.body.clone());
+                (method_of(call.method), self.genesis.join(&call.path), body)
+            }
+            // Never: the core builds a call for every request to genesis.
+            (_, None) => return,
         };
         let reply = fetch(
             method,
@@ -1054,5 +1037,14 @@ async fn next_frame(socket: &mut WebSocket) -> Result<ToTab, String> {
             Some(Err(e)) => return Err(format!("the relay socket failed: {e}")),
             None => return Err("the relay closed the socket".into()),
         }
+    }
+}
+
+/// The fetch method of a call's method ([`plexus_core::client::Call::method`]).
+fn method_of(method: &str) -> Method {
+    match method {
+        "POST" => Method::POST,
+        "DELETE" => Method::DELETE,
+        _ => Method::GET,
     }
 }
