@@ -137,6 +137,11 @@ impl fmt::Debug for Contextionary {
     }
 }
 
+/// The most bytes of a contextionary file a peer reads or downloads by
+/// default (`--contextionary-max-bytes`; the tab peer's bound): a larger
+/// one is refused.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The SHA-256 of a contextionary file, as genesis names it.
 pub fn hash_of(bytes: &[u8]) -> ContextionaryHash {
     let digest = Sha256::digest(bytes);

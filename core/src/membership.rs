@@ -370,6 +370,8 @@ pub struct Membership {
     /// The replicas that refused this peer since a call last succeeded,
     /// and why: when every replica has, the peer gives up.
     refusals: BTreeMap<usize, FailReason>,
+    /// The contextionary genesis named at the last registration taken.
+    network_contextionary: Option<Contextionary>,
 }
 
 impl Membership {
@@ -401,6 +403,7 @@ impl Membership {
             events: VecDeque::new(),
             failover: Failover::new(config_replicas),
             refusals: BTreeMap::new(),
+            network_contextionary: None,
         }
     }
 
@@ -494,6 +497,13 @@ impl Membership {
             State::Registered { id, .. } => Some(id),
             _ => None,
         }
+    }
+
+    /// The contextionary the network uses (its URL and hash), as genesis
+    /// named it in the registration this peer took: the one to fetch for a
+    /// peer that holds none of its own (a tab).
+    pub fn network_contextionary(&self) -> Option<&Contextionary> {
+        self.network_contextionary.as_ref()
     }
 
     /// The other peers of the network, by name.
@@ -680,6 +690,7 @@ impl Membership {
                     return;
                 }
                 let id = response.peer.id;
+                self.network_contextionary = Some(response.contextionary);
                 self.phased = false;
                 self.list_version = None;
                 // Ping at once so that genesis learns the schema hash.

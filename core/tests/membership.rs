@@ -152,6 +152,28 @@ fn a_404_on_ping_registers_again_at_once() {
 }
 
 #[test]
+fn a_peer_without_a_contextionary_learns_the_networks_from_its_registration() {
+    // A tab holds none of its own: it joins any network and fetches the
+    // one genesis names.
+    let mut config = config();
+    config.contextionary = None;
+    let mut m = Membership::new(Some(config), "h".into());
+    assert_eq!(m.network_contextionary(), None);
+    registered(&mut m, 1);
+    assert!(matches!(m.state(), State::Registered { .. }));
+    assert_eq!(
+        m.network_contextionary(),
+        Some(&contextionary("sha256:ours"))
+    );
+    // A peer that refuses the network's contextionary records none.
+    let mut m = Membership::new(Some(self::config()), "h".into());
+    m.handle_start(T0);
+    let _ = transmits(&mut m);
+    m.handle_register_response(Ok(response(1, "sha256:theirs")), T0);
+    assert_eq!(m.network_contextionary(), None);
+}
+
+#[test]
 fn contextionary_mismatch_leaves_then_fails_for_good_with_the_reason() {
     let mut m = Membership::new(Some(config()), "h".into());
     m.handle_start(T0);

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use plexus_core::PeerName;
+use plexus_core::contextionary::Contextionary;
 use plexus_core::filter::Filter;
 use plexus_core::object::{NewObject, Object};
 use plexus_core::schema::{Class, Kind, Schema, SchemaError, beacons};
-use plexus_graphql::{Engine, Limits, Source, SourceError};
+use plexus_graphql::{Engine, Limits, Meaning, Source, SourceError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -95,6 +96,8 @@ pub struct Data {
     engine: Arc<Engine>,
     limits: Limits,
     max_objects: usize,
+    /// The network's contextionary, once fetched: Fetch and Introspect.
+    meaning: Option<Arc<Meaning>>,
 }
 
 impl Data {
@@ -117,7 +120,7 @@ impl Data {
             objects.insert(object.id, object);
         }
         let schema = Arc::new(saved.schema);
-        let engine = build(&name, &schema, &BTreeMap::new(), &limits)?;
+        let engine = build(&name, &schema, &BTreeMap::new(), &limits, None)?;
         Ok(Data {
             name,
             schema,
@@ -126,6 +129,7 @@ impl Data {
             engine,
             limits,
             max_objects,
+            meaning: None,
         })
     }
 
@@ -176,7 +180,13 @@ impl Data {
         let mut next = Schema::clone(&self.schema);
         next.add_class(kind, class.clone())?;
         let next = Arc::new(next);
-        self.engine = build(&self.name, &next, &self.remotes, &self.limits)?;
+        self.engine = build(
+            &self.name,
+            &next,
+            &self.remotes,
+            &self.limits,
+            self.meaning.clone(),
+        )?;
         self.schema = next;
         Ok(class)
     }
@@ -228,24 +238,58 @@ impl Data {
         if remotes == self.remotes {
             return;
         }
-        if let Ok(engine) = build(&self.name, &self.schema, &remotes, &self.limits) {
+        if let Ok(engine) = build(
+            &self.name,
+            &self.schema,
+            &remotes,
+            &self.limits,
+            self.meaning.clone(),
+        ) {
             self.engine = engine;
             self.remotes = remotes;
         }
     }
+
+    /// The contextionary the engine answers Fetch and Introspect with, if any.
+    pub fn contextionary(&self) -> Option<&Contextionary> {
+        self.meaning.as_deref().map(|m| &*m.contextionary)
+    }
+
+    /// The network's contextionary arrived: the engine answers Fetch and
+    /// Introspect with it (beacons name this tab).
+    pub fn set_contextionary(
+        &mut self,
+        contextionary: Arc<Contextionary>,
+    ) -> Result<(), RestError> {
+        let meaning = Some(Arc::new(Meaning {
+            contextionary,
+            peer: self.name.to_string(),
+        }));
+        self.engine = build(
+            &self.name,
+            &self.schema,
+            &self.remotes,
+            &self.limits,
+            meaning.clone(),
+        )?;
+        self.meaning = meaning;
+        Ok(())
+    }
 }
 
-/// The engine of `schema`, with `remotes` and the tab itself in `Network`.
+/// The engine of `schema`, with `remotes` and the tab itself in `Network`,
+/// answering Fetch and Introspect with `meaning` when it has one.
 fn build(
     name: &PeerName,
     schema: &Arc<Schema>,
     remotes: &BTreeMap<PeerName, Arc<Schema>>,
     limits: &Limits,
+    meaning: Option<Arc<Meaning>>,
 ) -> Result<Arc<Engine>, RestError> {
     let mut network = remotes.clone();
     network.insert(name.clone(), schema.clone());
     Engine::build(schema, &network, limits)
-        .map(Arc::new)
+        .map(|engine| Arc::new(engine.with_meaning(meaning)))
         .map_err(|e| RestError::new(422, e.to_string()))
 }
 

@@ -1,6 +1,7 @@
 //! The tab's outgoing HTTP: calls to genesis (with their headers, for the
-//! signatures), schema downloads and Local queries to other peers, each
-//! through `fetch` with a timeout that aborts it and a bound on the answer.
+//! signatures), schema and contextionary downloads and Local queries to
+//! other peers, each through `fetch` with a timeout that aborts it and a
+//! bound on the answer.
 
 use std::pin::pin;
 
@@ -14,8 +15,8 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     /// The headers the tab reads (lower-case names), when present.
     pub(crate) headers: Vec<(String, String)>,
-    /// The body.
-    pub(crate) text: String,
+    /// The body, as it came.
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
@@ -79,14 +80,14 @@ pub(crate) async fn fetch(
             .iter()
             .filter_map(|name| Some(((*name).to_owned(), response.headers().get(name)?)))
             .collect();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if text.len() > max_bytes {
+        let body = response.binary().await.map_err(|e| e.to_string())?;
+        if body.len() > max_bytes {
             return Err(format!("the answer is larger than {max_bytes} bytes"));
         }
         Ok(Reply {
             status,
             headers,
-            text,
+            body,
         })
     };
     match select(pin!(exchange), TimeoutFuture::new(timeout_ms)).await {

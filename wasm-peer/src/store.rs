@@ -1,7 +1,8 @@
 //! What a tab keeps across reloads, in IndexedDB: one record per network
 //! and name (`{genesis} {name}`) in the object store `tabs` of a database
 //! (`plexus-peer` unless the page names another), holding the JSON of
-//! [`Record`]: the key's seed, the schema and the objects.
+//! [`Record`]: the key's seed, the schema and the objects; and each
+//! contextionary it fetched, as bytes under `contextionary {hash}`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -126,6 +127,47 @@ pub async fn save(database: &str, key: &str, record: &Record) -> Result<(), Stri
         let store = tx.object_store(STORE).map_err(js_error)?;
         let request = store
             .put_with_key(&JsValue::from_str(&text), &JsValue::from_str(key))
+            .map_err(js_error)?;
+        wait(&request).await.map(|_| ())
+    }
+    .await;
+    db.close();
+    result
+}
+
+/// The key a contextionary's bytes are kept under: its hash.
+pub fn contextionary_key(hash: &str) -> String {
+    format!("contextionary {hash}")
+}
+
+/// The bytes under `key` in `database`, if any.
+pub async fn load_bytes(database: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    let db = open(database).await?;
+    let result = async {
+        let tx = db.transaction_with_str(STORE).map_err(js_error)?;
+        let store = tx.object_store(STORE).map_err(js_error)?;
+        let value = wait(&store.get(&JsValue::from_str(key)).map_err(js_error)?).await?;
+        Ok(value
+            .dyn_into::<js_sys::Uint8Array>()
+            .ok()
+            .map(|bytes| bytes.to_vec()))
+    }
+    .await;
+    db.close();
+    result
+}
+
+/// Writes `bytes` under `key` in `database`.
+pub async fn save_bytes(database: &str, key: &str, bytes: &[u8]) -> Result<(), String> {
+    let db = open(database).await?;
+    let result = async {
+        let tx = db
+            .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
+            .map_err(js_error)?;
+        let store = tx.object_store(STORE).map_err(js_error)?;
+        let value = js_sys::Uint8Array::from(bytes);
+        let request = store
+            .put_with_key(&value, &JsValue::from_str(key))
             .map_err(js_error)?;
         wait(&request).await.map(|_| ())
     }

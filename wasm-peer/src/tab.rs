@@ -18,6 +18,7 @@ use gloo_net::websocket::Message as WsMessage;
 use gloo_net::websocket::futures::WebSocket;
 use gloo_timers::future::TimeoutFuture;
 use plexus_core::auth::{Identity, Received};
+use plexus_core::contextionary::{self, Contextionary};
 use plexus_core::fanout::{FanoutLimits, Transmit, peer_timeout};
 use plexus_core::membership::{Answer, CallError, Event, Membership, MembershipConfig, Request};
 use plexus_core::relay::{FromTab, RelayRequest, RelayResponse, ToTab, hello_message, tab_path};
@@ -513,7 +514,7 @@ impl Tab {
                 {
                     Ok(reply) => FanoutReply::Http {
                         status: reply.status,
-                        body: reply.text,
+                        body: String::from_utf8_lossy(&reply.body).into_owned(),
                     },
                     // Out of time: the fan-out's own deadline says so.
                     Err(reason) if reason.starts_with("no answer within") => FanoutReply::Expired,
@@ -647,6 +648,7 @@ impl Tab {
                     if let Some(tx) = self.registered.borrow_mut().take() {
                         let _ = tx.send(Ok(()));
                     }
+                    spawn_local(self.clone().fetch_contextionary());
                 }
                 Some(Event::Failed(reason)) => {
                     if let Some(tx) = self.registered.borrow_mut().take() {
@@ -694,6 +696,69 @@ impl Tab {
                 Some(request) => spawn_local(self.clone().perform(request)),
                 None => break,
             }
+        }
+    }
+
+    /// Once registered: the contextionary genesis named (its URL and
+    /// hash), from IndexedDB when this browser fetched it before, else
+    /// downloaded (at most [`contextionary::DEFAULT_MAX_BYTES`]) and kept;
+    /// its hash must be the one genesis named. The engine then answers
+    /// Fetch and Introspect; until then (or when it fails, which is logged)
+    /// they answer that the tab has no contextionary, and the rest works.
+    async fn fetch_contextionary(self: Rc<Self>) {
+        let Some(named) = self.membership.borrow().network_contextionary().cloned() else {
+            return;
+        };
+        if self.data.borrow().contextionary().map(Contextionary::hash) == Some(&named.hash) {
+            return;
+        }
+        let key = store::contextionary_key(&named.hash.to_string());
+        let kept = match &self.database {
+            Some(db) => store::load_bytes(db, &key).await.ok().flatten(),
+            None => None,
+        };
+        let cached = kept.is_some();
+        let bytes = match kept {
+            Some(bytes) => Ok(bytes),
+            None => fetch(
+                Method::GET,
+                &named.url,
+                &[],
+                None,
+                self.bounds.timeout_ms,
+                usize::try_from(contextionary::DEFAULT_MAX_BYTES).unwrap_or(usize::MAX),
+            )
+            .await
+            .and_then(|reply| match reply.status {
+                200 => Ok(reply.body),
+                status => Err(format!("answered {status}")),
+            }),
+        };
+        let parsed = bytes.and_then(|bytes| {
+            let parsed = Contextionary::parse(bytes).map_err(|e| e.to_string())?;
+            match parsed.hash() == &named.hash {
+                true => Ok(parsed),
+                false => Err(format!("its hash is {}, not {}", parsed.hash(), named.hash)),
+            }
+        });
+        let contextionary = match parsed {
+            Ok(contextionary) => Arc::new(contextionary),
+            Err(reason) => {
+                web_sys::console::warn_1(
+                    &format!(
+                        "plexus tab: no contextionary from {} ({reason}): Fetch and Introspect stay off",
+                        named.url
+                    )
+                    .into(),
+                );
+                return;
+            }
+        };
+        if !cached && let Some(db) = &self.database {
+            let _ = store::save_bytes(db, &key, contextionary.bytes()).await;
+        }
+        if let Err(e) = self.data.borrow_mut().set_contextionary(contextionary) {
+            web_sys::console::warn_1(&format!("plexus tab: {}", e.message).into());
         }
     }
 
@@ -983,7 +1048,7 @@ fn error(id: u64, status: u16, message: &str) -> RelayResponse {
 /// ([`plexus_core::client::read_answer`]).
 fn answer_of(reply: Result<Reply, String>) -> Result<Answer, CallError> {
     let reply = reply.map_err(CallError::Transport)?;
-    let body = Ok(reply.text.clone().into_bytes());
+    let body = Ok(reply.body.clone());
     plexus_core::client::read_answer(reply.status, |n| reply.header(n), body)
 }
 

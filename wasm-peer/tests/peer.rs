@@ -293,6 +293,85 @@ async fn the_native_peer_network_query_returns_the_tab_objects() {
     JsFuture::from(peer.leave()).await.expect("left");
 }
 
+const FETCH_CITY: &str = r#"Fetch { Things(where: {class: {name: "City", certainty: 0.6}}) { className beacon certainty } }"#;
+
+/// The class names and beacons of a Fetch's `Things`.
+fn fetched(things: &Json) -> Vec<(String, String)> {
+    things
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| (i["className"].to_string(), i["beacon"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+async fn a_tab_answers_a_network_fetch_by_meaning() {
+    // A Town asked for as a City: the tab fetches the contextionary genesis
+    // names (and keeps it), and answers Fetch with it, Local and Network.
+    let database = "plexus-test-fetch";
+    let mut peer = join_with("TabTowns", json!(database))
+        .await
+        .expect("the tab joins");
+    let town = r#"{"class": "Town", "properties": [{"name": "name", "dataType": ["string"]}]}"#;
+    resolve(peer.create_class("things".into(), JsValue::from_str(town))).await;
+    let gouda = json!({"class": "Town", "schema": {"name": "Gouda"}});
+    let created = resolve(peer.add_object("things".into(), to_js(&gouda))).await;
+    let beacon = format!(
+        "\"weaviate://TabTowns/things/{}\"",
+        created["id"].as_str().expect("an id")
+    );
+    let local = format!("{{ Local {{ {FETCH_CITY} }} }}");
+    let peer_ref = &peer;
+    eventually(10_000, "the tab's own Local Fetch", || {
+        let local = local.clone();
+        let beacon = beacon.clone();
+        async move {
+            let answer = resolve(peer_ref.query(local, JsValue::UNDEFINED)).await;
+            let found = fetched(&answer["data"]["Local"]["Fetch"]["Things"]);
+            (found == [("\"Town\"".to_owned(), beacon)])
+                .then_some(())
+                .ok_or(answer.to_string())
+        }
+    })
+    .await;
+    let network = format!("{{ Network(networkTimeout: 3000) {{ {FETCH_CITY} }} }}");
+    eventually(
+        15_000,
+        "the native peer's Network Fetch of the tab's Town",
+        || {
+            let network = network.clone();
+            let beacon = beacon.clone();
+            async move {
+                let answer = post_graphql(native(), &network).await;
+                let found = fetched(&answer["data"]["Network"]["Fetch"]["Things"]);
+                found
+                    .contains(&("\"Town\"".to_owned(), beacon))
+                    .then_some(())
+                    .ok_or(answer.to_string())
+            }
+        },
+    )
+    .await;
+    // It keeps what it fetched, under its hash, for the next join.
+    let file = Request::get(&format!("{}/contextionary", genesis()))
+        .send()
+        .await
+        .expect("genesis answers")
+        .binary()
+        .await
+        .expect("the file");
+    let hash = plexus_core::contextionary::hash_of(&file).to_string();
+    let kept = store::load_bytes(database, &store::contextionary_key(&hash))
+        .await
+        .expect("IndexedDB answers");
+    assert!(kept.as_deref() == Some(&file[..]), "the tab kept the file");
+    JsFuture::from(peer.leave()).await.expect("left");
+}
+
 #[wasm_bindgen_test]
 async fn the_tab_network_query_reaches_the_native_peer() {
     let mut peer = tab_with_cities("TabAsker", &["Leiden"]).await;

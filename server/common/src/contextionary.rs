@@ -14,9 +14,9 @@ use plexus_core::wire::ContextionaryHash;
 /// most frequent words of GloVe 6B 50-d, int8.
 pub const DEFAULT: &[u8] = include_bytes!("../../../data/contextionary/glove-6b-50d-50k.ctx");
 
-/// The default of `--contextionary-max-bytes`: a larger file (read or
-/// downloaded) is refused.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The default of `--contextionary-max-bytes` (core's, which the tab
+/// peer's download uses too).
+pub use plexus_core::contextionary::DEFAULT_MAX_BYTES;
 
 /// The path genesis serves its contextionary at.
 pub const PATH: &str = "/contextionary";
