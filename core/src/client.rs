@@ -133,11 +133,16 @@ impl Call {
     #[must_use]
     pub fn with_token(mut self, token: Option<&str>) -> Self {
         if let Some(token) = token {
-            self.headers
-                .push((AUTHORIZATION, format!("Bearer {token}")));
+            self.headers.push((AUTHORIZATION, bearer(token)));
         }
         self
     }
+}
+
+/// The `Authorization` value that carries the join token `token`: genesis
+/// and peers take it alike.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
 }
 
 /// How a call to genesis failed: what its status (or its absence) means.

@@ -475,7 +475,7 @@ impl Tab {
                 .map(|(name, p)| (name.clone(), p.uri.clone())),
         );
         let own = self.name.clone();
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let bearer = self.token.as_deref().map(plexus_core::client::bearer);
         let max_answer_bytes = self.bounds.max_answer_bytes;
         Rc::new(move |transmit: Transmit| {
             let (engine, source, bearer) = (engine.clone(), source.clone(), bearer.clone());

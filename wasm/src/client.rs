@@ -7,6 +7,7 @@ use std::rc::Rc;
 use futures::future::join_all;
 use gloo_net::http::Method;
 use plexus_core::PeerName;
+use plexus_core::client::Call;
 use plexus_core::fanout::{FanoutLimits, peer_timeout};
 use plexus_core::network::asks_every_peer;
 use plexus_core::schema::Schema;
@@ -16,11 +17,11 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::ClientError;
 use crate::fanout::{Driver, Reply, Sender};
-use crate::http::send;
+use crate::http::{borrowed, send, token_headers};
 use crate::pure::{
     ClientOptions, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PER_PEER, DEFAULT_TIMEOUT_MS, Planned,
     QueryOptions, decode_answer, decode_graphql, find_peer, finish, named_peers, parse_base_url,
-    plan_query, resolve_peer,
+    plan_query, read_peer_list, resolve_peer,
 };
 use crate::watch::{WatchHandle, start};
 use crate::{ClientOptionsArg, JsResult, QueryOptionsArg, from_js, to_js};
@@ -92,7 +93,10 @@ impl NetworkClient {
         #[wasm_bindgen(unchecked_param_type = "(event: WatchEvent) => void")]
         callback: js_sys::Function,
     ) -> JsResult<WatchHandle> {
-        Ok(start(&self.inner.genesis.join("/peers/watch"), callback)?)
+        Ok(start(
+            &self.inner.genesis.join(&Call::watch().path),
+            callback,
+        )?)
     }
 
     /// The schema of the peer named `peerName` (`GET {peerUri}/v1/schema`),
@@ -133,19 +137,19 @@ fn promise(future: impl Future<Output = JsResult<JsValue>> + 'static) -> js_sys:
 
 impl Inner {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
-        let answer = send(
-            Method::GET,
-            url,
-            self.token.as_deref(),
-            None,
-            self.timeout_ms,
-        )
-        .await?;
+        let headers = token_headers(self.token.as_deref());
+        let answer = send(Method::GET, url, &borrowed(&headers), None, self.timeout_ms).await?;
         decode_answer(url, answer.status, &answer.text)
     }
 
+    /// `GET /peers` as core builds it ([`Call::peers`], with the token),
+    /// read as core reads it ([`read_peer_list`]).
     async fn peers(&self) -> Result<Vec<Peer>, ClientError> {
-        self.get_json(&self.genesis.join("/peers")).await
+        let call = Call::peers().with_token(self.token.as_deref());
+        let url = self.genesis.join(&call.path);
+        let headers: Vec<(&str, &str)> = call.headers().collect();
+        let answer = send(Method::GET, &url, &headers, None, self.timeout_ms).await?;
+        read_peer_list(&url, answer.status, &answer.text)
     }
 
     /// The schema of `peer`: from the cache when its hash is known, else fetched.
@@ -163,10 +167,11 @@ impl Inner {
 
     async fn post_graphql(&self, peer: &PeerUri, body: &Json) -> Result<Json, ClientError> {
         let url = peer.join("/v1/graphql");
+        let headers = token_headers(self.token.as_deref());
         let answer = send(
             Method::POST,
             &url,
-            self.token.as_deref(),
+            &borrowed(&headers),
             Some(body),
             self.timeout_ms,
         )
@@ -242,7 +247,8 @@ impl Inner {
                 let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
                 let body = json!({ "query": transmit.query });
                 let url = uri.join("/v1/graphql");
-                match send(Method::POST, &url, token.as_deref(), Some(&body), ms).await {
+                let headers = token_headers(token.as_deref());
+                match send(Method::POST, &url, &borrowed(&headers), Some(&body), ms).await {
                     Ok(answer) => Reply::Http {
                         status: answer.status,
                         body: answer.text,

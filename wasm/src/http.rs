@@ -17,12 +17,13 @@ pub(crate) struct Answer {
     pub(crate) text: String,
 }
 
-/// Sends `method url` (with `body` as JSON, and `token` as a bearer token)
-/// and reads the whole answer, within `timeout_ms`.
+/// Sends `method url` with `headers` (the bearer token among them, when
+/// there is one) and `body` as JSON, and reads the whole answer, within
+/// `timeout_ms`.
 pub(crate) async fn send(
     method: Method,
     url: &str,
-    token: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<&Json>,
     timeout_ms: u32,
 ) -> Result<Answer, ClientError> {
@@ -35,8 +36,8 @@ pub(crate) async fn send(
     let mut builder = RequestBuilder::new(url)
         .method(method)
         .abort_signal(signal.as_ref());
-    if let Some(token) = token {
-        builder = builder.header("authorization", &format!("Bearer {token}"));
+    for (name, value) in headers {
+        builder = builder.header(name, value);
     }
     let request = match body {
         Some(body) => builder.json(body),
@@ -61,4 +62,24 @@ pub(crate) async fn send(
             })
         }
     }
+}
+
+/// The headers of a request with the join token `token`, if any (the
+/// `Authorization` header [`plexus_core::client::bearer`] makes), as
+/// [`send`] takes them.
+pub(crate) fn token_headers(token: Option<&str>) -> Vec<(&'static str, String)> {
+    token
+        .map(|t| {
+            (
+                plexus_core::wire::AUTHORIZATION,
+                plexus_core::client::bearer(t),
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Borrows owned headers as [`send`] takes them.
+pub(crate) fn borrowed<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
 }

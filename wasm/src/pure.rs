@@ -381,6 +381,27 @@ pub fn error_message(text: &str) -> String {
     trimmed[..end].to_owned()
 }
 
+/// Reads genesis's answer to `GET /peers` (`url`) with core's reading of
+/// the list ([`plexus_core::client::Answer::peer_list`], unsigned: a client
+/// only shows it, as the dashboard does), or turns the answer into an error
+/// as [`decode_answer`] does.
+pub fn read_peer_list(url: &str, status: u16, text: &str) -> Result<Vec<Peer>, ClientError> {
+    if !(200..300).contains(&status) {
+        return decode_answer(url, status, text);
+    }
+    let decode = |reason: String| ClientError::Decode {
+        url: url.to_owned(),
+        reason,
+    };
+    let answer = plexus_core::client::read_answer(status, |_| None, Ok(text.as_bytes().to_vec()))
+        .map_err(|e| decode(e.to_string()))?;
+    // Unsigned: the instant and the signature's age are not read.
+    let (peers, _version) = answer
+        .peer_list(None, plexus_core::Timestamp(0), std::time::Duration::ZERO)
+        .map_err(|e| decode(e.to_string()))?;
+    Ok(peers)
+}
+
 /// Decodes a 2xx JSON answer of `url`, or turns the answer into an error.
 pub fn decode_answer<T: DeserializeOwned>(
     url: &str,

@@ -271,6 +271,33 @@ fn answers_are_decoded_or_turned_into_errors_with_kinds() {
 }
 
 #[test]
+fn the_peer_list_is_read_as_core_reads_it() {
+    let list = r#"[{"id": "00000000-0000-0000-0000-000000000001", "peerName": "PeerA",
+        "peerUri": "http://a.local", "last_contact_at": 5, "schema_hash": "h"}]"#;
+    let peers = read_peer_list("http://g/peers", 200, list).expect("a list");
+    assert_eq!(
+        peers
+            .iter()
+            .map(|p| p.peer_name.as_str())
+            .collect::<Vec<_>>(),
+        ["PeerA"]
+    );
+    let e = read_peer_list(
+        "http://g/peers",
+        403,
+        r#"{"error": {"message": "bad token"}}"#,
+    )
+    .expect_err("403");
+    assert_eq!(e.to_string(), "http://g/peers answered 403: bad token");
+    for bad in ["{", r#"[{"peerName": "Not a name!"}]"#] {
+        assert_eq!(
+            read_peer_list("u", 200, bad).expect_err("malformed").kind(),
+            "decode"
+        );
+    }
+}
+
+#[test]
 fn graphql_answers_keep_4xx_graphql_bodies() {
     let ok = decode_graphql("u", 200, r#"{"data": {"x": 1}}"#).expect("ok");
     assert_eq!(ok["data"]["x"], 1);
