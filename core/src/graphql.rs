@@ -409,15 +409,26 @@ fn write_arguments(arguments: &[(String, Value)], f: &mut Formatter<'_>) -> fmt:
     if arguments.is_empty() {
         return Ok(());
     }
-    f.write_char('(')?;
-    for (i, (name, value)) in arguments.iter().enumerate() {
+    let pairs = arguments.iter().map(|(name, value)| (name.as_str(), value));
+    write_pairs(('(', ')'), pairs, f)
+}
+
+/// `name: value` pairs between `open` and `close`, comma-separated: the
+/// arguments of a field or directive, and an input object.
+fn write_pairs<'v>(
+    (open, close): (char, char),
+    pairs: impl Iterator<Item = (&'v str, &'v Value)>,
+    f: &mut Formatter<'_>,
+) -> fmt::Result {
+    f.write_char(open)?;
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             f.write_str(", ")?;
         }
         write!(f, "{name}: ")?;
         write_value(value, f)?;
     }
-    f.write_char(')')
+    f.write_char(close)
 }
 
 fn write_value(value: &Value, f: &mut Formatter<'_>) -> fmt::Result {
@@ -435,15 +446,8 @@ fn write_value(value: &Value, f: &mut Formatter<'_>) -> fmt::Result {
             f.write_char(']')
         }
         Value::Object(map) => {
-            f.write_char('{')?;
-            for (i, (name, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{name}: ")?;
-                write_value(item, f)?;
-            }
-            f.write_char('}')
+            let pairs = map.iter().map(|(name, item)| (name.as_str(), item));
+            write_pairs(('{', '}'), pairs, f)
         }
         // Null, booleans, enums and bytes (a list of numbers).
         other => other.fmt(f),

@@ -97,28 +97,21 @@ async fn open(database: &str) -> Result<IdbDatabase, String> {
     Ok(db?.unchecked_into())
 }
 
-/// The record under `key` in `database`, if any.
-pub async fn load(database: &str, key: &str) -> Result<Option<Record>, String> {
+/// The value under `key` in `database` (undefined when there is none).
+async fn get(database: &str, key: &str) -> Result<JsValue, String> {
     let db = open(database).await?;
     let result = async {
         let tx = db.transaction_with_str(STORE).map_err(js_error)?;
         let store = tx.object_store(STORE).map_err(js_error)?;
-        let value = wait(&store.get(&JsValue::from_str(key)).map_err(js_error)?).await?;
-        match value.as_string() {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| format!("the saved record of {key:?} is damaged: {e}")),
-        }
+        wait(&store.get(&JsValue::from_str(key)).map_err(js_error)?).await
     }
     .await;
     db.close();
     result
 }
 
-/// Writes `record` under `key` in `database`.
-pub async fn save(database: &str, key: &str, record: &Record) -> Result<(), String> {
-    let text = serde_json::to_string(record).map_err(|e| e.to_string())?;
+/// Writes `value` under `key` in `database`.
+async fn put(database: &str, key: &str, value: &JsValue) -> Result<(), String> {
     let db = open(database).await?;
     let result = async {
         let tx = db
@@ -126,13 +119,29 @@ pub async fn save(database: &str, key: &str, record: &Record) -> Result<(), Stri
             .map_err(js_error)?;
         let store = tx.object_store(STORE).map_err(js_error)?;
         let request = store
-            .put_with_key(&JsValue::from_str(&text), &JsValue::from_str(key))
+            .put_with_key(value, &JsValue::from_str(key))
             .map_err(js_error)?;
         wait(&request).await.map(|_| ())
     }
     .await;
     db.close();
     result
+}
+
+/// The record under `key` in `database`, if any.
+pub async fn load(database: &str, key: &str) -> Result<Option<Record>, String> {
+    match get(database, key).await?.as_string() {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("the saved record of {key:?} is damaged: {e}")),
+    }
+}
+
+/// Writes `record` under `key` in `database`.
+pub async fn save(database: &str, key: &str, record: &Record) -> Result<(), String> {
+    let text = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    put(database, key, &JsValue::from_str(&text)).await
 }
 
 /// The key a contextionary's bytes are kept under: its hash.
@@ -142,36 +151,14 @@ pub fn contextionary_key(hash: &str) -> String {
 
 /// The bytes under `key` in `database`, if any.
 pub async fn load_bytes(database: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-    let db = open(database).await?;
-    let result = async {
-        let tx = db.transaction_with_str(STORE).map_err(js_error)?;
-        let store = tx.object_store(STORE).map_err(js_error)?;
-        let value = wait(&store.get(&JsValue::from_str(key)).map_err(js_error)?).await?;
-        Ok(value
-            .dyn_into::<js_sys::Uint8Array>()
-            .ok()
-            .map(|bytes| bytes.to_vec()))
-    }
-    .await;
-    db.close();
-    result
+    let value = get(database, key).await?;
+    Ok(value
+        .dyn_into::<js_sys::Uint8Array>()
+        .ok()
+        .map(|bytes| bytes.to_vec()))
 }
 
 /// Writes `bytes` under `key` in `database`.
 pub async fn save_bytes(database: &str, key: &str, bytes: &[u8]) -> Result<(), String> {
-    let db = open(database).await?;
-    let result = async {
-        let tx = db
-            .transaction_with_str_and_mode(STORE, IdbTransactionMode::Readwrite)
-            .map_err(js_error)?;
-        let store = tx.object_store(STORE).map_err(js_error)?;
-        let value = js_sys::Uint8Array::from(bytes);
-        let request = store
-            .put_with_key(&value, &JsValue::from_str(key))
-            .map_err(js_error)?;
-        wait(&request).await.map(|_| ())
-    }
-    .await;
-    db.close();
-    result
+    put(database, key, &js_sys::Uint8Array::from(bytes)).await
 }
