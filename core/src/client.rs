@@ -306,21 +306,24 @@ impl Answer {
             .and(self.version)
     }
 
-    /// Reads this as the answer of `GET /peers`: `[Peer]` and its version.
-    /// `signed_by`: taken only when that key signed the body and version at
-    /// most `max_age` from `now` (a peer); `None`: read as it came (a
-    /// dashboard, which only shows it).
+    /// Reads this as the answer of `GET /peers` to a peer: `[Peer]` and
+    /// its version, taken only when `key` signed the body and version at
+    /// most `max_age` from `now`.
     pub fn peer_list(
         &self,
-        signed_by: Option<&PublicKey>,
+        key: &PublicKey,
         now: Timestamp,
         max_age: Duration,
     ) -> Result<(Vec<Peer>, Option<u64>), CallError> {
-        if let Some(key) = signed_by {
-            let message = Message::response(&self.body).with_version(self.version);
-            auth::verify(&self.signature, &message, Expect::Key(key), now, max_age)
-                .map_err(|e| CallError::Forbidden(e.to_string()))?;
-        }
+        let message = Message::response(&self.body).with_version(self.version);
+        auth::verify(&self.signature, &message, Expect::Key(key), now, max_age)
+            .map_err(|e| CallError::Forbidden(e.to_string()))?;
+        self.listed_peers()
+    }
+
+    /// Reads this as the answer of `GET /peers` as it came, signed or not:
+    /// a dashboard's or a browser client's reading, which only shows it.
+    pub fn listed_peers(&self) -> Result<(Vec<Peer>, Option<u64>), CallError> {
         let peers = serde_json::from_slice(&self.body)
             .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))?;
         Ok((peers, self.version))

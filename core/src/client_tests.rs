@@ -277,7 +277,7 @@ fn a_peer_list_is_taken_under_genesiss_key_or_read_unchecked() {
     let body = serde_json::to_vec(&[peer(1), peer(2)]).expect("json");
     let answer = read(200, &signed(&body, Some(4), &genesis()), &body).expect("ok");
     assert_eq!(
-        answer.peer_list(Some(&key), NOW, AGE),
+        answer.peer_list(&key, NOW, AGE),
         Ok((vec![peer(1), peer(2)], Some(4)))
     );
     let forged = read(
@@ -287,22 +287,16 @@ fn a_peer_list_is_taken_under_genesiss_key_or_read_unchecked() {
     )
     .expect("ok");
     assert!(matches!(
-        forged.peer_list(Some(&key), NOW, AGE),
+        forged.peer_list(&key, NOW, AGE),
         Err(CallError::Forbidden(_))
     ));
     // A dashboard reads what came, signed or not.
-    assert_eq!(
-        forged.peer_list(None, NOW, AGE),
-        Ok((vec![peer(1), peer(2)], Some(4)))
-    );
+    assert_eq!(forged.listed_peers(), Ok((vec![peer(1), peer(2)], Some(4))));
     let unsigned = read(200, &[], &body).expect("ok");
-    assert_eq!(
-        unsigned.peer_list(None, NOW, AGE),
-        Ok((vec![peer(1), peer(2)], None))
-    );
+    assert_eq!(unsigned.listed_peers(), Ok((vec![peer(1), peer(2)], None)));
     let garbage = read(200, &signed(b"{}", Some(4), &genesis()), b"{}").expect("ok");
     assert!(matches!(
-        garbage.peer_list(Some(&key), NOW, AGE),
+        garbage.peer_list(&key, NOW, AGE),
         Err(CallError::Transport(_))
     ));
 }

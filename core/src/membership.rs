@@ -619,7 +619,7 @@ impl Membership {
                 .config
                 .as_ref()
                 .map_or(auth::DEFAULT_MAX_AGE, |c| c.max_signature_age);
-            let (peers, version) = answer.peer_list(Some(&key), now, max_age)?;
+            let (peers, version) = answer.peer_list(&key, now, max_age)?;
             Ok((peers.iter().map(Peer::to_entry).collect(), version))
         });
         self.handle_peers_response(verified, now);

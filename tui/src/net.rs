@@ -219,7 +219,7 @@ pub async fn fetch_peers(
     let request = genesis_call::request(client, genesis, Call::peers());
     let call = async {
         let answer = genesis_call::send(request, max_list_bytes(), "the answer cap").await?;
-        answer.peer_list(None, now(), plexus_core::auth::DEFAULT_MAX_AGE)
+        answer.listed_peers()
     };
     let (peers, version) = tokio::time::timeout(REQUEST_TIMEOUT, call)
         .await

@@ -382,23 +382,22 @@ pub fn error_message(text: &str) -> String {
 }
 
 /// Reads genesis's answer to `GET /peers` (`url`) with core's reading of
-/// the list ([`plexus_core::client::Answer::peer_list`], unsigned: a client
-/// only shows it, as the dashboard does), or turns the answer into an error
-/// as [`decode_answer`] does.
+/// the list ([`plexus_core::client::Answer::listed_peers`]: a client only
+/// shows it, as the dashboard does), or turns the answer into an error as
+/// [`decode_answer`] does.
 pub fn read_peer_list(url: &str, status: u16, text: &str) -> Result<Vec<Peer>, ClientError> {
     if !(200..300).contains(&status) {
         return decode_answer(url, status, text);
     }
-    let decode = |reason: String| ClientError::Decode {
-        url: url.to_owned(),
-        reason,
+    // Its body only: a client reads no signature and no version of it.
+    let answer = plexus_core::client::Answer {
+        body: text.as_bytes().to_vec(),
+        ..Default::default()
     };
-    let answer = plexus_core::client::read_answer(status, |_| None, Ok(text.as_bytes().to_vec()))
-        .map_err(|e| decode(e.to_string()))?;
-    // Unsigned: the instant and the signature's age are not read.
-    let (peers, _version) = answer
-        .peer_list(None, plexus_core::Timestamp(0), std::time::Duration::ZERO)
-        .map_err(|e| decode(e.to_string()))?;
+    let (peers, _version) = answer.listed_peers().map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok(peers)
 }
 

@@ -230,7 +230,7 @@ pub async fn is_listed(
     name: &str,
 ) -> anyhow::Result<bool> {
     let answer = send(client, genesis, Call::peers()).await?;
-    let (peers, _) = answer.peer_list(None, now(), auth::DEFAULT_MAX_AGE)?;
+    let (peers, _) = answer.listed_peers()?;
     Ok(peers.iter().any(|p| p.peer_name.as_str() == name))
 }
 
