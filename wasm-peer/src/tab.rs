@@ -203,6 +203,9 @@ pub(crate) struct Tab {
     /// Whether a registration that got no answer made the tab ask genesis
     /// if it refuses the page's origin ([`Tab::check_origin`]).
     origin_checked: Cell<bool>,
+    /// A contextionary is being fetched: a registration meanwhile (a
+    /// rejoin) starts no second download.
+    fetching_contextionary: Cell<bool>,
     left: RefCell<Option<oneshot::Sender<()>>>,
     stopped: Cell<bool>,
     /// The fan-out of the tab's Network queries (`maxInFlight`, `maxPerPeer`).
@@ -306,6 +309,7 @@ impl Tab {
             serving: Cell::new(0),
             registered: RefCell::new(Some(registered)),
             origin_checked: Cell::new(false),
+            fetching_contextionary: Cell::new(false),
             left: RefCell::new(None),
             stopped: Cell::new(false),
             fanout,
@@ -709,9 +713,37 @@ impl Tab {
         let Some(named) = self.membership.borrow().network_contextionary().cloned() else {
             return;
         };
-        if self.data.borrow().contextionary().map(Contextionary::hash) == Some(&named.hash) {
+        if self.data.borrow().contextionary().map(Contextionary::hash) == Some(&named.hash)
+            || self.fetching_contextionary.replace(true)
+        {
             return;
         }
+        let contextionary = self.load_contextionary(&named).await;
+        self.fetching_contextionary.set(false);
+        let contextionary = match contextionary {
+            Ok(contextionary) => contextionary,
+            Err(reason) => {
+                web_sys::console::warn_1(
+                    &format!(
+                        "plexus tab: no contextionary from {} ({reason}): Fetch and Introspect stay off",
+                        named.url
+                    )
+                    .into(),
+                );
+                return;
+            }
+        };
+        if let Err(e) = self.data.borrow_mut().set_contextionary(contextionary) {
+            web_sys::console::warn_1(&format!("plexus tab: {}", e.message).into());
+        }
+    }
+
+    /// The contextionary `named`, from IndexedDB or downloaded and then
+    /// kept there; its hash must be the one genesis named.
+    async fn load_contextionary(
+        &self,
+        named: &plexus_core::wire::Contextionary,
+    ) -> Result<Arc<Contextionary>, String> {
         let key = store::contextionary_key(&named.hash.to_string());
         let kept = match &self.database {
             Some(db) => store::load_bytes(db, &key).await.ok().flatten(),
@@ -734,32 +766,14 @@ impl Tab {
                 status => Err(format!("answered {status}")),
             }),
         };
-        let parsed = bytes.and_then(|bytes| {
-            let parsed = Contextionary::parse(bytes).map_err(|e| e.to_string())?;
-            match parsed.hash() == &named.hash {
-                true => Ok(parsed),
-                false => Err(format!("its hash is {}, not {}", parsed.hash(), named.hash)),
-            }
-        });
-        let contextionary = match parsed {
-            Ok(contextionary) => Arc::new(contextionary),
-            Err(reason) => {
-                web_sys::console::warn_1(
-                    &format!(
-                        "plexus tab: no contextionary from {} ({reason}): Fetch and Introspect stay off",
-                        named.url
-                    )
-                    .into(),
-                );
-                return;
-            }
-        };
+        let parsed = Contextionary::parse(bytes?).map_err(|e| e.to_string())?;
+        if parsed.hash() != &named.hash {
+            return Err(format!("its hash is {}, not {}", parsed.hash(), named.hash));
+        }
         if !cached && let Some(db) = &self.database {
-            let _ = store::save_bytes(db, &key, contextionary.bytes()).await;
+            let _ = store::save_bytes(db, &key, parsed.bytes()).await;
         }
-        if let Err(e) = self.data.borrow_mut().set_contextionary(contextionary) {
-            web_sys::console::warn_1(&format!("plexus tab: {}", e.message).into());
-        }
+        Ok(Arc::new(parsed))
     }
 
     /// Sends one request of the machine and hands it the answer.

@@ -40,6 +40,14 @@ fn ask(engine: &Engine, source: &Arc<dyn Source>, query: &str) -> Value {
         .body
 }
 
+/// The `className` of each item of a Fetch or Introspect list.
+fn class_names(found: &[Value]) -> Vec<&str> {
+    found
+        .iter()
+        .map(|f| f["className"].as_str().unwrap())
+        .collect()
+}
+
 fn beacon(n: u128) -> String {
     format!("weaviate://PeerA/things/{}", Uuid::from_u128(n))
 }
@@ -129,10 +137,7 @@ fn fuzzy_introspect_and_beacon() {
         r#"{ Local { Fetch { Fuzzy(value: "amsterdam", certainty: 0.75) { className beacon certainty } } } }"#,
     );
     let found = body["data"]["Local"]["Fetch"]["Fuzzy"].as_array().unwrap();
-    let classes: Vec<&str> = found
-        .iter()
-        .map(|f| f["className"].as_str().unwrap())
-        .collect();
+    let classes = class_names(found);
     // The four objects named Amsterdam (certainty 1), then the text that
     // holds a near word (rotterdam), not Utrecht.
     assert_eq!(
@@ -152,10 +157,7 @@ fn fuzzy_introspect_and_beacon() {
     let found = body["data"]["Local"]["Introspect"]["Things"]
         .as_array()
         .unwrap();
-    let classes: Vec<&str> = found
-        .iter()
-        .map(|f| f["className"].as_str().unwrap())
-        .collect();
+    let classes = class_names(found);
     assert_eq!(classes, ["City", "Town", "Village"], "{body}");
     assert_eq!(found[0]["weaviate"], "PeerA");
     assert_eq!(
@@ -253,10 +255,7 @@ fn network_fetch_asks_the_near_peers_and_serves_their_ranked_items_beside_an_err
     let found = body["data"]["Network"]["Fetch"]["found"]
         .as_array()
         .unwrap();
-    let classes: Vec<&str> = found
-        .iter()
-        .map(|f| f["className"].as_str().unwrap())
-        .collect();
+    let classes = class_names(found);
     assert_eq!(classes, ["City", "Town", "Village"], "{body}");
     assert_eq!(found[0]["beacon"], beacon(1));
     assert!(found[0].get("_rankCertainty").is_none(), "{body}");
