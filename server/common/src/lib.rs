@@ -15,11 +15,17 @@ pub use self::serve::{ConnectionArgs, serve};
 
 pub mod keys;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use plexus_core::wire::ErrorBody;
 use tokio::net::TcpListener;
 
@@ -70,12 +76,92 @@ impl IntoResponse for AppError {
 }
 
 /// Turns axum's own refusals (bad JSON, bad path, body too large) into the
-/// project's JSON error body, keeping their status.
-pub async fn json_errors(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
+/// project's JSON error body, keeping their status: the layer of
+/// [`JsonErrors`]. Typed, unlike `axum::middleware::from_fn`: an answer
+/// that needs no rewriting costs no boxed future.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonErrorsLayer;
+
+impl<S> tower::Layer<S> for JsonErrorsLayer {
+    type Service = JsonErrors<S>;
+
+    fn layer(&self, inner: S) -> JsonErrors<S> {
+        JsonErrors { inner }
+    }
+}
+
+/// The service of [`JsonErrorsLayer`].
+#[derive(Clone, Debug)]
+pub struct JsonErrors<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for JsonErrors<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = JsonErrorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        JsonErrorsFuture {
+            state: JsonErrorsState::Inner {
+                inner: self.inner.call(request),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of [`JsonErrors`]: the inner one, or its rewriting.
+    pub struct JsonErrorsFuture<F> {
+        #[pin]
+        state: JsonErrorsState<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = JsonErrorsProj]
+    enum JsonErrorsState<F> {
+        Inner { #[pin] inner: F },
+        Rewrite { rewrite: futures::future::BoxFuture<'static, Response> },
+    }
+}
+
+impl<F> Future for JsonErrorsFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                JsonErrorsProj::Inner { inner } => {
+                    let Ok(response) = ready!(inner.poll(cx));
+                    if !needs_json_error(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    state.set(JsonErrorsState::Rewrite {
+                        rewrite: Box::pin(json_error(response)),
+                    });
+                }
+                JsonErrorsProj::Rewrite { rewrite } => {
+                    return rewrite.as_mut().poll(cx).map(Ok);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `response` is an error whose body is not JSON.
+fn needs_json_error(response: &Response) -> bool {
     let status = response.status();
     let is_json = response
         .headers()
@@ -86,19 +172,62 @@ pub async fn json_errors(
             v.starts_with(b"application/json")
                 || v.starts_with(b"application/graphql-response+json")
         });
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
-        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-            .await
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body);
-        let message = if text.trim().is_empty() {
-            status.canonical_reason().unwrap_or("error").to_owned()
-        } else {
-            text.trim().to_owned()
-        };
-        return AppError::new(status, message).into_response();
+    (status.is_client_error() || status.is_server_error()) && !is_json
+}
+
+/// The JSON error of a non-JSON error answer: its text (or its status's
+/// reason) as the message.
+async fn json_error(response: Response) -> Response {
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    AppError::new(status, message).into_response()
+}
+
+/// Reads a whole request body of at most `limit` bytes: 413 past it (at
+/// once when its declared size is over), 400 when it fails on the way (a
+/// stall past `--body-timeout`, a cut connection). A body of one frame, as
+/// small ones come, is taken as it is, without a copy or a buffer: the
+/// extractors' `Collect` costs a ping thousands of instructions more.
+pub async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, AppError> {
+    use http_body::Body as _;
+    let too_large = || {
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {limit} bytes"),
+        )
+    };
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
     }
-    response
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame =
+            frame.map_err(|e| AppError::bad_request(format!("cannot read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if first.as_ref().map_or(0, Bytes::len) + joined.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+        } else {
+            if let Some(first) = first.take() {
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 /// Sets up `tracing` from `RUST_LOG` (default `info`), logging to stderr so

@@ -16,21 +16,25 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{ORIGIN, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tower::ServiceExt as _;
-use tower::util::Oneshot;
+use futures::future::{BoxFuture, Either};
+use governor::middleware::NoOpMiddleware;
+use tower::Layer as _;
 use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
-use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Cors, CorsLayer, ExposeHeaders};
 
 use crate::AppError;
-use crate::serve::client_addr;
+use crate::serve::{App, client_addr};
 pub use plexus_core::wire::REFUSED_ORIGIN_HEADER;
 
 /// The path of GraphQL queries: a `POST` that only reads.
@@ -108,7 +112,7 @@ pub fn request_client_key<T>(request: &axum::http::Request<T>) -> IpAddr {
 
 /// The rate limit's key: [`request_client_key`].
 #[derive(Debug, Clone, Copy)]
-struct ClientKey;
+pub struct ClientKey;
 
 impl KeyExtractor for ClientKey {
     type Key = IpAddr;
@@ -118,32 +122,35 @@ impl KeyExtractor for ClientKey {
     }
 }
 
-/// Sends writes through the rate limit and reads around it.
+/// A service behind a rate limit of `K`'s keys ([`rate_limit`]).
+pub type Governed<K, S> = tower_governor::governor::Governor<K, NoOpMiddleware, S, Body>;
+
+/// Sends writes through the rate limit (when it is on) and reads around it.
 #[derive(Clone)]
-struct WritesThrough {
-    plain: Router,
-    governed: Router,
+pub struct WritesThrough<S> {
+    plain: S,
+    governed: Option<Governed<ClientKey, S>>,
 }
 
-impl tower::Service<Request> for WritesThrough {
+impl<S> tower::Service<Request> for WritesThrough<S>
+where
+    S: App,
+{
     type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = Oneshot<Router, Request>;
+    type Error = Infallible;
+    type Future = Either<S::Future, <Governed<ClientKey, S> as tower::Service<Request>>::Future>;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let router = if is_write(request.method(), request.uri().path()) {
-            self.governed.clone()
-        } else {
-            self.plain.clone()
-        };
-        router.oneshot(request)
+        match &mut self.governed {
+            Some(governed) if is_write(request.method(), request.uri().path()) => {
+                Either::Right(governed.call(request))
+            }
+            _ => Either::Left(self.plain.call(request)),
+        }
     }
 }
 
@@ -281,11 +288,11 @@ fn intended_method(parts: &Parts) -> Method {
     parts.method.clone()
 }
 
-/// `router` behind the rate limit of `args` (`--rate-limit`,
+/// `inner` behind the rate limit of `args` (`--rate-limit`,
 /// `--rate-burst`), per key of `key`: 429 with `Retry-After` past it.
 /// `None` when the limit is off (`--rate-limit 0`). Spawns the task that
 /// forgets idle keys (call inside a tokio runtime).
-pub fn rate_limit<K>(router: Router, args: &PolicyArgs, key: K) -> Option<Router>
+pub fn rate_limit<K, S>(inner: S, args: &PolicyArgs, key: K) -> Option<Governed<K, S>>
 where
     K: KeyExtractor + Send + Sync + 'static,
     K::Key: Send + Sync + 'static,
@@ -310,28 +317,30 @@ where
             limiter.shrink_to_fit();
         }
     });
-    Some(router.layer(tower_governor::GovernorLayer::new(config).error_handler(too_many)))
+    Some(
+        tower_governor::GovernorLayer::new(config)
+            .error_handler(too_many)
+            .layer(inner),
+    )
 }
 
-/// Wraps `router` with the write policy of `args`: CORS (reads from any
+/// Wraps `inner` (a `Router`, or layers around one) with the write policy
+/// of `args`, as one typed service (no boxed future per layer): CORS (reads from any
 /// origin; preflights of writes answered only for the named origins), 403
 /// for a write that carries another `Origin` (a browser sends a simple
 /// `POST` without a preflight), [`REFUSED_ORIGIN_HEADER`] on every answer to
 /// such an origin (exposed to pages with the headers of `expose`), each
 /// refused origin logged ([`RefusalLog`]), and the rate limit on writes.
-pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) -> Router {
+pub fn guard_writes<S: App>(inner: S, args: &PolicyArgs, expose: &[&'static str]) -> Policy<S> {
     let allowed: Arc<[HeaderValue]> = args
         .cors_origin
         .iter()
         .filter(|o| !o.is_empty())
         .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
         .collect();
-    let limited = match rate_limit(router.clone(), args, ClientKey) {
-        Some(governed) => Router::new().fallback_service(WritesThrough {
-            plain: router,
-            governed,
-        }),
-        None => router,
+    let limited = WritesThrough {
+        governed: rate_limit(inner.clone(), args, ClientKey),
+        plain: inner,
     };
     let refusals = Arc::new(RefusalLog::default());
     let for_cors = Arc::clone(&allowed);
@@ -356,12 +365,12 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
                 .map(|h| axum::http::HeaderName::from_static(h)),
         ))
         .max_age(Duration::from_secs(600));
-    Router::new().fallback_service(Policy {
+    Policy {
         plain: limited.clone(),
-        cors: limited.layer(cors),
+        cors: cors.layer(limited),
         allowed,
         refusals,
-    })
+    }
 }
 
 /// The write policy in front of the routes: a request with an `Origin`
@@ -372,41 +381,44 @@ pub fn guard_writes(router: Router, args: &PolicyArgs, expose: &[&'static str]) 
 /// and skips them. Every answer to a page of a refused origin carries
 /// [`REFUSED_ORIGIN_HEADER`].
 #[derive(Clone)]
-struct Policy {
-    plain: Router,
-    cors: Router,
+pub struct Policy<S> {
+    plain: WritesThrough<S>,
+    cors: Cors<WritesThrough<S>>,
     allowed: Arc<[HeaderValue]>,
     refusals: Arc<RefusalLog>,
 }
 
-impl tower::Service<Request> for Policy {
+type PlainFuture<S> = <WritesThrough<S> as tower::Service<Request>>::Future;
+type CorsFuture<S> = <Cors<WritesThrough<S>> as tower::Service<Request>>::Future;
+
+impl<S: App> tower::Service<Request> for Policy<S>
+where
+    S::Future: Send + 'static,
+{
     type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = futures::future::Either<
-        <Router as tower::Service<Request>>::Future,
-        futures::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>,
+    type Error = Infallible;
+    type Future = Either<
+        Either<PlainFuture<S>, CorsFuture<S>>,
+        BoxFuture<'static, Result<Response, Infallible>>,
     >;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         use futures::FutureExt as _;
         let method = request.method();
         let Some(origin) = request.headers().get(ORIGIN) else {
-            let router = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-                &mut self.cors
+            let answer = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                Either::Right(self.cors.call(request))
             } else {
-                &mut self.plain
+                Either::Left(self.plain.call(request))
             };
-            return futures::future::Either::Left(router.call(request));
+            return Either::Left(answer);
         };
         if origin_allowed(&self.allowed, origin) {
-            return futures::future::Either::Left(self.cors.call(request));
+            return Either::Left(Either::Right(self.cors.call(request)));
         }
         let origin = origin.clone();
         if *method != Method::OPTIONS && is_write(method, request.uri().path()) {
@@ -418,10 +430,10 @@ impl tower::Service<Request> for Policy {
             )
             .into_response();
             response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);
-            return futures::future::Either::Right(std::future::ready(Ok(response)).boxed());
+            return Either::Right(std::future::ready(Ok(response)).boxed());
         }
         let answer = self.cors.call(request);
-        futures::future::Either::Right(
+        Either::Right(
             async move {
                 let mut response = answer.await?;
                 response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);

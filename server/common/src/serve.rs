@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -131,15 +130,20 @@ impl Commit {
     }
 }
 
-/// Serves `app` on `listener` with the bounds of `limits` until `shutdown`
-/// resolves, then stops accepting and waits for open connections to end
-/// (bound the wait with a timeout: a stream may last).
-pub async fn serve(
+/// Serves `app` (a `Router`, or the typed stack of layers around one) on
+/// `listener` with the bounds of `limits` until `shutdown` resolves, then
+/// stops accepting and waits for open connections to end (bound the wait
+/// with a timeout: a stream may last).
+pub async fn serve<S>(
     listener: impl Into<Listener>,
-    app: Router,
+    app: S,
     limits: &ConnectionArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: App,
+    S::Future: Send + 'static,
+{
     let bounds = Arc::new(Bounds {
         permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
         max_in_flight: limits.max_in_flight.max(1),
@@ -363,21 +367,41 @@ struct Bounds {
 }
 
 #[derive(Clone)]
-struct Bounded {
-    app: Router,
+struct Bounded<S> {
+    app: S,
     remote: SocketAddr,
     bounds: Arc<Bounds>,
 }
 
-impl tower::Service<axum::http::Request<Incoming>> for Bounded {
+/// What [`serve`] serves: a service of requests that always answers (a
+/// `Router`, or layers around one), ready at once (every bound of its
+/// own answers instead of making callers wait), cheap to clone (one per
+/// connection).
+pub trait App:
+    tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+impl<S: App> tower::Service<axum::http::Request<Incoming>> for Bounded<S> {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = BoundedFuture<
-        tokio::task::futures::TaskLocalFuture<
-            Commit,
-            <Router as tower::Service<axum::extract::Request>>::Future,
-        >,
-    >;
+    type Future = BoundedFuture<tokio::task::futures::TaskLocalFuture<Commit, S::Future>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -24,9 +24,11 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
 use plexus_core::PeerName;
 use plexus_core::auth::{Authority, PublicKey};
-use plexus_core::relay::{Action, ConnId, Outgoing, Relay, RelayConfig, RelayError, RelayResponse};
+use plexus_core::relay::{
+    Action, ConnId, Outgoing, Relay, RelayConfig, RelayError, RelayResponse, SOCKET_PATH,
+};
 use plexus_core::wire::PeerChange;
-use plexus_server::{AppError, json_errors};
+use plexus_server::{AppError, JsonErrorsLayer};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Notify, oneshot};
 use tower_governor::GovernorError;
@@ -140,6 +142,13 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Whether `path` is one of the relay's: its socket's ([`SOCKET_PATH`])
+/// or a relayed call's, under it.
+pub fn is_relay_path(path: &str) -> bool {
+    path.strip_prefix(SOCKET_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The relay's routes (`GET /relay` and `/relay/{name}/...`), with their
 /// own body limit, CORS and rate limit (per client address and tab);
 /// empty without a relay configuration. Spawns the relay's timer (call
@@ -167,18 +176,17 @@ pub fn routes(genesis: &Arc<Genesis>) -> Router {
         .allow_headers(Any)
         .expose_headers(Any);
     let router = Router::new()
-        .route(
-            "/relay",
-            get(connect).layer(axum::middleware::from_fn(json_errors)),
-        )
-        .route("/relay/{name}/{*path}", any(forward))
+        .route(SOCKET_PATH, get(connect).layer(JsonErrorsLayer))
+        .route(&format!("{SOCKET_PATH}/{{name}}/{{*path}}"), any(forward))
         .with_state(hub);
     // Every relayed call costs a tab work: limited per client address and
     // tab, so that genesis's own pushes (one per tab and round) pass.
     let policy = &genesis.settings.policy;
-    plexus_server::policy::rate_limit(router.clone(), policy, ClientAndTab)
-        .unwrap_or(router)
-        .layer(cors)
+    match plexus_server::policy::rate_limit(router.clone(), policy, ClientAndTab) {
+        Some(governed) => Router::new().fallback_service(governed),
+        None => router,
+    }
+    .layer(cors)
 }
 
 /// The relay's rate-limit key: the client's address and the tab's name.
@@ -192,7 +200,8 @@ impl KeyExtractor for ClientAndTab {
         let tab = request
             .uri()
             .path()
-            .strip_prefix("/relay/")
+            .strip_prefix(SOCKET_PATH)
+            .and_then(|rest| rest.strip_prefix('/'))
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
         Ok((

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest as _, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,6 @@ use plexus_core::wire::{
 };
 use tokio::sync::broadcast::error::RecvError;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use super::metrics::{Gauges, inc};
@@ -34,33 +33,39 @@ use super::{Genesis, now};
 use plexus_core::PeerUri;
 use plexus_server::keys;
 use plexus_server::outbound::OutboundError;
-use plexus_server::{AppError, json_errors};
+use plexus_server::serve::App;
+use plexus_server::{AppError, JsonErrorsLayer};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// The router of genesis, with its middleware.
-pub fn app(genesis: Arc<Genesis>) -> Router {
+/// The app of genesis: its routes with their middleware as one typed
+/// service (`Router::layer` would box a future per layer and request):
+/// tracing, then the relay's routes (their own bounds, outside the write
+/// policy: they carry genesis's own probes and pushes to tabs) or the
+/// write policy, JSON errors and the body limit around the API.
+pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
     let limit = genesis.settings.max_body_bytes;
     let policy = genesis.settings.policy.clone();
     let router = Router::new()
         .route("/peers", get(list))
         .route("/peers/register", post(register))
         .route(plexus_core::wire::WATCH_PATH, get(watch))
-        .route("/peers/{peer_id}/ping", post(ping))
         .route("/peers/{peer_id}", delete(leave))
         .route(plexus_core::wire::HEALTH_PATH, get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route(plexus_server::contextionary::PATH, get(contextionary))
         .fallback(|| async { AppError::not_found("no such route") })
-        .layer(
-            ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(json_errors))
-                .layer(RequestBodyLimitLayer::new(limit)),
-        )
         .with_state(Arc::clone(&genesis));
-    plexus_server::policy::guard_writes(
-        router,
+    let api = ServiceBuilder::new()
+        .layer(JsonErrorsLayer)
+        .layer(DefaultBodyLimit::max(limit))
+        .service(Pings {
+            genesis: Arc::clone(&genesis),
+            router,
+        });
+    let api = plexus_server::policy::guard_writes(
+        api,
         &policy,
         &[
             PEERS_VERSION_HEADER,
@@ -69,11 +74,96 @@ pub fn app(genesis: Arc<Genesis>) -> Router {
             auth::CONTENT_DIGEST,
             auth::SESSION_KEY_HEADER,
         ],
-    )
-    // The relay's routes carry genesis's own probes and pushes to tabs:
-    // they have their own bounds, outside the write policy.
-    .merge(super::relay::routes(&genesis))
-    .layer(TraceLayer::new_for_http())
+    );
+    let relay = genesis
+        .settings
+        .relay
+        .is_some()
+        .then(|| super::relay::routes(&genesis));
+    ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(TraceLayer::new_for_http())
+        .service(Split { relay, api })
+}
+
+/// Answers `POST /peers/{peer_id}/ping` (any other method: 405), and
+/// passes every other request to `router`. The ping is genesis's hottest
+/// call (every peer, every few seconds), matched here rather than by the
+/// router, which would spend thousands of instructions on it (its path
+/// parameters, matched path, original URI and boxed layers: BENCHMARKS.md);
+/// it is the one route the router does not hold.
+#[derive(Clone)]
+struct Pings {
+    genesis: Arc<Genesis>,
+    router: Router,
+}
+
+impl tower::Service<Request> for Pings {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<
+        futures::future::BoxFuture<'static, Result<Response, Infallible>>,
+        <Router as tower::Service<Request>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let Some(id) = ping_path(request.uri().path()) else {
+            return futures::future::Either::Right(self.router.call(request));
+        };
+        let id = id.parse::<PeerId>();
+        let genesis = Arc::clone(&self.genesis);
+        futures::future::Either::Left(Box::pin(async move {
+            Ok(match id {
+                Ok(id) => ping(genesis, id, request).await,
+                Err(e) => AppError::bad_request(format!("invalid peer id in the path: {e}"))
+                    .into_response(),
+            })
+        }))
+    }
+}
+
+/// The peer id of a ping's path, `/peers/{peer_id}/ping`.
+fn ping_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/peers/")?
+        .strip_suffix("/ping")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Sends the relay's paths (`/relay`, `/relay/...`) to the relay's routes
+/// (when genesis relays), every other request to the API.
+#[derive(Clone)]
+struct Split<A> {
+    relay: Option<Router>,
+    api: A,
+}
+
+impl<A: App> tower::Service<Request> for Split<A> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<<Router as tower::Service<Request>>::Future, A::Future>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match &mut self.relay {
+            Some(relay) if super::relay::is_relay_path(request.uri().path()) => {
+                futures::future::Either::Left(relay.call(request))
+            }
+            _ => futures::future::Either::Right(self.api.call(request)),
+        }
+    }
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
@@ -236,23 +326,25 @@ fn call_refused(e: CallRefused) -> AppError {
     }
 }
 
-/// `POST /peers/{peerId}/ping`. An empty body counts as no schema hash.
-///
-/// The request is taken whole, so that its headers are read where they are
-/// (the `HeaderMap` extractor would copy them all on every ping).
-async fn ping(
-    State(genesis): State<Arc<Genesis>>,
-    Path(id): Path<PeerId>,
-    request: Request,
-) -> Result<Response, Response> {
-    let (mut parts, body) = request.into_parts();
-    let headers = std::mem::take(&mut parts.headers);
-    let body = Bytes::from_request(Request::from_parts(parts, body), &())
-        .await
-        .map_err(IntoResponse::into_response)?;
-    ping_inner(genesis, id, headers, body)
-        .await
-        .map_err(IntoResponse::into_response)
+/// `POST /peers/{peerId}/ping` ([`Pings`]). An empty body counts as no
+/// schema hash. The request is taken whole, so that its headers are read
+/// where they are.
+async fn ping(genesis: Arc<Genesis>, id: PeerId, request: Request) -> Response {
+    if request.method() != axum::http::Method::POST {
+        let mut refused =
+            AppError::new(StatusCode::METHOD_NOT_ALLOWED, "a ping is a POST").into_response();
+        refused
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return refused;
+    }
+    let (parts, body) = request.into_parts();
+    let limit = genesis.settings.max_body_bytes;
+    let answer = match plexus_server::read_body(body, limit).await {
+        Ok(body) => ping_inner(genesis, id, parts.headers, body).await,
+        Err(e) => Err(e),
+    };
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn ping_inner(

@@ -899,8 +899,10 @@ pub fn api_routes() -> Router<PeerState> {
 pub fn layers(router: Router, policy: &PolicyArgs) -> Router {
     let router = router
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(plexus_server::json_errors));
-    plexus_server::policy::guard_writes(router, policy, &[]).layer(TraceLayer::new_for_http())
+        .layer(plexus_server::JsonErrorsLayer);
+    Router::new()
+        .fallback_service(plexus_server::policy::guard_writes(router, policy, &[]))
+        .layer(TraceLayer::new_for_http())
 }
 
 /// The stand-alone peer's whole HTTP app, with the default write policy.
