@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use plexus_core::auth::{Identity, Received, ReceivedRef, SignatureHeaders};
+use plexus_core::auth::{self, Identity, Received, ReceivedRef, SignatureHeaders};
 
 /// A key pair drawn from the operating system's randomness.
 pub fn random_identity() -> Identity {
@@ -91,7 +91,20 @@ pub fn received(headers: &HeaderMap) -> Received {
 
 /// The signature headers of a received message, borrowed from it.
 pub fn received_ref(headers: &HeaderMap) -> ReceivedRef<'_> {
-    ReceivedRef::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+    // Looked up by ready-made names: a name given as text is parsed and
+    // checked on every lookup (a third of this call's cost on a ping).
+    static NAMES: [HeaderName; 3] = [
+        HeaderName::from_static(auth::SIGNATURE_INPUT),
+        HeaderName::from_static(auth::SIGNATURE),
+        HeaderName::from_static(auth::CONTENT_DIGEST),
+    ];
+    ReceivedRef::from_headers(|name| {
+        let value = match NAMES.iter().find(|known| known.as_str() == name) {
+            Some(known) => headers.get(known),
+            None => headers.get(name),
+        };
+        value.and_then(|v| v.to_str().ok())
+    })
 }
 
 /// Adds `signature` to `headers`.

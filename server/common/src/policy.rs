@@ -366,8 +366,8 @@ pub fn guard_writes<S: App>(inner: S, args: &PolicyArgs, expose: &[&'static str]
         ))
         .max_age(Duration::from_secs(600));
     Policy {
-        plain: limited.clone(),
-        cors: cors.layer(limited),
+        plain: limited,
+        cors: Arc::new(cors),
         allowed,
         refusals,
     }
@@ -383,9 +383,17 @@ pub fn guard_writes<S: App>(inner: S, args: &PolicyArgs, expose: &[&'static str]
 #[derive(Clone)]
 pub struct Policy<S> {
     plain: WritesThrough<S>,
-    cors: Cors<WritesThrough<S>>,
+    // Made into a service per request that needs it: the app is cloned for
+    // every request, and a `Cors` clones its lists.
+    cors: Arc<CorsLayer>,
     allowed: Arc<[HeaderValue]>,
     refusals: Arc<RefusalLog>,
+}
+
+impl<S: Clone> Policy<S> {
+    fn cors(&self) -> Cors<WritesThrough<S>> {
+        self.cors.layer(self.plain.clone())
+    }
 }
 
 type PlainFuture<S> = <WritesThrough<S> as tower::Service<Request>>::Future;
@@ -411,14 +419,14 @@ where
         let method = request.method();
         let Some(origin) = request.headers().get(ORIGIN) else {
             let answer = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-                Either::Right(self.cors.call(request))
+                Either::Right(self.cors().call(request))
             } else {
                 Either::Left(self.plain.call(request))
             };
             return Either::Left(answer);
         };
         if origin_allowed(&self.allowed, origin) {
-            return Either::Left(Either::Right(self.cors.call(request)));
+            return Either::Left(Either::Right(self.cors().call(request)));
         }
         let origin = origin.clone();
         if *method != Method::OPTIONS && is_write(method, request.uri().path()) {
@@ -432,7 +440,7 @@ where
             response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);
             return Either::Right(std::future::ready(Ok(response)).boxed());
         }
-        let answer = self.cors.call(request);
+        let answer = self.cors().call(request);
         Either::Right(
             async move {
                 let mut response = answer.await?;

@@ -24,7 +24,7 @@ use plexus_core::wire::{
     WatchSnapshot, asks_deltas,
 };
 use tokio::sync::broadcast::error::RecvError;
-use tower::ServiceBuilder;
+use tower::{Layer as _, ServiceBuilder};
 use tower_http::trace::TraceLayer;
 
 use super::metrics::{Gauges, inc};
@@ -57,13 +57,11 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         .route(plexus_server::contextionary::PATH, get(contextionary))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(Arc::clone(&genesis));
-    let api = ServiceBuilder::new()
-        .layer(JsonErrorsLayer)
-        .layer(DefaultBodyLimit::max(limit))
-        .service(Pings {
-            genesis: Arc::clone(&genesis),
-            router,
-        });
+    let api = JsonErrorsLayer.layer(Pings {
+        genesis: Arc::clone(&genesis),
+        // The ping reads its body itself, within the same bound.
+        router: DefaultBodyLimit::max(limit).layer(router),
+    });
     let api = plexus_server::policy::guard_writes(
         api,
         &policy,
@@ -95,15 +93,17 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
 #[derive(Clone)]
 struct Pings {
     genesis: Arc<Genesis>,
-    router: Router,
+    router: WithBodyLimit<Router>,
 }
+
+type WithBodyLimit<S> = <DefaultBodyLimit as tower::Layer<S>>::Service;
 
 impl tower::Service<Request> for Pings {
     type Response = Response;
     type Error = Infallible;
     type Future = futures::future::Either<
         futures::future::BoxFuture<'static, Result<Response, Infallible>>,
-        <Router as tower::Service<Request>>::Future,
+        <WithBodyLimit<Router> as tower::Service<Request>>::Future,
     >;
 
     fn poll_ready(
