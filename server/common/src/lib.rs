@@ -230,6 +230,43 @@ pub async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes
     Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
+/// `app`, with a trace of every request (tower-http's `TraceLayer`: a span
+/// and a line per request and answer) when the log shows them, that is when
+/// `RUST_LOG` enables `tower_http` at `debug`; without it, as by default,
+/// the layer would cost every request and write nothing (call after
+/// [`init_tracing`]; errors are logged where they happen either way).
+pub fn trace_requests<S>(app: S) -> tower::util::Either<Traced<S>, S>
+where
+    S: serve::App,
+    S::Future: Send + 'static,
+{
+    use tower::ServiceExt as _;
+    if tracing::enabled!(target: "tower_http::trace::on_request", tracing::Level::DEBUG) {
+        let traced = tower::Layer::layer(&tower_http::trace::TraceLayer::new_for_http(), app);
+        tower::util::Either::Left(traced.map_response(IntoResponse::into_response as fn(_) -> _))
+    } else {
+        tower::util::Either::Right(app)
+    }
+}
+
+/// An app with its requests traced ([`trace_requests`]).
+pub type Traced<S> = tower::util::MapResponse<
+    tower_http::trace::Trace<
+        S,
+        tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    >,
+    fn(
+        Response<
+            tower_http::trace::ResponseBody<
+                axum::body::Body,
+                tower_http::classify::NeverClassifyEos<
+                    tower_http::classify::ServerErrorsFailureClass,
+                >,
+            >,
+        >,
+    ) -> Response,
+>;
+
 /// Sets up `tracing` from `RUST_LOG` (default `info`), logging to stderr so
 /// that stdout carries only the `listening on` line.
 pub fn init_tracing() {

@@ -24,8 +24,7 @@ use plexus_core::wire::{
     WatchSnapshot, asks_deltas,
 };
 use tokio::sync::broadcast::error::RecvError;
-use tower::{Layer as _, ServiceBuilder};
-use tower_http::trace::TraceLayer;
+use tower::Layer as _;
 
 use super::metrics::{Gauges, inc};
 use super::store::Committed;
@@ -40,7 +39,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// The app of genesis: its routes with their middleware as one typed
 /// service (`Router::layer` would box a future per layer and request):
-/// tracing, then the relay's routes (their own bounds, outside the write
+/// the request trace ([`plexus_server::trace_requests`]), then the relay's routes (their own bounds, outside the write
 /// policy: they carry genesis's own probes and pushes to tabs) or the
 /// write policy, JSON errors and the body limit around the API.
 pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
@@ -78,10 +77,7 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         .relay
         .is_some()
         .then(|| super::relay::routes(&genesis));
-    ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .layer(TraceLayer::new_for_http())
-        .service(Split { relay, api })
+    plexus_server::trace_requests(Split { relay, api })
 }
 
 /// Answers `POST /peers/{peer_id}/ping` (any other method: 405), and

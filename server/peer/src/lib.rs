@@ -50,7 +50,6 @@ use plexus_core::network::{Merged, NetworkPlan};
 use plexus_core::schema::{Class, Kind, ObjectError, Property, Schema, SchemaError};
 use plexus_graphql::{Engine, Limits, Meaning, Source, Step};
 use tokio::sync::{RwLock, watch};
-use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 pub use object::Object;
@@ -893,16 +892,17 @@ pub fn api_routes() -> Router<PeerState> {
 }
 
 /// The middleware of every peer route: JSON error bodies for axum's own
-/// refusals, a [`MAX_BODY`] body limit, tracing, and the write policy of
+/// refusals, a [`MAX_BODY`] body limit, the request trace
+/// ([`plexus_server::trace_requests`]) and the write policy of
 /// `policy` (reads from any origin; writes rate-limited per client address
 /// and only from the origins it names, see [`plexus_server::policy`]).
 pub fn layers(router: Router, policy: &PolicyArgs) -> Router {
     let router = router
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(plexus_server::JsonErrorsLayer);
-    Router::new()
-        .fallback_service(plexus_server::policy::guard_writes(router, policy, &[]))
-        .layer(TraceLayer::new_for_http())
+    Router::new().fallback_service(plexus_server::trace_requests(
+        plexus_server::policy::guard_writes(router, policy, &[]),
+    ))
 }
 
 /// The stand-alone peer's whole HTTP app, with the default write policy.
