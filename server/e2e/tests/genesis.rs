@@ -852,3 +852,29 @@ async fn a_peer_that_asks_for_deltas_gets_the_list_once_then_deltas() {
     })
     .await;
 }
+
+/// Every request is traced (tower-http's lines) when `RUST_LOG` asks for
+/// `tower_http` at debug, pings too; the default log has no line per
+/// request (that the layer is then left out shows in the ping benchmark).
+#[tokio::test]
+async fn requests_are_traced_only_when_rust_log_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logged = Vec::new();
+    for (name, filter) in [("debug", "info,tower_http=debug"), ("default", "info")] {
+        let path = dir.path().join(name);
+        let mut command = genesis_command("127.0.0.1:0");
+        command
+            .env("RUST_LOG", filter)
+            .stderr(std::fs::File::create(&path).unwrap());
+        let mut g = support::try_spawn_logging(command).expect("genesis starts");
+        let c = reqwest::Client::new();
+        let ping = format!("/peers/{}/ping", uuid::Uuid::nil());
+        assert_eq!(c.get(g.at("/healthz")).send().await.unwrap().status(), 200);
+        assert_eq!(c.post(g.at(&ping)).send().await.unwrap().status(), 404);
+        g.kill9();
+        logged.push(std::fs::read_to_string(&path).unwrap());
+    }
+    let lines = |log: &str| log.matches("finished processing request").count();
+    assert_eq!(lines(&logged[0]), 2, "{}", logged[0]);
+    assert_eq!(lines(&logged[1]), 0, "{}", logged[1]);
+}

@@ -205,6 +205,70 @@ async fn an_empty_ping_body_is_accepted_as_no_hash_and_unknown_ids_get_404() {
     );
 }
 
+/// The ping, matched before the router, refuses as the router's routes
+/// do: JSON errors, 405 with `Allow`, 400 for a bad id, 413 past the body
+/// limit; a path that only looks like a ping's goes on to the router.
+#[tokio::test]
+async fn the_ping_route_refuses_like_the_others() {
+    let id = "00000000-0000-0000-0000-000000000001";
+    let error = |body: &[u8]| -> String {
+        let error: Value = serde_json::from_slice(body).unwrap();
+        error["error"]["message"].as_str().unwrap().to_owned()
+    };
+    let (status, headers, body) = call(get(&format!("/peers/{id}/ping"))).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "POST");
+    assert!(error(&body).contains("POST"), "{}", error(&body));
+
+    let request = Request::post("/peers/not-a-uuid/ping")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, headers, body) = call(request).await;
+    assert_eq!(status, 400);
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(error(&body).contains("peer id"), "{}", error(&body));
+
+    // Over the 64 KiB default, declared or not.
+    let big = format!(r#"{{"schemaHash":"{}"}}"#, "a".repeat(70 * 1024));
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from(big.clone()))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 413, "{}", error(&body));
+    let chunks: Vec<Result<String, std::io::Error>> = big
+        .as_bytes()
+        .chunks(8 * 1024)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 413, "{}", error(&body));
+
+    // A body in several frames is read whole: this one parses, and the id
+    // is unknown.
+    let chunks: Vec<Result<&str, std::io::Error>> =
+        vec![Ok(r#"{"schema"#), Ok(r#"Hash":"#), Ok(r#""abc"}"#)];
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 404, "{}", error(&body));
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from(r#"{"schemaHash":"#))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 400, "{}", error(&body));
+
+    for path in [format!("/peers/{id}/ping/"), format!("/peers/{id}/x/ping")] {
+        let request = Request::post(&path).body(Body::from("{}")).unwrap();
+        let (status, headers, _) = call(request).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(headers["content-type"], "application/json", "{path}");
+    }
+}
+
 #[tokio::test]
 async fn ssrf_refusal_in_process() {
     let request = Request::post("/peers/register")

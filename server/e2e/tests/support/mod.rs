@@ -127,9 +127,14 @@ pub fn peer_command(genesis_url: &str, name: &str, port: u16, data: &Path) -> Co
 /// Spawns a server and waits for its `listening on` line; `None` if it
 /// exited without one (it is reaped).
 pub fn try_spawn(mut command: Command) -> Option<Proc> {
+    command.stderr(Stdio::inherit());
+    try_spawn_logging(command)
+}
+
+/// [`try_spawn`] for a command whose stderr is already set (a log file).
+pub fn try_spawn_logging(mut command: Command) -> Option<Proc> {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("start {:?}: {e}", command.get_program()));
     match listening_url(&mut child) {
