@@ -41,11 +41,24 @@ pub fn ping_path(id: PeerId) -> String {
     with_ping_path(id, str::to_owned)
 }
 
+/// What comes before the id in [`ping_path`].
+const PING_PATH_START: &str = "/peers/";
+/// What comes after the id in [`ping_path`].
+const PING_PATH_END: &str = "/ping";
+
+/// The id's segment of a ping's path ([`ping_path`]), still to be parsed;
+/// `None` when `path` is not a ping's.
+pub fn ping_path_id(path: &str) -> Option<&str> {
+    path.strip_prefix(PING_PATH_START)?
+        .strip_suffix(PING_PATH_END)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// Calls `f` with [`ping_path`] of `id`, written on the stack: a server
 /// checks it on every signed ping.
 pub fn with_ping_path<R>(id: PeerId, f: impl FnOnce(&str) -> R) -> R {
-    const START: &[u8] = b"/peers/";
-    const END: &[u8] = b"/ping";
+    const START: &[u8] = PING_PATH_START.as_bytes();
+    const END: &[u8] = PING_PATH_END.as_bytes();
     let mut path = [0u8; START.len() + uuid::fmt::Hyphenated::LENGTH + END.len()];
     let (start, rest) = path.split_at_mut(START.len());
     let (uuid, end) = rest.split_at_mut(uuid::fmt::Hyphenated::LENGTH);
@@ -492,6 +505,24 @@ mod tests {
             ping_path(nil),
             "/peers/00000000-0000-0000-0000-000000000000/ping"
         );
+    }
+
+    #[test]
+    fn a_ping_path_gives_back_its_id_and_no_other_path_does() {
+        let id = PeerId(uuid::Builder::from_random_bytes(*b"0123456789abcdef").into_uuid());
+        assert_eq!(ping_path_id(&ping_path(id)), Some(id.to_string().as_str()));
+        assert_eq!(ping_path_id("/peers/not-a-uuid/ping"), Some("not-a-uuid"));
+        for other in [
+            "/peers//ping",
+            "/peers/a/b/ping",
+            "/peers/a/ping/",
+            "/peers/a",
+            "/peers/register",
+            "/peer/a/ping",
+            "/peers/ping",
+        ] {
+            assert_eq!(ping_path_id(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -39,9 +39,10 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// The app of genesis: its routes with their middleware as one typed
 /// service (`Router::layer` would box a future per layer and request):
-/// the request trace ([`plexus_server::trace_requests`]), then the relay's routes (their own bounds, outside the write
-/// policy: they carry genesis's own probes and pushes to tabs) or the
-/// write policy, JSON errors and the body limit around the API.
+/// the request trace ([`plexus_server::trace_requests`]), then the relay's
+/// routes (their own bounds, outside the write policy: they carry
+/// genesis's own probes and pushes to tabs) or the write policy, JSON
+/// errors, the ping ([`Pings`]) and the body limit around the API.
 pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
     let limit = genesis.settings.max_body_bytes;
     let policy = genesis.settings.policy.clone();
@@ -110,7 +111,7 @@ impl tower::Service<Request> for Pings {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let Some(id) = ping_path(request.uri().path()) else {
+        let Some(id) = plexus_core::wire::ping_path_id(request.uri().path()) else {
             return futures::future::Either::Right(self.router.call(request));
         };
         let id = id.parse::<PeerId>();
@@ -123,13 +124,6 @@ impl tower::Service<Request> for Pings {
             })
         }))
     }
-}
-
-/// The peer id of a ping's path, `/peers/{peer_id}/ping`.
-fn ping_path(path: &str) -> Option<&str> {
-    path.strip_prefix("/peers/")?
-        .strip_suffix("/ping")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Sends the relay's paths (`/relay`, `/relay/...`) to the relay's routes
