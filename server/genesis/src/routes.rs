@@ -20,7 +20,7 @@ use plexus_core::replica::{LeaveStep, PingStep};
 
 use super::etcd::Replication;
 use plexus_core::wire::{
-    DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
+    self, DELTAS_HEADER, PEERS_VERSION_HEADER, Peer, PeerChange, PeerId, PeerPing, PeerUpdate,
     WatchSnapshot, asks_deltas,
 };
 use tokio::sync::broadcast::error::RecvError;
@@ -42,7 +42,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// the request trace ([`plexus_server::trace_requests`]), then the relay's
 /// routes (their own bounds, outside the write policy: they carry
 /// genesis's own probes and pushes to tabs) or the write policy, JSON
-/// errors, the ping ([`Pings`]) and the body limit around the API.
+/// errors, the ping ([`pings`]) and the body limit around the API.
 pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
     let limit = genesis.settings.max_body_bytes;
     let policy = genesis.settings.policy.clone();
@@ -57,10 +57,11 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         .route(plexus_server::contextionary::PATH, get(contextionary))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(Arc::clone(&genesis));
-    let api = JsonErrorsLayer.layer(Pings {
-        genesis: Arc::clone(&genesis),
+    let api = JsonErrorsLayer.layer(Fork {
+        pick: |path| wire::ping_path_id(path).is_some(),
+        chosen: Some(pings(Arc::clone(&genesis))),
         // The ping reads its body itself, within the same bound.
-        router: DefaultBodyLimit::max(limit).layer(router),
+        rest: DefaultBodyLimit::max(limit).layer(router),
     });
     let api = plexus_server::policy::guard_writes(
         api,
@@ -78,30 +79,27 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         .relay
         .is_some()
         .then(|| super::relay::routes(&genesis));
-    plexus_server::trace_requests(Split { relay, api })
+    plexus_server::trace_requests(Fork {
+        pick: super::relay::is_relay_path,
+        chosen: relay,
+        rest: api,
+    })
 }
 
-/// Answers `POST /peers/{peer_id}/ping` (any other method: 405), and
-/// passes every other request to `router`. The ping is genesis's hottest
-/// call (every peer, every few seconds), matched here rather than by the
-/// router, which would spend thousands of instructions on it (its path
-/// parameters, matched path, original URI and boxed layers: BENCHMARKS.md);
-/// it is the one route the router does not hold.
+/// Sends the requests whose path `pick` chooses to `chosen` (when there is
+/// one), every other request to `rest`: how genesis puts the relay's
+/// routes beside its API, and its ping before its router.
 #[derive(Clone)]
-struct Pings {
-    genesis: Arc<Genesis>,
-    router: WithBodyLimit<Router>,
+struct Fork<A, B> {
+    pick: fn(&str) -> bool,
+    chosen: Option<A>,
+    rest: B,
 }
 
-type WithBodyLimit<S> = <DefaultBodyLimit as tower::Layer<S>>::Service;
-
-impl tower::Service<Request> for Pings {
+impl<A: App, B: App> tower::Service<Request> for Fork<A, B> {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::Either<
-        futures::future::BoxFuture<'static, Result<Response, Infallible>>,
-        <WithBodyLimit<Router> as tower::Service<Request>>::Future,
-    >;
+    type Future = futures::future::Either<A::Future, B::Future>;
 
     fn poll_ready(
         &mut self,
@@ -111,49 +109,33 @@ impl tower::Service<Request> for Pings {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let Some(id) = plexus_core::wire::ping_path_id(request.uri().path()) else {
-            return futures::future::Either::Right(self.router.call(request));
-        };
-        let id = id.parse::<PeerId>();
-        let genesis = Arc::clone(&self.genesis);
-        futures::future::Either::Left(Box::pin(async move {
-            Ok(match id {
-                Ok(id) => ping(genesis, id, request).await,
-                Err(e) => AppError::bad_request(format!("invalid peer id in the path: {e}"))
-                    .into_response(),
-            })
-        }))
-    }
-}
-
-/// Sends the relay's paths (`/relay`, `/relay/...`) to the relay's routes
-/// (when genesis relays), every other request to the API.
-#[derive(Clone)]
-struct Split<A> {
-    relay: Option<Router>,
-    api: A,
-}
-
-impl<A: App> tower::Service<Request> for Split<A> {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = futures::future::Either<<Router as tower::Service<Request>>::Future, A::Future>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        match &mut self.relay {
-            Some(relay) if super::relay::is_relay_path(request.uri().path()) => {
-                futures::future::Either::Left(relay.call(request))
+        match &mut self.chosen {
+            Some(chosen) if (self.pick)(request.uri().path()) => {
+                futures::future::Either::Left(chosen.call(request))
             }
-            _ => futures::future::Either::Right(self.api.call(request)),
+            _ => futures::future::Either::Right(self.rest.call(request)),
         }
     }
+}
+
+/// `POST /peers/{peer_id}/ping`, answered before the router: genesis's
+/// hottest call (every peer, every few seconds), on which the router would
+/// spend thousands of instructions (its path parameters, matched path,
+/// original URI and boxed handler: BENCHMARKS.md). It is the one route the
+/// router does not hold; another method gets 405.
+fn pings(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
+    tower::service_fn(move |request: Request| {
+        let genesis = Arc::clone(&genesis);
+        async move {
+            let id = wire::ping_path_id(request.uri().path()).map(str::parse::<PeerId>);
+            Ok(match id {
+                Some(Ok(id)) => ping(genesis, id, request).await,
+                Some(Err(e)) => AppError::bad_request(format!("invalid peer id in the path: {e}"))
+                    .into_response(),
+                None => AppError::not_found("no such route").into_response(),
+            })
+        }
+    })
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
@@ -316,7 +298,7 @@ fn call_refused(e: CallRefused) -> AppError {
     }
 }
 
-/// `POST /peers/{peerId}/ping` ([`Pings`]). An empty body counts as no
+/// `POST /peers/{peerId}/ping` ([`pings`]). An empty body counts as no
 /// schema hash. The request is taken whole, so that its headers are read
 /// where they are.
 async fn ping(genesis: Arc<Genesis>, id: PeerId, request: Request) -> Response {
