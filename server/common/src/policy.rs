@@ -12,12 +12,11 @@
 //! ([`RefusalLog`]).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
-
-use std::convert::Infallible;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -325,8 +324,9 @@ where
 }
 
 /// Wraps `inner` (a `Router`, or layers around one) with the write policy
-/// of `args`, as one typed service (no boxed future per layer): CORS (reads from any
-/// origin; preflights of writes answered only for the named origins), 403
+/// of `args`, as one typed service (no boxed future per layer): CORS (reads
+/// from any origin; preflights of writes answered only for the named
+/// origins), 403
 /// for a write that carries another `Origin` (a browser sends a simple
 /// `POST` without a preflight), [`REFUSED_ORIGIN_HEADER`] on every answer to
 /// such an origin (exposed to pages with the headers of `expose`), each
@@ -366,8 +366,8 @@ pub fn guard_writes<S: App>(inner: S, args: &PolicyArgs, expose: &[&'static str]
         ))
         .max_age(Duration::from_secs(600));
     Policy {
+        cors: cors.layer(limited.clone()),
         plain: limited,
-        cors: Arc::new(cors),
         allowed,
         refusals,
     }
@@ -383,17 +383,9 @@ pub fn guard_writes<S: App>(inner: S, args: &PolicyArgs, expose: &[&'static str]
 #[derive(Clone)]
 pub struct Policy<S> {
     plain: WritesThrough<S>,
-    // Made into a service per request that needs it: the app is cloned for
-    // every request, and a `Cors` clones its lists.
-    cors: Arc<CorsLayer>,
+    cors: Cors<WritesThrough<S>>,
     allowed: Arc<[HeaderValue]>,
     refusals: Arc<RefusalLog>,
-}
-
-impl<S: Clone> Policy<S> {
-    fn cors(&self) -> Cors<WritesThrough<S>> {
-        self.cors.layer(self.plain.clone())
-    }
 }
 
 type PlainFuture<S> = <WritesThrough<S> as tower::Service<Request>>::Future;
@@ -419,14 +411,14 @@ where
         let method = request.method();
         let Some(origin) = request.headers().get(ORIGIN) else {
             let answer = if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-                Either::Right(self.cors().call(request))
+                Either::Right(self.cors.call(request))
             } else {
                 Either::Left(self.plain.call(request))
             };
             return Either::Left(answer);
         };
         if origin_allowed(&self.allowed, origin) {
-            return Either::Left(Either::Right(self.cors().call(request)));
+            return Either::Left(Either::Right(self.cors.call(request)));
         }
         let origin = origin.clone();
         if *method != Method::OPTIONS && is_write(method, request.uri().path()) {
@@ -440,7 +432,7 @@ where
             response.headers_mut().insert(REFUSED_ORIGIN_HEADER, origin);
             return Either::Right(std::future::ready(Ok(response)).boxed());
         }
-        let answer = self.cors().call(request);
+        let answer = self.cors.call(request);
         Either::Right(
             async move {
                 let mut response = answer.await?;

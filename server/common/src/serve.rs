@@ -349,13 +349,7 @@ impl AsyncWrite for IdleIo {
     }
 }
 
-/// The bounds of every request, in one service around the app (no boxed
-/// future, no timer unless one is needed): the cap on requests in flight
-/// (`--max-in-flight`: one over it is answered 503 at once), the request
-/// timeout and the body timeout. Each timer is made only once its future
-/// or body has to wait: a request answered at its first poll, as most pings
-/// are, costs no timer. It also gives the request its client's address
-/// ([`client_addr`]).
+/// The bounds every request of a server shares ([`Bounded`] applies them).
 struct Bounds {
     permits: Arc<Semaphore>,
     max_in_flight: usize,
@@ -363,6 +357,13 @@ struct Bounds {
     request_timeout: Duration,
 }
 
+/// The bounds of every request, in one service around the app (no boxed
+/// future, no timer unless one is needed): the cap on requests in flight
+/// (`--max-in-flight`: one over it is answered 503 at once), the request
+/// timeout and the body timeout. Each timer is made only once its future
+/// or body has to wait: a request answered at its first poll, as most pings
+/// are, costs no timer. It also gives the request its client's address
+/// ([`client_addr`]).
 ///
 /// One per connection, called by hyper through `&self`: its copy of the app
 /// is called under a lock of its own (contended by an HTTP/2 connection's
