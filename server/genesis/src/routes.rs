@@ -124,17 +124,31 @@ impl<A: App, B: App> tower::Service<Request> for Fork<A, B> {
 /// original URI and boxed handler: BENCHMARKS.md). It is the one route the
 /// router does not hold; another method gets 405.
 fn pings(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
+    use futures::FutureExt as _;
+    use futures::future::{Either, ready};
     tower::service_fn(move |request: Request| {
-        let genesis = Arc::clone(&genesis);
-        async move {
-            let id = wire::ping_path_id(request.uri().path()).map(str::parse::<PeerId>);
-            Ok(match id {
-                Some(Ok(id)) => ping(genesis, id, request).await,
-                Some(Err(e)) => AppError::bad_request(format!("invalid peer id in the path: {e}"))
-                    .into_response(),
-                None => AppError::not_found("no such route").into_response(),
-            })
-        }
+        // What can be answered at once is: the future that reads the body
+        // holds just what the ping needs (a future is moved whole, several
+        // times per request, by the layers and hyper).
+        let refused = match wire::ping_path_id(request.uri().path()).map(str::parse::<PeerId>) {
+            Some(Ok(id)) if request.method() == axum::http::Method::POST => {
+                let (parts, body) = request.into_parts();
+                return Either::Left(ping(Arc::clone(&genesis), id, parts.headers, body).map(Ok));
+            }
+            Some(Ok(_)) => {
+                let mut refused = AppError::new(StatusCode::METHOD_NOT_ALLOWED, "a ping is a POST")
+                    .into_response();
+                refused
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                refused
+            }
+            Some(Err(e)) => {
+                AppError::bad_request(format!("invalid peer id in the path: {e}")).into_response()
+            }
+            None => AppError::not_found("no such route").into_response(),
+        };
+        Either::Right(ready(Ok(refused)))
     })
 }
 
@@ -301,19 +315,15 @@ fn call_refused(e: CallRefused) -> AppError {
 /// `POST /peers/{peerId}/ping` ([`pings`]). An empty body counts as no
 /// schema hash. The request is taken whole, so that its headers are read
 /// where they are.
-async fn ping(genesis: Arc<Genesis>, id: PeerId, request: Request) -> Response {
-    if request.method() != axum::http::Method::POST {
-        let mut refused =
-            AppError::new(StatusCode::METHOD_NOT_ALLOWED, "a ping is a POST").into_response();
-        refused
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return refused;
-    }
-    let (parts, body) = request.into_parts();
+async fn ping(
+    genesis: Arc<Genesis>,
+    id: PeerId,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     let limit = genesis.settings.max_body_bytes;
     let answer = match plexus_server::read_body(body, limit).await {
-        Ok(body) => ping_inner(genesis, id, parts.headers, body).await,
+        Ok(body) => ping_inner(genesis, id, headers, body).await,
         Err(e) => Err(e),
     };
     answer.unwrap_or_else(IntoResponse::into_response)
@@ -367,7 +377,9 @@ async fn ping_inner(
             let store = genesis
                 .replication()
                 .ok_or_else(|| AppError::internal("a store step without a shared store"))?;
-            if !replica_ping(&genesis, store, id, &ping.schema_hash).await? {
+            // Boxed: the store's calls make a future of kilobytes, which every
+            // ping would otherwise carry and move.
+            if !Box::pin(replica_ping(&genesis, store, id, &ping.schema_hash)).await? {
                 inc(&genesis.metrics.pings_unknown);
                 return Err(AppError::not_found(UnknownPeer(id).to_string()));
             }
@@ -650,4 +662,29 @@ async fn contextionary(State(genesis): State<Arc<Genesis>>, headers: HeaderMap) 
 /// `GET /openapi.json`.
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The layers and hyper move a request's future whole, several times
+    /// per request, so every request pays for the largest: the store's
+    /// calls, awaited in the ping, once made it 5 KB (BENCHMARKS.md,
+    /// session 10). The store's paths are boxed to keep it small.
+    #[tokio::test]
+    async fn a_requests_future_stays_small() {
+        let settings = crate::Settings::new(wire::Contextionary {
+            url: "http://c.example/c.bin".into(),
+            hash: "sha256:abc".parse().unwrap(),
+        });
+        let mut app = app(Genesis::start(settings, None).unwrap());
+        let id = "6b8a5c6e-0000-4000-8000-000000000000".parse().unwrap();
+        let ping = wire::with_ping_path(id, |path| axum::http::Request::post(path))
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let future = tower::Service::call(&mut app, ping);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1024, "a request's future takes {size} bytes");
+    }
 }
