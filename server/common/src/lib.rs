@@ -163,16 +163,17 @@ where
 /// Whether `response` is an error whose body is not JSON.
 fn needs_json_error(response: &Response) -> bool {
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            // GraphQL over HTTP's media type is JSON too.
-            let v = v.as_bytes();
-            v.starts_with(b"application/json")
-                || v.starts_with(b"application/graphql-response+json")
-        });
-    (status.is_client_error() || status.is_server_error()) && !is_json
+    // The status first: most answers are no error, and need no header lookup.
+    (status.is_client_error() || status.is_server_error())
+        && !response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                // GraphQL over HTTP's media type is JSON too.
+                let v = v.as_bytes();
+                v.starts_with(b"application/json")
+                    || v.starts_with(b"application/graphql-response+json")
+            })
 }
 
 /// The JSON error of a non-JSON error answer: its text (or its status's

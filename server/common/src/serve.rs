@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -243,6 +243,10 @@ struct IdleIo {
     inner: TcpStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// The waker the deadline was last polled with: the timer holds it
+    /// until the deadline moves or fires, so a poll by the same task is
+    /// spared (a read waits several times per request).
+    armed: Option<Waker>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -252,6 +256,7 @@ impl IdleIo {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            armed: None,
             _permit: permit,
         }
     }
@@ -261,11 +266,17 @@ impl IdleIo {
         // Resetting costs a timer-wheel update: do it at most every 1/8 idle.
         if next.saturating_duration_since(self.deadline.deadline()) > self.idle / 8 {
             self.deadline.as_mut().reset(next);
+            self.armed = None;
         }
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        if self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return self.deadline.is_elapsed();
+        }
+        let expired = self.deadline.as_mut().poll(cx).is_ready();
+        self.armed = (!expired).then(|| cx.waker().clone());
+        expired
     }
 }
 
@@ -584,6 +595,70 @@ mod commit_tests {
             Commit::current().map(|_| ()),
             None,
             "outside serve: no gate"
+        );
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Semaphore;
+    use tokio::time::Instant;
+
+    use super::IdleIo;
+
+    /// Bytes that keep coming keep a connection open past its idle
+    /// timeout (each moves the deadline, which the read then waits on
+    /// anew), and silence closes it one timeout after the last byte.
+    #[tokio::test]
+    async fn a_connection_lives_while_bytes_move_and_closes_once_idle() {
+        let idle = Duration::from_secs(1);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("permit");
+        let reader = tokio::spawn(async move {
+            let mut io = IdleIo::new(server, idle, permit);
+            let mut buf = [0u8; 16];
+            let mut got = 0;
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) => return (got, Ok(())),
+                    Ok(n) => got += n,
+                    Err(e) => return (got, Err((e.kind(), Instant::now()))),
+                }
+            }
+        });
+        let start = Instant::now();
+        for _ in 0..7 {
+            client.write_all(b"x").await.expect("write");
+            tokio::time::sleep(idle / 4).await;
+        }
+        let last = Instant::now() - idle / 4;
+        let (got, closed) = tokio::time::timeout(idle * 5, reader)
+            .await
+            .expect("the idle connection was never closed")
+            .expect("reader");
+        let (kind, at) = closed.expect_err("closed by the idle timeout");
+        assert_eq!(kind, std::io::ErrorKind::TimedOut);
+        assert_eq!(got, 7, "every byte was read, over {:?}", last - start);
+        assert!(
+            at - last >= idle - idle / 8,
+            "closed {:?} after the last byte",
+            at - last
+        );
+        assert!(
+            at - last < idle * 3,
+            "closed {:?} after the last byte",
+            at - last
         );
     }
 }
