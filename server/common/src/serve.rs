@@ -1,4 +1,4 @@
-//! Serving an axum app with every connection bounded: hyper's header-read
+//! Serving an axum app with every connection bounded: a header-read
 //! timeout, an idle timeout, a request timeout, a body timeout, a cap on
 //! open connections (upgraded ones included), on HTTP/2 streams per
 //! connection and on requests in flight (`axum::serve` exposes none of the
@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -34,8 +34,9 @@ use crate::tls::Listener;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectionArgs {
     /// A client must send a request's line and headers within this long of
-    /// the server waiting for them (on a new connection, or after the
-    /// previous answer on a kept-alive one), or the connection is closed.
+    /// the server waiting for them (from the connection's start, its TLS
+    /// handshake included, or from the previous answer on a kept-alive
+    /// HTTP/1.1 one), or the connection is closed.
     #[arg(long, env = "PLEXUS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -150,11 +151,8 @@ where
         request_timeout: limits.request_timeout,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+    // No header-read timeout of hyper's: IdleIo holds it (HeadWait).
+    builder.http1().keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -162,7 +160,7 @@ where
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let max = limits.max_connections.max(1);
-    let idle = limits.idle_timeout;
+    let timeouts = (limits.idle_timeout, limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let Listener { tcp: listener, tls } = listener.into();
     let handshake = limits.header_read_timeout;
@@ -186,13 +184,15 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let wait = Arc::new(HeadWait::new(Instant::now()));
         let service = Bounded {
             app: std::sync::Mutex::new(app.clone()),
             remote,
             bounds: Arc::clone(&bounds),
+            wait: Arc::clone(&wait),
         };
         // The socket holds its connection's permit, upgraded ones too.
-        let io = IdleIo::new(stream, idle, permit);
+        let io = IdleIo::new(stream, timeouts, wait, permit);
         let (builder, watcher, tls) = (Arc::clone(&builder), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // With TLS, the handshake first (bounded like a request's headers).
@@ -236,52 +236,162 @@ fn refuse(stream: TcpStream, max: usize) {
     drop(stream);
 }
 
+/// Whether a connection waits for a request's line and headers, and since
+/// when: what holds `--header-read-timeout` in place of hyper's own timer,
+/// which made, armed and dropped a timer for every request (about 1,500
+/// instructions of a ping's 22,500: BENCHMARKS.md). [`Bounded`] tells it
+/// when headers arrive and when an answer has been sent; [`IdleIo`], which
+/// reads for hyper, closes the connection once the wait is over.
+#[derive(Debug)]
+struct HeadWait {
+    /// Times are counted from here, in nanoseconds.
+    start: Instant,
+    /// [`WAITING_NOT`], [`WAITING_NEVER`], or 1 + when the wait began.
+    since: AtomicU64,
+}
+
+/// A request is being read or answered.
+const WAITING_NOT: u64 = 0;
+/// HTTP/2 (its streams are bounded by `--http2-max-streams` and the idle
+/// timeout) or upgraded (a WebSocket): no more request headers to wait for.
+const WAITING_NEVER: u64 = u64::MAX;
+
+/// Where [`HeadWait`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// For headers, since this instant.
+    Since(Instant),
+    /// Not now: a request is open (its answer may end at any time).
+    Open,
+    /// Never again.
+    Never,
+}
+
+impl HeadWait {
+    /// A new connection waits for its first request from `now`.
+    fn new(now: Instant) -> Self {
+        Self {
+            start: now,
+            since: AtomicU64::new(1),
+        }
+    }
+
+    fn state(&self) -> Wait {
+        match self.since.load(Ordering::Relaxed) {
+            WAITING_NOT => Wait::Open,
+            WAITING_NEVER => Wait::Never,
+            since => Wait::Since(self.start + Duration::from_nanos(since - 1)),
+        }
+    }
+
+    /// A request's headers arrived (over HTTP/2, the last wait is over).
+    fn headers_came(&self, http2: bool) {
+        let to = if http2 { WAITING_NEVER } else { WAITING_NOT };
+        // One connection's requests are read one after the other (HTTP/1)
+        // or end the waiting for good (HTTP/2): no compare-and-swap needed.
+        if self.since.load(Ordering::Relaxed) != WAITING_NEVER {
+            self.since.store(to, Ordering::Relaxed);
+        }
+    }
+
+    /// The answer is sent: a kept-alive connection waits for the next
+    /// request from `now`; an upgraded one, for none.
+    fn answered(&self, upgraded: bool, now: Instant) {
+        if self.since.load(Ordering::Relaxed) == WAITING_NEVER {
+            return;
+        }
+        let since = if upgraded {
+            WAITING_NEVER
+        } else {
+            let nanos = now.saturating_duration_since(self.start).as_nanos();
+            u64::try_from(nanos).map_or(WAITING_NEVER - 1, |n| n.saturating_add(1))
+        };
+        self.since.store(since, Ordering::Relaxed);
+    }
+}
+
 /// A stream that fails with `TimedOut` once no byte moved either way for
-/// `idle` while the server waits to read; it holds its connection's permit
-/// (`--max-connections`) until it is dropped.
+/// `idle` while the server waits to read, or once it has waited for a
+/// request's headers for `head` ([`HeadWait`]); it holds its connection's
+/// permit (`--max-connections`) until it is dropped.
+///
+/// One timer serves both bounds and is never moved per request: it fires at
+/// the nearer bound, or while a request is open within `head` (so that the
+/// wait that follows its answer is checked in time), and when it fires the
+/// bounds are looked at and it is set again. A busy connection's timer fires
+/// once every `head`; a ping costs no timer work.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
-    /// The waker the deadline was last polled with: the timer holds it
-    /// until the deadline moves or fires, so a poll by the same task is
-    /// spared (a read waits several times per request).
+    head: Duration,
+    /// When the idle bound falls; each byte moves it.
+    idle_at: Instant,
+    wait: Arc<HeadWait>,
+    timer: Pin<Box<Sleep>>,
+    /// The waker the timer was last polled with: the timer holds it until
+    /// it fires or is set again, so a poll by the same task is spared (a
+    /// read waits several times per request).
     armed: Option<Waker>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl IdleIo {
-    fn new(inner: TcpStream, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
+    fn new(
+        inner: TcpStream,
+        (idle, head): (Duration, Duration),
+        wait: Arc<HeadWait>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        let now = Instant::now();
         Self {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            head,
+            idle_at: now + idle,
+            wait,
+            timer: Box::pin(tokio::time::sleep_until(now + idle.min(head))),
             armed: None,
             _permit: permit,
         }
     }
 
     fn moved(&mut self) {
-        let next = Instant::now() + self.idle;
-        // Resetting costs a timer-wheel update: do it at most every 1/8 idle.
-        if next.saturating_duration_since(self.deadline.deadline()) > self.idle / 8 {
-            self.deadline.as_mut().reset(next);
+        self.idle_at = Instant::now() + self.idle;
+    }
+
+    /// The bound that is over, if one is (call when the stream waits).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && !self.timer.is_elapsed()
+        {
+            return None;
+        }
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.armed = Some(cx.waker().clone());
+                return None;
+            }
+            let now = Instant::now();
+            if now >= self.idle_at {
+                return Some(timed_out("idle connection (--idle-timeout)"));
+            }
+            let next = match self.wait.state() {
+                Wait::Since(since) if now >= since + self.head => {
+                    return Some(timed_out(
+                        "no request headers in time (--header-read-timeout)",
+                    ));
+                }
+                Wait::Since(since) => since + self.head,
+                Wait::Open => now + self.head,
+                Wait::Never => self.idle_at,
+            };
+            self.timer.as_mut().reset(next.min(self.idle_at));
             self.armed = None;
         }
     }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            return self.deadline.is_elapsed();
-        }
-        let expired = self.deadline.as_mut().poll(cx).is_ready();
-        self.armed = (!expired).then(|| cx.waker().clone());
-        expired
-    }
 }
 
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "idle connection (--idle-timeout)")
+fn timed_out(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, why)
 }
 
 impl AsyncRead for IdleIo {
@@ -299,8 +409,10 @@ impl AsyncRead for IdleIo {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -321,8 +433,10 @@ impl AsyncWrite for IdleIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             // A client that stopped reading blocks writes: idle too.
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
         }
     }
 
@@ -350,8 +464,10 @@ impl AsyncWrite for IdleIo {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
         }
     }
 
@@ -386,6 +502,7 @@ struct Bounded<S> {
     app: std::sync::Mutex<S>,
     remote: SocketAddr,
     bounds: Arc<Bounds>,
+    wait: Arc<HeadWait>,
 }
 
 /// What [`serve`] serves: a service of requests that always answers (a
@@ -418,9 +535,23 @@ impl<S: App> hyper::service::Service<axum::http::Request<Incoming>> for Bounded<
     type Error = Infallible;
     type Future = BoundedFuture<tokio::task::futures::TaskLocalFuture<Commit, S::Future>>;
 
-    fn call(&self, mut request: axum::http::Request<Incoming>) -> Self::Future {
+    fn call(&self, request: axum::http::Request<Incoming>) -> Self::Future {
+        self.wait
+            .headers_came(request.version() == axum::http::Version::HTTP_2);
+        BoundedFuture {
+            state: self.admit(request),
+            wait: Arc::clone(&self.wait),
+        }
+    }
+}
+
+impl<S: App> Bounded<S> {
+    fn admit(
+        &self,
+        mut request: axum::http::Request<Incoming>,
+    ) -> BoundedState<tokio::task::futures::TaskLocalFuture<Commit, S::Future>> {
         let Ok(permit) = Arc::clone(&self.bounds.permits).try_acquire_owned() else {
-            return BoundedFuture::Refused {
+            return BoundedState::Refused {
                 max: self.bounds.max_in_flight,
             };
         };
@@ -434,7 +565,7 @@ impl<S: App> hyper::service::Service<axum::http::Request<Incoming>> for Bounded<
             })
         });
         let commit = Commit::default();
-        BoundedFuture::Admitted {
+        BoundedState::Admitted {
             inner: COMMIT.scope(commit.clone(), {
                 let mut app = self
                     .app
@@ -452,11 +583,86 @@ impl<S: App> hyper::service::Service<axum::http::Request<Incoming>> for Bounded<
 }
 
 pin_project_lite::pin_project! {
+    /// A request's answer ([`BoundedState`]), which tells its connection's
+    /// [`HeadWait`] when it is sent.
+    struct BoundedFuture<F> {
+        #[pin] state: BoundedState<F>,
+        wait: Arc<HeadWait>,
+    }
+}
+
+impl<F> Future for BoundedFuture<F>
+where
+    F: Future<Output = Result<axum::response::Response, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(answer) = ready!(this.state.poll(cx));
+        Poll::Ready(Ok(sending(this.wait, answer)))
+    }
+}
+
+/// `answer`, whose sending `wait` learns of: at once when it has no body
+/// (a ping's) or upgrades the connection, else when hyper drops its body.
+fn sending(wait: &Arc<HeadWait>, answer: axum::response::Response) -> axum::response::Response {
+    use http_body::Body as _;
+    if wait.state() == Wait::Never {
+        return answer;
+    }
+    let upgraded = answer.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if upgraded || answer.body().is_end_stream() {
+        wait.answered(upgraded, Instant::now());
+        return answer;
+    }
+    answer.map(|body| {
+        axum::body::Body::new(Sending {
+            body,
+            wait: Arc::clone(wait),
+        })
+    })
+}
+
+/// An answer's body, which tells [`HeadWait`] when it is dropped: hyper
+/// drops it once it is sent (or the connection is gone).
+struct Sending {
+    body: axum::body::Body,
+    wait: Arc<HeadWait>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.wait.answered(false, Instant::now());
+    }
+}
+
+impl http_body::Body for Sending {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
     /// A request's answer: it holds its permit until it is ready, and
     /// gets 503 once it has waited `timeout`, unless its write began to
     /// commit by then ([`Commit`]): then its answer is the commit's outcome.
     #[project = BoundedProj]
-    enum BoundedFuture<F> {
+    enum BoundedState<F> {
         Admitted {
             #[pin] inner: F,
             timeout: Duration,
@@ -469,7 +675,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for BoundedFuture<F>
+impl<F> Future for BoundedState<F>
 where
     F: Future<Output = Result<axum::response::Response, Infallible>>,
 {
@@ -609,16 +815,20 @@ mod idle_tests {
     use tokio::sync::Semaphore;
     use tokio::time::Instant;
 
-    use super::IdleIo;
+    use super::{ConnectionArgs, HeadWait, IdleIo};
 
-    /// Bytes that keep coming keep a connection open past its idle
-    /// timeout (each moves the deadline, which the read then waits on
-    /// anew), and silence closes it one timeout after the last byte.
-    #[tokio::test]
-    async fn a_connection_lives_while_bytes_move_and_closes_once_idle() {
-        let idle = Duration::from_secs(1);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A client socket, and the server's side wrapped in `IdleIo` read in
+    /// a task: it gives back how many bytes it read, and how its read ended
+    /// and when.
+    type Ended = (usize, Result<(), (std::io::ErrorKind, String, Instant)>);
+    async fn pair(
+        bounds: (Duration, Duration),
+        wait: Arc<HeadWait>,
+    ) -> (TcpStream, tokio::task::JoinHandle<Ended>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
             .await
             .expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
@@ -626,29 +836,45 @@ mod idle_tests {
             .try_acquire_owned()
             .expect("permit");
         let reader = tokio::spawn(async move {
-            let mut io = IdleIo::new(server, idle, permit);
+            let mut io = IdleIo::new(server, bounds, wait, permit);
             let mut buf = [0u8; 16];
             let mut got = 0;
             loop {
                 match io.read(&mut buf).await {
                     Ok(0) => return (got, Ok(())),
                     Ok(n) => got += n,
-                    Err(e) => return (got, Err((e.kind(), Instant::now()))),
+                    Err(e) => return (got, Err((e.kind(), e.to_string(), Instant::now()))),
                 }
             }
         });
+        (client, reader)
+    }
+
+    async fn ended(reader: tokio::task::JoinHandle<Ended>, within: Duration) -> Ended {
+        tokio::time::timeout(within, reader)
+            .await
+            .expect("the connection was never closed")
+            .expect("reader")
+    }
+
+    /// Bytes that keep coming keep a connection open past its idle
+    /// timeout, and silence closes it one timeout after the last byte.
+    #[tokio::test]
+    async fn a_connection_lives_while_bytes_move_and_closes_once_idle() {
+        let idle = Duration::from_secs(1);
+        let wait = Arc::new(HeadWait::new(Instant::now()));
+        wait.headers_came(false);
+        let (mut client, reader) = pair((idle, HOUR), wait).await;
         let start = Instant::now();
         for _ in 0..7 {
             client.write_all(b"x").await.expect("write");
             tokio::time::sleep(idle / 4).await;
         }
         let last = Instant::now() - idle / 4;
-        let (got, closed) = tokio::time::timeout(idle * 5, reader)
-            .await
-            .expect("the idle connection was never closed")
-            .expect("reader");
-        let (kind, at) = closed.expect_err("closed by the idle timeout");
+        let (got, closed) = ended(reader, idle * 5).await;
+        let (kind, why, at) = closed.expect_err("closed by the idle timeout");
         assert_eq!(kind, std::io::ErrorKind::TimedOut);
+        assert!(why.contains("--idle-timeout"), "{why}");
         assert_eq!(got, 7, "every byte was read, over {:?}", last - start);
         assert!(
             at - last >= idle - idle / 8,
@@ -659,6 +885,133 @@ mod idle_tests {
             at - last < idle * 3,
             "closed {:?} after the last byte",
             at - last
+        );
+    }
+
+    /// Headers that trickle in, a byte at a time, do not hold a connection
+    /// open: the wait for them is bounded from its start, whatever moves.
+    #[tokio::test]
+    async fn headers_that_trickle_are_cut_at_the_header_read_timeout() {
+        let head = Duration::from_secs(1);
+        let start = Instant::now();
+        let (mut client, reader) = pair((HOUR, head), Arc::new(HeadWait::new(start))).await;
+        let trickle = tokio::spawn(async move {
+            for _ in 0..20 {
+                if client.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(head / 4).await;
+            }
+        });
+        let (got, closed) = ended(reader, head * 5).await;
+        trickle.abort();
+        let (kind, why, at) = closed.expect_err("closed by the header-read timeout");
+        assert_eq!(kind, std::io::ErrorKind::TimedOut);
+        assert!(why.contains("--header-read-timeout"), "{why}");
+        assert!(got >= 2, "bytes were moving: {got}");
+        assert!(at - start >= head, "closed after {:?}", at - start);
+        assert!(at - start < head * 3, "closed after {:?}", at - start);
+    }
+
+    /// A request open for longer than the header-read timeout is not cut
+    /// (its own bounds are the request and body timeouts); once answered,
+    /// the wait for the next request's headers is: one timer, set while the
+    /// request was open, checks it in time. An upgraded connection waits
+    /// for no headers.
+    #[tokio::test]
+    async fn the_wait_for_headers_starts_at_each_answer_and_never_after_an_upgrade() {
+        let head = Duration::from_millis(500);
+        let wait = Arc::new(HeadWait::new(Instant::now()));
+        wait.headers_came(false);
+        let (_client, reader) = pair((HOUR, head), Arc::clone(&wait)).await;
+        tokio::time::sleep(head * 5).await;
+        assert!(!reader.is_finished(), "an open request was cut");
+        let answered = Instant::now();
+        wait.answered(false, answered);
+        let (_, closed) = ended(reader, head * 6).await;
+        let (_, why, at) = closed.expect_err("closed by the header-read timeout");
+        assert!(why.contains("--header-read-timeout"), "{why}");
+        assert!(
+            at - answered >= head,
+            "closed {:?} after the answer",
+            at - answered
+        );
+        assert!(
+            at - answered < head * 3,
+            "closed {:?} after the answer",
+            at - answered
+        );
+
+        let wait = Arc::new(HeadWait::new(Instant::now()));
+        wait.headers_came(false);
+        wait.answered(true, Instant::now());
+        let (_client, reader) = pair((HOUR, head), wait).await;
+        tokio::time::sleep(head * 4).await;
+        assert!(!reader.is_finished(), "an upgraded connection was cut");
+        reader.abort();
+    }
+
+    /// Through `serve` and hyper: a kept-alive connection is closed one
+    /// header-read timeout after its last answer, an answer that streams
+    /// for longer is not cut, and a request's answer comes in full.
+    #[tokio::test]
+    async fn served_connections_wait_for_headers_after_each_answer_only() {
+        use axum::routing::get;
+        let head = Duration::from_millis(600);
+        let app = axum::Router::new()
+            .route("/", get(|| async { "hello" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    let chunks = futures::stream::unfold(0, |n| async move {
+                        (n < 5).then_some(())?;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Some((Ok::<_, std::io::Error>(format!("chunk {n}\n")), n + 1))
+                    });
+                    axum::body::Body::from_stream(chunks)
+                }),
+            );
+        let limits = ConnectionArgs {
+            header_read_timeout: head,
+            ..ConnectionArgs::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(
+            async move { super::serve(listener, app, &limits, std::future::pending()).await },
+        );
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let start = Instant::now();
+        let closed_at = loop {
+            match tokio::time::timeout(head * 10, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break Instant::now(),
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("the kept-alive connection was never closed"),
+            }
+        };
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("chunk 4"),
+            "the streamed answer was cut: {answer}"
+        );
+        assert!(
+            answer.ends_with("hello"),
+            "the second answer is missing: {answer}"
+        );
+        let took = closed_at - start;
+        assert!(
+            took >= Duration::from_millis(1500) + head,
+            "closed after {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1500) + head * 4,
+            "closed after {took:?}"
         );
     }
 }
