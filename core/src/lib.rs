@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod client;
+mod contacts;
 pub mod contextionary;
 pub mod fanout;
 pub mod fetch;

@@ -29,6 +29,7 @@ use crate::auth::{
     self, AuthError, Authority, Expect, Identity, Message, PublicKey, Received, ReceivedRef,
     SessionKey, SignatureHeaders,
 };
+use crate::contacts::Contacts;
 use crate::names::PeerName;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -325,6 +326,12 @@ impl Hashes {
     }
 }
 
+/// Whether `contact` is the last contact of the peer `id` in `peers`
+/// (what tells [`Contacts`] a peer's place from a stale one).
+fn contact_of(peers: &BTreeMap<PeerId, Peer>) -> impl Fn(Timestamp, PeerId) -> bool + '_ {
+    |contact, id| peers.get(&id).is_some_and(|p| p.last_contact_at == contact)
+}
+
 /// The genesis registry state machine.
 #[derive(Debug)]
 pub struct Registry {
@@ -333,7 +340,7 @@ pub struct Registry {
     peers: BTreeMap<PeerId, Peer>,
     by_name: BTreeMap<PeerName, PeerId>,
     /// (last contact, id) of every peer: the earliest deadline is the first.
-    by_contact: BTreeSet<(Timestamp, PeerId)>,
+    by_contact: Contacts,
     version: u64,
     /// Last contact from any peer.
     last_heard: Timestamp,
@@ -386,7 +393,7 @@ impl Registry {
             rng,
             peers: BTreeMap::new(),
             by_name: BTreeMap::new(),
-            by_contact: BTreeSet::new(),
+            by_contact: Contacts::default(),
             version,
             last_heard: now,
             resumed_at: now,
@@ -734,10 +741,12 @@ impl Registry {
             && let Some(peer) = self.peers.get_mut(&old)
             && peer.peer_uri == probe.update.peer_uri
         {
-            self.by_contact.remove(&(peer.last_contact_at, old));
-            peer.last_contact_at = peer.last_contact_at.max(now);
-            self.by_contact.insert((peer.last_contact_at, old));
+            let from = peer.last_contact_at;
+            peer.last_contact_at = from.max(now);
             let peer = peer.clone();
+            if from < now {
+                self.contact_moved(old, (Some(from), now));
+            }
             if probe.deltas {
                 self.wants_deltas.insert(old);
             } else {
@@ -784,13 +793,15 @@ impl Registry {
         now: Timestamp,
     ) -> Result<(), UnknownPeer> {
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
-        self.by_contact.remove(&(peer.last_contact_at, id));
-        peer.last_contact_at = peer.last_contact_at.max(now);
-        self.by_contact.insert((peer.last_contact_at, id));
+        let from = peer.last_contact_at;
+        peer.last_contact_at = from.max(now);
         let updated = (peer.schema_hash != schema_hash).then(|| {
             peer.schema_hash = self.hashes.intern(schema_hash);
             peer.clone()
         });
+        if from < now {
+            self.contact_moved(id, (Some(from), now));
+        }
         self.heard(now);
         if let Some(peer) = updated {
             self.changed(ChangeKind::Updated, peer, now);
@@ -808,12 +819,15 @@ impl Registry {
     /// Evicts silent peers and starts a due broadcast round.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if !self.mirror && !self.is_holding(now) {
-            while let Some(&(_, id)) = self.by_contact.first() {
+            while let Some((contact, id)) = self.by_contact.first() {
                 if self.earliest_deadline().is_none_or(|d| d > now) {
                     break;
                 }
-                if let Some(peer) = self.remove(id) {
-                    self.changed(ChangeKind::Evicted, peer, now);
+                match self.remove(id) {
+                    Some(peer) => self.changed(ChangeKind::Evicted, peer, now),
+                    // The front is always a peer's place; were it not, it
+                    // goes, so that the loop ends.
+                    None => self.by_contact.left((contact, id), contact_of(&self.peers)),
                 }
             }
         }
@@ -931,7 +945,7 @@ impl Registry {
     }
 
     fn earliest_deadline(&self) -> Option<Timestamp> {
-        let &(contact, _) = self.by_contact.first()?;
+        let (contact, _) = self.by_contact.first()?;
         Some(contact.max(self.resumed_at) + self.config.peer_timeout)
     }
 
@@ -946,15 +960,26 @@ impl Registry {
 
     fn insert(&mut self, peer: Peer) {
         self.by_name.insert(peer.peer_name.clone(), peer.id);
-        self.by_contact.insert((peer.last_contact_at, peer.id));
-        self.peers.insert(peer.id, peer);
+        let (id, at) = (peer.id, peer.last_contact_at);
+        let replaced = self.peers.insert(id, peer).map(|old| old.last_contact_at);
+        if replaced != Some(at) {
+            self.contact_moved(id, (replaced, at));
+        }
+    }
+
+    /// `id`'s last contact moved to `at` from `from` (`None`: a new peer).
+    fn contact_moved(&mut self, id: PeerId, (from, at): (Option<Timestamp>, Timestamp)) {
+        let peers = &self.peers;
+        self.by_contact
+            .push((from, at), id, peers.len(), contact_of(peers));
     }
 
     fn remove(&mut self, id: PeerId) -> Option<Peer> {
         let peer = self.peers.remove(&id)?;
         self.wants_deltas.remove(&id);
         self.by_name.remove(&peer.peer_name);
-        self.by_contact.remove(&(peer.last_contact_at, id));
+        self.by_contact
+            .left((peer.last_contact_at, id), contact_of(&self.peers));
         Some(peer)
     }
 
@@ -1123,9 +1148,8 @@ impl Registry {
         if at <= peer.last_contact_at {
             return;
         }
-        self.by_contact.remove(&(peer.last_contact_at, id));
-        peer.last_contact_at = at;
-        self.by_contact.insert((at, id));
+        let from = std::mem::replace(&mut peer.last_contact_at, at);
+        self.contact_moved(id, (Some(from), at));
     }
 
     /// Whether this registry mirrors a shared list.

@@ -173,6 +173,67 @@ fn eviction_happens_exactly_at_the_timeout_and_not_before() {
     assert!(events.contains(&(ChangeKind::Evicted, "PeerA".into())));
 }
 
+/// The eviction order follows the pings, whatever their order: the next
+/// deadline is always the least recently heard peer's (after pings that
+/// share an instant, a leave of the front, a peer pinged again and again).
+#[test]
+fn the_next_deadline_is_always_the_least_recently_heard_peers() {
+    let timeout = Duration::from_secs(30);
+    // No hold of evictions in silence (tested apart): the deadlines alone.
+    let mut config = config();
+    config.hold_limit = Duration::ZERO;
+    let mut registry = Registry::new(config, T0);
+    let ids: Vec<PeerId> = ["PeerA", "PeerB", "PeerC", "PeerD"]
+        .iter()
+        .map(|name| join(&mut registry, name, T0))
+        .collect();
+    let mut heard = vec![T0; ids.len()];
+    let mut now = T0;
+    // Each step: which peers ping (several at one instant), which leaves.
+    let steps: [(&[usize], Option<usize>); 7] = [
+        (&[1, 2, 1], None),
+        (&[0, 3], None),
+        (&[1], Some(2)),
+        (&[3, 3, 3], None),
+        (&[], Some(1)),
+        (&[3], None),
+        (&[0], None),
+    ];
+    let mut gone = vec![false; ids.len()];
+    for (pings, leave) in steps {
+        now = now + ms(700);
+        for &p in pings {
+            registry.handle_ping(ids[p], "", now).expect("known");
+            heard[p] = now;
+        }
+        if let Some(p) = leave {
+            registry.handle_leave(ids[p], now).expect("known");
+            gone[p] = true;
+        }
+        // The round a leave starts goes out first.
+        now = now + ms(10);
+        registry.handle_timeout(now);
+        drain(&mut registry);
+        let earliest = (0..ids.len()).filter(|&p| !gone[p]).map(|p| heard[p]).min();
+        assert_eq!(
+            registry.poll_timeout(),
+            earliest.map(|at| at + timeout),
+            "after {pings:?}, {leave:?}"
+        );
+    }
+    // Evicted one by one, each at its own deadline.
+    let mut order: Vec<usize> = (0..ids.len()).filter(|&p| !gone[p]).collect();
+    order.sort_by_key(|&p| heard[p]);
+    for p in order {
+        let deadline = heard[p] + timeout;
+        registry.handle_timeout(deadline - ms(1));
+        assert!(registry.peer(ids[p]).is_some(), "evicted before its deadline");
+        registry.handle_timeout(deadline);
+        assert!(registry.peer(ids[p]).is_none(), "not evicted at its deadline");
+    }
+    assert_eq!(registry.len(), 0);
+}
+
 #[test]
 fn leave_removes_the_peer_and_then_its_id_is_unknown() {
     let mut registry = Registry::new(config(), T0);
