@@ -635,10 +635,13 @@ impl Registry {
         now: Timestamp,
     ) -> Result<bool, CallRefused> {
         let PingCheck { id, keyed } = check;
-        if !self.peers.contains_key(&id) {
-            return Err(UnknownPeer(id).into());
-        }
-        let session = keyed.map_err(CallRefused::Denied)?;
+        // An unknown id is told so, signed or not; the peer is looked up
+        // once on the way that counts (each lookup is a B-tree search).
+        let session = match keyed {
+            Ok(session) => session,
+            Err(_) if !self.peers.contains_key(&id) => return Err(UnknownPeer(id).into()),
+            Err(denied) => return Err(CallRefused::Denied(denied)),
+        };
         self.handle_ping(id, schema_hash, now)?;
         Ok(session.is_some())
     }

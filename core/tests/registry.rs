@@ -227,9 +227,15 @@ fn the_next_deadline_is_always_the_least_recently_heard_peers() {
     for p in order {
         let deadline = heard[p] + timeout;
         registry.handle_timeout(deadline - ms(1));
-        assert!(registry.peer(ids[p]).is_some(), "evicted before its deadline");
+        assert!(
+            registry.peer(ids[p]).is_some(),
+            "evicted before its deadline"
+        );
         registry.handle_timeout(deadline);
-        assert!(registry.peer(ids[p]).is_none(), "not evicted at its deadline");
+        assert!(
+            registry.peer(ids[p]).is_none(),
+            "not evicted at its deadline"
+        );
     }
     assert_eq!(registry.len(), 0);
 }

@@ -392,20 +392,14 @@ async fn ping_inner(
     Ok(ping_answer(&genesis, version, stamp))
 }
 
-/// Headers a ping's answer has room for at first: the version and a
-/// signature's three (a map of 8 slots holds 6; a page's ping, whose CORS
-/// headers come on top, grows it once).
-const ANSWER_HEADERS: usize = 4;
-
 /// A ping's answer: `200` with the list version, and for a keyed peer
 /// genesis's shared signature of it (its header values made once per
-/// signature), written straight into the response's headers.
+/// signature), written straight into the response's headers (a map's first
+/// insert makes room for 6: the version and a signature's three fit).
 fn ping_answer(genesis: &Genesis, version: u64, stamp: Option<Arc<SignatureHeaders>>) -> Response {
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    // Room for these headers at once: growing a map rehashes it.
-    headers.reserve(ANSWER_HEADERS);
-    let (name, value) = version_header(version);
+    let (name, value) = version_header(genesis, version);
     headers.insert(name, value);
     if let Some(stamp) = stamp {
         genesis.ping_stamp.insert(headers, &stamp);
@@ -515,11 +509,34 @@ async fn replica_ping(
     }
 }
 
-fn version_header(version: u64) -> (HeaderName, HeaderValue) {
+fn version_header(genesis: &Genesis, version: u64) -> (HeaderName, HeaderValue) {
     // Checked once, at compile time (`from_static` checks at run time
     // otherwise, on every answer).
     static NAME: HeaderName = HeaderName::from_static(PEERS_VERSION_HEADER);
-    (NAME.clone(), HeaderValue::from(version))
+    (NAME.clone(), genesis.version_value.of(version))
+}
+
+/// The list version's header value, made once per version and shared by
+/// the answers until the version changes: one made anew is an allocation
+/// per ping.
+#[derive(Debug, Default)]
+pub(crate) struct VersionValue(std::sync::Mutex<Option<(u64, HeaderValue)>>);
+
+impl VersionValue {
+    fn of(&self, version: u64) -> HeaderValue {
+        let mut made = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*made {
+            Some((made, value)) if *made == version => value.clone(),
+            _ => {
+                let value = HeaderValue::from(version);
+                *made = Some((version, value.clone()));
+                value
+            }
+        }
+    }
 }
 
 /// `GET /peers`: the original `[Peer]` array, the list version in a
@@ -540,7 +557,7 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let (name, value) = version_header(version);
+    let (name, value) = version_header(&genesis, version);
     headers.insert(name, value);
     keys::insert(&mut headers, &signature);
     Ok((headers, body).into_response())
@@ -667,6 +684,15 @@ async fn openapi() -> impl IntoResponse {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_value_follows_the_version() {
+        let value = VersionValue::default();
+        assert_eq!(value.of(7), "7");
+        assert_eq!(value.of(7), "7");
+        assert_eq!(value.of(8), "8");
+        assert_eq!(value.of(7), "7");
+    }
 
     /// The layers and hyper move a request's future whole, several times
     /// per request, so every request pays for the largest: the store's
