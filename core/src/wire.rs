@@ -75,10 +75,24 @@ pub fn leave_path(id: PeerId) -> String {
     format!("/peers/{id}")
 }
 
-/// A peer's id, given by genesis on registration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A peer's id, given by genesis on registration. Ordered as its bytes
+/// are, as one number: the registry's maps search by id on every ping, and
+/// two integer compares cost less than a call to compare 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PeerId(pub Uuid);
+
+impl Ord for PeerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_u128().cmp(&other.0.as_u128())
+    }
+}
+
+impl PartialOrd for PeerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -464,6 +478,28 @@ impl ErrorBody {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Ids are ordered as their bytes (a list sorted by id, as genesis
+    /// keeps it, is the same as before the order was made numeric).
+    #[test]
+    fn ids_are_ordered_as_their_bytes() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut ids: Vec<PeerId> = (0..200)
+            .map(|i| {
+                let mut bytes = [0u8; 16];
+                rng.fill(&mut bytes);
+                // Some share a prefix, to reach the later bytes.
+                if i % 3 == 0 {
+                    bytes[..8].fill(7);
+                }
+                PeerId(Uuid::from_bytes(bytes))
+            })
+            .collect();
+        let mut by_bytes = ids.clone();
+        by_bytes.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        ids.sort();
+        assert_eq!(ids, by_bytes);
+    }
 
     #[test]
     fn a_list_of_the_longest_entries_fits_max_list_bytes() {
