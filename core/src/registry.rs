@@ -326,12 +326,6 @@ impl Hashes {
     }
 }
 
-/// Whether `contact` is the last contact of the peer `id` in `peers`
-/// (what tells [`Contacts`] a peer's place from a stale one).
-fn contact_of(peers: &BTreeMap<PeerId, Peer>) -> impl Fn(Timestamp, PeerId) -> bool + '_ {
-    |contact, id| peers.get(&id).is_some_and(|p| p.last_contact_at == contact)
-}
-
 /// The genesis registry state machine.
 #[derive(Debug)]
 pub struct Registry {
@@ -748,7 +742,7 @@ impl Registry {
             peer.last_contact_at = from.max(now);
             let peer = peer.clone();
             if from < now {
-                self.contact_moved(old, (Some(from), now));
+                self.by_contact.set(old, now);
             }
             if probe.deltas {
                 self.wants_deltas.insert(old);
@@ -803,7 +797,7 @@ impl Registry {
             peer.clone()
         });
         if from < now {
-            self.contact_moved(id, (Some(from), now));
+            self.by_contact.set(id, now);
         }
         self.heard(now);
         if let Some(peer) = updated {
@@ -822,7 +816,7 @@ impl Registry {
     /// Evicts silent peers and starts a due broadcast round.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if !self.mirror && !self.is_holding(now) {
-            while let Some((contact, id)) = self.by_contact.first() {
+            while let Some((_, id)) = self.by_contact.first() {
                 if self.earliest_deadline().is_none_or(|d| d > now) {
                     break;
                 }
@@ -830,7 +824,7 @@ impl Registry {
                     Some(peer) => self.changed(ChangeKind::Evicted, peer, now),
                     // The front is always a peer's place; were it not, it
                     // goes, so that the loop ends.
-                    None => self.by_contact.left((contact, id), contact_of(&self.peers)),
+                    None => self.by_contact.remove(id),
                 }
             }
         }
@@ -964,25 +958,15 @@ impl Registry {
     fn insert(&mut self, peer: Peer) {
         self.by_name.insert(peer.peer_name.clone(), peer.id);
         let (id, at) = (peer.id, peer.last_contact_at);
-        let replaced = self.peers.insert(id, peer).map(|old| old.last_contact_at);
-        if replaced != Some(at) {
-            self.contact_moved(id, (replaced, at));
-        }
-    }
-
-    /// `id`'s last contact moved to `at` from `from` (`None`: a new peer).
-    fn contact_moved(&mut self, id: PeerId, (from, at): (Option<Timestamp>, Timestamp)) {
-        let peers = &self.peers;
-        self.by_contact
-            .push((from, at), id, peers.len(), contact_of(peers));
+        self.peers.insert(id, peer);
+        self.by_contact.set(id, at);
     }
 
     fn remove(&mut self, id: PeerId) -> Option<Peer> {
         let peer = self.peers.remove(&id)?;
         self.wants_deltas.remove(&id);
         self.by_name.remove(&peer.peer_name);
-        self.by_contact
-            .left((peer.last_contact_at, id), contact_of(&self.peers));
+        self.by_contact.remove(id);
         Some(peer)
     }
 
@@ -1151,8 +1135,8 @@ impl Registry {
         if at <= peer.last_contact_at {
             return;
         }
-        let from = std::mem::replace(&mut peer.last_contact_at, at);
-        self.contact_moved(id, (Some(from), at));
+        peer.last_contact_at = at;
+        self.by_contact.set(id, at);
     }
 
     /// Whether this registry mirrors a shared list.
