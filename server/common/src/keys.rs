@@ -110,6 +110,17 @@ pub fn received_ref(headers: &HeaderMap) -> ReceivedRef<'_> {
     found
 }
 
+/// A message's headers whose signature headers are read only when they are
+/// needed (`Into<ReceivedRef>`: a keyless ping's are not).
+#[derive(Clone, Copy, Debug)]
+pub struct Unread<'a>(pub &'a HeaderMap);
+
+impl<'a> From<Unread<'a>> for ReceivedRef<'a> {
+    fn from(Unread(headers): Unread<'a>) -> Self {
+        received_ref(headers)
+    }
+}
+
 /// Adds `signature` to `headers`.
 pub fn insert(headers: &mut HeaderMap, signature: &SignatureHeaders) {
     for (name, value) in values(signature) {
@@ -198,6 +209,7 @@ mod tests {
         let by_name =
             ReceivedRef::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
         assert_eq!(received_ref(&headers), by_name);
+        assert_eq!(ReceivedRef::from(Unread(&headers)), by_name);
         assert_eq!(by_name.signature, Some("sig=:first:"));
         assert_eq!(by_name.signature_input, None);
         assert_eq!(by_name.content_digest, Some("sha-256=:d:"));

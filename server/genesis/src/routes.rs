@@ -57,12 +57,11 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         .route(plexus_server::contextionary::PATH, get(contextionary))
         .fallback(|| async { AppError::not_found("no such route") })
         .with_state(Arc::clone(&genesis));
-    let api = JsonErrorsLayer.layer(Fork {
-        pick: |path| wire::ping_path_id(path).is_some(),
-        chosen: Some(pings(Arc::clone(&genesis))),
-        // The ping reads its body itself, within the same bound.
-        rest: DefaultBodyLimit::max(limit).layer(router),
-    });
+    // The ping reads its body itself, within the same bound.
+    let api = JsonErrorsLayer.layer(pings(
+        Arc::clone(&genesis),
+        DefaultBodyLimit::max(limit).layer(router),
+    ));
     let api = plexus_server::policy::guard_writes(
         api,
         &policy,
@@ -88,7 +87,7 @@ pub fn app(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
 
 /// Sends the requests whose path `pick` chooses to `chosen` (when there is
 /// one), every other request to `rest`: how genesis puts the relay's
-/// routes beside its API, and its ping before its router.
+/// routes beside its API.
 #[derive(Clone)]
 struct Fork<A, B> {
     pick: fn(&str) -> bool,
@@ -122,8 +121,12 @@ impl<A: App, B: App> tower::Service<Request> for Fork<A, B> {
 /// hottest call (every peer, every few seconds), on which the router would
 /// spend thousands of instructions (its path parameters, matched path,
 /// original URI and boxed handler: BENCHMARKS.md). It is the one route the
-/// router does not hold; another method gets 405.
-fn pings(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
+/// router does not hold; another method gets 405. Every other request goes
+/// to `rest`.
+fn pings<R>(genesis: Arc<Genesis>, mut rest: R) -> impl App<Future: Send + 'static>
+where
+    R: App<Future: Send + 'static>,
+{
     use futures::FutureExt as _;
     use futures::future::{Either, ready};
     tower::service_fn(move |request: Request| {
@@ -131,9 +134,11 @@ fn pings(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
         // holds just what the ping needs (a future is moved whole, several
         // times per request, by the layers and hyper).
         let refused = match wire::ping_path_id(request.uri().path()).map(str::parse::<PeerId>) {
+            None => return Either::Right(rest.call(request)),
             Some(Ok(id)) if request.method() == axum::http::Method::POST => {
                 let (parts, body) = request.into_parts();
-                return Either::Left(ping(Arc::clone(&genesis), id, parts.headers, body).map(Ok));
+                let ping = ping(Arc::clone(&genesis), id, parts.headers, body);
+                return Either::Left(Either::Left(ping.map(Ok)));
             }
             Some(Ok(_)) => {
                 let mut refused = AppError::new(StatusCode::METHOD_NOT_ALLOWED, "a ping is a POST")
@@ -146,9 +151,8 @@ fn pings(genesis: Arc<Genesis>) -> impl App<Future: Send + 'static> {
             Some(Err(e)) => {
                 AppError::bad_request(format!("invalid peer id in the path: {e}")).into_response()
             }
-            None => AppError::not_found("no such route").into_response(),
         };
-        Either::Right(ready(Ok(refused)))
+        Either::Left(Either::Right(ready(Ok(refused))))
     })
 }
 
@@ -346,21 +350,21 @@ async fn ping_inner(
         .limits
         .check_schema_hash(&ping.schema_hash)
         .map_err(|e| AppError::unprocessable(e.to_string()))?;
-    let received = keys::received_ref(&headers);
     // The signature is checked before the registry's lock (it needs no
-    // registry state), so that the lock is held for the registry's part only.
+    // registry state), so that the lock is held for the registry's part
+    // only; its headers are read only for a keyed id.
+    let at = now();
     let check = genesis
         .settings
         .registry
-        .check_ping(id, received, &body, now());
+        .check_ping(id, keys::Unread(&headers), &body, at);
     let (start, stamp, saved, version) = {
         let mut registry = genesis.lock();
-        let now = now();
-        let start = registry.ping(check, &ping.schema_hash, now);
+        let start = registry.ping(check, &ping.schema_hash, at);
         // With the list version signed for a keyed peer: it fetches the
         // list when it sees it is behind.
         let stamp = matches!(start, Ok(PingStart::Counted { keyed: true }))
-            .then(|| registry.ping_answer(&genesis.settings.identity, now));
+            .then(|| registry.ping_answer(&genesis.settings.identity, at));
         let saved = genesis.publish(&mut registry, true);
         (start, stamp, saved, registry.version())
     };
