@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -145,7 +145,7 @@ where
     S::Future: Send + 'static,
 {
     let bounds = Arc::new(Bounds {
-        permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+        in_flight: AtomicUsize::new(0),
         max_in_flight: limits.max_in_flight.max(1),
         body_timeout: limits.body_timeout,
         request_timeout: limits.request_timeout,
@@ -478,10 +478,31 @@ impl AsyncWrite for IdleIo {
 
 /// The bounds every request of a server shares ([`Bounded`] applies them).
 struct Bounds {
-    permits: Arc<Semaphore>,
+    /// Requests in flight: a count, not a semaphore, since no request waits
+    /// for room (a semaphore's release takes its waiters' lock every time).
+    in_flight: AtomicUsize,
     max_in_flight: usize,
     body_timeout: Duration,
     request_timeout: Duration,
+}
+
+/// A request's place among those in flight ([`Bounds::in_flight`]), given
+/// back when it is dropped.
+struct InFlight(Arc<Bounds>);
+
+impl InFlight {
+    /// A place, unless `--max-in-flight` requests hold one.
+    fn take(bounds: &Arc<Bounds>) -> Option<Self> {
+        let before = bounds.in_flight.fetch_add(1, Ordering::Relaxed);
+        let place = Self(Arc::clone(bounds));
+        (before < bounds.max_in_flight).then_some(place)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The bounds of every request, in one service around the app (no boxed
@@ -550,7 +571,7 @@ impl<S: App> Bounded<S> {
         &self,
         mut request: axum::http::Request<Incoming>,
     ) -> BoundedState<tokio::task::futures::TaskLocalFuture<Commit, S::Future>> {
-        let Ok(permit) = Arc::clone(&self.bounds.permits).try_acquire_owned() else {
+        let Some(permit) = InFlight::take(&self.bounds) else {
             return BoundedState::Refused {
                 max: self.bounds.max_in_flight,
             };
@@ -667,7 +688,7 @@ pin_project_lite::pin_project! {
             #[pin] inner: F,
             timeout: Duration,
             #[pin] sleep: Option<Sleep>,
-            permit: Option<OwnedSemaphorePermit>,
+            permit: Option<InFlight>,
             commit: Commit,
             committing: bool,
         },

@@ -61,8 +61,6 @@ pub struct Genesis {
     replication: Option<Arc<Replication>>,
     /// The header values of the registry's shared ping stamp.
     ping_stamp: plexus_server::keys::SharedSignature,
-    /// The list version's header value, shared by the answers.
-    version_value: routes::VersionValue,
 }
 
 impl Genesis {
@@ -147,7 +145,6 @@ impl Genesis {
             shutdown: watch::channel(false).0,
             replication,
             ping_stamp: Default::default(),
-            version_value: Default::default(),
         }))
     }
 

@@ -403,7 +403,7 @@ async fn ping_inner(
 fn ping_answer(genesis: &Genesis, version: u64, stamp: Option<Arc<SignatureHeaders>>) -> Response {
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    let (name, value) = version_header(genesis, version);
+    let (name, value) = version_header(version);
     headers.insert(name, value);
     if let Some(stamp) = stamp {
         genesis.ping_stamp.insert(headers, &stamp);
@@ -513,34 +513,30 @@ async fn replica_ping(
     }
 }
 
-fn version_header(genesis: &Genesis, version: u64) -> (HeaderName, HeaderValue) {
+fn version_header(version: u64) -> (HeaderName, HeaderValue) {
     // Checked once, at compile time (`from_static` checks at run time
     // otherwise, on every answer).
     static NAME: HeaderName = HeaderName::from_static(PEERS_VERSION_HEADER);
-    (NAME.clone(), genesis.version_value.of(version))
+    (NAME.clone(), version_value(version))
 }
 
-/// The list version's header value, made once per version and shared by
-/// the answers until the version changes: one made anew is an allocation
-/// per ping.
-#[derive(Debug, Default)]
-pub(crate) struct VersionValue(std::sync::Mutex<Option<(u64, HeaderValue)>>);
-
-impl VersionValue {
-    fn of(&self, version: u64) -> HeaderValue {
-        let mut made = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*made {
-            Some((made, value)) if *made == version => value.clone(),
-            _ => {
-                let value = HeaderValue::from(version);
-                *made = Some((version, value.clone()));
-                value
-            }
-        }
+/// The header value of `version`, made once per version and worker thread
+/// and shared by its answers until the version changes: one made anew is
+/// an allocation per ping, and one shared by the threads a lock and a
+/// count that both write.
+fn version_value(version: u64) -> HeaderValue {
+    thread_local! {
+        static MADE: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
     }
+    MADE.with_borrow_mut(|made| match made {
+        Some((made, value)) if *made == version => value.clone(),
+        _ => {
+            let value = HeaderValue::from(version);
+            *made = Some((version, value.clone()));
+            value
+        }
+    })
 }
 
 /// `GET /peers`: the original `[Peer]` array, the list version in a
@@ -561,7 +557,7 @@ async fn list(State(genesis): State<Arc<Genesis>>) -> Result<Response, AppError>
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let (name, value) = version_header(&genesis, version);
+    let (name, value) = version_header(version);
     headers.insert(name, value);
     keys::insert(&mut headers, &signature);
     Ok((headers, body).into_response())
@@ -691,11 +687,9 @@ mod tests {
 
     #[test]
     fn the_version_value_follows_the_version() {
-        let value = VersionValue::default();
-        assert_eq!(value.of(7), "7");
-        assert_eq!(value.of(7), "7");
-        assert_eq!(value.of(8), "8");
-        assert_eq!(value.of(7), "7");
+        for version in [7, 7, 8, 7, u64::MAX] {
+            assert_eq!(version_value(version), version.to_string().as_str());
+        }
     }
 
     /// The layers and hyper move a request's future whole, several times
