@@ -227,6 +227,11 @@ pub async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes
             }
             joined.extend_from_slice(&data);
         }
+        // A body of known length that has come whole needs no poll more to
+        // say that it ended (a ping's: one frame).
+        if body.is_end_stream() {
+            break;
+        }
     }
     Ok(first.unwrap_or_else(|| joined.freeze()))
 }
