@@ -260,6 +260,19 @@ async fn the_ping_route_refuses_like_the_others() {
         .unwrap();
     let (status, _, body) = call(request).await;
     assert_eq!(status, 400, "{}", error(&body));
+    // Bytes that are not UTF-8 are refused, even in a field no one reads;
+    // text beyond ASCII is not.
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from(&b"{\"schemaHash\":\"abc\",\"x\":\"\xff\"}"[..]))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 400, "{}", error(&body));
+    assert!(error(&body).contains("not UTF-8"), "{}", error(&body));
+    let request = Request::post(format!("/peers/{id}/ping"))
+        .body(Body::from(r#"{"schemaHash":"abc","x":"é"}"#))
+        .unwrap();
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, 404, "{}", error(&body));
 
     for path in [format!("/peers/{id}/ping/"), format!("/peers/{id}/x/ping")] {
         let request = Request::post(&path).body(Body::from("{}")).unwrap();
