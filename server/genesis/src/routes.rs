@@ -159,14 +159,10 @@ where
 /// Parses a JSON body: 400 when it is not JSON, 422 when it does not fit
 /// (a bad name or URI, a field of the wrong type).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    // serde_json does not check the UTF-8 of a field it skips: check it all
-    // first (ASCII, as a ping's body is, at a word a step: `from_utf8` costs
-    // a short body ten times more).
-    if !body.is_ascii() {
-        std::str::from_utf8(body)
-            .map_err(|e| AppError::bad_request(format!("body is not UTF-8: {e}")))?;
-    }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    // serde_json does not check the UTF-8 of a field it skips: check it all first.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| AppError::bad_request(format!("body is not UTF-8: {e}")))?;
+    serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => AppError::unprocessable(format!("invalid body: {e}")),
         _ => AppError::bad_request(format!("malformed JSON body: {e}")),
     })
