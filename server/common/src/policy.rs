@@ -103,10 +103,10 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The [`client_key`] of a request; one that did not come through
-/// [`crate::serve`] (an in-process test) has `0.0.0.0`.
-pub fn request_client_key<T>(request: &axum::http::Request<T>) -> IpAddr {
-    client_key(client_addr(request).map_or(IpAddr::V4([0, 0, 0, 0].into()), |a| a.ip()))
+/// The [`client_key`] of the request the current task serves; one that did
+/// not come through [`crate::serve`] (an in-process test) has `0.0.0.0`.
+pub fn request_client_key() -> IpAddr {
+    client_key(client_addr().map_or(IpAddr::V4([0, 0, 0, 0].into()), |a| a.ip()))
 }
 
 /// The rate limit's key: [`request_client_key`].
@@ -116,8 +116,8 @@ pub struct ClientKey;
 impl KeyExtractor for ClientKey {
     type Key = IpAddr;
 
-    fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
-        Ok(request_client_key(request))
+    fn extract<T>(&self, _: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
+        Ok(request_client_key())
     }
 }
 

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
@@ -86,7 +85,19 @@ impl Default for ConnectionArgs {
 }
 
 tokio::task_local! {
-    static COMMIT: Commit;
+    /// The request the current task serves ([`Bounded`] sets it while the
+    /// app is called and while its future is polled): its client's address
+    /// and its commit gate. A task-local, not a request extension: an
+    /// extension costs the request a map, made and dropped (about 800
+    /// instructions of a ping's 18,000: BENCHMARKS.md).
+    static REQUEST: Served;
+}
+
+/// What [`REQUEST`] holds.
+#[derive(Clone)]
+struct Served {
+    client: SocketAddr,
+    commit: Commit,
 }
 
 /// Whether a request's write may still commit, decided once, between the
@@ -106,7 +117,7 @@ impl Commit {
     /// The gate of the request the current task serves (`None` outside
     /// [`serve`], e.g. a test that calls the app directly: no timeout).
     pub fn current() -> Option<Commit> {
-        COMMIT.try_with(Clone::clone).ok()
+        REQUEST.try_with(|served| served.commit.clone()).ok()
     }
 
     /// Asked by a write right before it commits: `true`, commit (the
@@ -510,8 +521,8 @@ impl Drop for InFlight {
 /// (`--max-in-flight`: one over it is answered 503 at once), the request
 /// timeout and the body timeout. Each timer is made only once its future
 /// or body has to wait: a request answered at its first poll, as most pings
-/// are, costs no timer. It also gives the request its client's address
-/// ([`client_addr`]).
+/// are, costs no timer. It also tells the app the request's client's
+/// address ([`client_addr`]).
 ///
 /// One per connection, called by hyper through `&self`: its copy of the app
 /// is called under a lock of its own (contended by an HTTP/2 connection's
@@ -554,7 +565,7 @@ impl<S> App for S where
 impl<S: App> hyper::service::Service<axum::http::Request<Incoming>> for Bounded<S> {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = BoundedFuture<tokio::task::futures::TaskLocalFuture<Commit, S::Future>>;
+    type Future = BoundedFuture<tokio::task::futures::TaskLocalFuture<Served, Pin<Box<S::Future>>>>;
 
     fn call(&self, request: axum::http::Request<Incoming>) -> Self::Future {
         self.wait
@@ -569,14 +580,13 @@ impl<S: App> hyper::service::Service<axum::http::Request<Incoming>> for Bounded<
 impl<S: App> Bounded<S> {
     fn admit(
         &self,
-        mut request: axum::http::Request<Incoming>,
-    ) -> BoundedState<tokio::task::futures::TaskLocalFuture<Commit, S::Future>> {
+        request: axum::http::Request<Incoming>,
+    ) -> BoundedState<tokio::task::futures::TaskLocalFuture<Served, Pin<Box<S::Future>>>> {
         let Some(permit) = InFlight::take(&self.bounds) else {
             return BoundedState::Refused {
                 max: self.bounds.max_in_flight,
             };
         };
-        request.extensions_mut().insert(ConnectInfo(self.remote));
         let timeout = self.bounds.body_timeout;
         let request = request.map(|body| {
             axum::body::Body::new(LazyTimeoutBody {
@@ -585,15 +595,24 @@ impl<S: App> Bounded<S> {
                 sleep: None,
             })
         });
-        let commit = Commit::default();
+        let served = Served {
+            client: self.remote,
+            commit: Commit::default(),
+        };
+        // A layer may read the client's address when it is called (a rate
+        // limit does) or when its future is polled.
+        let inner = REQUEST.sync_scope(served.clone(), || {
+            let mut app = self
+                .app
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Boxed: hyper and the layers move a request's future whole,
+            // several times, and an app's future is a kilobyte or more.
+            Box::pin(tower::Service::call(&mut *app, request))
+        });
+        let commit = served.commit.clone();
         BoundedState::Admitted {
-            inner: COMMIT.scope(commit.clone(), {
-                let mut app = self
-                    .app
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                tower::Service::call(&mut *app, request)
-            }),
+            inner: REQUEST.scope(served, inner),
             timeout: self.bounds.request_timeout,
             sleep: None,
             permit: Some(permit),
@@ -797,12 +816,10 @@ where
     }
 }
 
-/// The address of the client of `request`, when it came through [`serve`].
-pub fn client_addr<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
+/// The address of the client of the request the current task serves,
+/// when it came through [`serve`] (`None` for an app called directly).
+pub fn client_addr() -> Option<SocketAddr> {
+    REQUEST.try_with(|served| served.client).ok()
 }
 
 #[cfg(test)]
@@ -835,6 +852,8 @@ mod idle_tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::Semaphore;
     use tokio::time::Instant;
+
+    use std::convert::Infallible;
 
     use super::{ConnectionArgs, HeadWait, IdleIo};
 
@@ -1034,5 +1053,41 @@ mod idle_tests {
             took < Duration::from_millis(1500) + head * 4,
             "closed after {took:?}"
         );
+    }
+
+    /// Through `serve`: the app learns its client's address both when it is
+    /// called (where a rate limit reads it) and while its future runs (a
+    /// handler), and nothing outside a served request does.
+    #[tokio::test]
+    async fn the_app_knows_its_clients_address_when_called_and_while_answering() {
+        use axum::response::IntoResponse as _;
+        let app = tower::service_fn(|_: axum::extract::Request| {
+            let called = super::client_addr();
+            async move {
+                tokio::task::yield_now().await;
+                let answering = super::client_addr();
+                Ok::<_, Infallible>(format!("{called:?} {answering:?}").into_response())
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = ConnectionArgs::default();
+        tokio::spawn(
+            async move { super::serve(listener, app, &limits, std::future::pending()).await },
+        );
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let client = stream.local_addr().expect("client address");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.ends_with(&format!("Some({client}) Some({client})")),
+            "{answer}"
+        );
+        assert_eq!(super::client_addr(), None, "outside a served request");
     }
 }

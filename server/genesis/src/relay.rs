@@ -204,10 +204,7 @@ impl KeyExtractor for ClientAndTab {
             .and_then(|rest| rest.strip_prefix('/'))
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
-        Ok((
-            plexus_server::policy::request_client_key(request),
-            tab.to_owned(),
-        ))
+        Ok((plexus_server::policy::request_client_key(), tab.to_owned()))
     }
 }
 
@@ -421,16 +418,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// `GET /relay`: a tab's WebSocket. The relay admits the socket before the
 /// upgrade, so that one over a bound costs no upgrade (503 when the relay
 /// is full, 429 when the client's address has its share).
-async fn connect(
-    State(hub): State<Arc<Hub>>,
-    extensions: axum::http::Extensions,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let client = plexus_server::policy::client_key(
-        extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(IpAddr::V4([0, 0, 0, 0].into()), |c| c.0.ip()),
-    );
+async fn connect(State(hub): State<Arc<Hub>>, ws: WebSocketUpgrade) -> Response {
+    let client = plexus_server::policy::request_client_key();
     let conn = ConnId(hub.next_conn.fetch_add(1, Ordering::Relaxed));
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let (admitted, max) = {
