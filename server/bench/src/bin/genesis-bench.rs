@@ -450,19 +450,29 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     if args.wrk_threads > 0 {
         let plain_ids: Vec<PeerId> = plain.iter().map(|(id, _)| *id).collect();
+        let pings_total = async || -> anyhow::Result<f64> {
+            let metrics = client
+                .get(format!("{}/metrics", genesis.url))
+                .send()
+                .await?
+                .text()
+                .await?;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("plexus_genesis_pings_total "))
+                .and_then(|n| n.trim().parse().ok())
+                .context("no plexus_genesis_pings_total in /metrics")
+        };
+        let (before, ticks) = (pings_total().await?, genesis.cpu_ticks()?);
         run_wrk(&args, &genesis.url, &plain_ids)?;
-        let pings = client
-            .get(format!("{}/metrics", genesis.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        if let Some(line) = pings
-            .lines()
-            .find(|l| l.starts_with("plexus_genesis_pings_total "))
-        {
-            println!("{line}");
-        }
+        let ticks = genesis.cpu_ticks()?.saturating_sub(ticks);
+        let pings = pings_total().await? - before;
+        // Genesis's own CPU per ping (ticks of 10 ms): unlike pings/s, it
+        // does not count the load generator's share of the machine.
+        println!(
+            "wrk: {pings:.0} pings, genesis CPU {:.2} µs/ping",
+            ticks as f64 * 10_000.0 / pings.max(1.0)
+        );
     }
     if args.no_reqwest {
         return Ok(());
