@@ -131,8 +131,8 @@ where
     use futures::future::{Either, ready};
     tower::service_fn(move |request: Request| {
         // What can be answered at once is: the future that reads the body
-        // holds just what the ping needs (a future is moved whole, several
-        // times per request, by the layers and hyper).
+        // holds just what the ping needs (a future is moved whole by the
+        // layers, then boxed by `serve`).
         let refused = match wire::ping_path_id(request.uri().path()).map(str::parse::<PeerId>) {
             None => return Either::Right(rest.call(request)),
             Some(Ok(id)) if request.method() == axum::http::Method::POST => {
@@ -692,10 +692,11 @@ mod tests {
         }
     }
 
-    /// The layers and hyper move a request's future whole, several times
-    /// per request, so every request pays for the largest: the store's
-    /// calls, awaited in the ping, once made it 5 KB (BENCHMARKS.md,
-    /// session 10). The store's paths are boxed to keep it small.
+    /// The layers move a request's future whole until `serve` boxes it,
+    /// and every request pays for the largest (its allocation, its moves):
+    /// the store's calls, awaited in the ping, once made it 5 KB
+    /// (BENCHMARKS.md, session 10). The store's paths are boxed to keep it
+    /// small.
     #[tokio::test]
     async fn a_requests_future_stays_small() {
         let settings = crate::Settings::new(wire::Contextionary {
