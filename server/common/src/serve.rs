@@ -606,8 +606,8 @@ impl<S: App> Bounded<S> {
                 .app
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Boxed: hyper and the layers move a request's future whole,
-            // several times, and an app's future is a kilobyte or more.
+            // Boxed: hyper moves a request's future whole, several times,
+            // and an app's future is a kilobyte or more (BENCHMARKS.md).
             Box::pin(tower::Service::call(&mut *app, request))
         });
         let commit = served.commit.clone();
@@ -845,6 +845,7 @@ mod commit_tests {
 
 #[cfg(test)]
 mod idle_tests {
+    use std::convert::Infallible;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -852,8 +853,6 @@ mod idle_tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::Semaphore;
     use tokio::time::Instant;
-
-    use std::convert::Infallible;
 
     use super::{ConnectionArgs, HeadWait, IdleIo};
 
