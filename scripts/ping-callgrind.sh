@@ -26,22 +26,9 @@ done
 
 work="$(mktemp -d)"
 trap 'kill "${run:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
-cat >"$work/genesis" <<EOF
-#!/bin/sh
-exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$work/cg.out "$genesis" "\$@"
-EOF
-chmod +x "$work/genesis"
-
-"$bench" --genesis "$work/genesis" --peers 1000 --keyed-peers 1000 --duration 8s \
-    --broadcast-delay 1h --rounds 1 >"$work/bench.txt" 2>"$work/valgrind.txt" &
-run=$!
-until grep -q "genesis RSS:" "$work/bench.txt"; do
-    kill -0 "$run" 2>/dev/null || { cat "$work/bench.txt" "$work/valgrind.txt" >&2; exit 1; }
-    sleep 0.1
-done
-pid="$(pgrep -P "$run" | head -1)"
-port="$(ss -ltnpH | grep "pid=$pid," | awk '{print $4}' | sed 's/.*://' | head -1)"
-pings() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^plexus_genesis_pings_total /{print $2}'; }
+. "$(dirname "$0")/ping-lib.sh"
+bench_under_callgrind "$work" "$genesis" --peers 1000 --keyed-peers 1000 --duration 8s \
+    --broadcast-delay 1h --rounds 1
 
 # Counts 2.5 s of the phase that is running: its pings, and a dump named $1.
 measure() {

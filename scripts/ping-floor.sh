@@ -13,8 +13,7 @@
 # genesis. Each figure is pings/s, then the server's own CPU per request
 # (from /proc; the load generator shares the machine, so pings/s also
 # counts how much of it wrk takes). Needs wrk (apt-get install wrk), and
-# release builds of
-# genesis-bench and of the floor:
+# release builds of genesis-bench and of the floor:
 #   cargo build --release -p plexus-bench --bin genesis-bench
 #   cargo build --release -p plexus-server --example nothing
 set -euo pipefail
@@ -27,17 +26,8 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then rounds=$1; shift; fi
 work="$(mktemp -d)"
 trap 'kill "${floor_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-{
-    echo 'local ids = {'
-    for _ in $(seq 1000); do echo "\"$(cat /proc/sys/kernel/random/uuid)\","; done
-    echo '}'
-    echo 'local i = 0'
-    echo 'local headers = {["Content-Type"] = "application/json"}'
-    echo 'request = function()'
-    echo '  i = i + 1'
-    echo '  return wrk.format("POST", "/peers/" .. ids[(i % #ids) + 1] .. "/ping", headers, '"'"'{"schemaHash":""}'"'"')'
-    echo 'end'
-} >"$work/ping.lua"
+. "$(dirname "$0")/ping-lib.sh"
+ping_lua "$work/ping.lua"
 
 "$floor_bin" 127.0.0.1:0 >"$work/floor.out" &
 floor_pid=$!

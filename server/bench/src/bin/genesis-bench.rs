@@ -277,6 +277,27 @@ struct Sink {
     put_bytes: AtomicU64,
 }
 
+/// Genesis's counters from `GET /metrics`: `counter(name)` is the value of
+/// the sample `name` (0 when it is missing).
+async fn counters(
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<impl Fn(&str) -> u64 + use<>> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(move |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 async fn start_sink() -> anyhow::Result<(String, Arc<Sink>, tokio::task::JoinHandle<()>)> {
     let sink = Arc::new(Sink::default());
     let app = Router::new()
@@ -368,22 +389,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             (rss_pending.saturating_sub(rss_empty) * 1024) as f64 / ids.len().max(1) as f64
         );
         let failed = || async {
-            let text = client
-                .get(format!("{}/metrics", genesis.url))
-                .send()
-                .await?
-                .text()
-                .await?;
-            let value: u64 = [
-                "plexus_genesis_broadcasts_failed_total ",
-                "plexus_genesis_broadcasts_sent_total ",
-                "plexus_genesis_broadcasts_superseded_total ",
-            ]
-            .iter()
-            .filter_map(|name| text.lines().find_map(|l| l.strip_prefix(name)))
-            .filter_map(|v| v.trim().parse::<u64>().ok())
-            .sum();
-            Ok::<_, anyhow::Error>(value)
+            let counter = counters(&client, &genesis.url).await?;
+            Ok::<_, anyhow::Error>(
+                [
+                    "plexus_genesis_broadcasts_failed_total",
+                    "plexus_genesis_broadcasts_sent_total",
+                    "plexus_genesis_broadcasts_superseded_total",
+                ]
+                .iter()
+                .map(|name| counter(name))
+                .sum::<u64>(),
+            )
         };
         let waited = Instant::now();
         loop {
@@ -414,28 +430,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let settled = start.elapsed();
     let rss_full = genesis.rss_kib()?;
-    let metrics = client
-        .get(format!("{}/metrics", genesis.url))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let metric = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-    };
+    let metric = counters(&client, &genesis.url).await?;
     println!(
         "broadcasts settled after {:.2}s: {} rounds, {} PUTs received ({:.1} MB), {} superseded",
         settled.as_secs_f64(),
-        metric("plexus_genesis_broadcast_rounds_total "),
+        metric("plexus_genesis_broadcast_rounds_total"),
         sink.puts.load(Ordering::Relaxed),
         sink.put_bytes.load(Ordering::Relaxed) as f64 / 1e6,
-        metric("plexus_genesis_broadcasts_superseded_total "),
+        metric("plexus_genesis_broadcasts_superseded_total"),
     );
     println!(
         "genesis RSS: {} KiB empty, {} KiB with {} peers: {:.0} bytes/peer",
@@ -450,23 +452,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     if args.wrk_threads > 0 {
         let plain_ids: Vec<PeerId> = plain.iter().map(|(id, _)| *id).collect();
-        let pings_total = async || -> anyhow::Result<f64> {
-            let metrics = client
-                .get(format!("{}/metrics", genesis.url))
-                .send()
-                .await?
-                .text()
-                .await?;
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("plexus_genesis_pings_total "))
-                .and_then(|n| n.trim().parse().ok())
-                .context("no plexus_genesis_pings_total in /metrics")
+        let pings_total = async || -> anyhow::Result<u64> {
+            let counter = counters(&client, &genesis.url).await?;
+            Ok(counter("plexus_genesis_pings_total"))
         };
         let (before, ticks) = (pings_total().await?, genesis.cpu_ticks()?);
         run_wrk(&args, &genesis.url, &plain_ids)?;
         let ticks = genesis.cpu_ticks()?.saturating_sub(ticks);
-        let pings = pings_total().await? - before;
+        let pings = pings_total().await?.saturating_sub(before) as f64;
         // Genesis's own CPU per ping (ticks of 10 ms): unlike pings/s, it
         // does not count the load generator's share of the machine.
         println!(
